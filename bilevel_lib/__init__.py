@@ -1,0 +1,39 @@
+"""bilevel_lib: a numpy reference implementation of the running example (Ex) of
+Crockett & Fessler, *Bilevel Methods for Image Reconstruction* (2022), and the methods around it.
+
+Modules (one idea each):
+
+* :mod:`~bilevel_lib.ops`            circular correlation with K filters and its adjoint (FFT)
+* :mod:`~bilevel_lib.forward_models` A and A': identity, circular blur, pixel mask
+* :mod:`~bilevel_lib.penalties`      φ, φ̇, φ̈ with ε (corner-rounded 1-norm, log, quadratic)
+* :mod:`~bilevel_lib.params`         γ = (β0, β_k, c_k) with flatten / unflatten
+* :mod:`~bilevel_lib.cost`           Φ(x; γ) with gradient, Hessian-vector and mixed products
+* :mod:`~bilevel_lib.lower`          lower-level solvers (gradient descent, OGM with restart)
+* :mod:`~bilevel_lib.metrics`        MSE, SNR, PSNR
+* :mod:`~bilevel_lib.filters`        finite-difference, DCT and random filter banks
+* :mod:`~bilevel_lib.data`           synthetic signals, test images, noise
+* :mod:`~bilevel_lib.checks`         finite-difference checks and self-checks for exercises
+* :mod:`~bilevel_lib.viz`            the book's plotting functions and widgets
+"""
+
+from .cost import LowerLevelCost
+from .forward_models import CircularBlur, Identity, PixelMask
+from .lower import ConvergenceWarning, LowerLevelResult, solve_lower_level
+from .params import Hyperparameters
+from .penalties import CornerRounded1Norm, LogSquare, Quadratic
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CircularBlur",
+    "ConvergenceWarning",
+    "CornerRounded1Norm",
+    "Hyperparameters",
+    "Identity",
+    "LogSquare",
+    "LowerLevelCost",
+    "LowerLevelResult",
+    "PixelMask",
+    "Quadratic",
+    "solve_lower_level",
+]

@@ -1,0 +1,171 @@
+"""The lower-level cost Φ(x; γ) of the running example (Ex) and its derivatives.
+
+    Φ(x; γ) = ½‖A x − y‖² + e^{β0} Σ_k e^{β_k} 1'φ.(c_k ⊛ x; ε)                        (Ex)
+
+For a batch of J training pairs Φ is the sum of J independent costs, one per image; every method
+works on the whole batch at once (leading axis J) and never loops over images or pixels.
+
+Derivatives (review eq. 4.9, 4.11 and App. C.1), with z_k = c_k ⊛ x and w_k = e^{β0+β_k}:
+
+* gradient            ∇ₓΦ = A'(Ax − y) + Σ_k w_k c̃_k ⊛ φ̇.(z_k)
+* Hessian-vector      ∇ₓₓΦ v = A'A v + Σ_k w_k C_k' (φ̈.(z_k) ⊙ C_k v)                   (4.11)
+* mixed products      (∇ₓγΦ)' v, i.e. the gradient in γ of ⟨v, ∇ₓΦ(x; γ)⟩:
+    β0:      Σ_k w_k ⟨C_k v, φ̇.(z_k)⟩
+    β_k:     w_k ⟨C_k v, φ̇.(z_k)⟩
+    c_{k,s}: w_k ( Σ_i φ̇(z_k)_i v_{i+s} + Σ_i (φ̈.(z_k) ⊙ C_k v)_i x_{i+s} )            (C.1)
+* Lipschitz bound     L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁²                       (4.19)
+
+Introduced in the chapter "The running example"; the implicit-differentiation chapter uses the
+Hessian-vector and mixed products.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array
+from .forward_models import ForwardModel, Identity
+from .ops import FilterBankOperator
+from .params import Hyperparameters
+from .penalties import CornerRounded1Norm, Penalty
+
+__all__ = ["LowerLevelCost"]
+
+
+class LowerLevelCost:
+    """Φ(x; γ) for a batch of J measurements ``y`` of shape (J, *signal_shape).
+
+    Parameters
+    ----------
+    y : array, shape (J, *signal_shape)
+        Measurements, one per training pair (use ``y[None]`` for a single signal).
+    penalty : Penalty, default CornerRounded1Norm(eps=0.01)
+        The sparsifying function φ with its ε.
+    forward_model : ForwardModel, default Identity()
+        The system matrix A; its measurements have the signal's shape.
+
+    The FFTs of the filters are cached for the last γ seen, so repeated calls at one γ (as in a
+    lower-level solve) cost only the transforms of x.
+    """
+
+    def __init__(self, y, penalty: Penalty | None = None, forward_model: ForwardModel | None = None):
+        y = as_float_array(y, "y", min_ndim=2)
+        penalty = CornerRounded1Norm() if penalty is None else penalty
+        forward_model = Identity() if forward_model is None else forward_model
+        if not isinstance(penalty, Penalty):
+            raise TypeError(f"penalty must be a bilevel_lib.penalties.Penalty; got {type(penalty).__name__}")
+        if not isinstance(forward_model, ForwardModel):
+            raise TypeError(f"forward_model must be a ForwardModel; got {type(forward_model).__name__}")
+        signal_shape = y.shape[1:]
+        model_shape = getattr(forward_model, "signal_shape", None)
+        if model_shape is not None and tuple(model_shape) != signal_shape:
+            raise ValueError(
+                f"y must have shape (J, *{tuple(model_shape)}) to match the forward model; got {y.shape}"
+            )
+        self.y = y
+        self.penalty = penalty
+        self.forward_model = forward_model
+        self.signal_shape = signal_shape
+        self._cached_filters: np.ndarray | None = None
+        self._cached_operator: FilterBankOperator | None = None
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def n_images(self) -> int:
+        """J, the number of training pairs in the batch."""
+        return self.y.shape[0]
+
+    @property
+    def n_pixels(self) -> int:
+        """N, the number of unknowns per image."""
+        return int(np.prod(self.signal_shape))
+
+    def operator(self, params: Hyperparameters) -> FilterBankOperator:
+        """The filter bank C for ``params.filters`` (cached for the last filters used)."""
+        if not isinstance(params, Hyperparameters):
+            raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
+        filters = params.filters
+        if self._cached_filters is None or self._cached_filters.shape != filters.shape or not np.array_equal(
+            self._cached_filters, filters
+        ):
+            self._cached_operator = FilterBankOperator(filters, self.signal_shape)
+            self._cached_filters = filters.copy()
+        return self._cached_operator
+
+    def _check_x(self, x, name="x") -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != self.y.shape:
+            raise ValueError(f"{name} must have the shape of y, (J, *signal_shape) = {self.y.shape}; got {x.shape}")
+        return x
+
+    def _filter_responses(self, x, params):
+        op = self.operator(params)
+        return op, op.forward(x)
+
+    # ------------------------------------------------------------- the cost
+    def value(self, x, params: Hyperparameters) -> np.ndarray:
+        """Φ(x_j; γ) for each image, shape (J,)."""
+        x = self._check_x(x)
+        _, z = self._filter_responses(x, params)
+        axes = tuple(range(1, x.ndim))
+        data_fit = 0.5 * np.sum(np.square(self.forward_model.forward(x) - self.y), axis=axes)
+        penalty_sums = np.sum(self.penalty.value(z), axis=tuple(range(2, z.ndim)))  # (J, K)
+        return data_fit + penalty_sums @ params.strengths
+
+    def gradient(self, x, params: Hyperparameters) -> np.ndarray:
+        """∇ₓΦ(x; γ), shape (J, *signal_shape) (review eq. 4.9, first line)."""
+        x = self._check_x(x)
+        op, z = self._filter_responses(x, params)
+        data_grad = self.forward_model.adjoint(self.forward_model.forward(x) - self.y)
+        return data_grad + op.adjoint(self.penalty.derivative(z), weights=params.strengths)
+
+    def gradient_norm(self, x, params: Hyperparameters) -> np.ndarray:
+        """‖∇ₓΦ(x_j; γ)‖₂ / √N for each image, shape (J,): the review's convergence measure."""
+        g = self.gradient(x, params)
+        return np.sqrt(np.sum(np.square(g), axis=tuple(range(1, g.ndim))) / self.n_pixels)
+
+    def hessian_vector_product(self, x, params: Hyperparameters, v) -> np.ndarray:
+        """∇ₓₓΦ(x; γ) v for a batch of vectors v of x's shape (review eq. 4.11)."""
+        x = self._check_x(x)
+        v = self._check_x(v, "v")
+        op, z = self._filter_responses(x, params)
+        curvature = self.penalty.second_derivative(z) * op.forward(v)
+        return self.forward_model.gram(v) + op.adjoint(curvature, weights=params.strengths)
+
+    def hessian_operator(self, x, params: Hyperparameters):
+        """A function v -> ∇ₓₓΦ(x; γ) v that reuses φ̈.(C x) across calls (for conjugate gradient)."""
+        x = self._check_x(x)
+        op, z = self._filter_responses(x, params)
+        curvature = self.penalty.second_derivative(z)
+        weights = params.strengths
+        gram = self.forward_model.gram
+
+        def apply(v):
+            v = self._check_x(v, "v")
+            return gram(v) + op.adjoint(curvature * op.forward(v), weights=weights)
+
+        return apply
+
+    def mixed_transpose(self, x, params: Hyperparameters, v) -> Hyperparameters:
+        """(∇ₓγΦ(x; γ))' v summed over the batch: the γ-gradient of ⟨v, ∇ₓΦ(x; γ)⟩.
+
+        Returns a :class:`Hyperparameters` holding the derivative for β0, every β_k and every
+        filter tap c_{k,s} (review eq. 4.9 and App. C.1).
+        """
+        x = self._check_x(x)
+        v = self._check_x(v, "v")
+        op, z = self._filter_responses(x, params)
+        weights = params.strengths
+        slope = self.penalty.derivative(z)  # (J, K, *signal)
+        cv = op.forward(v)  # (J, K, *signal)
+        signal_axes = tuple(range(2, z.ndim))
+        per_filter = np.sum(cv * slope, axis=signal_axes).sum(axis=0)  # ⟨C_k v, φ̇(z_k)⟩ summed over J
+        d_beta = weights * per_filter
+        d_filters = op.lag_correlation(slope, v) + op.lag_correlation(self.penalty.second_derivative(z) * cv, x)
+        d_filters *= weights.reshape((-1,) + (1,) * (d_filters.ndim - 1))
+        return Hyperparameters(beta0=float(d_beta.sum()), beta=d_beta, filters=d_filters)
+
+    def lipschitz(self, params: Hyperparameters) -> float:
+        """L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁², a Lipschitz constant of ∇ₓΦ (review eq. 4.19)."""
+        l1 = np.sum(np.abs(params.filters.reshape(params.n_filters, -1)), axis=1)
+        return float(self.forward_model.sigma1_squared + self.penalty.lipschitz * np.sum(params.strengths * l1**2))

@@ -1,0 +1,122 @@
+"""Sparsifying functions φ(z; ε) with their first and second derivatives (Ch. "The running example").
+
+Each penalty acts elementwise and knows a Lipschitz constant ``L_φ̇`` of its derivative, which
+enters the step-size bound (4.19) of the review.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import positive_scalar
+
+__all__ = ["Penalty", "CornerRounded1Norm", "LogSquare", "Quadratic", "PENALTIES"]
+
+
+class Penalty:
+    """Base class: subclasses define ``value``, ``derivative``, ``second_derivative`` and ``lipschitz``."""
+
+    name = "penalty"
+
+    def value(self, z):  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} does not define value()")
+
+    def derivative(self, z):  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} does not define derivative()")
+
+    def second_derivative(self, z):  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} does not define second_derivative()")
+
+    @property
+    def lipschitz(self) -> float:  # pragma: no cover - interface
+        raise TypeError(f"{type(self).__name__} does not define lipschitz")
+
+    @property
+    def is_convex(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class CornerRounded1Norm(Penalty):
+    """φ(z) = sqrt(z² + ε²), the corner-rounded 1-norm (CR1N) of the review, Sec. 1.3.
+
+    φ̇(z) = z / sqrt(z² + ε²) ∈ (−1, 1) and φ̈(z) = ε² / (z² + ε²)^{3/2} ∈ (0, 1/ε], so L_φ̇ = 1/ε.
+    As ε → 0 it tends to |z| (up to the constant ε at the origin).
+    """
+
+    eps: float = 0.01
+    name = "corner-rounded 1-norm"
+
+    def __post_init__(self):
+        object.__setattr__(self, "eps", positive_scalar(self.eps, "eps (corner rounding ε)"))
+
+    def value(self, z):
+        return np.sqrt(np.square(z) + self.eps**2)
+
+    def derivative(self, z):
+        return z / np.sqrt(np.square(z) + self.eps**2)
+
+    def second_derivative(self, z):
+        return self.eps**2 / (np.square(z) + self.eps**2) ** 1.5
+
+    @property
+    def lipschitz(self) -> float:
+        return 1.0 / self.eps
+
+
+@dataclass(frozen=True)
+class LogSquare(Penalty):
+    """φ(z) = log(1 + z²/ε²), a non-convex, heavy-tailed penalty (Chen, Ranftl & Pock; review Fig. 6.3).
+
+    With ε = 1 it is the log(1 + z²) of the Field-of-Experts literature.  φ̇(z) = 2z/(ε² + z²),
+    φ̈(z) = 2(ε² − z²)/(ε² + z²)², so L_φ̇ = 2/ε².  Φ may then be non-convex: use with care.
+    """
+
+    eps: float = 1.0
+    name = "log(1 + z²/ε²)"
+
+    def __post_init__(self):
+        object.__setattr__(self, "eps", positive_scalar(self.eps, "eps (scale ε)"))
+
+    def value(self, z):
+        return np.log1p(np.square(z) / self.eps**2)
+
+    def derivative(self, z):
+        return 2.0 * z / (self.eps**2 + np.square(z))
+
+    def second_derivative(self, z):
+        z2 = np.square(z)
+        return 2.0 * (self.eps**2 - z2) / (self.eps**2 + z2) ** 2
+
+    @property
+    def lipschitz(self) -> float:
+        return 2.0 / self.eps**2
+
+    @property
+    def is_convex(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Quadratic(Penalty):
+    """φ(z) = z², for which the lower level of (Ex) is linear and has a closed form (review Fig. 5.1)."""
+
+    name = "z²"
+
+    def value(self, z):
+        return np.square(z)
+
+    def derivative(self, z):
+        return 2.0 * np.asarray(z)
+
+    def second_derivative(self, z):
+        return np.full(np.shape(z), 2.0)
+
+    @property
+    def lipschitz(self) -> float:
+        return 2.0
+
+
+PENALTIES = {"cr1n": CornerRounded1Norm, "log": LogSquare, "quadratic": Quadratic}

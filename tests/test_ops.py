@@ -1,0 +1,87 @@
+"""Circular correlation: exact agreement with explicit circulant matrices, adjointness, batching."""
+
+import numpy as np
+import pytest
+
+from bilevel_lib import ops
+
+CASES = [((12,), (3,)), ((12,), (12,)), ((7, 5), (4, 2)), ((6, 6), (3, 3)), ((5, 4), (5, 4)), ((4, 3, 5), (2, 2, 3))]
+
+
+@pytest.mark.parametrize("signal_shape,filter_shape", CASES)
+def test_correlate_matches_explicit_matrix(signal_shape, filter_shape):
+    rng = np.random.default_rng(1)
+    filters = rng.standard_normal((3,) + filter_shape)
+    x = rng.standard_normal((2,) + signal_shape)
+    z = ops.correlate(x, filters)
+    assert z.shape == (2, 3) + signal_shape
+    for k in range(3):
+        matrix = ops.correlation_matrix(filters[k], signal_shape)
+        for j in range(2):
+            np.testing.assert_allclose(z[j, k].ravel(), matrix @ x[j].ravel(), atol=1e-12)
+
+
+@pytest.mark.parametrize("signal_shape,filter_shape", CASES)
+def test_adjoint_matches_transposed_matrix_and_dot_product(signal_shape, filter_shape):
+    rng = np.random.default_rng(2)
+    filters = rng.standard_normal((3,) + filter_shape)
+    v = rng.standard_normal((2, 3) + signal_shape)
+    x = rng.standard_normal((2,) + signal_shape)
+    back = ops.correlate_adjoint(v, filters)
+    expected = sum(ops.correlation_matrix(filters[k], signal_shape).T @ v[1, k].ravel() for k in range(3))
+    np.testing.assert_allclose(back[1].ravel(), expected, atol=1e-12)
+    lhs = np.sum(ops.correlate(x, filters) * v)
+    rhs = np.sum(x * back)
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+def test_correlation_convention_reads_taps_forwards():
+    # z_i = Σ_a c_a x_{i+a}: with c = [−1, 1], z_i = x_{i+1} − x_i (circularly)
+    x = np.array([0.0, 1.0, 4.0, 9.0])
+    z = ops.correlate(x, np.array([[-1.0, 1.0]]))[0]
+    np.testing.assert_allclose(z, [1.0, 3.0, 5.0, -9.0], atol=1e-12)
+
+
+def test_adjoint_is_convolution_with_the_filter():
+    # (C' v)_i = Σ_a c_a v_{i−a}
+    v = np.array([[1.0, 0.0, 0.0, 0.0]])
+    back = ops.correlate_adjoint(v, np.array([[2.0, 3.0]]))
+    np.testing.assert_allclose(back, [2.0, 3.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_lag_correlation_is_the_derivative_in_the_taps():
+    rng = np.random.default_rng(3)
+    filters = rng.standard_normal((2, 3, 2))
+    x = rng.standard_normal((4, 6, 5))
+    g = rng.standard_normal((4, 2, 6, 5))
+    op = ops.FilterBankOperator(filters, (6, 5))
+    grad = op.lag_correlation(g, x)
+    # ⟨g, C x⟩ is linear in the taps, so the derivative is exact: compare with unit perturbations
+    for k, s in [(0, (0, 0)), (1, (2, 1)), (0, (1, 1))]:
+        bump = np.zeros_like(filters)
+        bump[(k,) + s] = 1.0
+        expected = np.sum(g * ops.correlate(x, bump))
+        assert grad[(k,) + s] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_operator_works_on_any_batch_shape():
+    rng = np.random.default_rng(4)
+    filters = rng.standard_normal((2, 3))
+    x = rng.standard_normal((3, 4, 10))
+    z = ops.correlate(x, filters)
+    assert z.shape == (3, 4, 2, 10)
+    np.testing.assert_allclose(z[2, 1], ops.correlate(x[2, 1], filters), atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "x_shape,filter_shape,match",
+    [((8,), (9,), "fit inside"), ((8,), (3, 3), "at least 2 axes"), ((4, 4), (5, 2), "fit inside")],
+)
+def test_bad_shapes_raise_clear_errors(x_shape, filter_shape, match):
+    with pytest.raises(ValueError, match=match):
+        ops.correlate(np.zeros(x_shape), np.ones((1,) + filter_shape))
+
+
+def test_non_finite_filters_raise():
+    with pytest.raises(ValueError, match="finite"):
+        ops.correlate(np.zeros(8), np.array([[1.0, np.nan]]))

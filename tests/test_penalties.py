@@ -1,0 +1,47 @@
+"""Penalties: derivatives against finite differences and closed forms, Lipschitz constants, bad ε."""
+
+import numpy as np
+import pytest
+
+import bilevel_lib as bl
+
+PENALTIES = [bl.CornerRounded1Norm(0.01), bl.CornerRounded1Norm(0.3), bl.LogSquare(1.0), bl.LogSquare(0.2), bl.Quadratic()]
+
+
+@pytest.mark.parametrize("penalty", PENALTIES, ids=lambda p: f"{type(p).__name__}")
+def test_derivatives_match_central_differences(penalty):
+    z = np.linspace(-2.0, 2.0, 41) + 0.013
+    h = 1e-6
+    fd1 = (penalty.value(z + h) - penalty.value(z - h)) / (2 * h)
+    fd2 = (penalty.derivative(z + h) - penalty.derivative(z - h)) / (2 * h)
+    np.testing.assert_allclose(penalty.derivative(z), fd1, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(penalty.second_derivative(z), fd2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("penalty", PENALTIES, ids=lambda p: f"{type(p).__name__}")
+def test_lipschitz_bounds_the_second_derivative_and_is_attained(penalty):
+    z = np.linspace(-5, 5, 20001)
+    curvature = np.abs(penalty.second_derivative(z))
+    assert curvature.max() <= penalty.lipschitz * (1 + 1e-12)
+    assert curvature.max() >= 0.99 * penalty.lipschitz  # the bound is tight at z = 0
+
+
+def test_corner_rounded_norm_tends_to_absolute_value():
+    z = np.linspace(-1, 1, 11)
+    for eps in (1e-1, 1e-3, 1e-6):
+        assert np.max(np.abs(bl.CornerRounded1Norm(eps).value(z) - np.abs(z))) <= eps + 1e-15
+    np.testing.assert_allclose(bl.CornerRounded1Norm(0.5).value(np.array([0.0])), [0.5])
+
+
+def test_log_square_is_non_convex_far_from_zero():
+    penalty = bl.LogSquare(1.0)
+    assert not penalty.is_convex
+    assert penalty.second_derivative(np.array([2.0]))[0] < 0
+    np.testing.assert_allclose(penalty.value(np.array([1.0])), [np.log(2.0)])
+
+
+@pytest.mark.parametrize("eps", [0.0, -1.0, np.nan, np.inf])
+@pytest.mark.parametrize("cls", [bl.CornerRounded1Norm, bl.LogSquare])
+def test_bad_eps_raises(cls, eps):
+    with pytest.raises(ValueError, match="eps"):
+        cls(eps)
