@@ -13,8 +13,9 @@ filter ``c̃``, which is the same as a circular convolution with ``c``:
 With circular boundaries the filter's origin does not change Φ, because shifting the origin only
 shifts ``z`` circularly.
 
-Everything is computed with real FFTs over the last ``d`` axes and vectorised over the K filters and
-any leading batch axes (J training images), as eq. (4.11) of the review suggests for large filters.
+Both products are vectorised over the K filters and any leading batch axes (J training images):
+small filters are applied directly as one matrix product of signal patches and filter taps, large
+ones with real FFTs over the last ``d`` axes (review Sec. 4.2.4 discusses both costs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ import scipy.fft as sfft
 
 from ._checks import as_float_array
 
-__all__ = ["FilterBankOperator", "correlate", "correlate_adjoint", "correlation_matrix"]
+__all__ = ["FilterBankOperator", "correlate", "correlate_adjoint", "correlation_matrix", "DIRECT_MAX_TAPS"]
+
+#: filters with at most this many taps are applied directly (patches × taps), larger ones by FFT
+DIRECT_MAX_TAPS = 121
 
 _WORKERS = 1  # measured: on 2 cores, threading these small batched transforms is slower
 
@@ -55,14 +59,20 @@ class FilterBankOperator:
         The filters ``c_k``; ``filter_shape`` has one entry per signal axis (e.g. (7, 7) or (4,)).
     signal_shape : tuple of int
         Shape of one signal, e.g. (50, 50) or (64,).  Each filter must fit inside it.
+    method : {"auto", "direct", "fft"}
+        ``"direct"`` pads circularly and multiplies the matrix of signal patches by the K×S matrix
+        of filter taps (one BLAS call for all filters and images); ``"fft"`` multiplies spectra.
+        ``"auto"`` uses direct filtering for filters of up to :data:`DIRECT_MAX_TAPS` taps, where
+        it is several times faster (see ``benchmarks/bench_core.py``), and FFTs for larger ones.
 
-    The filters' spectra are computed once here, so build one operator per value of the filters
-    and reuse it for many products.
+    Build one operator per value of the filters and reuse it for many products.
     """
 
     filters: np.ndarray
     signal_shape: tuple[int, ...]
-    _spectra: np.ndarray = field(init=False, repr=False, compare=False)
+    method: str = "auto"
+    _taps: np.ndarray = field(init=False, repr=False, compare=False)
+    _spectra: np.ndarray | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         filters = as_float_array(self.filters, "filters", min_ndim=2)
@@ -70,10 +80,19 @@ class FilterBankOperator:
         if any(n < 1 for n in signal_shape):
             raise ValueError(f"signal_shape must be positive integers; got {self.signal_shape}")
         _check_filters_fit(filters, signal_shape)
+        if self.method not in ("auto", "direct", "fft"):
+            raise ValueError(f"method must be 'auto', 'direct' or 'fft'; got {self.method!r}")
+        method = self.method
+        if method == "auto":
+            method = "direct" if np.prod(filters.shape[1:]) <= DIRECT_MAX_TAPS else "fft"
         object.__setattr__(self, "filters", filters)
         object.__setattr__(self, "signal_shape", signal_shape)
-        axes = tuple(range(1, filters.ndim))
-        spectra = sfft.rfftn(filters, s=signal_shape, axes=axes, workers=_WORKERS)
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "_taps", filters.reshape(filters.shape[0], -1))
+        spectra = None
+        if method == "fft":
+            axes = tuple(range(1, filters.ndim))
+            spectra = sfft.rfftn(filters, s=signal_shape, axes=axes, workers=_WORKERS)
         object.__setattr__(self, "_spectra", spectra)
 
     @property
@@ -87,69 +106,106 @@ class FilterBankOperator:
         return self.filters.shape[0]
 
     @property
+    def filter_shape(self) -> tuple[int, ...]:
+        return self.filters.shape[1:]
+
+    @property
     def _axes(self) -> tuple[int, ...]:
         return tuple(range(-self.ndim, 0))
 
-    def _check_signal(self, x: np.ndarray, name: str) -> np.ndarray:
+    def _check_signal(self, x: np.ndarray, name: str, *, stacked: bool = False) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
-        if x.shape[x.ndim - self.ndim:] != self.signal_shape or x.ndim < self.ndim:
-            raise ValueError(
-                f"{name} must have shape (..., *{self.signal_shape}); got {x.shape}"
-            )
+        expected = ((self.n_filters,) if stacked else ()) + self.signal_shape
+        if x.ndim < len(expected) or x.shape[x.ndim - len(expected):] != expected:
+            raise ValueError(f"{name} must have shape (..., *{expected}); got {x.shape}")
         return x
 
-    def spectrum(self, x: np.ndarray) -> np.ndarray:
-        """Real FFT of signals over their last d axes."""
-        return sfft.rfftn(x, axes=self._axes, workers=_WORKERS)
+    # ------------------------------------------------------------------ direct back end
+    # Layout: the direct back end keeps the filter (or tap) axis first in memory, so every product
+    # is one contiguous BLAS call and every tap's slice is contiguous.  Results are returned as
+    # views with the filter axis moved to where the public shapes (…, K, *signal) expect it;
+    # elementwise functions of them keep this memory layout, so passing them back costs no copy.
+    def _patches(self, x: np.ndarray) -> np.ndarray:
+        """Tap-major patch matrix, shape (S, batch·N): row a holds x_{i+a} for every pixel i."""
+        batch_shape = x.shape[: x.ndim - self.ndim]
+        pad = [(0, 0)] * len(batch_shape) + [(0, f - 1) for f in self.filter_shape]
+        padded = np.pad(x, pad, mode="wrap")
+        patches = np.empty(self.filter_shape + x.shape)
+        lead = (slice(None),) * len(batch_shape)
+        for tap in np.ndindex(self.filter_shape):
+            patches[tap] = padded[lead + tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape))]
+        return patches.reshape(self._taps.shape[1], -1)
 
-    def inverse_spectrum(self, spectrum: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`spectrum`, back to real signals of ``signal_shape``."""
-        return sfft.irfftn(spectrum, s=self.signal_shape, axes=self._axes, workers=_WORKERS)
+    def _fold(self, columns: np.ndarray, batch_shape: tuple[int, ...]) -> np.ndarray:
+        """Adjoint of :meth:`_patches`: add row a of ``columns`` back at pixels i + a (circularly)."""
+        columns = columns.reshape(self.filter_shape + batch_shape + self.signal_shape)
+        padded = np.zeros(batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape)))
+        lead = (slice(None),) * len(batch_shape)
+        for tap in np.ndindex(self.filter_shape):
+            padded[lead + tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape))] += columns[tap]
+        for axis, n in enumerate(self.signal_shape):  # wrap the overhang onto the start of each axis
+            ax = len(batch_shape) + axis
+            overhang = padded.shape[ax] - n
+            if overhang:
+                head = np.take(padded, np.arange(overhang), axis=ax)
+                tail = np.take(padded, np.arange(n, n + overhang), axis=ax)
+                padded = np.take(padded, np.arange(n), axis=ax)
+                index = [slice(None)] * padded.ndim
+                index[ax] = slice(0, overhang)
+                padded[tuple(index)] = head + tail
+        return padded
 
+    def _filters_first(self, v: np.ndarray) -> np.ndarray:
+        """(…, K, *signal) -> (K, batch·N), a free reshape when v came from :meth:`forward`."""
+        return np.moveaxis(v, -self.ndim - 1, 0).reshape(self.n_filters, -1)
+
+    # ------------------------------------------------------------------ public products
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``z_k = c_k ⊛ x`` for every filter.  Shape (..., *signal) -> (..., K, *signal)."""
         x = self._check_signal(x, "x")
-        return self.forward_from_spectrum(self.spectrum(x))
-
-    def forward_from_spectrum(self, x_spectrum: np.ndarray) -> np.ndarray:
-        """Like :meth:`forward` when the FFT of x is already known."""
-        return self.inverse_spectrum(np.conj(self._spectra) * x_spectrum[..., None, *([slice(None)] * self.ndim)])
+        batch_shape = x.shape[: x.ndim - self.ndim]
+        if self.method == "fft":
+            x_spec = sfft.rfftn(x, axes=self._axes, workers=_WORKERS)
+            x_spec = np.expand_dims(x_spec, -self.ndim - 1)
+            return sfft.irfftn(np.conj(self._spectra) * x_spec, s=self.signal_shape, axes=self._axes, workers=_WORKERS)
+        z = (self._taps @ self._patches(x)).reshape((self.n_filters,) + batch_shape + self.signal_shape)
+        return np.moveaxis(z, 0, -self.ndim - 1)
 
     def adjoint(self, v: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """``Σ_k w_k c̃_k ⊛ v_k`` (the adjoint ``C'``, optionally weighted per filter).
 
         Shape (..., K, *signal) -> (..., *signal).  ``weights`` has shape (K,).
         """
-        v = self._check_signal(v, "v")
-        if v.ndim < self.ndim + 1 or v.shape[-self.ndim - 1] != self.n_filters:
-            raise ValueError(
-                f"v must have shape (..., K={self.n_filters}, *{self.signal_shape}); got {v.shape}"
-            )
-        spectra = self._spectra if weights is None else self._spectra * np.reshape(
-            np.asarray(weights, dtype=np.float64), (-1,) + (1,) * self.ndim
-        )
-        return self.inverse_spectrum(np.sum(spectra * self.spectrum(v), axis=-self.ndim - 1))
+        v = self._check_signal(v, "v", stacked=True)
+        batch_shape = v.shape[: v.ndim - self.ndim - 1]
+        taps = self._taps if weights is None else self._taps * np.reshape(np.asarray(weights, dtype=np.float64), (-1, 1))
+        if self.method == "fft":
+            spectra = sfft.rfftn(taps.reshape(self.filters.shape), s=self.signal_shape, axes=self._axes, workers=_WORKERS)
+            v_spec = sfft.rfftn(v, axes=self._axes, workers=_WORKERS)
+            return sfft.irfftn(np.sum(spectra * v_spec, axis=-self.ndim - 1), s=self.signal_shape, axes=self._axes, workers=_WORKERS)
+        return self._fold(taps.T @ self._filters_first(v), batch_shape)
 
     def lag_correlation(self, g: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``r_k[s] = Σ_i g_{k,i} x_{i+s}`` for every lag s inside the filter support.
 
         This is the derivative of ``⟨g_k, c_k ⊛ x⟩`` with respect to the filter taps ``c_{k,s}``
-        (App. C.1, eq. C.2).  ``g`` has shape (..., K, *signal), ``x`` has shape (..., *signal) or
-        (..., K, *signal); the leading axes are summed.  Returns shape (K, *filter_shape).
+        (App. C.1, eq. C.2).  ``g`` has shape (..., K, *signal) and ``x`` shape (..., *signal) with
+        the same leading axes, which are summed.  Returns shape (K, *filter_shape).
         """
-        g = self._check_signal(g, "g")
+        g = self._check_signal(g, "g", stacked=True)
         x = self._check_signal(x, "x")
-        x_spec = self.spectrum(x)
-        if x.ndim == g.ndim - 1:
-            x_spec = x_spec[..., None, *([slice(None)] * self.ndim)]
-        cross = np.conj(self.spectrum(g)) * x_spec
-        cross = cross.reshape((-1,) + cross.shape[-self.ndim - 1:]).sum(axis=0)
-        full = self.inverse_spectrum(cross)
-        support = (slice(None),) + tuple(slice(0, n) for n in self.filters.shape[1:])
-        return full[support]
+        if g.shape[: g.ndim - self.ndim - 1] != x.shape[: x.ndim - self.ndim]:
+            raise ValueError(f"g (..., K, *signal) and x (..., *signal) need the same leading axes; got {g.shape} and {x.shape}")
+        if self.method == "fft":
+            x_spec = np.expand_dims(sfft.rfftn(x, axes=self._axes, workers=_WORKERS), -self.ndim - 1)
+            cross = np.conj(sfft.rfftn(g, axes=self._axes, workers=_WORKERS)) * x_spec
+            cross = cross.reshape((-1,) + cross.shape[-self.ndim - 1:]).sum(axis=0)
+            full = sfft.irfftn(cross, s=self.signal_shape, axes=self._axes, workers=_WORKERS)
+            return full[(slice(None),) + tuple(slice(0, f) for f in self.filter_shape)]
+        return (self._filters_first(g) @ self._patches(x).T).reshape(self.filters.shape)
 
 
-def correlate(x, filters) -> np.ndarray:
+def correlate(x, filters, method: str = "auto") -> np.ndarray:
     """``c_k ⊛ x`` for all K filters (circular correlation).
 
     Parameters
@@ -166,10 +222,10 @@ def correlate(x, filters) -> np.ndarray:
     d = filters.ndim - 1
     if x.ndim < d:
         raise ValueError(f"x must have at least {d} axes to be filtered by {d}-D filters; got shape {x.shape}")
-    return FilterBankOperator(filters, x.shape[x.ndim - d:]).forward(x)
+    return FilterBankOperator(filters, x.shape[x.ndim - d:], method).forward(x)
 
 
-def correlate_adjoint(v, filters) -> np.ndarray:
+def correlate_adjoint(v, filters, method: str = "auto") -> np.ndarray:
     """``Σ_k c̃_k ⊛ v_k``, the adjoint of :func:`correlate`.
 
     Parameters
@@ -186,7 +242,7 @@ def correlate_adjoint(v, filters) -> np.ndarray:
     d = filters.ndim - 1
     if v.ndim < d + 1:
         raise ValueError(f"v must have shape (..., K, *signal_shape); got shape {v.shape}")
-    return FilterBankOperator(filters, v.shape[v.ndim - d:]).adjoint(v)
+    return FilterBankOperator(filters, v.shape[v.ndim - d:], method).adjoint(v)
 
 
 def correlation_matrix(filter_, signal_shape) -> np.ndarray:

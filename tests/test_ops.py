@@ -8,12 +8,16 @@ from bilevel_lib import ops
 CASES = [((12,), (3,)), ((12,), (12,)), ((7, 5), (4, 2)), ((6, 6), (3, 3)), ((5, 4), (5, 4)), ((4, 3, 5), (2, 2, 3))]
 
 
+METHODS = ["direct", "fft"]
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("signal_shape,filter_shape", CASES)
-def test_correlate_matches_explicit_matrix(signal_shape, filter_shape):
+def test_correlate_matches_explicit_matrix(signal_shape, filter_shape, method):
     rng = np.random.default_rng(1)
     filters = rng.standard_normal((3,) + filter_shape)
     x = rng.standard_normal((2,) + signal_shape)
-    z = ops.correlate(x, filters)
+    z = ops.correlate(x, filters, method)
     assert z.shape == (2, 3) + signal_shape
     for k in range(3):
         matrix = ops.correlation_matrix(filters[k], signal_shape)
@@ -21,16 +25,17 @@ def test_correlate_matches_explicit_matrix(signal_shape, filter_shape):
             np.testing.assert_allclose(z[j, k].ravel(), matrix @ x[j].ravel(), atol=1e-12)
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("signal_shape,filter_shape", CASES)
-def test_adjoint_matches_transposed_matrix_and_dot_product(signal_shape, filter_shape):
+def test_adjoint_matches_transposed_matrix_and_dot_product(signal_shape, filter_shape, method):
     rng = np.random.default_rng(2)
     filters = rng.standard_normal((3,) + filter_shape)
     v = rng.standard_normal((2, 3) + signal_shape)
     x = rng.standard_normal((2,) + signal_shape)
-    back = ops.correlate_adjoint(v, filters)
+    back = ops.correlate_adjoint(v, filters, method)
     expected = sum(ops.correlation_matrix(filters[k], signal_shape).T @ v[1, k].ravel() for k in range(3))
     np.testing.assert_allclose(back[1].ravel(), expected, atol=1e-12)
-    lhs = np.sum(ops.correlate(x, filters) * v)
+    lhs = np.sum(ops.correlate(x, filters, method) * v)
     rhs = np.sum(x * back)
     assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
 
@@ -49,12 +54,13 @@ def test_adjoint_is_convolution_with_the_filter():
     np.testing.assert_allclose(back, [2.0, 3.0, 0.0, 0.0], atol=1e-12)
 
 
-def test_lag_correlation_is_the_derivative_in_the_taps():
+@pytest.mark.parametrize("method", METHODS)
+def test_lag_correlation_is_the_derivative_in_the_taps(method):
     rng = np.random.default_rng(3)
     filters = rng.standard_normal((2, 3, 2))
     x = rng.standard_normal((4, 6, 5))
     g = rng.standard_normal((4, 2, 6, 5))
-    op = ops.FilterBankOperator(filters, (6, 5))
+    op = ops.FilterBankOperator(filters, (6, 5), method)
     grad = op.lag_correlation(g, x)
     # ⟨g, C x⟩ is linear in the taps, so the derivative is exact: compare with unit perturbations
     for k, s in [(0, (0, 0)), (1, (2, 1)), (0, (1, 1))]:
@@ -85,3 +91,23 @@ def test_bad_shapes_raise_clear_errors(x_shape, filter_shape, match):
 def test_non_finite_filters_raise():
     with pytest.raises(ValueError, match="finite"):
         ops.correlate(np.zeros(8), np.array([[1.0, np.nan]]))
+
+
+@pytest.mark.parametrize("signal_shape,filter_shape", CASES)
+def test_direct_and_fft_back_ends_agree(signal_shape, filter_shape):
+    rng = np.random.default_rng(5)
+    filters = rng.standard_normal((4,) + filter_shape)
+    x = rng.standard_normal((3,) + signal_shape)
+    g = rng.standard_normal((3, 4) + signal_shape)
+    direct = ops.FilterBankOperator(filters, signal_shape, "direct")
+    fft = ops.FilterBankOperator(filters, signal_shape, "fft")
+    np.testing.assert_allclose(direct.forward(x), fft.forward(x), atol=1e-12)
+    np.testing.assert_allclose(direct.adjoint(g, weights=[1, 2, 3, 4]), fft.adjoint(g, weights=[1, 2, 3, 4]), atol=1e-12)
+    np.testing.assert_allclose(direct.lag_correlation(g, x), fft.lag_correlation(g, x), atol=1e-11)
+
+
+def test_auto_picks_direct_for_small_filters_and_fft_for_large():
+    assert ops.FilterBankOperator(np.ones((2, 7, 7)), (50, 50)).method == "direct"
+    assert ops.FilterBankOperator(np.ones((2, 15, 15)), (50, 50)).method == "fft"
+    with pytest.raises(ValueError, match="method must be"):
+        ops.FilterBankOperator(np.ones((2, 3)), (8,), "winograd")

@@ -1,0 +1,145 @@
+"""Finite-difference checks and self-checks for the book's coding exercises.
+
+:func:`finite_difference_gradient` is the reference every analytic derivative in the tests is
+compared with.  The ``check_*`` functions take a student's function, compare it with the library
+at random points, and say specifically what is wrong (which term, by how much, a hint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cost import LowerLevelCost
+from .ops import correlate, correlate_adjoint
+from .params import Hyperparameters
+from .penalties import CornerRounded1Norm
+
+__all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient"]
+
+
+def finite_difference_gradient(f, x, step: float = 1e-6) -> np.ndarray:
+    """Central finite differences (f(x + h e_i) − f(x − h e_i)) / 2h for every entry of x."""
+    x = np.asarray(x, dtype=np.float64)
+    grad = np.empty(x.size)
+    flat = x.ravel()
+    for i in range(x.size):
+        bump = np.zeros(x.size)
+        bump[i] = step
+        grad[i] = (f((flat + bump).reshape(x.shape)) - f((flat - bump).reshape(x.shape))) / (2 * step)
+    return grad.reshape(x.shape)
+
+
+@dataclass
+class CheckResult:
+    """Outcome of a self-check: ``passed`` and a message written for the student."""
+
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return ("✅ " if self.passed else "❌ ") + self.message
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def _relative_error(candidate, reference) -> float:
+    return float(np.linalg.norm(np.ravel(candidate) - np.ravel(reference)) / max(np.linalg.norm(reference), 1e-300))
+
+
+def _call(student, *args):
+    try:
+        return np.asarray(student(*args), dtype=np.float64), None
+    except Exception as err:  # the student's code failed: report it, do not crash the notebook
+        return None, CheckResult(False, f"your function raised {type(err).__name__}: {err}")
+
+
+def check_penalty_derivative(student_derivative, eps: float = 0.1, tol: float = 1e-8) -> CheckResult:
+    """Check a student's φ̇(z; ε) for the corner-rounded 1-norm φ(z) = sqrt(z² + ε²).
+
+    ``student_derivative(z, eps)`` must accept an array z and return an array of the same shape.
+    """
+    z = np.linspace(-3.0, 3.0, 61) + 0.01
+    reference = CornerRounded1Norm(eps).derivative(z)
+    got, failure = _call(student_derivative, z, eps)
+    if failure is not None:
+        return failure
+    if got.shape != z.shape:
+        return CheckResult(False, f"expected an array of shape {z.shape} (one value per z), got shape {got.shape}")
+    error = _relative_error(got, reference)
+    if error <= tol:
+        return CheckResult(True, f"φ̇ is right (relative error {error:.1e}).")
+    if np.allclose(got, -reference, rtol=1e-6):
+        return CheckResult(False, "the sign is flipped: φ̇ must be positive for z > 0.")
+    if np.allclose(got, np.sign(z), atol=1e-6):
+        return CheckResult(False, "that is the derivative of |z|; the corner rounding with ε must appear.")
+    if np.allclose(got, z / (z**2 + eps**2), rtol=1e-6):
+        return CheckResult(False, "the denominator needs a square root: sqrt(z² + ε²).")
+    worst = int(np.argmax(np.abs(got - reference)))
+    return CheckResult(
+        False,
+        f"relative error {error:.2e}; the largest mismatch is at z = {z[worst]:.2f}: "
+        f"expected {reference[worst]:.6f}, got {got[worst]:.6f}. Hint: differentiate sqrt(z² + ε²) with the chain rule.",
+    )
+
+
+def check_denoising_gradient(student_gradient, tol: float = 1e-8, seed: int = 0) -> CheckResult:
+    """Check a student's ∇ₓΦ for 1-D denoising (A = I) with the corner-rounded 1-norm.
+
+    ``student_gradient(x, y, beta0, beta, filters, eps)`` gets x, y of shape (n,), beta of shape
+    (K,), filters of shape (K, S) and must return ∇ₓΦ(x; γ) of shape (n,), with the library's
+    convention c ⊛ x = circular correlation (:func:`bilevel_lib.ops.correlate`).
+    """
+    rng = np.random.default_rng(seed)
+    n, eps = 24, 0.1
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    filters = rng.standard_normal((2, 3))
+    beta0, beta = -0.5, np.array([0.3, -0.2])
+    params = Hyperparameters(beta0, beta, filters)
+    cost = LowerLevelCost(y[None], CornerRounded1Norm(eps))
+    reference = cost.gradient(x[None], params)[0]
+
+    got, failure = _call(student_gradient, x, y, beta0, beta, filters, eps)
+    if failure is not None:
+        return failure
+    if got.shape != (n,):
+        return CheckResult(False, f"expected a gradient of shape ({n},) like x, got shape {got.shape}")
+    error = _relative_error(got, reference)
+    if error <= tol:
+        return CheckResult(True, f"∇ₓΦ is right (relative error {error:.1e}).")
+
+    # diagnose: data term alone (all-zero filters switch the regulariser's gradient off)
+    data_only, failure = _call(student_gradient, x, y, beta0, beta, np.zeros_like(filters), eps)
+    if failure is not None:
+        return failure
+    if _relative_error(data_only, x - y) > 1e-6:
+        if _relative_error(data_only, y - x) <= 1e-6:
+            return CheckResult(False, "the data-fit term has the wrong sign: the gradient of ½‖x − y‖² is x − y.")
+        return CheckResult(False, "the data-fit part is wrong (tested with all-zero filters, which switch the regulariser off): "
+                           "the gradient of ½‖x − y‖² is x − y.")
+    z = correlate(x, filters)
+    slope = CornerRounded1Norm(eps).derivative(z)
+    weights = np.exp(beta0 + beta)[:, None]
+    # C_k applied where C_k' belongs: Σ_k w_k c_k ⊛ φ̇.(z_k)
+    wrong_adjoint = (x - y) + np.einsum("k,kn->n", weights[:, 0], np.einsum("kkn->kn", correlate(slope, filters)))
+    variants = {
+        "you applied c_k ⊛ (correlation) again where the adjoint C_k' is needed: correlate with the reversed filter c̃_k, i.e. convolve.": wrong_adjoint,
+        "the weights are missing: each filter's term is multiplied by e^{β0+β_k}.": (x - y) + correlate_adjoint(slope, filters),
+        "the factor e^{β0} is missing.": (x - y) + correlate_adjoint(slope * np.exp(beta)[:, None], filters),
+        "the factor e^{β_k} is missing.": (x - y) + np.exp(beta0) * correlate_adjoint(slope, filters),
+        "φ̇ must be applied to c_k ⊛ x, not to x.": (x - y) + correlate_adjoint(
+            weights * CornerRounded1Norm(eps).derivative(np.broadcast_to(x, z.shape)), filters),
+    }
+    for hint, variant in variants.items():
+        if _relative_error(got, variant) <= 1e-6:
+            return CheckResult(False, f"the data-fit part is right, but {hint}")
+    return CheckResult(
+        False,
+        f"the data-fit part is right but the regulariser part is off (relative error {error:.2e} overall). "
+        "Hint: ∇ of e^{β0} Σ_k e^{β_k} 1'φ.(c_k ⊛ x) is e^{β0} Σ_k e^{β_k} C_k' φ̇.(c_k ⊛ x).",
+    )
