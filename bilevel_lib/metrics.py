@@ -31,9 +31,10 @@ def mse(estimate, truth, per_image: bool = False):
 
 
 def snr_db(estimate, truth, per_image: bool = False):
-    """SNR in dB, 10 log10(‖x^true‖² / ‖x̂ − x^true‖²) (review eq. 3.2)."""
+    """SNR in dB, 10 log10(‖x^true‖² / ‖x̂ − x^true‖²) (review eq. 3.2); +inf for a perfect estimate."""
     estimate, truth, axes = _pair(estimate, truth, per_image)
-    return 10.0 * np.log10(np.sum(np.square(truth), axis=axes) / np.sum(np.square(estimate - truth), axis=axes))
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.sum(np.square(truth), axis=axes) / np.sum(np.square(estimate - truth), axis=axes))
 
 
 def psnr_db(estimate, truth, per_image: bool = False, data_range: float | None = None):
@@ -44,4 +45,5 @@ def psnr_db(estimate, truth, per_image: bool = False, data_range: float | None =
     """
     estimate, truth, axes = _pair(estimate, truth, per_image)
     peak = np.max(np.abs(truth), axis=axes) if data_range is None else float(data_range)
-    return 10.0 * np.log10(np.square(peak) / np.mean(np.square(estimate - truth), axis=axes))
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.square(peak) / np.mean(np.square(estimate - truth), axis=axes))

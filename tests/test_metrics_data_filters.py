@@ -14,6 +14,12 @@ def test_snr_and_mse_closed_form():
     assert metrics.mse(estimate, truth) == pytest.approx(0.5)
 
 
+def test_perfect_estimate_has_infinite_snr_without_warning():
+    truth = np.array([1.0, -2.0])
+    assert metrics.snr_db(truth, truth) == np.inf
+    assert metrics.psnr_db(truth, truth) == np.inf
+
+
 def test_psnr_matches_scikit_image():
     rng = np.random.default_rng(0)
     truth = rng.random((20, 20))

@@ -1,0 +1,51 @@
+# Build and test the book "Bilevel Methods for Image Reconstruction".
+#
+#   make book    execute every chapter and write the HTML site to _build/html
+#   make test    run the test suite (it builds the book too, so every chapter runs)
+#   make bench   print the speed figures of benchmarks/ (not part of the tests)
+#   make clean   remove build outputs and caches (keeps .venv); distclean removes .venv too
+#
+# Needs only Python 3.11 and make: the first run creates .venv from requirements.txt
+# and installs bilevel_lib into it in editable mode. The venv is rebuilt from scratch
+# whenever requirements.txt or pyproject.toml change (the stamp file below).
+
+PYTHON ?= python3
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp-install
+# --all: re-read (so re-execute) every page, not only the ones changed since the last build.
+BUILD_FLAGS ?= --all -W -n --keep-going
+
+# Quiet ipykernel's debugger warning about frozen modules (printed by every kernel).
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help venv book test bench clean distclean
+
+help:
+	@sed -n '3,7p' Makefile
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; run: make PYTHON=python3.11 ...")'
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet -r requirements.txt
+	$(VPY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+book: $(STAMP)
+	$(VPY) $(VENV)/bin/jupyter-book build . $(BUILD_FLAGS)
+
+test: $(STAMP)
+	$(VPY) -m pytest
+
+bench: $(STAMP)
+	$(VPY) benchmarks/bench_core.py
+
+clean:
+	rm -rf _build .pytest_cache *.egg-info
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,223 @@
+"""The book build is a test: every chapter executes without an error or a warning, and the
+rendered pages work offline (MathJax and the ipywidgets manager come from the book itself).
+
+Runs the real build, ``jupyter-book build <repo> --all -W -n --keep-going``, once per test
+session into a temporary directory (``_build/`` is left alone), then checks its output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_TIMEOUT_S = 3600  # each cell also has its own limit (execute.timeout in _config.yml)
+
+pytestmark = pytest.mark.slow
+
+# Widget models the vendored @jupyter-widgets/html-manager bundle renders by itself;
+# anything else would be fetched from a CDN when the page is viewed.
+BUNDLED_WIDGET_MODULES = {
+    "@jupyter-widgets/base",
+    "@jupyter-widgets/controls",
+    "@jupyter-widgets/output",
+}
+
+SCRIPT_TAG = re.compile(r"<script\b[^>]*>", re.IGNORECASE)
+STYLESHEET_TAG = re.compile(r"<link\b[^>]*\brel=\"stylesheet\"[^>]*>", re.IGNORECASE)
+SRC_ATTR = re.compile(r"\bsrc=\"([^\"]*)\"")
+HREF_ATTR = re.compile(r"\bhref=\"([^\"]*)\"")
+WIDGET_STATE = re.compile(
+    r"<script type=\"application/vnd\.jupyter\.widget-state\+json\">(.*?)</script>", re.DOTALL
+)
+ERROR_OUTPUT = re.compile(r"class=\"output (?:traceback|error)\b")
+STDERR_OUTPUT = re.compile(r"<div class=\"output stderr[^\"]*\">(.*?)</pre>", re.DOTALL)
+PYTHON_WARNING = re.compile(r"\b\w*Warning:")
+
+
+def _toc_pages() -> list[str]:
+    """Docnames listed in _toc.yml (root, parts, chapters, sections), in order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(toc.get("parts"))
+    walk(toc.get("chapters"))
+    walk(toc.get("sections"))
+    return [str(Path(p).with_suffix("")) if Path(p).suffix in {".md", ".ipynb"} else p for p in pages]
+
+
+TOC_PAGES = _toc_pages()
+
+
+class BuiltBook:
+    def __init__(self, proc: subprocess.CompletedProcess, html_dir: Path):
+        self.proc = proc
+        self.html_dir = html_dir
+
+    @property
+    def log(self) -> str:
+        return f"{self.proc.stdout}\n{self.proc.stderr}"
+
+    def page(self, docname: str) -> str:
+        path = self.html_dir / f"{docname}.html"
+        assert path.is_file(), f"{docname}: no {path.relative_to(self.html_dir)} in the build"
+        return path.read_text(encoding="utf-8")
+
+    def resolve(self, docname: str, url: str) -> Path:
+        """The file a page-relative URL points to inside the built site."""
+        page_dir = posixpath.dirname(docname)
+        target = posixpath.normpath(posixpath.join(page_dir, url.split("?")[0].split("#")[0]))
+        return self.html_dir / target
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory) -> BuiltBook:
+    out = tmp_path_factory.mktemp("book")
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+        "build",
+        str(ROOT),
+        "--path-output",
+        str(out),
+        "--all",
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+    )
+    return BuiltBook(proc, out / "_build" / "html")
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+KERNEL_NOISE = "Kernel is running over TCP without encryption"  # printed by every kernel start
+
+
+def _log_excerpt(log: str, tail: int = 150) -> str:
+    lines = [ln for ln in ANSI_ESCAPE.sub("", log).splitlines() if KERNEL_NOISE not in ln]
+    flagged = [ln for ln in lines if re.search(r"WARNING|ERROR|Error|Traceback", ln)]
+    return "\n".join(
+        ["--- warnings and errors ---", *flagged[:100], f"--- last {tail} lines ---", *lines[-tail:]]
+    )
+
+
+def _is_external(url: str) -> bool:
+    return url.startswith(("http://", "https://", "//"))
+
+
+def test_library_comes_from_this_repo():
+    import bilevel_lib
+
+    location = Path(bilevel_lib.__file__).resolve()
+    assert location.is_relative_to(ROOT), (
+        f"bilevel_lib is imported from {location}, not from this repo: run `make test` "
+        "(it installs the repo with `pip install -e .`)"
+    )
+
+
+def test_build_succeeds_without_warnings(book):
+    if book.proc.returncode != 0:
+        pytest.fail(
+            f"jupyter-book build failed (exit {book.proc.returncode}); a cell error or any "
+            f"Sphinx warning fails it.\n{_log_excerpt(book.log)}",
+            pytrace=False,
+        )
+
+
+def test_vendored_assets_named_in_config_are_in_the_site(book):
+    """mathjax_path and nb_ipywidgets_js (relative to _static/) point at files in the site,
+    even when no page uses widgets yet."""
+    sphinx_config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    sphinx_config = sphinx_config["sphinx"]["config"]
+    urls = [sphinx_config["mathjax_path"], *sphinx_config["nb_ipywidgets_js"]]
+    external = [url for url in urls if _is_external(url)]
+    assert not external, f"_config.yml loads assets from the network: {external}"
+    missing = [url for url in urls if not book.resolve("_static/page", url).is_file()]
+    assert not missing, f"not in the built site (vendor them into _vendor/): {missing}"
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_page_is_built(book, docname):
+    book.page(docname)
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_page_loads_only_local_assets(book, docname):
+    html = book.page(docname)
+    srcs = [m.group(1) for tag in SCRIPT_TAG.findall(html) if (m := SRC_ATTR.search(tag))]
+    sheets = [m.group(1) for tag in STYLESHEET_TAG.findall(html) if (m := HREF_ATTR.search(tag))]
+    external = [url for url in srcs + sheets if _is_external(url)]
+    assert not external, f"{docname} loads scripts or styles from the network: {external}"
+
+    mathjax = [url for url in srcs if "mathjax" in url.lower()]
+    assert mathjax, f"{docname} does not load MathJax"
+    for url in mathjax:
+        assert book.resolve(docname, url).is_file(), f"{docname}: {url} is not in the site"
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_widgets_render_from_the_vendored_manager(book, docname):
+    html = book.page(docname)
+    states = WIDGET_STATE.findall(html)
+    if not states:
+        return
+    srcs = [m.group(1) for tag in SCRIPT_TAG.findall(html) if (m := SRC_ATTR.search(tag))]
+    for needed in ("require.js", "widgets-setup.js", "embed-amd.js"):
+        urls = [url for url in srcs if needed in url]
+        assert urls, f"{docname} has widget state but does not load {needed}"
+        assert all(book.resolve(docname, url).is_file() for url in urls), urls
+    for state in states:
+        models = json.loads(state)["state"].values()
+        modules = {model["model_module"] for model in models}
+        modules |= {m["state"].get("_view_module") for m in models} - {None}
+        unknown = modules - BUNDLED_WIDGET_MODULES
+        assert not unknown, (
+            f"{docname} uses widget modules {sorted(unknown)} that the vendored "
+            "html-manager does not bundle; they would be fetched from a CDN"
+        )
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_page_has_no_error_output(book, docname):
+    html = book.page(docname)
+    assert "Traceback" not in html, f"{docname} shows a traceback"
+    assert not ERROR_OUTPUT.search(html), f"{docname} has an error output cell"
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_page_has_no_python_warning_output(book, docname):
+    html = book.page(docname)
+    warnings = [
+        re.sub(r"<[^>]+>", "", text).strip()[:300]
+        for text in STDERR_OUTPUT.findall(html)
+        if PYTHON_WARNING.search(text)
+    ]
+    assert not warnings, f"{docname} shows Python warnings in its outputs: {warnings}"
+
+
+def test_vendored_widget_shim_matches_its_source():
+    source = ROOT / "scripts" / "widgets-setup.js"
+    vendored = ROOT / "_vendor" / "jupyter-widgets" / "widgets-setup.js"
+    assert vendored.read_bytes() == source.read_bytes(), (
+        "_vendor/jupyter-widgets/widgets-setup.js differs from scripts/widgets-setup.js: "
+        "run scripts/vendor_assets.sh"
+    )
