@@ -115,9 +115,10 @@ class LowerLevelCost:
     def gradient(self, x, params: Hyperparameters) -> np.ndarray:
         """∇ₓΦ(x; γ), shape (J, *signal_shape) (review eq. 4.9, first line)."""
         x = self._check_x(x)
-        op, z = self._filter_responses(x, params)
+        op = self.operator(params)
         data_grad = self.forward_model.adjoint(self.forward_model.forward(x) - self.y)
-        return data_grad + op.adjoint(self.penalty.derivative(z), weights=params.strengths)
+        data_grad += op.adjoint_of_pointwise(x, self.penalty.derivative, weights=params.strengths)
+        return data_grad
 
     def gradient_norm(self, x, params: Hyperparameters) -> np.ndarray:
         """‖∇ₓΦ(x_j; γ)‖₂ / √N for each image, shape (J,): the review's convergence measure."""
@@ -126,11 +127,7 @@ class LowerLevelCost:
 
     def hessian_vector_product(self, x, params: Hyperparameters, v) -> np.ndarray:
         """∇ₓₓΦ(x; γ) v for a batch of vectors v of x's shape (review eq. 4.11)."""
-        x = self._check_x(x)
-        v = self._check_x(v, "v")
-        op, z = self._filter_responses(x, params)
-        curvature = self.penalty.second_derivative(z) * op.forward(v)
-        return self.forward_model.gram(v) + op.adjoint(curvature, weights=params.strengths)
+        return self.hessian_operator(x, params)(v)
 
     def hessian_operator(self, x, params: Hyperparameters):
         """A function v -> ∇ₓₓΦ(x; γ) v that reuses φ̈.(C x) across calls (for conjugate gradient)."""
@@ -142,7 +139,9 @@ class LowerLevelCost:
 
         def apply(v):
             v = self._check_x(v, "v")
-            return gram(v) + op.adjoint(curvature * op.forward(v), weights=weights)
+            result = gram(v)
+            result = result + op.adjoint_of_scaled(v, curvature, weights=weights)
+            return result
 
         return apply
 

@@ -60,12 +60,14 @@ class FilterBankOperator:
     signal_shape : tuple of int
         Shape of one signal, e.g. (50, 50) or (64,).  Each filter must fit inside it.
     method : {"auto", "direct", "fft"}
-        ``"direct"`` pads circularly and multiplies the matrix of signal patches by the K×S matrix
-        of filter taps (one BLAS call for all filters and images); ``"fft"`` multiplies spectra.
-        ``"auto"`` uses direct filtering for filters of up to :data:`DIRECT_MAX_TAPS` taps, where
-        it is several times faster (see ``benchmarks/bench_core.py``), and FFTs for larger ones.
+        ``"direct"`` pads circularly and multiplies the S×(batch·N) matrix of signal patches by the
+        K×S matrix of taps (one BLAS call for all filters and images); ``"fft"`` multiplies spectra.
+        ``"auto"`` uses direct filtering for filters of up to :data:`DIRECT_MAX_TAPS` taps, where it
+        is several times faster (``benchmarks/bench_core.py``), and FFTs for larger ones.
 
-    Build one operator per value of the filters and reuse it for many products.
+    Build one operator per value of the filters and reuse it for many products: the direct back
+    end keeps its work arrays between calls (allocating fresh large arrays on every call costs
+    more than the arithmetic), so an operator must not be shared between threads.
     """
 
     filters: np.ndarray
@@ -73,6 +75,7 @@ class FilterBankOperator:
     method: str = "auto"
     _taps: np.ndarray = field(init=False, repr=False, compare=False)
     _spectra: np.ndarray | None = field(init=False, repr=False, compare=False)
+    _workspace: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         filters = as_float_array(self.filters, "filters", min_ndim=2)
@@ -88,12 +91,13 @@ class FilterBankOperator:
         object.__setattr__(self, "filters", filters)
         object.__setattr__(self, "signal_shape", signal_shape)
         object.__setattr__(self, "method", method)
-        object.__setattr__(self, "_taps", filters.reshape(filters.shape[0], -1))
+        object.__setattr__(self, "_taps", np.ascontiguousarray(filters.reshape(filters.shape[0], -1)))
         spectra = None
         if method == "fft":
             axes = tuple(range(1, filters.ndim))
             spectra = sfft.rfftn(filters, s=signal_shape, axes=axes, workers=_WORKERS)
         object.__setattr__(self, "_spectra", spectra)
+        object.__setattr__(self, "_workspace", {})
 
     @property
     def ndim(self) -> int:
@@ -120,56 +124,82 @@ class FilterBankOperator:
             raise ValueError(f"{name} must have shape (..., *{expected}); got {x.shape}")
         return x
 
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A work array kept between calls (contents undefined)."""
+        key = (name, shape)
+        if key not in self._workspace:
+            self._workspace[key] = np.empty(shape)
+        return self._workspace[key]
+
+    def _weighted_taps(self, weights) -> np.ndarray:
+        if weights is None:
+            return self._taps
+        return self._taps * np.reshape(np.asarray(weights, dtype=np.float64), (-1, 1))
+
     # ------------------------------------------------------------------ direct back end
     # Layout: the direct back end keeps the filter (or tap) axis first in memory, so every product
-    # is one contiguous BLAS call and every tap's slice is contiguous.  Results are returned as
-    # views with the filter axis moved to where the public shapes (…, K, *signal) expect it;
-    # elementwise functions of them keep this memory layout, so passing them back costs no copy.
+    # is one contiguous BLAS call and every tap's slice is contiguous.  Filter responses are
+    # returned as views with the filter axis moved to where the public shapes (…, K, *signal)
+    # expect it; elementwise functions of them keep this layout, so passing them back is free.
     def _patches(self, x: np.ndarray) -> np.ndarray:
-        """Tap-major patch matrix, shape (S, batch·N): row a holds x_{i+a} for every pixel i."""
+        """Tap-major patch matrix (a work array), shape (S, batch·N): row a holds x_{i+a} for every pixel i."""
         batch_shape = x.shape[: x.ndim - self.ndim]
         pad = [(0, 0)] * len(batch_shape) + [(0, f - 1) for f in self.filter_shape]
         padded = np.pad(x, pad, mode="wrap")
-        patches = np.empty(self.filter_shape + x.shape)
+        patches = self._buffer("patches", self.filter_shape + x.shape)
         lead = (slice(None),) * len(batch_shape)
         for tap in np.ndindex(self.filter_shape):
             patches[tap] = padded[lead + tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape))]
         return patches.reshape(self._taps.shape[1], -1)
 
+    def _responses(self, x: np.ndarray, name: str = "responses") -> np.ndarray:
+        """C x as a (K, batch·N) work array."""
+        out = self._buffer(name, (self.n_filters, x.size))
+        return np.matmul(self._taps, self._patches(x), out=out)
+
+    def _adjoint_filters_first(self, v: np.ndarray, taps: np.ndarray, batch_shape) -> np.ndarray:
+        """Σ_k (taps_k reversed) ⊛ v_k for v of shape (K, batch·N); returns a work-array view."""
+        columns = np.matmul(taps.T, v, out=self._buffer("columns", (taps.shape[1], v.shape[1])))
+        return self._fold(columns, batch_shape)
+
     def _fold(self, columns: np.ndarray, batch_shape: tuple[int, ...]) -> np.ndarray:
-        """Adjoint of :meth:`_patches`: add row a of ``columns`` back at pixels i + a (circularly)."""
+        """Adjoint of :meth:`_patches`: add row a of ``columns`` back at pixels i + a (circularly).
+
+        Returns a view into a work array: copy it (or add it to something) before the next call.
+        """
         columns = columns.reshape(self.filter_shape + batch_shape + self.signal_shape)
-        padded = np.zeros(batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape)))
+        padded = self._buffer("fold", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape)))
+        padded.fill(0.0)
         lead = (slice(None),) * len(batch_shape)
         for tap in np.ndindex(self.filter_shape):
             padded[lead + tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape))] += columns[tap]
-        for axis, n in enumerate(self.signal_shape):  # wrap the overhang onto the start of each axis
-            ax = len(batch_shape) + axis
-            overhang = padded.shape[ax] - n
-            if overhang:
-                head = np.take(padded, np.arange(overhang), axis=ax)
-                tail = np.take(padded, np.arange(n, n + overhang), axis=ax)
-                padded = np.take(padded, np.arange(n), axis=ax)
-                index = [slice(None)] * padded.ndim
-                index[ax] = slice(0, overhang)
-                padded[tuple(index)] = head + tail
-        return padded
+        # wrap the overhang of each axis back onto its start, then keep the signal-sized corner
+        for axis, (n, f) in enumerate(zip(self.signal_shape, self.filter_shape)):
+            if f > 1:
+                ax = len(batch_shape) + axis
+                head = [slice(None)] * padded.ndim
+                tail = [slice(None)] * padded.ndim
+                head[ax], tail[ax] = slice(0, f - 1), slice(n, n + f - 1)
+                padded[tuple(head)] += padded[tuple(tail)]
+        return padded[lead + tuple(slice(0, n) for n in self.signal_shape)]
 
     def _filters_first(self, v: np.ndarray) -> np.ndarray:
         """(…, K, *signal) -> (K, batch·N), a free reshape when v came from :meth:`forward`."""
         return np.moveaxis(v, -self.ndim - 1, 0).reshape(self.n_filters, -1)
 
+    def _to_public(self, z: np.ndarray, batch_shape) -> np.ndarray:
+        """(K, batch·N) -> (…, K, *signal) view."""
+        return np.moveaxis(z.reshape((self.n_filters,) + tuple(batch_shape) + self.signal_shape), 0, -self.ndim - 1)
+
     # ------------------------------------------------------------------ public products
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """``z_k = c_k ⊛ x`` for every filter.  Shape (..., *signal) -> (..., K, *signal)."""
+        """``z_k = c_k ⊛ x`` for every filter.  Shape (..., *signal) -> (..., K, *signal), a new array."""
         x = self._check_signal(x, "x")
         batch_shape = x.shape[: x.ndim - self.ndim]
         if self.method == "fft":
-            x_spec = sfft.rfftn(x, axes=self._axes, workers=_WORKERS)
-            x_spec = np.expand_dims(x_spec, -self.ndim - 1)
+            x_spec = np.expand_dims(sfft.rfftn(x, axes=self._axes, workers=_WORKERS), -self.ndim - 1)
             return sfft.irfftn(np.conj(self._spectra) * x_spec, s=self.signal_shape, axes=self._axes, workers=_WORKERS)
-        z = (self._taps @ self._patches(x)).reshape((self.n_filters,) + batch_shape + self.signal_shape)
-        return np.moveaxis(z, 0, -self.ndim - 1)
+        return self._to_public(self._taps @ self._patches(x), batch_shape)
 
     def adjoint(self, v: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """``Σ_k w_k c̃_k ⊛ v_k`` (the adjoint ``C'``, optionally weighted per filter).
@@ -178,12 +208,40 @@ class FilterBankOperator:
         """
         v = self._check_signal(v, "v", stacked=True)
         batch_shape = v.shape[: v.ndim - self.ndim - 1]
-        taps = self._taps if weights is None else self._taps * np.reshape(np.asarray(weights, dtype=np.float64), (-1, 1))
+        taps = self._weighted_taps(weights)
         if self.method == "fft":
             spectra = sfft.rfftn(taps.reshape(self.filters.shape), s=self.signal_shape, axes=self._axes, workers=_WORKERS)
             v_spec = sfft.rfftn(v, axes=self._axes, workers=_WORKERS)
             return sfft.irfftn(np.sum(spectra * v_spec, axis=-self.ndim - 1), s=self.signal_shape, axes=self._axes, workers=_WORKERS)
-        return self._fold(taps.T @ self._filters_first(v), batch_shape)
+        return self._adjoint_filters_first(self._filters_first(v), taps, batch_shape).copy()
+
+    def adjoint_of_pointwise(self, x: np.ndarray, function, weights=None) -> np.ndarray:
+        """``Σ_k w_k C_k' f.(C_k x)`` in one pass, e.g. the regulariser's gradient with f = φ̇.
+
+        ``function(z, out)`` must write f.(z) into ``out`` (an array of z's shape, not z itself)
+        and return it, like the penalties' ``derivative(z, out=...)``.
+        """
+        x = self._check_signal(x, "x")
+        if self.method == "fft":
+            z = self.forward(x)
+            return self.adjoint(function(z, out=np.empty_like(z)), weights)
+        batch_shape = x.shape[: x.ndim - self.ndim]
+        z = self._responses(x)
+        values = function(z, out=self._buffer("values", z.shape))
+        return self._adjoint_filters_first(values, self._weighted_taps(weights), batch_shape).copy()
+
+    def adjoint_of_scaled(self, v: np.ndarray, scale: np.ndarray, weights=None) -> np.ndarray:
+        """``Σ_k w_k C_k' (d_k ⊙ C_k v)`` for fixed d = ``scale`` of shape (…, K, *signal).
+
+        With d = φ̈.(C x) this is the regulariser's Hessian-vector product (review eq. 4.11).
+        """
+        v = self._check_signal(v, "v")
+        if self.method == "fft":
+            return self.adjoint(scale * self.forward(v), weights)
+        batch_shape = v.shape[: v.ndim - self.ndim]
+        z = self._responses(v)
+        z *= self._filters_first(scale)
+        return self._adjoint_filters_first(z, self._weighted_taps(weights), batch_shape).copy()
 
     def lag_correlation(self, g: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``r_k[s] = Σ_i g_{k,i} x_{i+s}`` for every lag s inside the filter support.

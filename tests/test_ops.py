@@ -111,3 +111,32 @@ def test_auto_picks_direct_for_small_filters_and_fft_for_large():
     assert ops.FilterBankOperator(np.ones((2, 15, 15)), (50, 50)).method == "fft"
     with pytest.raises(ValueError, match="method must be"):
         ops.FilterBankOperator(np.ones((2, 3)), (8,), "winograd")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fused_products_equal_their_compositions(method):
+    rng = np.random.default_rng(6)
+    filters = rng.standard_normal((3, 4, 2))
+    op = ops.FilterBankOperator(filters, (7, 6), method)
+    x = rng.standard_normal((2, 7, 6))
+    v = rng.standard_normal((2, 7, 6))
+    scale = rng.standard_normal((2, 3, 7, 6))
+    weights = np.array([0.5, 2.0, 1.5])
+    expected = op.adjoint(np.tanh(op.forward(x)), weights)
+    np.testing.assert_allclose(op.adjoint_of_pointwise(x, lambda z, out: np.tanh(z, out=out), weights), expected, atol=1e-12)
+    np.testing.assert_allclose(op.adjoint_of_scaled(v, scale, weights), op.adjoint(scale * op.forward(v), weights), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_reused_work_arrays_never_change_returned_results(method):
+    rng = np.random.default_rng(7)
+    op = ops.FilterBankOperator(rng.standard_normal((2, 3, 3)), (6, 6), method)
+    x1, x2 = rng.standard_normal((2, 1, 6, 6))
+    z1 = op.forward(x1)
+    a1 = op.adjoint(z1)
+    g1 = op.adjoint_of_pointwise(x1, lambda z, out: np.multiply(z, 1.0, out=out))
+    keep = [z1.copy(), a1.copy(), g1.copy()]
+    op.forward(x2), op.adjoint(op.forward(x2)), op.adjoint_of_pointwise(x2, lambda z, out: np.sin(z, out=out))
+    op.adjoint_of_scaled(x2, np.ones((1, 2, 6, 6)))
+    for before, after in zip(keep, [z1, a1, g1]):
+        np.testing.assert_array_equal(before, after)

@@ -45,3 +45,16 @@ def test_log_square_is_non_convex_far_from_zero():
 def test_bad_eps_raises(cls, eps):
     with pytest.raises(ValueError, match="eps"):
         cls(eps)
+
+
+@pytest.mark.parametrize("penalty", PENALTIES, ids=lambda p: f"{type(p).__name__}")
+def test_out_argument_gives_the_same_values_and_leaves_z_alone(penalty):
+    z = np.linspace(-2.0, 2.0, 17)
+    z_before = z.copy()
+    for name in ("value", "derivative", "second_derivative"):
+        function = getattr(penalty, name)
+        out = np.full_like(z, np.nan)
+        result = function(z, out=out)
+        assert result is out
+        np.testing.assert_allclose(out, function(z), rtol=1e-15)
+        np.testing.assert_array_equal(z, z_before)
