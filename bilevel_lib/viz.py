@@ -52,18 +52,18 @@ def _image_axes(ax):
 def plot_penalty(eps_values=(1.0, 0.3, 0.1, 0.01), z_max: float = 2.0, penalty=CornerRounded1Norm):
     """φ, φ̇ and φ̈ of a penalty family for several ε (Ch. "The running example", Sec. 1.3 of the review)."""
     z = np.linspace(-z_max, z_max, 801)
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.0), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(8, 2.6), layout="constrained")
     for eps in eps_values:
         phi = penalty(eps)
-        label = f"ε = {eps:g}"
+        label = rf"$\epsilon$ = {eps:g}"
         axes[0].plot(z, phi.value(z), label=label)
         axes[1].plot(z, phi.derivative(z), label=label)
         axes[2].semilogy(z, np.abs(phi.second_derivative(z)), label=label)
     if penalty is CornerRounded1Norm:
         axes[0].plot(z, np.abs(z), "k:", lw=1, label="|z|")
-    axes[0].set_title("φ(z)")
-    axes[1].set_title("φ̇(z)")
-    axes[2].set_title("|φ̈(z)| (log scale)")
+    axes[0].set_title(r"$\phi(z)$")
+    axes[1].set_title(r"$\dot\phi(z)$")
+    axes[2].set_title(r"$|\ddot\phi(z)|$ (log scale)")
     for ax in axes:
         ax.set_xlabel("z")
     axes[0].legend(fontsize=8)
@@ -126,7 +126,7 @@ def plot_denoising(truth, noisy, denoised, caption: str = "", row: int | None = 
     truth, noisy, denoised = (np.asarray(a, dtype=np.float64) for a in (truth, noisy, denoised))
     snr_noisy, snr_denoised = snr_db(noisy, truth), snr_db(denoised, truth)
     if truth.ndim == 1:
-        fig, ax = plt.subplots(figsize=(9, 3.0), layout="constrained")
+        fig, ax = plt.subplots(figsize=(8, 2.8), layout="constrained")
         ax.plot(noisy, ".", color="0.6", ms=3, label=f"noisy y ({snr_noisy:.1f} dB)")
         ax.plot(truth, "k-", lw=1, label="truth")
         ax.plot(denoised, "-", lw=1.6, label=f"denoised x̂ ({snr_denoised:.1f} dB)")
@@ -136,7 +136,7 @@ def plot_denoising(truth, noisy, denoised, caption: str = "", row: int | None = 
             ax.set_title(caption)
         return fig
     row = truth.shape[0] // 2 if row is None else row
-    fig, axes = plt.subplots(1, 4, figsize=(11, 2.9), layout="constrained",
+    fig, axes = plt.subplots(1, 4, figsize=(8.5, 2.4), layout="constrained",
                              gridspec_kw={"width_ratios": [1, 1, 1, 1.5]})
     vmin, vmax = truth.min(), truth.max()
     for ax, image, title in zip(axes, (truth, noisy, denoised),
