@@ -12,12 +12,21 @@ Modules (one idea each):
 * :mod:`~bilevel_lib.metrics`        MSE, SNR, PSNR
 * :mod:`~bilevel_lib.filters`        finite-difference, DCT and random filter banks
 * :mod:`~bilevel_lib.data`           synthetic signals, test images, noise
+* :mod:`~bilevel_lib.losses`         upper-level losses ℓ
+* :mod:`~bilevel_lib.cg`             batched conjugate gradient
+* :mod:`~bilevel_lib.hypergrad`      hypergradients: implicit (IFT + CG), KKT, finite differences
+* :mod:`~bilevel_lib.closed_form`    the exact case φ(z) = z² by FFT
+* :mod:`~bilevel_lib.tuning`         grid / random search and gradient descent on β
+* :mod:`~bilevel_lib.experiments`    small recipes shared by chapters, tests and benchmarks
 * :mod:`~bilevel_lib.checks`         finite-difference checks and self-checks for exercises
-* :mod:`~bilevel_lib.viz`            the book's plotting functions and widgets
+* :mod:`~bilevel_lib.viz`            the book's plotting functions and widgets (imports matplotlib)
 """
 
+from .cg import CGResult, conjugate_gradient
 from .cost import LowerLevelCost
 from .forward_models import CircularBlur, Identity, PixelMask
+from .hypergrad import HypergradientResult, implicit_hypergradient
+from .losses import SquaredErrorLoss
 from .lower import ConvergenceWarning, LowerLevelResult, solve_lower_level
 from .params import Hyperparameters
 from .penalties import CornerRounded1Norm, LogSquare, Quadratic
@@ -25,6 +34,11 @@ from .penalties import CornerRounded1Norm, LogSquare, Quadratic
 __version__ = "0.1.0"
 
 __all__ = [
+    "CGResult",
+    "HypergradientResult",
+    "SquaredErrorLoss",
+    "conjugate_gradient",
+    "implicit_hypergradient",
     "CircularBlur",
     "ConvergenceWarning",
     "CornerRounded1Norm",

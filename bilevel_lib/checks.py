@@ -16,7 +16,8 @@ from .ops import correlate, correlate_adjoint
 from .params import Hyperparameters
 from .penalties import CornerRounded1Norm
 
-__all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient"]
+__all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient",
+           "check_mixed_beta"]
 
 
 def finite_difference_gradient(f, x, step: float = 1e-6) -> np.ndarray:
@@ -143,3 +144,48 @@ def check_denoising_gradient(student_gradient, tol: float = 1e-8, seed: int = 0)
         f"the data-fit part is right but the regulariser part is off (relative error {error:.2e} overall). "
         "Hint: ∇ of e^{β0} Σ_k e^{β_k} 1'φ.(c_k ⊛ x) is e^{β0} Σ_k e^{β_k} C_k' φ̇.(c_k ⊛ x).",
     )
+
+
+def check_mixed_beta(student_mixed, tol: float = 1e-8, seed: int = 1) -> CheckResult:
+    """Check a student's mixed derivative ∇ₓβ_kΦ = e^{β0+β_k} c̃_k ⊛ φ̇.(c_k ⊛ x) (review eq. 4.9).
+
+    ``student_mixed(x, y, beta0, beta, filters, eps, k)`` gets 1-D x, y of shape (n,), beta (K,),
+    filters (K, S), the corner rounding eps and a filter index k, and returns the derivative of
+    ∇ₓΦ with respect to β_k, shape (n,).  The reference is the library's
+    :meth:`~bilevel_lib.cost.LowerLevelCost.mixed_transpose`, read out column by column.
+    """
+    rng = np.random.default_rng(seed)
+    n, eps, k = 20, 0.1, 1
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    filters = rng.standard_normal((3, 3))
+    beta0, beta = -0.3, np.array([0.2, -0.4, 0.5])
+    params = Hyperparameters(beta0, beta, filters)
+    cost = LowerLevelCost(y[None], CornerRounded1Norm(eps))
+    # column k of ∇ₓγΦ: entry i is the β_k-derivative of ⟨e_i, ∇ₓΦ⟩
+    reference = np.array([cost.mixed_transpose(x[None], params, np.eye(n)[i][None]).beta[k] for i in range(n)])
+
+    got, failure = _call(student_mixed, x, y, beta0, beta, filters, eps, k)
+    if failure is not None:
+        return failure
+    if got.shape != (n,):
+        return CheckResult(False, f"expected a vector of shape ({n},) like x, got shape {got.shape}")
+    error = _relative_error(got, reference)
+    if error <= tol:
+        return CheckResult(True, f"∇ₓβ_kΦ is right (relative error {error:.1e}).")
+    z = correlate(x, filters)
+    slope = CornerRounded1Norm(eps).derivative(z)
+    weight = np.exp(beta0 + beta[k])
+    all_filters = correlate_adjoint(np.exp(beta0 + beta)[:, None] * slope, filters)
+    variants = {
+        "the data-fit term does not depend on β_k, so (x − y) must not appear.": (x - y) + reference,
+        "that is ∇ₓβ0Φ, summed over all filters; β_k touches only filter k.": all_filters,
+        "the factor e^{β0+β_k} is missing (the derivative of e^{β_k} is e^{β_k}).": reference / weight,
+        "the sign is flipped.": -reference,
+        "use the adjoint C_k' (correlate with the reversed filter), not c_k ⊛ again.":
+            weight * correlate(slope[k], filters[k:k + 1])[0],
+    }
+    for hint, variant in variants.items():
+        if _relative_error(got, variant) <= 1e-6:
+            return CheckResult(False, f"not yet: {hint}")
+    return CheckResult(False, f"relative error {error:.2e}. Hint: β_k multiplies only the k-th penalty term, "
+                       "so differentiate e^{β0+β_k} C_k' φ̇.(C_k x) with respect to β_k.")

@@ -85,3 +85,30 @@ def test_gradient_check_names_the_mistake(kind, fragment):
     result = checks.check_denoising_gradient(_variant(kind))
     assert not result.passed
     assert fragment in result.message, result.message
+
+
+def right_mixed(x, y, beta0, beta, filters, eps, k):
+    z = correlate(x, filters[k:k + 1])
+    return np.exp(beta0 + beta[k]) * correlate_adjoint(z / np.sqrt(z**2 + eps**2), filters[k:k + 1])
+
+
+def test_mixed_beta_check_accepts_the_right_answer():
+    result = checks.check_mixed_beta(right_mixed)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize(
+    "wrong,fragment",
+    [
+        (lambda x, y, b0, b, f, e, k: (x - y) + right_mixed(x, y, b0, b, f, e, k), "(x − y) must not appear"),
+        (lambda x, y, b0, b, f, e, k: right_gradient(x, y, b0, b, f, e) - (x - y), "∇ₓβ0Φ"),
+        (lambda x, y, b0, b, f, e, k: right_mixed(x, y, b0, b, f, e, k) / np.exp(b0 + b[k]), "e^{β0+β_k} is missing"),
+        (lambda x, y, b0, b, f, e, k: -right_mixed(x, y, b0, b, f, e, k), "sign"),
+        (lambda x, y, b0, b, f, e, k: 2 * right_mixed(x, y, b0, b, f, e, k), "relative error"),
+        (lambda x, y, b0, b, f, e, k: x[:3], "shape"),
+    ],
+)
+def test_mixed_beta_check_names_the_mistake(wrong, fragment):
+    result = checks.check_mixed_beta(wrong)
+    assert not result.passed
+    assert fragment in result.message, result.message
