@@ -42,6 +42,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) benchmarks/bench_core.py
+	$(VPY) benchmarks/bench_hypergrad.py
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info

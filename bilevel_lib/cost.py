@@ -153,15 +153,11 @@ class LowerLevelCost:
         """
         x = self._check_x(x)
         v = self._check_x(v, "v")
-        op, z = self._filter_responses(x, params)
+        op = self.operator(params)
         weights = params.strengths
-        slope = self.penalty.derivative(z)  # (J, K, *signal)
-        cv = op.forward(v)  # (J, K, *signal)
-        signal_axes = tuple(range(2, z.ndim))
-        per_filter = np.sum(cv * slope, axis=signal_axes).sum(axis=0)  # ⟨C_k v, φ̇(z_k)⟩ summed over J
+        per_filter, taps = op.mixed_terms(x, v, self.penalty.derivative, self.penalty.second_derivative)
         d_beta = weights * per_filter
-        d_filters = op.lag_correlation(slope, v) + op.lag_correlation(self.penalty.second_derivative(z) * cv, x)
-        d_filters *= weights.reshape((-1,) + (1,) * (d_filters.ndim - 1))
+        d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
         return Hyperparameters(beta0=float(d_beta.sum()), beta=d_beta, filters=d_filters)
 
     def lipschitz(self, params: Hyperparameters) -> float:

@@ -243,6 +243,33 @@ class FilterBankOperator:
         z *= self._filters_first(scale)
         return self._adjoint_filters_first(z, self._weighted_taps(weights), batch_shape).copy()
 
+    def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative):
+        """The pieces of (∇ₓγΦ)'v for a pointwise penalty, before the weights e^{β0+β_k}:
+
+        * ``per_filter[k] = ⟨C_k v, f'.(C_k x)⟩`` (shape (K,), the β_k part), and
+        * ``taps[k, s] = Σ_i f'(z_k)_i v_{i+s} + Σ_i (f''.(z_k) ⊙ C_k v)_i x_{i+s}``
+          (shape (K, *filter_shape), the filter part of review App. C.1),
+
+        summed over the batch, with z_k = c_k ⊛ x and f', f'' given as ``function(z, out)``.
+        """
+        x = self._check_signal(x, "x")
+        v = self._check_signal(v, "v")
+        if self.method == "fft":
+            z = self.forward(x)
+            slope, cv = derivative(z, out=np.empty_like(z)), self.forward(v)
+            per_filter = np.sum(self._filters_first(slope) * self._filters_first(cv), axis=1)
+            curvature = second_derivative(z, out=np.empty_like(z)) * cv
+            return per_filter, self.lag_correlation(slope, v) + self.lag_correlation(curvature, x)
+        z = self._responses(x)
+        slope = derivative(z, out=self._buffer("values", z.shape))
+        cv = self._responses(v, "responses_v")
+        per_filter = np.einsum("kn,kn->k", cv, slope)
+        taps = slope @ self._patches(v).T
+        curvature = second_derivative(z, out=self._buffer("curvature", z.shape))
+        curvature *= cv
+        taps += curvature @ self._patches(x).T
+        return per_filter, taps.reshape(self.filters.shape)
+
     def lag_correlation(self, g: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``r_k[s] = Σ_i g_{k,i} x_{i+s}`` for every lag s inside the filter support.
 

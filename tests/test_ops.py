@@ -140,3 +140,21 @@ def test_reused_work_arrays_never_change_returned_results(method):
     op.adjoint_of_scaled(x2, np.ones((1, 2, 6, 6)))
     for before, after in zip(keep, [z1, a1, g1]):
         np.testing.assert_array_equal(before, after)
+
+
+def test_mixed_terms_agree_across_back_ends_and_with_their_definition():
+    rng = np.random.default_rng(8)
+    filters = rng.standard_normal((3, 3, 2))
+    x, v = rng.standard_normal((2, 2, 7, 6))
+    f1 = lambda z, out: np.tanh(z, out=out)  # noqa: E731
+    f2 = lambda z, out: np.multiply(1.0 - np.tanh(z) ** 2, 1.0, out=out)  # noqa: E731
+    results = {}
+    for method in METHODS:
+        op = ops.FilterBankOperator(filters, (7, 6), method)
+        results[method] = op.mixed_terms(x, v, f1, f2)
+        z, cv = op.forward(x), op.forward(v)
+        np.testing.assert_allclose(results[method][0], np.einsum("jkab,jkab->k", cv, np.tanh(z)), atol=1e-12)
+        expected = op.lag_correlation(np.tanh(z), v) + op.lag_correlation((1 - np.tanh(z) ** 2) * cv, x)
+        np.testing.assert_allclose(results[method][1], expected, atol=1e-12)
+    for a, b in zip(results["direct"], results["fft"]):
+        np.testing.assert_allclose(a, b, atol=1e-11)
