@@ -47,6 +47,10 @@ def angle_error_vs_tolerance(cost: LowerLevelCost, truth, params: Hyperparameter
     1e-12), so the only error left is the lower level's.  The exact gradient comes from
     :func:`~bilevel_lib.closed_form.quadratic_hypergradient` (φ(z) = z² only).
     Returns (angles in degrees, lower-level iterations), one entry per tolerance.
+
+    The angle is meaningless where the exact gradient (nearly) vanishes, at the minimiser, and on
+    the symmetry lines c1 = ±c0 of the two-tap problem, where the filter gradient is parallel to
+    (1, ±1) and the angle is ~0 for any tolerance: probe points away from them.
     """
     if not isinstance(cost.penalty, Quadratic):
         raise ValueError("angle_error_vs_tolerance needs the exact case φ(z) = z² (penalty Quadratic())")

@@ -112,7 +112,8 @@ def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: 
 def _dense_columns(apply, shape):
     """Matrix whose column i is apply(e_i) for unit vectors e_i of one image of the given shape."""
     n = int(np.prod(shape))
-    return np.stack([np.ravel(apply(np.eye(n)[i].reshape(shape))) for i in range(n)], axis=1)
+    unit = np.eye(n)
+    return np.stack([np.ravel(apply(unit[i].reshape(shape))) for i in range(n)], axis=1)
 
 
 def kkt_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x) -> Hyperparameters:
@@ -129,12 +130,13 @@ def kkt_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
         raise ValueError(f"kkt_hypergradient forms dense N×N matrices; N = {n} is too large (limit 2048)")
     rhs = loss.gradient(x)
     total = np.zeros(params.size())
+    unit = np.eye(n)
     for j in range(cost.n_images):  # a dense reference: clarity over speed
         single = LowerLevelCost(cost.y[j:j + 1], cost.penalty, cost.forward_model)
         xj = x[j:j + 1]
         hessian = _dense_columns(lambda v: single.hessian_vector_product(xj, params, v[None]), cost.signal_shape)
         # column r of ∇ₓγΦ is the derivative of ∇ₓΦ in γ_r; its rows are ⟨e_i, ∂∇ₓΦ/∂γ_r⟩
-        jacobian = np.stack([single.mixed_transpose(xj, params, np.eye(n)[i].reshape((1,) + cost.signal_shape)).flatten()
+        jacobian = np.stack([single.mixed_transpose(xj, params, unit[i].reshape((1,) + cost.signal_shape)).flatten()
                              for i in range(n)])  # (N, R)
         multiplier = np.linalg.solve(hessian, -rhs[j].ravel())
         total += jacobian.T @ multiplier

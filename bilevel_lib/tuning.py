@@ -44,10 +44,14 @@ class SearchResult:
 
 @dataclass
 class DescentResult:
-    """Outcome of gradient descent on some parts of γ, with its history (one entry per iterate)."""
+    """Outcome of gradient descent on some parts of γ, with its history (one entry per iterate).
+
+    ``solves[i]`` is the number of lower-level solves spent up to iterate i (for loss-vs-work plots).
+    """
 
     params: Hyperparameters
     loss: list = field(default_factory=list)
+    solves: list = field(default_factory=list)
     gradient_norm: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     iterates: list = field(default_factory=list)
@@ -102,7 +106,8 @@ def random_search_beta(cost: LowerLevelCost, params: Hyperparameters, loss: Uppe
 
 def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta",),
                           n_iter: int = 20, step: float = 1.0, lower_tol: float = 1e-8, cg_tol: float = 1e-8,
-                          shrink: float = 0.5, grow: float = 1.5, max_backtracks: int = 30) -> DescentResult:
+                          lower_max_iter: int = 20_000, shrink: float = 0.5, grow: float = 1.5,
+                          max_backtracks: int = 30) -> DescentResult:
     """Gradient descent on the chosen parts of γ with the implicit hypergradient (eq. 4.8).
 
     Each iteration takes the step γ − s ∇ℓ, accepting it when ℓ decreases by at least
@@ -110,7 +115,8 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
     ``grow``.  Lower-level and CG solves are warm-started from the previous iterate.
     """
     out = DescentResult(params=params)
-    hyper = implicit_hypergradient(cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol)
+    hyper = implicit_hypergradient(cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol,
+                                   lower_max_iter=lower_max_iter)
     out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower.iterations, hyper.cg_iterations
     current, x, q = params, hyper.x, hyper.q
     for _ in range(n_iter):
@@ -118,10 +124,11 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
         out.loss.append(hyper.loss)
         out.gradient_norm.append(float(np.linalg.norm(gradient)))
         out.iterates.append(current)
+        out.solves.append(out.n_solves)
         out.steps.append(step)
         for _ in range(max_backtracks):
             trial = current.unflatten(current.flatten(parts) - step * gradient, parts)
-            result = solve_lower_level(cost, trial, x0=x, tol=lower_tol)
+            result = solve_lower_level(cost, trial, x0=x, tol=lower_tol, max_iter=lower_max_iter)
             out.n_solves += 1
             out.lower_iterations += result.iterations
             if loss.value(result.x) <= hyper.loss - 1e-4 * step * gradient @ gradient:
@@ -130,13 +137,15 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
         else:
             break  # no decrease found: at a stationary point to working accuracy
         current = trial
-        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, q0=q, lower_tol=lower_tol, cg_tol=cg_tol)
+        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, q0=q, lower_tol=lower_tol, cg_tol=cg_tol,
+                                       lower_max_iter=lower_max_iter)
         out.n_solves += 1
         out.lower_iterations += hyper.lower.iterations
         out.cg_iterations += hyper.cg_iterations
         x, q = hyper.x, hyper.q
         step *= grow
     out.params = current
+    out.solves.append(out.n_solves)
     out.loss.append(hyper.loss)
     out.gradient_norm.append(float(np.linalg.norm(hyper.gradient.flatten(parts))))
     out.iterates.append(current)

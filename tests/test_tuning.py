@@ -44,6 +44,7 @@ def test_gradient_descent_on_beta_decreases_the_loss_and_the_gradient(bars):
     assert np.all(np.diff(result.loss) < 0)  # Armijo steps only
     assert result.gradient_norm[-1] < 0.2 * result.gradient_norm[0]
     assert result.n_solves >= len(result.loss)
+    assert len(result.solves) == len(result.loss) and np.all(np.diff(result.solves) > 0)
     # it learned to weight the vertical difference (which sparsifies the bars) more
     assert result.params.beta[1] > result.params.beta[0]
     # β0 and the filters were not touched
