@@ -43,6 +43,11 @@ class ForwardModel:
     def sigma1_squared(self) -> float:  # pragma: no cover - interface
         raise TypeError(f"{type(self).__name__} does not define sigma1_squared")
 
+    @property
+    def sigma_min_squared(self) -> float:  # pragma: no cover - interface
+        """Smallest eigenvalue of A'A: a strong-convexity modulus of the data-fit term."""
+        raise TypeError(f"{type(self).__name__} does not define sigma_min_squared")
+
 
 @dataclass(frozen=True)
 class Identity(ForwardModel):
@@ -61,6 +66,10 @@ class Identity(ForwardModel):
 
     @property
     def sigma1_squared(self) -> float:
+        return 1.0
+
+    @property
+    def sigma_min_squared(self) -> float:
         return 1.0
 
 
@@ -108,6 +117,10 @@ class CircularBlur(ForwardModel):
     def sigma1_squared(self) -> float:
         return float(np.max(np.abs(self._spectrum)) ** 2)
 
+    @property
+    def sigma_min_squared(self) -> float:
+        return float(np.min(np.abs(self._spectrum)) ** 2)
+
 
 @dataclass(frozen=True)
 class PixelMask(ForwardModel):
@@ -137,6 +150,10 @@ class PixelMask(ForwardModel):
     @property
     def sigma1_squared(self) -> float:
         return 1.0
+
+    @property
+    def sigma_min_squared(self) -> float:
+        return float(np.min(self.mask))
 
 
 def gaussian_kernel(size: int, width: float, ndim: int = 2) -> np.ndarray:

@@ -46,3 +46,8 @@ class SquaredErrorLoss(UpperLoss):
     def gradient(self, x) -> np.ndarray:
         x = self._check(x)
         return (x - self.truth) / self.truth.shape[0]
+
+    @property
+    def lipschitz(self) -> float:
+        """Lipschitz constant 1/J of ∇ₓℓ (used by error bounds)."""
+        return 1.0 / self.truth.shape[0]

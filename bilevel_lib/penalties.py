@@ -39,6 +39,11 @@ class Penalty:
     def is_convex(self) -> bool:
         return True
 
+    @property
+    def third_derivative_bound(self) -> float:  # pragma: no cover - interface
+        """max |third derivative of φ|, a Lipschitz constant of φ̈ (used by MAID's error bound)."""
+        raise TypeError(f"{type(self).__name__} does not define third_derivative_bound")
+
 
 @dataclass(frozen=True)
 class CornerRounded1Norm(Penalty):
@@ -73,6 +78,11 @@ class CornerRounded1Norm(Penalty):
     @property
     def lipschitz(self) -> float:
         return 1.0 / self.eps
+
+    @property
+    def third_derivative_bound(self) -> float:
+        # the third derivative is −3ε²z/(z² + ε²)^(5/2), largest in magnitude at |z| = ε/2
+        return 48.0 / (25.0 * np.sqrt(5.0)) / self.eps**2
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,10 @@ class Quadratic(Penalty):
     @property
     def lipschitz(self) -> float:
         return 2.0
+
+    @property
+    def third_derivative_bound(self) -> float:
+        return 0.0
 
 
 PENALTIES = {"cr1n": CornerRounded1Norm, "log": LogSquare, "quadratic": Quadratic}

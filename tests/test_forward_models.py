@@ -55,3 +55,12 @@ def test_bad_inputs():
         fm.PixelMask(np.ones((4, 4))).forward(np.ones((3, 5)))
     with pytest.raises(ValueError, match="odd"):
         fm.gaussian_kernel(4, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["identity", "blur", "mask"])
+def test_sigma_min_squared_is_the_smallest_squared_singular_value(kind):
+    rng = np.random.default_rng(3)
+    shape = (6, 5)
+    model = forward_model(kind, shape, rng)
+    singular = np.linalg.svd(dense(model, shape), compute_uv=False)
+    assert model.sigma_min_squared == pytest.approx(singular[-1] ** 2, rel=1e-9, abs=1e-12)

@@ -58,3 +58,12 @@ def test_out_argument_gives_the_same_values_and_leaves_z_alone(penalty):
         assert result is out
         np.testing.assert_allclose(out, function(z), rtol=1e-15)
         np.testing.assert_array_equal(z, z_before)
+
+
+@pytest.mark.parametrize("penalty", [bl.CornerRounded1Norm(0.01), bl.CornerRounded1Norm(0.4), bl.Quadratic()],
+                         ids=lambda p: repr(p))
+def test_third_derivative_bound_is_attained_and_bounds_the_finite_differences(penalty):
+    z = np.linspace(-3, 3, 600_001)
+    third = np.abs(np.gradient(penalty.second_derivative(z), z))
+    assert third.max() <= penalty.third_derivative_bound * (1 + 1e-6) + 1e-9
+    assert third.max() >= 0.999 * penalty.third_derivative_bound - 1e-9
