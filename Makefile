@@ -43,6 +43,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VPY) benchmarks/bench_core.py
 	$(VPY) benchmarks/bench_hypergrad.py
+	$(VPY) benchmarks/bench_training.py
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info

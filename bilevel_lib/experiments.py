@@ -5,6 +5,8 @@ Each returns plain arrays, so a chapter can plot them and a test can check their
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import data
@@ -17,7 +19,7 @@ from .lower import solve_lower_level
 from .params import Hyperparameters
 from .penalties import Quadratic
 
-__all__ = ["two_tap_problem", "angle_error_vs_tolerance"]
+__all__ = ["two_tap_problem", "angle_error_vs_tolerance", "vertical_bars_case", "cameraman_case"]
 
 
 def two_tap_problem(n: int = 64, n_signals: int = 20, sigma: float = 0.1, seed: int = 0, beta0: float = 0.0,
@@ -64,3 +66,73 @@ def angle_error_vs_tolerance(cost: LowerLevelCost, truth, params: Hyperparameter
         angles.append(gradient_angle_degrees(estimate.flatten(parts), exact.flatten(parts)))
         iterations.append(lower.iterations)
     return np.array(angles), np.array(iterations)
+
+
+# --------------------------------------------------------------------------- the review's case studies
+def vertical_bars_case(*, filter_seed: int = 1, noise_seed: int = 0, n_steps: int = 4000, lower_iterations: int = 50,
+                       grid=None, progress: bool = False) -> dict:
+    """Review Fig. 1.3 / App. D.1: learn 4 random 4×2 filters and their β on the vertical-bar image.
+
+    β0 from a grid search (default −6:0.1:−4) with the random filters, then frozen; Adam (default
+    parameters) on β_k and the filters for ``n_steps`` upper steps of T = ``lower_iterations``
+    warm-started OGM iterations each.  Returns a dict with the training result, the grid search and
+    the figures of merit (SNRs, column/row sums of the filters, strengths e^{β0+β_k}‖c_k‖ (D.1)).
+    """
+    from . import metrics
+    from .training import train_double_loop
+    from .tuning import grid_search_beta0
+    from .filters import random_filters
+    from .penalties import CornerRounded1Norm
+
+    start = time.perf_counter()
+    truth = data.vertical_bars()[None]
+    y = data.add_noise(truth, 25 / 255, rng=noise_seed)
+    cost = LowerLevelCost(y, CornerRounded1Norm(0.01))
+    loss = SquaredErrorLoss(truth)
+    initial = Hyperparameters.from_filters(random_filters(4, (4, 2), rng=filter_seed))
+    grid = np.round(np.arange(-6.0, -3.95, 0.1), 2) if grid is None else np.asarray(grid)
+    search = grid_search_beta0(cost, initial, loss, grid, tol=1e-7)
+    result = train_double_loop(cost, search.best, loss, parts=("beta", "filters"), n_steps=n_steps,
+                               lower_iterations=lower_iterations, progress=progress)
+    learned = result.params
+    column_sums = learned.filters.sum(axis=1)  # sum down each column of every 4×2 filter
+    row_sums = learned.filters.sum(axis=2)
+    return dict(result=result, search=search, truth=truth, noisy=y, seconds=time.perf_counter() - start,
+                snr_noisy=float(metrics.snr_db(y, truth)), snr_learned=float(metrics.snr_db(result.x, truth)),
+                max_abs_column_sum=float(np.abs(column_sums).max()), row_sum_range=(float(row_sums.min()),
+                                                                                   float(row_sums.max())),
+                strengths=learned.effective_strengths)
+
+
+def cameraman_case(*, parts=("beta",), n_steps: int = 500, lower_iterations: int = 10, beta0: float | None = None,
+                   grid=None, noise_seed: int = 0, progress: bool = False) -> dict:
+    """Review Fig. 5.2 / 6.1 / 6.2, App. D.2: 48 non-constant 7×7 DCT filters on three 50×50 patches.
+
+    β0 from a grid (default −6:0.5:−2) unless given, then frozen; Adam on ``parts`` ("beta" only, or
+    "beta" and "filters") with T = 10 warm-started OGM iterations per step.  Returns the training
+    result and SNRs on the training patches.
+    """
+    from . import metrics
+    from .filters import dct_filters
+    from .penalties import CornerRounded1Norm
+    from .training import train_double_loop
+    from .tuning import grid_search_beta0
+
+    start = time.perf_counter()
+    truth = data.cameraman_patches()
+    y = data.add_noise(truth, 25 / 255, rng=noise_seed)
+    cost = LowerLevelCost(y, CornerRounded1Norm(0.01))
+    loss = SquaredErrorLoss(truth)
+    initial = Hyperparameters.from_filters(dct_filters(7))
+    search = None
+    if beta0 is None:
+        grid = np.arange(-6.0, -1.99, 0.5) if grid is None else np.asarray(grid)
+        search = grid_search_beta0(cost, initial, loss, grid, tol=1e-6)
+        initial = search.best
+    else:
+        initial = Hyperparameters(beta0, initial.beta, initial.filters)
+    result = train_double_loop(cost, initial, loss, parts=tuple(parts), n_steps=n_steps,
+                               lower_iterations=lower_iterations, progress=progress)
+    return dict(result=result, search=search, truth=truth, noisy=y, seconds=time.perf_counter() - start,
+                snr_noisy=float(metrics.snr_db(y, truth)), snr_learned=float(metrics.snr_db(result.x, truth)),
+                strengths=result.params.strengths)
