@@ -226,6 +226,11 @@ def default_steps(operator: AnalysisOperator, lam: float) -> tuple[float, float]
     return step, step
 
 
+def _check_dual_step(dual_step):
+    if dual_step not in DUAL_STEPS:
+        raise ValueError(f"dual_step must be one of {DUAL_STEPS}; got {dual_step!r}")
+
+
 def _check_problem(y, operator, lam, n_iter, tau, sigma, x0):
     if not isinstance(operator, AnalysisOperator):
         raise TypeError(f"operator must be an AnalysisOperator; got {type(operator).__name__}")
@@ -273,22 +278,30 @@ class PrimalDualResult:
 
 
 def _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step="bregman", store=0):
-    """The primal–dual loop; returns (x_T, d_T, stored) with stored = [(x̄_t, d_{t+1})] for the last ``store`` steps."""
+    """The primal–dual loop; returns (x_T, d_T, stored).
+
+    ``stored`` holds (x̄_t, d_{t+1}, s_{t+1}) for the last ``store`` steps, where s is the
+    derivative of the dual update with respect to its argument: 1 − d² for the Bregman step
+    (d = tanh η), and the indicator of |d̃ + u| < 1 for the projection.
+    """
     x, x_bar = x0, x0
-    eta = np.zeros_like(operator.forward(x0))  # mirror coordinates, d = tanh(η); d_0 = 0
-    d = eta.copy()
+    dual = np.zeros_like(operator.forward(x0))  # η (Bregman, mirror coordinates) or d (projection); d_0 = 0
+    d = dual
     stored = []
     first_kept = n_iter - store
     for t in range(n_iter):
         u = (sigma * lam) * operator.forward(x_bar)
         if dual_step == "bregman":
-            eta = eta + u
-            d = np.tanh(eta)
+            dual = dual + u
+            d = np.tanh(dual)
+            slope = (1.0 - d * d) if t >= first_kept else None
         else:
-            d = np.clip(d + u, -1.0, 1.0)
+            moved = d + u
+            d = np.clip(moved, -1.0, 1.0)
+            slope = (np.abs(moved) < 1.0).astype(np.float64) if t >= first_kept else None
         x_next = (x + tau * y - (tau * lam) * operator.adjoint(d)) / (1.0 + tau)
         if t >= first_kept:
-            stored.append((x_bar, d))
+            stored.append((x_bar, d, slope))
         x_bar = 2.0 * x_next - x
         x = x_next
     return x, d, stored
@@ -319,8 +332,7 @@ def chambolle_pock_l1(y, operator: AnalysisOperator, lam: float, n_iter: int, *,
     -------
     PrimalDualResult
     """
-    if dual_step not in DUAL_STEPS:
-        raise ValueError(f"dual_step must be one of {DUAL_STEPS}; got {dual_step!r}")
+    _check_dual_step(dual_step)
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
     x, d, _ = _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step)
     return PrimalDualResult(x=x, d=d, n_iter=n_iter, tau=tau, sigma=sigma, dual_step=dual_step,
@@ -328,10 +340,12 @@ def chambolle_pock_l1(y, operator: AnalysisOperator, lam: float, n_iter: int, *,
 
 
 def unrolled_l1_loss(y, loss: UpperLoss, operator: AnalysisOperator, lam: float, n_iter: int, *,
-                     tau: float | None = None, sigma: float | None = None, x0=None) -> float:
-    """ℓ(x_T(λ, Ω)) for T Bregman Chambolle–Pock iterations with fixed steps (for finite differences)."""
+                     tau: float | None = None, sigma: float | None = None, dual_step: str = "bregman",
+                     x0=None) -> float:
+    """ℓ(x_T(λ, Ω)) for T Chambolle–Pock iterations with fixed steps (for finite differences)."""
+    _check_dual_step(dual_step)
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
-    return loss.value(_iterate(y, operator, lam, n_iter, tau, sigma, x0)[0])
+    return loss.value(_iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step)[0])
 
 
 # ----------------------------------------------------------------------------- reverse mode
@@ -367,7 +381,7 @@ class L1UnrolledResult:
 
 def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, lam: float, n_iter: int, *,
                               backprop_steps: int | None = None, tau: float | None = None,
-                              sigma: float | None = None, x0=None,
+                              sigma: float | None = None, dual_step: str = "bregman", x0=None,
                               record_truncations: bool = False) -> L1UnrolledResult:
     """∂ℓ(x_T)/∂λ and ∂ℓ(x_T)/∂Ω for T Bregman Chambolle–Pock iterations, by a hand-written reverse sweep.
 
@@ -407,6 +421,7 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
     """
     if not (hasattr(loss, "value") and hasattr(loss, "gradient")):
         raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
+    _check_dual_step(dual_step)
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
     if n_iter < 1:
         raise ValueError("n_iter (T) must be at least 1 to differentiate the iteration")
@@ -414,7 +429,7 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= n_iter:
         raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
     k = int(k)
-    x_T, _, stored = _iterate(y, operator, lam, n_iter, tau, sigma, x0, store=k)
+    x_T, _, stored = _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step, store=k)
     adj_x = loss.gradient(x_T)
     adj_xbar = np.zeros_like(adj_x)
     adj_eta = None
@@ -423,11 +438,11 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
     history = [] if record_truncations else None
     shrink = 1.0 / (1.0 + tau)
     for i in range(k):
-        x_bar, d = stored[k - 1 - i]
+        x_bar, d, slope = stored[k - 1 - i]
         a = adj_x + 2.0 * adj_xbar
         omega_a = operator.forward(a)
         a_d = (-tau * lam * shrink) * omega_a
-        a_eta = (1.0 - d * d) * a_d
+        a_eta = slope * a_d
         if adj_eta is not None:
             a_eta += adj_eta
         g_lam += -tau * shrink * float(np.sum(d * omega_a)) + sigma * float(np.sum(a_eta * operator.forward(x_bar)))
@@ -438,7 +453,7 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
         adj_x = shrink * a - adj_xbar
         adj_xbar = (sigma * lam) * operator.adjoint(a_eta)
         adj_eta = a_eta
-    stored_bytes = sum(int(xb.nbytes + dd.nbytes) for xb, dd in stored)
+    stored_bytes = sum(int(xb.nbytes + dd.nbytes + ss.nbytes) for xb, dd, ss in stored)
     return L1UnrolledResult(loss=loss.value(x_T), x=x_T, gradient_lam=g_lam, gradient_operator=g_op, n_iter=n_iter,
                             backprop_steps=k, tau=tau, sigma=sigma, stored_bytes=stored_bytes,
                             truncated_lam=None if history is None else np.array(history))
@@ -465,21 +480,26 @@ class LearningHistory:
 
 def learn_analysis_operator(y, loss: UpperLoss, operator: AnalysisOperator, lam: float, n_iter: int, *,
                             backprop_steps: int | None = None, n_updates: int = 100,
-                            learning_rate: float = 1e-2) -> LearningHistory:
+                            learning_rate: float = 1e-2, decay: float = 1.0,
+                            dual_step: str = "bregman") -> LearningHistory:
     """Learn Ω by normalised gradient descent on ℓ(x_T(Ω)), back-propagating through the last k steps.
 
     Each update recomputes the steps τ = σ = 1/(λ‖Ω‖₂) for the current Ω (held fixed in that
     update's gradient) and moves Ω by ``learning_rate`` · ‖Ω‖ along −g/‖g‖, where g is the
     (possibly truncated) gradient of :func:`unrolled_l1_hypergradient`.  The normalised step
     makes runs with different k comparable: only the direction of their gradients differs.
+    The learning rate is multiplied by ``decay`` (0 < decay ≤ 1) after every update.
     """
     learning_rate = positive_scalar(learning_rate, "learning_rate")
+    decay = positive_scalar(decay, "decay")
+    if decay > 1:
+        raise ValueError(f"decay must lie in (0, 1]; got {decay!r}")
     if isinstance(n_updates, bool) or int(n_updates) != n_updates or n_updates < 0:
         raise ValueError(f"n_updates must be a non-negative integer; got {n_updates!r}")
     losses = []
     k = n_iter if backprop_steps is None else backprop_steps
     for _ in range(int(n_updates)):
-        result = unrolled_l1_hypergradient(y, loss, operator, lam, n_iter, backprop_steps=k)
+        result = unrolled_l1_hypergradient(y, loss, operator, lam, n_iter, backprop_steps=k, dual_step=dual_step)
         losses.append(result.loss)
         g = result.gradient_operator
         g_norm = np.linalg.norm(g)
@@ -487,5 +507,6 @@ def learn_analysis_operator(y, loss: UpperLoss, operator: AnalysisOperator, lam:
             break
         params = operator.parameters
         operator = operator.with_parameters(params - learning_rate * np.linalg.norm(params) * g / g_norm)
-    losses.append(unrolled_l1_loss(y, loss, operator, lam, n_iter))
+        learning_rate *= decay
+    losses.append(unrolled_l1_loss(y, loss, operator, lam, n_iter, dual_step=dual_step))
     return LearningHistory(operator=operator, loss=np.array(losses), backprop_steps=int(k), n_iter=int(n_iter))

@@ -19,7 +19,8 @@ from .metrics import snr_db
 from .params import Hyperparameters
 from .penalties import CornerRounded1Norm
 
-__all__ = ["use_book_style", "plot_penalty", "show_filters", "show_images", "plot_denoising", "DenoisingExplorer"]
+__all__ = ["use_book_style", "plot_penalty", "show_filters", "show_images", "plot_denoising", "DenoisingExplorer",
+           "figure_png", "plot_tolerance_errors", "tolerance_widget"]
 
 BOOK_STYLE = {
     "figure.dpi": 100,
@@ -39,6 +40,26 @@ BOOK_STYLE = {
 def use_book_style() -> None:
     """Apply the book's matplotlib style (call once per chapter)."""
     plt.rcParams.update(BOOK_STYLE)
+
+
+def figure_png(fig) -> bytes:
+    """Render a figure to PNG bytes and close it.
+
+    Widgets display figures this way: without the inline backend's tight bounding box (the book's
+    figures use constrained or fixed layouts), drawing is about twice as fast.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _display_png(fig) -> None:
+    from IPython.display import Image, display
+
+    display(Image(figure_png(fig)))
 
 
 def _image_axes(ax):
@@ -202,7 +223,6 @@ class DenoisingExplorer:
     def widget(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
         """Sliders for log10 ε, σ and β0 and a bank menu, redrawing on release (``continuous_update=False``)."""
         import ipywidgets as widgets
-        from IPython.display import display
 
         style = {"description_width": "70px"}
         controls = {
@@ -216,11 +236,58 @@ class DenoisingExplorer:
         }
 
         def draw(log_eps, sigma, beta0, bank):
-            fig = self.figure(10.0**log_eps, sigma, beta0, bank)
-            display(fig)
-            plt.close(fig)
+            _display_png(self.figure(10.0**log_eps, sigma, beta0, bank))
 
         output = widgets.interactive_output(draw, controls)
         box = widgets.VBox([widgets.HBox([controls["log_eps"], controls["sigma"]]),
                             widgets.HBox([controls["beta0"], controls["bank"]]), output])
         return box
+
+
+def plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp: int, cg_exp: int):
+    """Hypergradient error over a grid of (lower-level, CG) tolerances, with one pair marked.
+
+    ``errors[i, j]`` is the relative error at lower tolerance 10**log_lower[i] and CG tolerance
+    10**log_cg[j]; ``work[i, j]`` holds (OGM, CG) iterations.  Left: heat map of log10 errors;
+    right: the two slices through the marked pair (Ch. "Implicit differentiation").
+    """
+    log_lower, log_cg = np.asarray(log_lower), np.asarray(log_cg)
+    i, j = int(lower_exp - log_lower[0]), int(cg_exp - log_cg[0])
+    log_errors = np.log10(errors)  # a linear axis of exponents draws faster than a log axis
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3))  # a fixed layout is fast to redraw
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.86, wspace=0.32)
+    extent = (log_cg[0] - 0.5, log_cg[-1] + 0.5, log_lower[0] - 0.5, log_lower[-1] + 0.5)
+    image = axes[0].imshow(log_errors, origin="lower", cmap="viridis", aspect="auto", extent=extent)
+    fig.colorbar(image, ax=axes[0], label="log₁₀ relative error", pad=0.03)
+    axes[0].plot(cg_exp, lower_exp, "s", ms=13, mfc="none", mec="#d1495b", mew=2.5)
+    axes[0].set_xlabel("log₁₀ CG tolerance")
+    axes[0].set_ylabel("log₁₀ lower-level tolerance")
+    axes[0].grid(False)
+    axes[1].plot(log_cg, log_errors[i], "o-", label=f"CG tol varies (lower 1e{lower_exp})")
+    axes[1].plot(log_lower, log_errors[:, j], "s-", label=f"lower tol varies (CG 1e{cg_exp})")
+    axes[1].plot([cg_exp, lower_exp], [log_errors[i, j]] * 2, "o", color="#d1495b", ms=9, mfc="none", mew=2)
+    axes[1].set_xlabel("log₁₀ tolerance")
+    axes[1].set_ylabel("log₁₀ relative error")
+    axes[1].legend(loc="upper left", fontsize=8)
+    ogm, cg = work[i, j]
+    fig.suptitle(f"lower tol 1e{lower_exp}, CG tol 1e{cg_exp}: relative error {errors[i, j]:.1e}  ·  "
+                 f"{ogm} OGM + {cg} CG iterations", fontsize=10)
+    return fig
+
+
+def tolerance_widget(errors, work, log_lower, log_cg, lower_exp: int = -4, cg_exp: int = -8):
+    """Two sliders over precomputed tolerance grids, redrawing :func:`plot_tolerance_errors`."""
+    import ipywidgets as widgets
+
+    def slider(value, exponents, description):
+        return widgets.IntSlider(value=value, min=int(exponents[0]), max=int(exponents[-1]), description=description,
+                                 continuous_update=False, style={"description_width": "130px"})
+
+    controls = {"lower_exp": slider(lower_exp, log_lower, "log₁₀ lower tol"),
+                "cg_exp": slider(cg_exp, log_cg, "log₁₀ CG tol")}
+
+    def draw(lower_exp, cg_exp):
+        _display_png(plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp, cg_exp))
+
+    output = widgets.interactive_output(draw, controls)
+    return widgets.VBox([widgets.HBox(list(controls.values())), output])
