@@ -15,9 +15,9 @@ for which the dual proximal step has the closed form (4.22)
 
     d⁺ = tanh(artanh(d̃) + σ u),   u = λ[Ω x̄]_i,
 
-a smooth map that keeps |d_i| < 1 without a projection.  We store the dual variable in the
-mirror coordinates η = artanh(d), so that the update is η⁺ = η + σλΩx̄ and d = tanh(η) never
-reaches ±1 in floating point.  One iteration (t = 0, 1, …, with x̄_0 = x_0, η_0 = 0):
+a smooth map that keeps |d_i| ≤ 1 without a projection.  We store the dual variable in the
+mirror coordinates η = artanh(d), so that the update is η⁺ = η + σλΩx̄ and the state stays finite
+even where d = tanh(η) rounds to ±1 in floating point.  One iteration (t = 0, 1, …, with x̄_0 = x_0, η_0 = 0):
 
     η_{t+1} = η_t + σλ Ω x̄_t,         d_{t+1} = tanh(η_{t+1})
     x_{t+1} = (x_t + τ y − τλ Ω' d_{t+1}) / (1 + τ)

@@ -379,8 +379,12 @@ def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=
     z = op.forward(x)  # (J, K, *signal)
     slope = cost.penalty.derivative(z)
     curvature = cost.penalty.second_derivative(z)
-    # Hessian part, all R tangents at once: A'A ẋ + Σ_k w_k C_k'(φ̈ ⊙ C_k ẋ)
-    out = cost.forward_model.gram(x_dot) + op.adjoint(curvature * op.forward(x_dot), weights=weights)
+    # Hessian part A'A ẋ_r + Σ_k w_k C_k'(φ̈ ⊙ C_k ẋ_r), one tangent at a time: batching the R
+    # tangents would need temporaries of size R·K·N, more than the O(NR) of Z itself
+    hessian = cost.hessian_operator(x, params)
+    out = np.empty_like(x_dot)
+    for r in range(n_cols):
+        out[r] = hessian(x_dot[r])
     columns = []
     if "beta0" in parts:
         columns.append(op.adjoint(slope, weights=weights)[None])
