@@ -17,6 +17,15 @@ Modules (one idea each):
 * :mod:`~bilevel_lib.hypergrad`      hypergradients: implicit (IFT + CG), KKT, finite differences
 * :mod:`~bilevel_lib.closed_form`    the exact case φ(z) = z² by FFT
 * :mod:`~bilevel_lib.tuning`         grid / random search and gradient descent on β
+* :mod:`~bilevel_lib.unrolling`      unrolled hypergradients: reverse, forward, truncated, Jacobian-free
+* :mod:`~bilevel_lib.nonsmooth`      Bregman Chambolle–Pock for the ℓ1-analysis lower level, unrolled
+* :mod:`~bilevel_lib.single_level`   exact ℓ1 lower level, BLORC closed form and Lemma 1 gradient
+* :mod:`~bilevel_lib.blorc`          BLORC training (command line: python -m bilevel_lib.blorc)
+* :mod:`~bilevel_lib.cvx`            CVXPY/diffcp reference programs
+* :mod:`~bilevel_lib.upper`          upper-level optimizers (gradient descent, Adam)
+* :mod:`~bilevel_lib.training`       double loop (fixed T, tolerance, HOAG) and TTSA with history
+* :mod:`~bilevel_lib.maid`           MAID with its computable hypergradient error bound
+* :mod:`~bilevel_lib.profiling`      time and peak memory of a call
 * :mod:`~bilevel_lib.experiments`    small recipes shared by chapters, tests and benchmarks
 * :mod:`~bilevel_lib.checks`         finite-difference checks and self-checks for exercises
 * :mod:`~bilevel_lib.viz`            the book's plotting functions and widgets (imports matplotlib)

@@ -32,7 +32,7 @@ y of shape (J, n) with one shared W, and average the loss over the batch like
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft as sfft
@@ -47,6 +47,7 @@ __all__ = [
     "sign_pattern",
     "closed_form_solution",
     "closed_form_gradient",
+    "l1_hypergradient",
     "ClosedFormGradient",
     "sign_split_gradient",
     "smoothed_hypergradient",
@@ -129,71 +130,126 @@ class _ZeroSetFactor:
         J, k = zero.shape
         n = W.shape[1]
         self.k, self.n = k, n
+        self.zero = zero.copy()
         counts = zero.sum(axis=1)
         self.kmax = kmax = int(counts.max(initial=0))
         self.order = np.argsort(~zero, axis=1, kind="stable")[:, :kmax]          # zero-set rows first
         self.valid = np.arange(kmax)[None, :] < counts[:, None]                    # (J, kmax)
         self.rank = counts.copy()
-        if kmax == 0:
-            return
-        rows = W[self.order] * self.valid[..., None]                               # (J, kmax, n)
-        self.svd_signals = np.flatnonzero(counts > n)
-        qr_signals = np.flatnonzero(counts <= n)
-        m = min(n, kmax)
+        self.covered = np.ones(J, dtype=bool)
         self.Q = np.zeros((J, n, kmax))
         self.R = np.zeros((J, kmax, kmax))
         self.inverse_s = np.zeros((J, kmax))
         self.U = np.zeros((J, kmax, kmax))
         self.use_svd = np.zeros(J, dtype=bool)
+        if kmax == 0:
+            return
+        rows = W[self.order] * self.valid[..., None]                               # (J, kmax, n)
+        svd_signals = np.flatnonzero(counts > n)
+        qr_signals = np.flatnonzero(counts <= n)
+        m = min(n, kmax)
         if qr_signals.size:
             Q, R = np.linalg.qr(rows[qr_signals].transpose(0, 2, 1))               # (·, n, m), (·, m, kmax)
             diag = np.abs(np.diagonal(R[:, :, :m], axis1=1, axis2=2))               # (·, m)
             valid = self.valid[qr_signals][:, :m]
             scale = np.max(np.where(valid, diag, 0.0), axis=1, initial=0.0)
             deficient = np.any(valid & (diag <= _RANK_RTOL * scale[:, None]), axis=1)
-            good = qr_signals[~deficient]
-            self.svd_signals = np.union1d(self.svd_signals, qr_signals[deficient])
-            Q, R = Q[~deficient], R[~deficient]
-            # kmax ≤ n here only if every QR signal has counts ≤ kmax ≤ n; pad Q/R to kmax columns
-            self.Q[good, :, :m] = Q * self.valid[good][:, None, :m]
-            self.R[good, :m, :] = R
-            pad = ~self.valid[good]
-            idx = np.nonzero(pad)
-            self.R[good[idx[0]], idx[1], idx[1]] = 1.0                              # identity on padding
-        self.use_svd[self.svd_signals] = True
-        for j in self.svd_signals:                                                 # rare: a loop is fine
+            if np.any(deficient):
+                svd_signals = np.union1d(svd_signals, qr_signals[deficient])
+                Q, R, qr_signals = Q[~deficient], R[~deficient], qr_signals[~deficient]
+            self.Q[qr_signals, :, :m] = Q * self.valid[qr_signals][:, None, :m]
+            self.R[qr_signals, :m, :] = R
+            jj, pp = np.nonzero(~self.valid[qr_signals])
+            self.R[qr_signals[jj], pp, pp] = 1.0                                     # identity on padding
+        self.use_svd[svd_signals] = True
+        for j in svd_signals:                                                      # rare: a loop is fine
             U, s, Vt = np.linalg.svd(rows[j], full_matrices=False)                 # rows[j]: (kmax, n)
             keep = s > _RANK_RTOL * max(s.max(initial=0.0), 1e-300)
             r = int(keep.sum())
             self.rank[j] = r
-            self.Q[j] = 0.0
             self.Q[j, :, :r] = Vt[:r].T                                            # basis of the row space
             self.U[j, :, :r] = U[:, :r]
             self.inverse_s[j, :r] = 1.0 / s[:r]
 
+    def select(self, mask) -> "_ZeroSetFactor":
+        """The factor restricted to the signals where ``mask`` is True."""
+        chosen = object.__new__(_ZeroSetFactor)
+        chosen.k, chosen.n, chosen.kmax = self.k, self.n, self.kmax
+        for name in ("zero", "order", "valid", "rank", "Q", "R", "inverse_s", "U", "use_svd", "covered"):
+            setattr(chosen, name, getattr(self, name)[mask])
+        return chosen
+
+    @staticmethod
+    def merge(parts, J: int) -> "_ZeroSetFactor":
+        """One factor for J signals from [(signal indices, factor), …] (padded to a common size).
+
+        Signals not covered by any part get an empty zero set; ``covered`` marks the others.
+        """
+        k, n = parts[0][1].k, parts[0][1].n
+        kmax = max(f.kmax for _, f in parts)
+        merged = object.__new__(_ZeroSetFactor)
+        merged.k, merged.n, merged.kmax = k, n, kmax
+        merged.zero = np.zeros((J, k), dtype=bool)
+        merged.order = np.zeros((J, kmax), dtype=int)
+        merged.valid = np.zeros((J, kmax), dtype=bool)
+        merged.rank = np.zeros(J, dtype=int)
+        merged.Q = np.zeros((J, n, kmax))
+        merged.R = np.zeros((J, kmax, kmax)) + np.eye(kmax)
+        merged.inverse_s = np.zeros((J, kmax))
+        merged.U = np.zeros((J, kmax, kmax))
+        merged.use_svd = np.zeros(J, dtype=bool)
+        merged.covered = np.zeros(J, dtype=bool)
+        for index, f in parts:
+            m = f.kmax
+            merged.zero[index] = f.zero
+            merged.order[index, :m] = f.order
+            merged.valid[index, :m] = f.valid
+            merged.rank[index] = f.rank
+            merged.Q[index, :, :m] = f.Q
+            merged.R[index, :m, :m] = f.R
+            merged.inverse_s[index, :m] = f.inverse_s
+            merged.U[index, :m, :m] = f.U
+            merged.use_svd[index] = f.use_svd
+            merged.covered[index] = True
+        return merged
+
     def project(self, v: np.ndarray) -> np.ndarray:
-        """P v for v of shape (J, n): remove the component in the row space of W0."""
+        """P v for v of shape (J, n), or (J, c, n) for c vectors per signal: remove the row-space part."""
         if self.kmax == 0:
             return v.copy()
-        return v - _bmv(self.Q, _bmtv(self.Q, v))
+        if v.ndim == 2:
+            return v - _bmv(self.Q, _bmtv(self.Q, v))
+        return v - np.matmul(np.matmul(v, self.Q), self.Q.transpose(0, 2, 1))
 
     def pinv_transpose(self, v: np.ndarray) -> np.ndarray:
-        """(W0')⁺ v for v of shape (J, n), returned as (J, k) with zeros outside the zero set."""
-        J = v.shape[0]
-        out = np.zeros((J, self.k))
-        if self.kmax == 0:
-            return out
-        coefficients = _bmtv(self.Q, v)                                            # Q' v
-        compact = np.zeros((J, self.kmax))
-        qr = ~self.use_svd
-        if np.any(qr):                                                             # R⁻¹ Q' v
-            compact[qr] = np.linalg.solve(self.R[qr], coefficients[qr][..., None])[..., 0]
-        if np.any(self.use_svd):                                                   # U S⁻¹ V' v
-            s = self.use_svd
-            compact[s] = _bmv(self.U[s], self.inverse_s[s] * coefficients[s])
-        j, p = np.nonzero(self.valid)
-        out[j, self.order[j, p]] = compact[j, p]
-        return out
+        """(W0')⁺ v for v of shape (J, n) (or (J, c, n)), as (J, k) (or (J, c, k)), zero outside W0."""
+        single = v.ndim == 2
+        V = v[:, None, :] if single else v
+        J, c = V.shape[:2]
+        out = np.zeros((J, c, self.k))
+        if self.kmax:
+            coefficients = np.matmul(V, self.Q)                                    # (J, c, kmax): Q' v
+            compact = np.zeros_like(coefficients)
+            qr = ~self.use_svd
+            if np.all(qr):                                                         # R⁻¹ Q' v
+                compact = np.linalg.solve(self.R, coefficients.transpose(0, 2, 1)).transpose(0, 2, 1)
+            else:
+                if np.any(qr):
+                    compact[qr] = np.linalg.solve(self.R[qr], coefficients[qr].transpose(0, 2, 1)).transpose(0, 2, 1)
+                s = self.use_svd                                                   # U S⁻¹ V' v
+                compact[s] = np.matmul(self.inverse_s[s][:, None, :] * coefficients[s], self.U[s].transpose(0, 2, 1))
+            j, p = np.nonzero(self.valid)
+            out[j, :, self.order[j, p]] = compact[j, :, p]
+        return out[:, 0, :] if single else out
+
+
+def _combine(parts, J: int):
+    """One factor for all J signals from (indices, factor) parts, or None if there are none."""
+    if not parts:
+        return None
+    if len(parts) == 1 and parts[0][0].size == J and np.all(parts[0][0] == np.arange(J)):
+        return parts[0][1]
+    return _ZeroSetFactor.merge(parts, J)
 
 
 # ----------------------------------------------------------------------------- W as an operator
@@ -212,9 +268,16 @@ class _DenseTransform:
         return d @ self.W
 
     def lipschitz(self) -> float:
-        """‖W‖₂², the Lipschitz constant of the dual gradient."""
+        """An upper bound on ‖W‖₂², the Lipschitz constant of the dual gradient.
+
+        Gershgorin's bound on the smaller Gram matrix (max row sum of |W W'| or |W'W|): exact for
+        orthogonal rows such as W = I, within a small factor for dense W, and one matrix product
+        instead of an SVD.
+        """
         if self._lipschitz is None:
-            self._lipschitz = float(np.linalg.norm(self.W, 2) ** 2) if self.W.size else 0.0
+            W = self.W
+            gram = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W
+            self._lipschitz = float(np.max(np.sum(np.abs(gram), axis=1), initial=0.0))
         return self._lipschitz
 
     def matrix(self) -> np.ndarray:
@@ -267,6 +330,7 @@ class L1Result:
     polished : array (J,) of bool              KKT conditions verified after an exact active-set solve
     iterations : int                           accelerated projected-gradient iterations
     active_set_iterations : int                active-set (closed-form) rounds
+    warm_accepted : int                        signals verified by the active set read off ``d0``
     converged : bool                           every signal polished, or certified to ``tol``
     message : str
     """
@@ -282,6 +346,8 @@ class L1Result:
     active_set_iterations: int
     converged: bool
     message: str
+    warm_accepted: int = 0                                              # signals solved by the warm active set
+    _factor: object = field(default=None, repr=False, compare=False)   # reused by l1_hypergradient
 
     @property
     def error_bound(self) -> np.ndarray:
@@ -335,7 +401,8 @@ def _active_set(Y, M, d, max_rounds):
     boundary rows B carry d_i = σ_i = ±1, the others form W0 and x = P_N(W0)(y − W_B'σ); the
     interior d solves W0'd_0 = y − W_B'σ − x (minimum-norm change from the current d).  The
     partition is accepted when |d_0| ≤ 1 and σ_i (W x)_i ≥ 0 on B; otherwise violators move.
-    Returns (accepted mask, x, d, rounds).
+    Returns (accepted mask, x, d, rounds, factors): ``factors`` lists (signal indices, factor)
+    for the accepted signals, to be reused by the gradient.
     """
     J, k = d.shape
     scale = (1.0 + np.max(np.abs(Y), axis=1)) * max(1.0, float(np.max(np.linalg.norm(M, axis=1), initial=0.0)))
@@ -347,6 +414,7 @@ def _active_set(Y, M, d, max_rounds):
     X, D = np.zeros(Y.shape), np.zeros(d.shape)
     todo = np.arange(J)
     rounds = 0
+    factors = []
     while todo.size and rounds < max_rounds:
         rounds += 1
         b, s = bound[todo], sigma[todo]
@@ -360,6 +428,8 @@ def _active_set(Y, M, d, max_rounds):
         bad_bound = b & (s * z < -z_tol[todo][:, None])
         good = ~np.any(bad_interior | bad_bound, axis=1)
         done = todo[good]
+        if done.size:
+            factors.append((done, factor if np.all(good) else factor.select(good)))
         accepted[done], X[done], D[done] = True, x[good], np.clip(d_new[good], -1.0, 1.0)
         bad = ~good
         todo = todo[bad]
@@ -367,12 +437,12 @@ def _active_set(Y, M, d, max_rounds):
         sigma[todo] = np.where(bad_interior[bad], np.sign(d_new[bad]), np.where(new_bound, s[bad], 0.0))
         bound[todo] = new_bound
         d[todo] = np.where(new_bound, sigma[todo], np.clip(d_new[bad], -1.0, 1.0))
-    return accepted, X, D, rounds
+    return accepted, X, D, rounds, factors
 
 
 def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_000, polish="auto",
                        threshold: float = DEFAULT_THRESHOLD, lipschitz: float | None = None,
-                       warn: bool = True) -> L1Result:
+                       active_set_first: bool = True, warn: bool = True) -> L1Result:
     """Solve x*(W) = argmin_x ½‖x − y‖² + ‖W x‖₁ exactly, for a batch of signals, via the dual.
 
     Parameters
@@ -395,7 +465,11 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
     threshold : float
         Zero-set threshold for ``result.signs``; it must sit above the solver's accuracy in W x.
     lipschitz : float, optional
-        ‖W‖₂² if known (saves an SVD when FISTA runs).
+        ‖W‖₂² (or an upper bound) if known; default: Gershgorin's bound on the Gram matrix.
+    active_set_first : bool
+        With ``d0``, try the active set read off d0 before any FISTA iteration (one closed-form
+        solve).  Worth it when W moved little since d0; after large steps it usually fails, and
+        FISTA from d0 followed by one active-set step is cheaper.
     warn : bool
         Issue a :class:`~bilevel_lib.lower.ConvergenceWarning` when some signal is neither
         verified nor certified to ``tol`` after ``max_iter`` iterations.
@@ -440,22 +514,26 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
     polished = np.zeros(J, dtype=bool)
     X = np.zeros((J, T.n))
     rounds = 0
-    if do_polish and d0 is not None:
-        ok, X_ok, D_ok, r = _active_set(Y, M, d, max_rounds=3)
+    factors = []                      # (signal indices, factor) of the verified active sets
+    if do_polish and d0 is not None and active_set_first:
+        ok, X_ok, D_ok, r, parts = _active_set(Y, M, d, max_rounds=1)
         rounds += r
+        factors += parts
         polished[ok], X[ok], d[ok] = True, X_ok[ok], D_ok[ok]
+    warm_accepted = int(polished.sum())
 
     iterations = 0
     todo = np.flatnonzero(~polished)
     scale = 1.0 + np.max(np.abs(Y), axis=1) if J else np.ones(0)
-    target = max(tol, 1e-5 * float(np.max(scale, initial=1.0))) if do_polish else tol
+    target = max(tol, 1e-3 * float(np.max(scale, initial=1.0))) if do_polish else tol
     while todo.size:
         step = 1.0 / max(T.lipschitz(), 1e-300)
         d_sub, gap_sub, its = _fista(Y[todo], T, d[todo], step, target, max_iter - iterations)
         iterations += its
         d[todo] = d_sub
         if do_polish:
-            ok, X_ok, D_ok, r = _active_set(Y[todo], M, d_sub, max_rounds=10)
+            ok, X_ok, D_ok, r, parts = _active_set(Y[todo], M, d_sub, max_rounds=10)
+            factors += [(todo[index], f) for index, f in parts]
             rounds += r
             idx = todo[ok]
             polished[idx], X[idx], d[idx] = True, X_ok[ok], D_ok[ok]
@@ -463,7 +541,7 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
         todo = todo[~(polished[todo] | certified)]
         if iterations >= max_iter or target <= tol:
             break
-        target = max(target * 1e-3, tol)
+        target = max(target * 1e-2, tol)
 
     unpolished = ~polished
     X[unpolished] = Y[unpolished] - T.adjoint(d[unpolished])
@@ -481,7 +559,8 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
     return L1Result(
         x=X.reshape(out_x), d=d.reshape(out_d), z=z.reshape(out_d), signs=sign_pattern(z, threshold).reshape(out_d),
         threshold=float(threshold), gap=gap, polished=polished, iterations=iterations,
-        active_set_iterations=rounds, converged=converged, message=message,
+        active_set_iterations=rounds, converged=converged, message=message, warm_accepted=warm_accepted,
+        _factor=_combine(factors, J) if isinstance(T, _DenseTransform) else None,
     )
 
 
@@ -536,16 +615,45 @@ def closed_form_gradient(y, x_true, W, signs) -> ClosedFormGradient:
     y, W = _check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
     signs = _check_signs(signs, (y.shape[0], W.shape[0]))
-    factor = _ZeroSetFactor(W, signs == 0)
+    return _lemma1(y, x_true, W, signs, _ZeroSetFactor(W, signs == 0))
+
+
+def _lemma1(y, x_true, W, signs, factor) -> ClosedFormGradient:
     q = y - signs @ W
     x = factor.project(q)
     J = y.shape[0]
     g = (x - x_true) / J
     Pg = factor.project(g)
-    u, v = factor.pinv_transpose(g), factor.pinv_transpose(q)
+    u, v = factor.pinv_transpose(np.stack([g, q], axis=1)).transpose(1, 0, 2)
     gradient = -((signs + v).T @ Pg + u.T @ x)
     loss = float(0.5 * np.sum((x - x_true) ** 2) / J)
     return ClosedFormGradient(gradient, loss, x, np.sum(signs == 0, axis=1), factor.rank)
+
+
+def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESHOLD,
+                     **solver_options) -> tuple[ClosedFormGradient, L1Result]:
+    """Exact lower-level solve, thresholded sign pattern, then Lemma 1: one BLORC gradient.
+
+    Returns (gradient result, solver result).  When the zero set read off the solution equals the
+    one the solver's last active-set step used, its factorisation is reused (no second QR).
+    Pass ``d0=previous_result.d`` to warm start from the previous W.
+    """
+    y, W = _check_signals(y, W)
+    x_true = _check_truth(x_true, y.shape)
+    result = solve_l1_denoising(y, W, d0=d0, threshold=threshold, **solver_options)
+    zero = result.signs == 0
+    cached = result._factor
+    if cached is None:
+        factor = _ZeroSetFactor(W, zero)
+    else:
+        reuse = cached.covered & np.all(cached.zero == zero, axis=1)
+        if np.all(reuse):
+            factor = cached
+        else:
+            rebuild = np.flatnonzero(~reuse)
+            factor = _ZeroSetFactor.merge([(np.flatnonzero(reuse), cached.select(reuse)),
+                                           (rebuild, _ZeroSetFactor(W, zero[rebuild]))], y.shape[0])
+    return _lemma1(y, x_true, W, result.signs, factor), result
 
 
 def sign_split_gradient(y, x_true, W, signs) -> ClosedFormGradient:

@@ -1,0 +1,101 @@
+"""CVXPY/diffcp references agree with the library's exact and implicit gradients (small, fast)."""
+
+import numpy as np
+import pytest
+
+import bilevel_lib as bl
+from bilevel_lib import cvx, ops
+from bilevel_lib import single_level as sl
+
+pytest.importorskip("cvxpy")
+pytest.importorskip("diffcp")
+
+CVX_TOL = 1e-5   # SCS at eps 1e-9 and diffcp's derivative: agreement to about this relative error
+
+
+def relative_error(a, b):
+    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
+
+
+@pytest.mark.parametrize("transform", ["random", "identity"])
+def test_l1_program_gradient_agrees_with_the_closed_form(transform):
+    rng = np.random.default_rng(0)
+    n, k = 12, 10
+    W = 0.3 * rng.standard_normal((k, n)) if transform == "random" else 0.5 * np.eye(n)
+    truth = rng.standard_normal(n)
+    y = truth + 0.3 * rng.standard_normal(n)
+    program = cvx.L1DenoisingProgram(n, W.shape[0], eps=1e-9)
+    assert program.problem.is_dcp(dpp=True)
+    reference = program.gradient(y, truth, W)
+    exact, solve = sl.l1_hypergradient(y, truth, W)
+    assert np.any(solve.signs == 0)
+    assert np.max(np.abs(reference.x - solve.x[0])) <= 1e-7
+    assert relative_error(reference.gradient, exact.gradient) <= CVX_TOL
+    assert reference.solve_seconds > 0 and reference.backward_seconds > 0
+
+
+def test_shift_indices_reproduce_the_library_correlation():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 6))
+    filters = rng.standard_normal((2, 3, 2))
+    shifts = cvx.circular_shift_indices((5, 6), (3, 2))
+    via_shifts = np.einsum("ka,an->kn", filters.reshape(2, -1), x.ravel()[shifts])
+    assert np.allclose(via_shifts, ops.correlate(x, filters).reshape(2, -1))
+
+
+def filter_problem(seed=2, shape=(5, 5)):
+    rng = np.random.default_rng(seed)
+    filters = 0.3 * rng.standard_normal((2, 2, 2))
+    truth = rng.standard_normal(shape)
+    return filters, truth, truth + 0.3 * rng.standard_normal(shape)
+
+
+def test_l1_filter_program_agrees_with_the_exact_solver_and_closed_form():
+    filters, truth, y = filter_problem()
+    program = cvx.FilterDenoisingProgram(y.shape, 2, (2, 2), penalty="l1", eps=1e-9)
+    assert program.problem.is_dcp(dpp=True)
+    reference = program.gradient(y, truth, filters)
+    exact = sl.solve_l1_denoising(y, ops.FilterBankOperator(filters, y.shape))
+    assert np.max(np.abs(reference.x - exact.x[0])) <= 1e-7
+    matrix = np.concatenate([ops.correlation_matrix(f, y.shape) for f in filters])
+    gradient = sl.closed_form_gradient(y.ravel(), truth.ravel(), matrix, exact.signs.reshape(1, -1)).gradient
+    taps = sl.filter_gradient_from_matrix(gradient, (2, 2), y.shape)
+    assert relative_error(reference.gradient, taps) <= CVX_TOL
+    # the pitfall: leave the auxiliary variable unseeded and CVXPY silently seeds it with ones
+    unseeded = program.gradient(y, truth, filters, seed_auxiliary=False)
+    assert relative_error(unseeded.gradient, taps) > 1e-2
+
+
+def test_smoothed_filter_program_agrees_with_the_implicit_hypergradient():
+    filters, truth, y = filter_problem(seed=3)
+    strengths = np.exp(np.array([-1.0, -0.5]))
+    program = cvx.FilterDenoisingProgram(y.shape, 2, (2, 2), penalty="cr1n", smoothing=0.1,
+                                         strengths=strengths, eps=1e-9)
+    reference = program.gradient(y, truth, filters)
+    params = bl.Hyperparameters(beta0=-1.0, beta=np.array([0.0, 0.5]), filters=filters)
+    cost = bl.LowerLevelCost(y[None], bl.CornerRounded1Norm(0.1))
+    implicit = bl.implicit_hypergradient(cost, params, bl.SquaredErrorLoss(truth[None]), lower_tol=1e-12,
+                                         cg_tol=1e-12, lower_max_iter=100_000)
+    assert np.max(np.abs(reference.x - implicit.x[0])) <= 1e-7
+    assert relative_error(reference.gradient, implicit.gradient.filters) <= CVX_TOL
+
+
+def test_modes_agree():
+    filters, truth, y = filter_problem(seed=4, shape=(4, 4))
+    gradients = [cvx.FilterDenoisingProgram(y.shape, 2, (2, 2), eps=1e-9, mode=mode).gradient(y, truth, filters).gradient
+                 for mode in ("dense", "lsqr")]
+    assert relative_error(gradients[1], gradients[0]) <= 1e-4
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        cvx.L1DenoisingProgram(4, 3, mode="magic")
+    program = cvx.L1DenoisingProgram(4, 3)
+    with pytest.raises(ValueError, match="expected y of shape"):
+        program.solve(np.zeros(4), np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="W must be finite"):
+        program.solve(np.zeros(4), np.full((3, 4), np.inf))
+    with pytest.raises(ValueError, match="penalty must be"):
+        cvx.FilterDenoisingProgram((4, 4), 1, (2, 2), penalty="huber")
+    with pytest.raises(ValueError, match="fit in"):
+        cvx.circular_shift_indices((4, 4), (5, 2))
