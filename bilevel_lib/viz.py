@@ -20,7 +20,7 @@ from .params import Hyperparameters
 from .penalties import CornerRounded1Norm
 
 __all__ = ["use_book_style", "plot_penalty", "show_filters", "show_images", "plot_denoising", "DenoisingExplorer",
-           "figure_png", "plot_tolerance_errors", "tolerance_widget"]
+           "figure_png", "plot_tolerance_errors", "tolerance_widget", "static_slider"]
 
 BOOK_STYLE = {
     "figure.dpi": 100,
@@ -291,3 +291,90 @@ def tolerance_widget(errors, work, log_lower, log_cg, lower_exp: int = -4, cg_ex
 
     output = widgets.interactive_output(draw, controls)
     return widgets.VBox([widgets.HBox(list(controls.values())), output])
+
+
+def static_slider(frames, labels, *, start: int = 0, title: str = "", alt: str = "", width: int | None = None,
+                  vmin: float | None = None, vmax: float | None = None):
+    """A slider that works without a kernel: precomputed frames, switched in the browser.
+
+    For readers of the static book (Ch. "The running example"): the figure for each slider
+    position is computed when the chapter runs, and a few lines of inline JavaScript swap the
+    image when the reader moves an HTML range input. Nothing is fetched from the network.
+
+    Parameters
+    ----------
+    frames : sequence of bytes or 2-D arrays, length F
+        PNG bytes (for example from :func:`figure_png`) or images, which are written as 8-bit
+        greyscale PNGs on one shared grey scale ``vmin``..``vmax`` (default: the range of all frames).
+    labels : sequence of str, length F
+        Text shown next to the slider for each frame (say which setting it is, and its result).
+    start : int
+        The frame shown first (the chapter's default setting).
+    title, alt : str
+        Caption above the slider, and alt text of the image.
+    width : int, optional
+        Width of the slider (image, range input and label) in CSS pixels; images are scaled
+        without smoothing. Sliders with a width sit side by side when there is room.
+
+    Returns
+    -------
+    IPython.display.HTML
+        Display it, or take its ``.data`` for the HTML string.
+    """
+    import base64
+    import hashlib
+    import html
+    import io
+    import json
+
+    from IPython.display import HTML
+    from PIL import Image
+
+    frames, labels = list(frames), [str(label) for label in labels]
+    if not frames or len(frames) != len(labels):
+        raise ValueError(f"need one label per frame and at least one frame; got {len(frames)} frames "
+                         f"and {len(labels)} labels")
+    if not 0 <= start < len(frames):
+        raise ValueError(f"start must be a frame index in [0, {len(frames) - 1}]; got {start}")
+    arrays = [np.asarray(frame, dtype=np.float64) for frame in frames if not isinstance(frame, bytes)]
+    if arrays and any(a.ndim != 2 for a in arrays):
+        raise ValueError("frames must be PNG bytes or 2-D arrays")
+    low = min(a.min() for a in arrays) if arrays and vmin is None else vmin
+    high = max(a.max() for a in arrays) if arrays and vmax is None else vmax
+
+    def png(frame) -> bytes:
+        if isinstance(frame, bytes):
+            return frame
+        scaled = np.clip((np.asarray(frame, dtype=np.float64) - low) / max(high - low, 1e-300), 0.0, 1.0)
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(255 * scaled).astype(np.uint8), mode="L").save(buffer, format="png", optimize=True)
+        return buffer.getvalue()
+
+    encoded = [base64.b64encode(png(frame)).decode("ascii") for frame in frames]
+    uid = "bl-static-slider-" + hashlib.sha1("".join(encoded + labels).encode()).hexdigest()[:12]
+    payload = json.dumps({"frames": encoded, "labels": labels}).replace("</", "<\\/")
+    box = f"width:{int(width)}px;" if width else ""
+    markup = f"""<div class="bl-static-slider" id="{uid}" role="group" aria-label="{html.escape(title or 'slider', quote=True)}"
+ style="{box}display:inline-block;vertical-align:top;margin:0.5em 0">
+<div class="bl-static-slider-title" style="font-weight:600;font-size:0.9em;min-height:2.6em">{html.escape(title)}</div>
+<img src="data:image/png;base64,{encoded[start]}" alt="{html.escape(alt, quote=True)}"
+ style="width:100%;image-rendering:pixelated;display:block;margin:0.25em 0">
+<input type="range" min="0" max="{len(frames) - 1}" step="1" value="{start}"
+ aria-label="{html.escape(title or 'frame', quote=True)}" style="width:100%">
+<output style="display:block;font-size:0.85em">{html.escape(labels[start])}</output>
+<script type="application/json">{payload}</script>
+</div>
+<script>
+(function () {{
+  var root = document.getElementById("{uid}");
+  if (!root) return;
+  var data = JSON.parse(root.querySelector('script[type="application/json"]').textContent);
+  var img = root.querySelector("img"), input = root.querySelector("input"), out = root.querySelector("output");
+  input.addEventListener("input", function () {{
+    var i = Number(input.value);
+    img.src = "data:image/png;base64," + data.frames[i];
+    out.textContent = data.labels[i];
+  }});
+}})();
+</script>"""
+    return HTML(markup)
