@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(VPY) benchmarks/bench_core.py
 	$(VPY) benchmarks/bench_hypergrad.py
 	$(VPY) benchmarks/bench_training.py
+	$(VPY) benchmarks/bench_unrolling.py
+	$(VPY) benchmarks/bench_single_level.py --quick
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info
