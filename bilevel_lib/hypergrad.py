@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cg import conjugate_gradient
+from .checks import finite_difference_gradient
 from .cost import LowerLevelCost
 from .losses import UpperLoss
 from .lower import LowerLevelResult, solve_lower_level
@@ -152,17 +153,12 @@ def finite_difference_hypergradient(cost: LowerLevelCost, params: Hyperparameter
     solution at γ.  Choose ``step`` well above the error that tolerance leaves in ℓ.
     """
     base = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=200_000).x
-    flat = params.flatten(parts)
-    gradient = np.empty(flat.size)
-    for r in range(flat.size):
-        values = []
-        for sign in (1.0, -1.0):
-            moved = flat.copy()
-            moved[r] += sign * step
-            solved = solve_lower_level(cost, params.unflatten(moved, parts), x0=base, tol=lower_tol, max_iter=200_000)
-            values.append(loss.value(solved.x))
-        gradient[r] = (values[0] - values[1]) / (2 * step)
-    return gradient
+
+    def upper(vector):
+        solved = solve_lower_level(cost, params.unflatten(vector, parts), x0=base, tol=lower_tol, max_iter=200_000)
+        return loss.value(solved.x)
+
+    return finite_difference_gradient(upper, params.flatten(parts), step)
 
 
 def gradient_angle_degrees(estimate, reference) -> float:

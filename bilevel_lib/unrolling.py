@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
+from .checks import finite_difference_gradient
 from .cost import LowerLevelCost
 from .params import PARTS, Hyperparameters, _check_parts
 
@@ -504,14 +505,8 @@ def finite_difference_unrolled_hypergradient(cost: LowerLevelCost, params: Hyper
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive number; got {h!r}")
-    flat = params.flatten(parts)
-    out = np.empty(flat.size)
-    for r in range(flat.size):
-        values = []
-        for sign in (1.0, -1.0):
-            moved = flat.copy()
-            moved[r] += sign * h
-            x_T = _run(cost, params.unflatten(moved, parts), n_iter, solver, step, x0)[0]
-            values.append(loss.value(x_T))
-        out[r] = (values[0] - values[1]) / (2.0 * h)
+    def unrolled(vector):
+        return loss.value(_run(cost, params.unflatten(vector, parts), n_iter, solver, step, x0)[0])
+
+    out = finite_difference_gradient(unrolled, params.flatten(parts), h)
     return out
