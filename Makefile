@@ -4,6 +4,9 @@
 #   make test    run the test suite (it builds the book too, so every chapter runs)
 #   make bench   print the speed figures of benchmarks/ (not part of the tests)
 #   make clean   remove build outputs and caches (keeps .venv); distclean removes .venv too
+#   make student         the student edition, without solutions, in _build/student/html
+#   make browser-check   only the Chromium checks of the pages and the live widget (in make test)
+#   make binder-check    a fresh venv from the Binder files runs every chapter (not in make test)
 #
 # Needs only Python 3.11 and make: the first run creates .venv from requirements.txt
 # and installs bilevel_lib into it in editable mode. The venv is rebuilt from scratch
@@ -19,10 +22,10 @@ BUILD_FLAGS ?= --all -W -n --keep-going
 # Quiet ipykernel's debugger warning about frozen modules (printed by every kernel).
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test bench clean distclean
+.PHONY: help venv book test bench clean distclean student browser-check binder-check
 
 help:
-	@sed -n '3,7p' Makefile
+	@sed -n '3,10p' Makefile
 
 venv: $(STAMP)
 
@@ -39,6 +42,20 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest
+
+# The book with the exercises but without their solutions (scripts/build_student.py).
+student: $(STAMP)
+	$(VPY) scripts/build_student.py
+
+# Part of `make test`, on its own: headless Chromium on every page (screenshots in
+# _build/screenshots/) and the live widget in Voila.
+browser-check: $(STAMP)
+	$(VPY) -m pytest tests/test_browser.py
+
+# Not part of `make test` (3-12 min): a fresh venv made only from requirements.txt, runtime.txt and
+# postBuild, as Binder would, runs every chapter (tests/test_binder.py). .ci/run runs it after the tests.
+binder-check: $(STAMP)
+	BILEVEL_BINDER_CHECK=1 $(VPY) -m pytest tests/test_binder.py -k fresh_environment
 
 bench: $(STAMP)
 	$(VPY) benchmarks/bench_core.py

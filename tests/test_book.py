@@ -2,24 +2,20 @@
 rendered pages work offline (MathJax and the ipywidgets manager come from the book itself).
 
 Runs the real build, ``jupyter-book build <repo> --all -W -n --keep-going``, once per test
-session into a temporary directory (``_build/`` is left alone), then checks its output.
+session into a temporary directory (``_build/`` is left alone; the ``book`` fixture in
+tests/conftest.py, shared with the browser and student-build tests), then checks its output.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import posixpath
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILD_TIMEOUT_S = 3600  # each cell also has its own limit (execute.timeout in _config.yml)
+from bookbuild import ROOT, log_excerpt as _log_excerpt, toc_pages
 
 pytestmark = pytest.mark.slow
 
@@ -42,82 +38,8 @@ ERROR_OUTPUT = re.compile(r"class=\"output (?:traceback|error)\b")
 STDERR_OUTPUT = re.compile(r"<div class=\"output stderr[^\"]*\">(.*?)</pre>", re.DOTALL)
 PYTHON_WARNING = re.compile(r"\b\w*Warning:")
 
-
-def _toc_pages() -> list[str]:
-    """Docnames listed in _toc.yml (root, parts, chapters, sections), in order."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    walk(toc.get("sections"))
-    return [str(Path(p).with_suffix("")) if Path(p).suffix in {".md", ".ipynb"} else p for p in pages]
-
-
-TOC_PAGES = _toc_pages()
-
-
-class BuiltBook:
-    def __init__(self, proc: subprocess.CompletedProcess, html_dir: Path):
-        self.proc = proc
-        self.html_dir = html_dir
-
-    @property
-    def log(self) -> str:
-        return f"{self.proc.stdout}\n{self.proc.stderr}"
-
-    def page(self, docname: str) -> str:
-        path = self.html_dir / f"{docname}.html"
-        assert path.is_file(), f"{docname}: no {path.relative_to(self.html_dir)} in the build"
-        return path.read_text(encoding="utf-8")
-
-    def resolve(self, docname: str, url: str) -> Path:
-        """The file a page-relative URL points to inside the built site."""
-        page_dir = posixpath.dirname(docname)
-        target = posixpath.normpath(posixpath.join(page_dir, url.split("?")[0].split("#")[0]))
-        return self.html_dir / target
-
-
-@pytest.fixture(scope="session")
-def book(tmp_path_factory) -> BuiltBook:
-    out = tmp_path_factory.mktemp("book")
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
-        "build",
-        str(ROOT),
-        "--path-output",
-        str(out),
-        "--all",
-        "-W",
-        "-n",
-        "--keep-going",
-    ]
-    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
-    )
-    return BuiltBook(proc, out / "_build" / "html")
-
-
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-KERNEL_NOISE = "Kernel is running over TCP without encryption"  # printed by every kernel start
-
-
-def _log_excerpt(log: str, tail: int = 150) -> str:
-    lines = [ln for ln in ANSI_ESCAPE.sub("", log).splitlines() if KERNEL_NOISE not in ln]
-    flagged = [ln for ln in lines if re.search(r"WARNING|ERROR|Error|Traceback", ln)]
-    return "\n".join(
-        ["--- warnings and errors ---", *flagged[:100], f"--- last {tail} lines ---", *lines[-tail:]]
-    )
+# The session-scoped `book` fixture (tests/conftest.py) runs the build once for all tests.
+TOC_PAGES = toc_pages()
 
 
 def _is_external(url: str) -> bool:

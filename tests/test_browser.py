@@ -1,0 +1,347 @@
+"""The rendered book in a real browser: headless Chromium (the Debian package) driven by Playwright.
+
+* Every page of _toc.yml, from the session's build (the ``book`` fixture), served on 127.0.0.1:
+  no console error, no untypeset TeX, no missing image, no broken internal link
+  (tests/pagecheck.py). Screenshots go to ``_build/screenshots/`` with ``report.txt``
+  (page weights and load times).
+* The precomputed sliders of the static pages move without a kernel.
+* The live widget: the running-example chapter, converted to a notebook with jupytext, runs in
+  Voilà (a Jupyter server with a kernel from this environment); moving the ε and σ sliders
+  redraws the result, with no kernel error.
+* The checker itself can fail: a synthetic page with raw ``$$x$$``, a console error, a missing
+  image and a broken link is reported as such.
+
+Skips (with the reason) only when Chromium is not installed: ``apt-get install -y chromium``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bookbuild import ROOT, source_file, toc_pages
+from pagecheck import INSTALL_HINT, SiteServer, check_page, find_chromium, launch
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+TOC_PAGES = toc_pages()
+LIVE_CHAPTER = "chapters/running_example"
+VOILA_START_TIMEOUT_S = 60
+VOILA_RENDER_TIMEOUT_S = 150  # Voilà runs the whole chapter before the widget appears
+WIDGET_UPDATE_TIMEOUT_S = 60
+
+
+def _shot_name(docname: str) -> str:
+    return docname.replace("/", "__") + ".png"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if find_chromium() is None:
+        pytest.skip(f"Chromium is not installed: {INSTALL_HINT}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def site(book):
+    if book.proc.returncode != 0 and not (book.html_dir / "index.html").is_file():
+        pytest.fail("the book build failed; see test_book.py::test_build_succeeds_without_warnings",
+                    pytrace=False)
+    with SiteServer(book.html_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def page_reports():
+    """Collects one PageReport per page; writes _build/screenshots/report.txt at the end."""
+    reports = {}
+    yield reports
+    if reports:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        lines = [f"{'page':<40} {'HTML KB':>8} {'loaded KB':>10} {'seconds':>8}  problems"]
+        for docname, r in reports.items():
+            lines.append(f"{docname:<40} {r.html_kb:8.0f} {r.total_kb:10.0f} {r.seconds:8.1f}  {len(r.problems)}")
+        (SCREENSHOTS / "report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --- every page of the book ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_page_renders_cleanly_in_chromium(browser, site, book, page_reports, docname):
+    report = check_page(browser, site.url(f"{docname}.html"), book.html_dir,
+                        screenshot=SCREENSHOTS / _shot_name(docname))
+    page_reports[docname] = report
+    assert not report.problems, (
+        f"{docname} in Chromium ({report.url}):\n  " + "\n  ".join(report.problems)
+    )
+
+
+def _static_slider_pages(book) -> list[str]:
+    return [doc for doc in TOC_PAGES if "bl-static-slider" in book.page(doc)]
+
+
+def test_static_sliders_move_without_a_kernel(browser, site, book):
+    """Each precomputed slider swaps its image and label when moved; the running example has
+    one for each of ε, σ and β0."""
+    pages = _static_slider_pages(book)
+    assert LIVE_CHAPTER in pages, f"{LIVE_CHAPTER} has no precomputed (static) slider"
+    for docname in pages:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(site.url(f"{docname}.html"), wait_until="load")
+        sliders = page.locator(".bl-static-slider")
+        titles = []
+        for i in range(sliders.count()):
+            slider = sliders.nth(i)
+            titles.append(slider.locator(".bl-static-slider-title").inner_text())
+            before = (slider.locator("img").get_attribute("src"), slider.locator("output").inner_text())
+            last = slider.locator("input").get_attribute("max")
+            target = "0" if slider.locator("input").input_value() == last else last
+            slider.locator("input").fill(target)  # sets the value and fires "input"
+            after = (slider.locator("img").get_attribute("src"), slider.locator("output").inner_text())
+            assert after[0] != before[0], f"{docname}: slider {titles[-1]!r} did not change its image"
+            assert after[1] != before[1], f"{docname}: slider {titles[-1]!r} did not change its label"
+        context.close()
+        if docname == LIVE_CHAPTER:
+            for symbol in ("ε", "σ", "β0"):
+                assert any(t.startswith(f"Vary {symbol} ") for t in titles), (
+                    f"{docname}: no precomputed slider for {symbol}; found {titles}"
+                )
+
+
+# --- the checker can fail ----------------------------------------------------------------------
+
+BROKEN_PAGE = """<!DOCTYPE html><html><head><title>broken</title></head><body>
+<p>Display math that nobody typeset: $$x^2 + y^2$$ and inline <span class="math">\\(\\alpha\\)</span>.</p>
+<pre>$$ in a code block is fine $$</pre>
+<img src="missing.png" alt="gone">
+<a href="nowhere.html">a page that does not exist</a>
+<a href="#no-such-anchor">an anchor that does not exist</a>
+<a href="#here" id="here">an anchor that exists</a>
+<a href="https://example.org/">external links are not followed</a>
+<script>console.error("something broke");</script>
+</body></html>"""
+
+CLEAN_PAGE = """<!DOCTYPE html><html><head><title>clean</title></head><body>
+<p id="top">Plain text with a price of 5 dollars, and code: <code>$$x$$</code>.</p>
+<a href="#top">back to top</a> <a href="broken.html">the other page</a>
+</body></html>"""
+
+
+MATH_PAGE = """<!DOCTYPE html><html><head><title>math</title>
+<script>window.MathJax = {tex: {macros: {R: "\\\\mathbb{R}"}}};</script>
+<script defer src="mathjax/tex-mml-chtml.js"></script></head><body>
+<p>Typeset: <span class="math">\\(x \\in \\R^2\\)</span>.</p>
+<p>Undefined macro: <span class="math">\\(\\notamacro{x}\\)</span>.</p>
+<p>TeX error: <span class="math">\\(x^1^2\\)</span>.</p>
+</body></html>"""
+
+
+def test_checker_reports_a_broken_page(browser, tmp_path):
+    (tmp_path / "broken.html").write_text(BROKEN_PAGE, encoding="utf-8")
+    (tmp_path / "clean.html").write_text(CLEAN_PAGE, encoding="utf-8")
+    (tmp_path / "math.html").write_text(MATH_PAGE, encoding="utf-8")
+    (tmp_path / "mathjax").symlink_to(ROOT / "_vendor" / "mathjax")  # the book's own MathJax
+    with SiteServer(tmp_path) as server:
+        broken = check_page(browser, server.url("broken.html"), tmp_path)
+        clean = check_page(browser, server.url("clean.html"), tmp_path)
+        math = check_page(browser, server.url("math.html"), tmp_path)
+    problems = "\n".join(broken.problems)
+    assert "console error: something broke" in problems
+    assert "untypeset TeX in the text: 'Display math that nobody typeset: $$x^2" in problems
+    assert "math element without mjx-container: '\\\\(\\\\alpha\\\\)'" in problems
+    assert "missing image: missing.png" in problems
+    assert "broken link 'nowhere.html'" in problems
+    assert "broken link '#no-such-anchor'" in problems
+    assert "in a code block" not in problems and "#here" not in problems and "example.org" not in problems
+    assert not clean.problems, clean.problems
+    assert [p for p in math.problems if "undefined macro" in p and "notamacro" in p], math.problems
+    assert [p for p in math.problems if p.startswith("MathJax error") and "notamacro" not in p], math.problems
+    assert len(math.problems) == 2, math.problems  # the typeset \\(x \\in \\R^2\\) is fine
+
+
+# --- live widgets in Voilà ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_http(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Voilà exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"Voilà did not answer on {url} within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def voila_notebook(tmp_path_factory):
+    """The chapter as an .ipynb (Voilà does not read MyST markdown), plus a Voilà server for it."""
+    import jupytext
+    import nbformat
+
+    work = tmp_path_factory.mktemp("voila")
+    notebook = jupytext.read(source_file(LIVE_CHAPTER))
+    path = work / f"{Path(LIVE_CHAPTER).name}.ipynb"
+    nbformat.write(notebook, path)
+    port = _free_port()
+    log = (work / "voila.log").open("w")
+    env = {
+        **os.environ,
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(work / "config"),  # no user configuration
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(path), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
+        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        try:
+            _wait_for_http(f"http://127.0.0.1:{port}/", proc, VOILA_START_TIMEOUT_S)
+        except (RuntimeError, TimeoutError) as err:
+            log.flush()
+            tail = (work / "voila.log").read_text(encoding="utf-8", errors="replace")[-3000:]
+            pytest.fail(f"{err}\n--- Voilà log ---\n{tail}", pytrace=False)
+        yield f"http://127.0.0.1:{port}/", work / "voila.log"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+_FIND_WIDGET_JS = """
+(labels) => {
+  // the widget's box: the smallest VBox holding every slider label and an output image
+  const boxes = [...document.querySelectorAll(".widget-vbox")].filter((box) =>
+    labels.every((label) => [...box.querySelectorAll(".widget-label")].some((l) => l.textContent.trim() === label)));
+  if (!boxes.length) return null;
+  const box = boxes[boxes.length - 1];
+  const img = box.querySelector(".widget-output img, .jp-OutputArea img");
+  return img ? img.getAttribute("src") : "";
+}
+"""
+
+# Error outputs: tracebacks and stderr, which the kernel sends for a failing cell or callback
+_OUTPUT_TEXT_JS = """
+() => [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]')]
+  .map((el) => el.innerText).join("\\n")
+"""
+
+
+def _image_src(page, labels):
+    return page.evaluate(_FIND_WIDGET_JS, labels)
+
+
+def _set_slider(page, label: str, value: str) -> None:
+    slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=label)).last
+    readout = slider.locator(".widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+
+
+ERROR_LINE = re.compile(r"Traceback|Error\b|Exception\b|Warning\b")
+
+
+def _error_lines(page) -> list[str]:
+    return [line for line in page.evaluate(_OUTPUT_TEXT_JS).splitlines() if ERROR_LINE.search(line)]
+
+
+def _errors_shown(page) -> str:
+    errors = _error_lines(page)
+    return f"; the page shows: {errors[:10]}" if errors else ""
+
+
+def _wait_for_new_image(page, labels, old: str, timeout_s: float) -> str:
+    """The new image once the widget has redrawn; ``old`` on a timeout or an error output."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        src = _image_src(page, labels)
+        if src and src != old:
+            return src
+        if _error_lines(page):
+            return old
+        page.wait_for_timeout(250)
+    return old
+
+
+def test_live_widget_redraws_in_voila(browser, voila_notebook):
+    url, log_path = voila_notebook
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    console = []
+    page.on("console", lambda msg: msg.type == "error" and console.append(msg.text))
+    page.on("pageerror", lambda err: console.append(f"uncaught exception: {err}"))
+    labels = ["log₁₀ ε", "σ"]
+    try:
+        page.goto(url, wait_until="load", timeout=VOILA_RENDER_TIMEOUT_S * 1000)
+        page.wait_for_function(f"() => ({_FIND_WIDGET_JS})({labels!r})",
+                               timeout=VOILA_RENDER_TIMEOUT_S * 1000, polling=500)
+        first = _image_src(page, labels)
+        assert first.startswith("data:image/png"), "the widget shows no image before the sliders move"
+
+        _set_slider(page, "log₁₀ ε", "-1")
+        second = _wait_for_new_image(page, labels, first, WIDGET_UPDATE_TIMEOUT_S)
+        assert second != first, f"moving the ε slider did not redraw the result{_errors_shown(page)}"
+
+        _set_slider(page, "σ", "0.2")
+        third = _wait_for_new_image(page, labels, second, WIDGET_UPDATE_TIMEOUT_S)
+        assert third != second, f"moving the σ slider did not redraw the result{_errors_shown(page)}"
+
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "voila__running_example.png"), full_page=True)
+        errors = _error_lines(page)
+    finally:
+        context.close()
+    assert not errors, f"the chapter shows errors in Voilà: {errors[:10]}"
+    kernel = [msg for msg in console if re.search(r"kernel", msg, re.IGNORECASE)]
+    assert not kernel, f"kernel errors in the browser console: {kernel}"
+    server_log = log_path.read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in server_log, f"Voilà's log has a traceback:\n{server_log[-3000:]}"
+
+
+def test_static_slider_markup_is_self_contained():
+    """viz.static_slider: one PNG per frame inline, the start frame shown, nothing fetched."""
+    import numpy as np
+
+    from bilevel_lib import viz
+
+    frames = [np.full((4, 5), value) for value in (0.0, 0.5, 1.0)]
+    markup = viz.static_slider(frames, ["a", "b", "c"], start=1, title="t <1>", vmin=0, vmax=1).data
+    assert markup.count("iVBORw0KGgo") == 4  # three PNG frames in the data, the start one in <img>
+    assert 'value="1"' in markup and ">b</output>" in markup and "t &lt;1&gt;" in markup
+    assert not re.search(r"""(src|href)=["']?https?:""", markup)
+    with pytest.raises(ValueError, match="one label per frame"):
+        viz.static_slider(frames, ["a"])
+    with pytest.raises(ValueError, match="start must be a frame index"):
+        viz.static_slider(frames, ["a", "b", "c"], start=3)
