@@ -13,9 +13,12 @@ Prints, in one run:
   400 random entries above) (target ≤ 1e-8 for the closed form);
 * 2-D filters, corner-rounded 1-norm (ε = 0.01), 3×3 filters, cameraman crops: the library's
   implicit gradient (``hypergrad.implicit_hypergradient``: OGM + CG + mixed product) against
-  CVXPY's ``backward()`` on the *same* smoothed problem (diffcp mode "lsqr"; "dense" did not finish
-  in 20 minutes at 32×32), for 16×16 with 2 filters and 32×32 with 4 filters (target ≥ 1000× on
-  the larger).  ``--quick`` skips the 32×32 CVXPY case, which takes minutes.
+  CVXPY's ``backward()`` on the *same* smoothed problem, for 16×16 with 2 filters and 32×32 with
+  4 filters (target ≥ 1000× on the larger).  diffcp modes: "lsqr" (CVXPY's default; iterative, its
+  gradient is only good to ~1e-6 here), "lsmr" (iterative with tight tolerances: the accuracy-matched
+  peer, ~1e-8) and "dense" (a dense factorisation of the derivative matrix; run at 16×16 only — at
+  32×32 that matrix has 27,649 rows, 6.1 GB, so its time is estimated by n³ scaling from the 16×16 run,
+  and labelled as an estimate).  ``--quick`` skips the 32×32 CVXPY cases.
 
 All linear algebra runs on one BLAS thread (threadpoolctl), for both sides; the machine may be
 shared, so treat times as indicative and compare the ratios measured in the same run.
@@ -82,8 +85,16 @@ def table1(pairs: int, repeat: int) -> None:
               f"{'meets' if e_exact <= 1e-8 else 'MISSES'}]")
 
 
+def derivative_matrix_side(program) -> int:
+    """Rows of diffcp's derivative matrix for a CVXPY program: n + m + 1 of its cone program."""
+    import cvxpy as cp
+    A = program.problem.get_problem_data(cp.SCS)[0]["A"]
+    return A.shape[0] + A.shape[1] + 1
+
+
 def filters_2d(quick: bool) -> None:
     print("2-D filters, φ = corner-rounded 1-norm (ε = 0.01), 3×3 filters, β0 = −2.5, one cameraman crop")
+    dense_16 = None                                   # (matrix side, backward seconds) of dense mode at 16×16
     for size, count in ((16, 2), (32, 4)):
         truth = data.cameraman()[140:140 + size, 200:200 + size]
         y = data.add_noise(truth, 0.1, rng=0)
@@ -102,7 +113,7 @@ def filters_2d(quick: bool) -> None:
             print(line + "; CVXPY skipped (--quick)")
             continue
         print(line)
-        for mode in (("lsqr", "dense") if size == 16 else ("lsqr",)):
+        for mode in (("lsqr", "lsmr", "dense") if size == 16 else ("lsqr", "lsmr")):
             start = time.perf_counter()
             program = cvx.FilterDenoisingProgram((size, size), count, (3, 3), penalty="cr1n", smoothing=0.01,
                                                  strengths=params.strengths, eps=1e-8, mode=mode)
@@ -112,6 +123,8 @@ def filters_2d(quick: bool) -> None:
             error = relative(second.gradient, ift.gradient.filters)
             ratio_backward = second.backward_seconds / t_backward
             ratio_total = second.seconds / t_ift
+            if mode == "dense":
+                dense_16 = (derivative_matrix_side(program), second.backward_seconds)
             print(f"      CVXPY ({mode}): build + first solve + backward {t_first:.1f} s; again: solve "
                   f"{second.solve_seconds:.2f} s, backward() {second.backward_seconds:.2f} s "
                   f"(first backward {first.backward_seconds:.2f} s)")
@@ -119,8 +132,12 @@ def filters_2d(quick: bool) -> None:
                   f"IFT = {ratio_total:,.0f}×; gradients differ by {error:.1e} (relative)"
                   + (f"   [≥ 1000× on the larger: {'meets' if ratio_backward >= 1000 else 'MISSES'} (backward), "
                      f"{'meets' if ratio_total >= 1000 else 'misses'} (in all)]" if size == 32 else ""))
-        if size == 32:
-            print("      CVXPY (dense) at 32×32 is not run: it did not finish within 20 minutes when tried")
+        if size == 32 and dense_16 is not None:
+            side = derivative_matrix_side(program)
+            estimate = dense_16[1] * (side / dense_16[0]) ** 3
+            print(f"      CVXPY (dense) not run at 32×32: derivative matrix {side:,} rows ({8 * side ** 2 / 1e9:.1f} GB); "
+                  f"ESTIMATE by n³ scaling from 16×16 ({dense_16[0]:,} rows, {dense_16[1]:.1f} s): "
+                  f"≈{estimate / 60:,.0f} min, ≈{estimate / t_backward:,.0f}× the library's gradient step")
 
 
 def main() -> None:
