@@ -46,6 +46,20 @@ def test_one_step_is_a_lemma1_gradient_step():
     assert np.array_equal(result.W_init, W0)
 
 
+def test_step_decay_divides_the_step_by_ten():
+    """lr_decay_epochs=(1,): the second epoch is a step of lr/10 from where the first ended."""
+    settings = small(n_train=10, batch_size=10)
+    x, y, _, _ = blorc.make_pairs(settings)
+    W0 = 0.3 * np.eye(16)
+    decayed = blorc.train_blorc(x, y, W0=W0, epochs=2, batch_size=10, lr=0.05, lr_decay_epochs=(1,))
+    first = blorc.train_blorc(x, y, W0=W0, epochs=1, batch_size=10, lr=0.05)
+    solve = sl.solve_l1_denoising(y, first.W, threshold=1e-3)
+    expected = first.W - 0.005 * sl.closed_form_gradient(y, x, first.W, solve.signs).gradient
+    assert np.allclose(decayed.W, expected, atol=1e-12)
+    constant = blorc.train_blorc(x, y, W0=W0, epochs=2, batch_size=10, lr=0.05)
+    assert not np.allclose(constant.W, decayed.W, atol=1e-6)      # the decay changed the second step
+
+
 def test_training_lowers_the_training_loss():
     settings = small(n_train=60, batch_size=20)
     x, y, _, _ = blorc.make_pairs(settings)
@@ -106,6 +120,10 @@ def test_bad_settings_raise():
         blorc.train_blorc(x, x, optimizer="sgd")
     with pytest.raises(ValueError, match="W0 must have n = 6 columns"):
         blorc.train_blorc(x, x, W0=np.eye(5))
+    with pytest.raises(ValueError, match="lr_decay_epochs must be increasing epoch numbers in 1…1"):
+        blorc.train_blorc(x, x, epochs=2, lr_decay_epochs=(2,))
+    with pytest.raises(ValueError, match="lr_decay_epochs"):
+        blorc.BlorcSettings(epochs=10, lr_decay_epochs=(5, 3))
 
 
 def test_command_line_writes_results(tmp_path, capsys):
@@ -121,3 +139,13 @@ def test_command_line_writes_results(tmp_path, capsys):
     saved = np.load(out.with_suffix(".npz"))
     assert saved["W"].shape == (16, 16) and saved["test_psnr"].shape == (2,)
     assert "test PSNR" in capsys.readouterr().out
+
+
+def test_full_preset_decays_and_scales_its_decays_with_the_epochs(tmp_path, capsys):
+    assert blorc.FULL_SETTINGS.lr_decay_epochs == (650, 700)
+    out = tmp_path / "run"
+    blorc.main(["--full", "--n", "16", "--pairs", "20", "--test", "4", "--batch", "10", "--epochs", "15",
+                "--out", str(out), "--no-progress"])
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["settings"]["lr_decay_epochs"] == [13, 14]       # 650/750 and 700/750 of 15 epochs
+    assert "÷10 at epochs 13, 14" in capsys.readouterr().out
