@@ -29,6 +29,7 @@ Modules (one idea each):
 * :mod:`~bilevel_lib.experiments`    small recipes shared by chapters, tests and benchmarks
 * :mod:`~bilevel_lib.checks`         finite-difference checks and self-checks for exercises
 * :mod:`~bilevel_lib.viz`            the book's plotting functions and widgets (imports matplotlib)
+* :mod:`~bilevel_lib.widgets`        chapter explorers: plots of precomputed sweeps and their sliders
 """
 
 from .cg import CGResult, conjugate_gradient

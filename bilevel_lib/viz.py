@@ -20,7 +20,7 @@ from .params import Hyperparameters
 from .penalties import CornerRounded1Norm
 
 __all__ = ["use_book_style", "plot_penalty", "show_filters", "show_images", "plot_denoising", "DenoisingExplorer",
-           "figure_png", "plot_tolerance_errors", "tolerance_widget", "static_slider"]
+           "figure_png", "plot_storage_diagram", "plot_tolerance_errors", "tolerance_widget", "static_slider"]
 
 BOOK_STYLE = {
     "figure.dpi": 100,
@@ -42,18 +42,43 @@ def use_book_style() -> None:
     plt.rcParams.update(BOOK_STYLE)
 
 
-def figure_png(fig) -> bytes:
+def figure_png(fig, dpi: float | None = None, colors: int | None = None) -> bytes:
     """Render a figure to PNG bytes and close it.
 
     Widgets display figures this way: without the inline backend's tight bounding box (the book's
     figures use constrained or fixed layouts), drawing is about twice as fast.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    dpi : float, optional
+        Pixels per inch; default the book's 100.  Lower values give smaller pictures, for
+        example the frames of a :func:`static_slider` shown at their natural size.
+    colors : int, optional
+        Quantize to an adaptive palette of this many colours (2 to 256).  Line plots keep their
+        look with 64 colours, and their PNG shrinks three- to fourfold: use it for the many
+        frames of a :func:`static_slider`, which are all embedded in the page.
     """
     import io
+    import numbers
 
+    if dpi is not None and not (isinstance(dpi, numbers.Real) and not isinstance(dpi, bool) and dpi > 0):
+        raise ValueError(f"dpi must be a positive number; got {dpi!r}")
+    if colors is not None and not (isinstance(colors, numbers.Integral) and not isinstance(colors, bool)
+                                   and 2 <= colors <= 256):
+        raise ValueError(f"colors must be an integer from 2 to 256; got {colors!r}")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
-    return buffer.getvalue()
+    if colors is None:
+        return buffer.getvalue()
+    from PIL import Image
+
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB").quantize(int(colors))
+    quantized = io.BytesIO()
+    image.save(quantized, format="png", optimize=True)
+    return quantized.getvalue()
 
 
 def _display_png(fig) -> None:
@@ -242,6 +267,75 @@ class DenoisingExplorer:
         box = widgets.VBox([widgets.HBox([controls["log_eps"], controls["sigma"]]),
                             widgets.HBox([controls["beta0"], controls["bank"]]), output])
         return box
+
+
+def plot_storage_diagram(T: int = 6, current: int = 3):
+    """What reverse and forward mode keep in memory during T unrolled iterations (Ch. "Unrolling").
+
+    Top row, reverse mode (review eq. B.2): the iterates x⁽⁰⁾ … x⁽ᵀ⁻¹⁾ are stored (filled boxes)
+    and the adjoints x̄⁽ᵗ⁾ run backwards from ∇ₓℓ.  Bottom row, forward mode (eq. B.3): only the
+    current iterate and its Jacobian Z_t travel forward (filled at t = ``current``).
+
+    Parameters
+    ----------
+    T : int
+        Number of unrolled iterations drawn, at least 1.
+    current : int
+        The time step 0 ≤ current ≤ T whose forward-mode state is highlighted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axis with 4T + 3 boxes and 3T arrows.
+    """
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    if int(T) != T or T < 1:
+        raise ValueError(f"T must be an integer ≥ 1; got {T!r}")
+    if int(current) != current or not 0 <= current <= T:
+        raise ValueError(f"current must be an integer in [0, T] = [0, {T}]; got {current!r}")
+    T, current = int(T), int(current)
+    fig, ax = plt.subplots(figsize=(8.6, 3.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    xs = np.arange(T + 1) * 1.15
+
+    def box(x, y, label, face, width=0.8, height=0.55, text_color="k"):
+        ax.add_patch(Rectangle((x - width / 2, y - height / 2), width, height, facecolor=face,
+                               edgecolor="0.3", lw=1))
+        ax.text(x, y, label, ha="center", va="center", fontsize=9, color=text_color)
+
+    def arrow(x0, y0, x1, y1, color="0.35"):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10,
+                                     color=color, lw=1))
+
+    # reverse mode: the forward pass keeps every iterate, the backward pass walks back
+    top, back = 2.6, 1.85
+    ax.text(-0.9, top + 0.55, "reverse mode (B.2): memory O(TN)", fontsize=10, fontweight="bold")
+    for t, x in enumerate(xs):
+        stored = t < T
+        box(x, top, f"$x^{{({t})}}$", colors[0] if stored else "white",
+            text_color="w" if stored else "k")
+        if t:
+            arrow(xs[t - 1] + 0.42, top, x - 0.42, top)
+            box(x, back, rf"$\bar x^{{({t})}}$", "#f4d3d8")
+            arrow(x - 0.42, back, xs[t - 1] + 0.42, back, colors[1])
+    ax.text(xs[-1] + 0.6, back, r"$\nabla_x\ell$", va="center", fontsize=9, color=colors[1])
+    ax.text(xs[-1] + 0.6, top, "ℓ", va="center", fontsize=9)
+    # forward mode: one iterate and the tangents Z_t travel together
+    low = 0.55
+    ax.text(-0.9, low + 0.75, "forward mode (B.3): memory O(NR)", fontsize=10, fontweight="bold")
+    for t, x in enumerate(xs):
+        now = t == current
+        face = colors[3] if now else "white"
+        box(x, low + 0.2, f"$x^{{({t})}}$", face, height=0.4, text_color="w" if now else "k")
+        box(x, low - 0.3, f"$Z_{{{t}}}$", face, width=0.8, height=0.5, text_color="w" if now else "k")
+        if t:
+            arrow(xs[t - 1] + 0.42, low, x - 0.42, low, colors[3])
+    ax.text(xs[-1] + 0.6, low - 0.05, r"$Z_T'\nabla_x\ell$", va="center", fontsize=9)
+    ax.set_xlim(-1.0, xs[-1] + 1.6)
+    ax.set_ylim(-0.1, 3.35)
+    ax.axis("off")
+    return fig
 
 
 def plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp: int, cg_exp: int):

@@ -1,4 +1,5 @@
-"""Plotting functions and the running-example widget's engine (no display needed)."""
+"""Plotting functions, the running-example widget's engine and the chapter explorers' callbacks
+(no display needed: widgets hand their figures to a recorder instead)."""
 
 import matplotlib
 
@@ -7,7 +8,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bilevel_lib import data, filters, viz  # noqa: E402
+from bilevel_lib import data, filters, viz, widgets  # noqa: E402
+from bilevel_lib.profiling import format_bytes  # noqa: E402
 
 
 def test_plots_render_to_png():
@@ -39,3 +41,259 @@ def test_tolerance_plot_marks_the_chosen_pair():
     fig = viz.plot_tolerance_errors(errors, work, np.arange(-3, 0), np.arange(-4, 0), -2, -3)
     assert "lower tol 1e-2, CG tol 1e-3" in fig._suptitle.get_text()
     viz.figure_png(fig)
+
+
+# --- figure_png options -------------------------------------------------------------------------
+
+def _png_size(png):
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return image.size, image.mode
+
+
+def test_figure_png_scales_with_dpi_and_quantizes_to_a_palette():
+    import matplotlib.pyplot as plt
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.plot(np.sin(np.linspace(0, 9, 200)))
+        return fig
+
+    full = viz.figure_png(figure())
+    assert _png_size(full) == ((400, 200), "RGBA")           # the book's 100 dpi
+    assert _png_size(viz.figure_png(figure(), dpi=50))[0] == (200, 100)
+    small = viz.figure_png(figure(), colors=16)
+    assert _png_size(small) == ((400, 200), "P") and len(small) < len(full) / 2
+    for bad in ({"dpi": 0}, {"dpi": "high"}, {"colors": 1}, {"colors": 300}, {"colors": 8.5}):
+        with pytest.raises(ValueError, match="dpi|colors"):
+            viz.figure_png(figure(), **bad)
+    plt.close("all")
+
+
+# --- Ch. "Unrolling": storage diagram -----------------------------------------------------------
+
+def test_storage_diagram_draws_every_box_and_arrow_and_highlights_one_step():
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    for T in (1, 6, 12):
+        fig = viz.plot_storage_diagram(T=T, current=min(3, T))
+        (ax,) = fig.axes
+        boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+        arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+        assert len(boxes) == 4 * T + 3 and len(arrows) == 3 * T
+        forward_colour = plt_colour(3)
+        highlighted = [b for b in boxes if np.allclose(b.get_facecolor()[:3], forward_colour)]
+        assert len(highlighted) == 2                           # x and Z at t = current
+        assert {round(b.get_x() + b.get_width() / 2, 6) for b in highlighted} == {round(1.15 * min(3, T), 6)}
+        viz.figure_png(fig)
+    for bad in ({"T": 0}, {"T": 2.5}, {"T": 6, "current": 7}, {"T": 6, "current": -1}):
+        with pytest.raises(ValueError, match="T must|current must"):
+            viz.plot_storage_diagram(**bad)
+
+
+def plt_colour(index):
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    viz.use_book_style()
+    return mcolors.to_rgb(plt.rcParams["axes.prop_cycle"].by_key()["color"][index])
+
+
+# --- widget callbacks: record what the widget would display --------------------------------------
+
+@pytest.fixture
+def shown(monkeypatch):
+    """Figures the widgets hand to the display, in order (instead of rendering them)."""
+    figures = []
+
+    def record(fig):
+        figures.append(fig)
+
+    monkeypatch.setattr(viz, "_display_png", record)
+    yield figures
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _controls(box):
+    """The sliders of a widget box, by description, whatever the nesting."""
+    import ipywidgets as ipw
+
+    found, stack = {}, [box]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ipw.Box):
+            stack.extend(item.children)
+        elif hasattr(item, "description") and hasattr(item, "value"):
+            found[item.description] = item
+    return found
+
+
+# --- Ch. "Tuning β": ℓ(β0) against σ and ε --------------------------------------------------------
+
+def _beta0_curves(sigmas=(0.05, 0.1, 0.2), epsilons=(0.1, 0.01)):
+    from bilevel_lib import Hyperparameters, tuning
+
+    grid = np.linspace(-5.0, 0.0, 21)
+    curves = {}
+    for sigma in sigmas:
+        for eps in epsilons:
+            centre = np.log(sigma) - 0.5 * np.log(eps)          # any smooth trend will do
+            losses = (grid - centre) ** 2 + sigma
+            best = int(np.argmin(losses))
+            curves[sigma, eps] = tuning.SearchResult(
+                best=Hyperparameters.from_filters(filters.finite_differences(2), beta0=grid[best]),
+                best_loss=float(losses[best]), candidates=grid, losses=losses, n_solves=grid.size,
+                lower_iterations=10 * grid.size)
+    return curves
+
+
+def test_beta0_curves_draw_one_curve_per_eps_and_mark_the_chosen_pair():
+    curves = _beta0_curves()
+    fig = widgets.plot_beta0_curves(curves, 0.1, 0.01)
+    left, right = fig.axes
+    assert len(left.lines) == 2 + 1 and len(right.lines) == 2 + 1
+    widths = {line.get_label(): line.get_linewidth() for line in left.lines[:2]}
+    assert widths == {"ε = 0.1": 0.8, "ε = 0.01": 2.2}
+    chosen = curves[0.1, 0.01]
+    np.testing.assert_allclose(left.lines[-1].get_xydata(), [[chosen.best.beta0, chosen.best_loss]])
+    assert left.get_ylim()[1] == pytest.approx(3 * max(curves[0.1, e].best_loss for e in (0.1, 0.01)))
+    np.testing.assert_allclose(right.lines[0].get_xdata(), [0.05, 0.1, 0.2])
+    assert f"best β0 = {chosen.best.beta0:.3f}" in left.get_title()
+    viz.figure_png(fig)
+
+
+def test_beta0_curves_reject_settings_that_were_not_precomputed():
+    curves = _beta0_curves()
+    with pytest.raises(ValueError, match=r"sigma must be one of the precomputed values \[0.05, 0.1, 0.2\]"):
+        widgets.plot_beta0_curves(curves, 0.15, 0.01)
+    with pytest.raises(ValueError, match="eps must be one of"):
+        widgets.plot_beta0_curves(curves, 0.1, 0.3)
+    del curves[0.2, 0.1]
+    with pytest.raises(ValueError, match=r"grid is incomplete: missing \[\(0.2, 0.1\)\]"):
+        widgets.plot_beta0_curves(curves, 0.1, 0.01)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        widgets.plot_beta0_curves({}, 0.1, 0.01)
+
+
+def test_beta0_widget_redraws_the_chosen_setting(shown):
+    curves = _beta0_curves()
+    box = widgets.beta0_widget(curves, sigma=0.1, eps=0.01)
+    assert len(shown) == 1 and "σ = 0.1, ε = 0.01" in shown[-1].axes[0].get_title()
+    controls = _controls(box)
+    assert controls["σ"].continuous_update is False
+    controls["σ"].value = 0.2
+    assert len(shown) == 2 and "σ = 0.2, ε = 0.01" in shown[-1].axes[0].get_title()
+    np.testing.assert_allclose(shown[-1].axes[0].lines[0].get_ydata(), curves[0.2, 0.1].losses)
+    controls["ε"].value = 0.1
+    bold = [line.get_label() for line in shown[-1].axes[0].lines[:2] if line.get_linewidth() > 1]
+    assert bold == ["ε = 0.1"]
+    with pytest.raises(ValueError, match="sigma must be one of"):
+        widgets.beta0_widget(curves, sigma=0.3)
+
+
+# --- Ch. "Translation to a single level": the zero-set threshold ------------------------------------
+
+def _threshold_sweep():
+    rng = np.random.default_rng(0)
+    n, sigmas, exponents = 16, np.array([0.05, 0.1, 0.2]), np.arange(-6, -1)
+    signal = np.repeat([0.0, 1.0], n // 2)
+    noisy = signal + sigmas[:, None] * rng.standard_normal((3, n))
+    errors = 10.0 ** rng.uniform(-12, 0, (3, exponents.size))
+    return widgets.ThresholdSweep(signal, sigmas, noisy, 0.5 * (noisy + signal), np.tile(signal + 0.01, (3, 1)),
+                                  exponents, errors, z_accuracy=[1e-5, 2e-5, 4e-5])
+
+
+def test_threshold_plot_marks_the_threshold_at_the_chosen_noise_level():
+    sweep = _threshold_sweep()
+    fig = widgets.plot_threshold(sweep, 0.1, -4)
+    left, right = fig.axes
+    assert len(left.lines) == 4 and len(right.lines) == 3      # error curve, marker, accuracy line
+    np.testing.assert_allclose(left.lines[0].get_ydata(), sweep.noisy[1])
+    np.testing.assert_allclose(right.lines[1].get_xydata(), [[-4, sweep.errors[1, 2]]])
+    np.testing.assert_allclose(right.lines[2].get_xdata(), [np.log10(2e-5)] * 2)
+    assert fig._suptitle.get_text() == f"σ = 0.1, τ = 1e-4: gradient error {sweep.errors[1, 2]:.1e}"
+    assert "σ = 0.2" in widgets.plot_threshold(sweep, 0.19, -4)._suptitle.get_text()   # nearest σ
+    with pytest.raises(ValueError, match=r"exponent must be an integer in \[-6, -2\]"):
+        widgets.plot_threshold(sweep, 0.1, -1)
+
+
+def test_threshold_sweep_checks_shapes():
+    good = _threshold_sweep()
+    with pytest.raises(ValueError, match=r"errors must have shape \(3, 5\).*got \(3, 4\)"):
+        widgets.ThresholdSweep(good.signal, good.sigmas, good.noisy, good.learned, good.finite,
+                               good.exponents, good.errors[:, :4], good.z_accuracy)
+    with pytest.raises(ValueError, match="consecutive integers"):
+        widgets.ThresholdSweep(good.signal, good.sigmas, good.noisy, good.learned, good.finite,
+                               good.exponents * 2, good.errors, good.z_accuracy)
+    with pytest.raises(ValueError, match="learned must have shape"):
+        widgets.ThresholdSweep(good.signal, good.sigmas, good.noisy, good.learned.T, good.finite,
+                               good.exponents, good.errors, good.z_accuracy)
+
+
+def test_threshold_widget_redraws_when_a_slider_moves(shown):
+    sweep = _threshold_sweep()
+    box = widgets.threshold_widget(sweep, sigma=0.1, exponent=-4)
+    controls = _controls(box)
+    assert len(shown) == 1
+    controls["log₁₀ threshold"].value = -2
+    np.testing.assert_allclose(shown[-1].axes[1].lines[1].get_xydata(), [[-2, sweep.errors[1, 4]]])
+    controls["noise σ"].value = 0.2
+    np.testing.assert_allclose(shown[-1].axes[0].lines[0].get_ydata(), sweep.noisy[2])
+    assert len(shown) == 3
+
+
+# --- Ch. "Unrolling": truncated back-propagation ---------------------------------------------------
+
+def _truncation_errors(T_values=(5, 10, 20), scales=(0.5, 1.0, 1.9)):
+    truncation, unrolled = {}, {}
+    for T in T_values:
+        for s in scales:
+            k = np.arange(1, T + 1)
+            truncation[T, s] = 10.0 ** (-s * k / T) / T
+            unrolled[T, s] = 10.0 ** (-(k[:-1] / T) * 8)
+    return truncation, unrolled
+
+
+def test_truncation_plot_shows_the_chosen_truncation_and_its_cost():
+    truncation, unrolled = _truncation_errors()
+    fig = widgets.plot_truncation(truncation, unrolled, 10, 4, 1.0, iterate_bytes=2048)
+    left, right = fig.axes
+    assert len(left.lines) == 3 and len(right.lines) == 3 + 1
+    np.testing.assert_allclose(left.lines[2].get_xydata(), [[4, np.log10(truncation[10, 1.0][3])]])
+    np.testing.assert_allclose(right.lines[0].get_xdata(), [5, 10, 20])
+    assert [line.get_linewidth() for line in right.lines[:3]] == [0.8, 1.8, 0.8]
+    assert [line.get_linestyle() for line in right.lines[:3]] == [":", "-", ":"]   # the step 1/L is solid
+    title = fig._suptitle.get_text()
+    assert "T = 10, k = 4" in title and "3 Hessian-vector + 4 mixed products" in title
+    assert f"{format_bytes(4 * 2048)} stored" in title
+    clipped = widgets.plot_truncation(truncation, unrolled, 5, 40, 0.5, iterate_bytes=2048)
+    assert "T = 5, k = 5" in clipped._suptitle.get_text()                # k > T is clipped to T
+
+
+def test_truncation_plot_rejects_bad_settings():
+    truncation, unrolled = _truncation_errors()
+    with pytest.raises(ValueError, match=r"T must be one of the precomputed values \[5, 10, 20\]"):
+        widgets.plot_truncation(truncation, unrolled, 40, 4, 1.0, iterate_bytes=1)
+    with pytest.raises(ValueError, match="k must be an integer ≥ 1"):
+        widgets.plot_truncation(truncation, unrolled, 10, 0, 1.0, iterate_bytes=1)
+    unrolled[10, 1.0] = unrolled[10, 1.0][:-2]
+    with pytest.raises(ValueError, match="expected 10 truncation errors and 9 unrolled errors"):
+        widgets.plot_truncation(truncation, unrolled, 10, 4, 1.0, iterate_bytes=1)
+
+
+def test_truncation_widget_redraws_when_k_or_T_changes(shown):
+    truncation, unrolled = _truncation_errors()
+    box = widgets.truncation_widget(truncation, unrolled, iterate_bytes=8, T=10, k=4, scale=1.0)
+    controls = _controls(box)
+    assert set(controls) == {"iterations T", "back-prop k", "step α·L"}
+    assert all(c.continuous_update is False for c in controls.values())
+    controls["back-prop k"].value = 7
+    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [7])
+    controls["iterations T"].value = 20
+    assert shown[-1].axes[0].lines[0].get_xdata().size == 20
+    assert len(shown) == 3

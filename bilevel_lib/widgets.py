@@ -1,0 +1,328 @@
+"""Chapter explorers: a pure plotting function over precomputed results plus a thin widget.
+
+Each explorer comes in two parts, as the book's style asks of widgets:
+
+* ``plot_…(data, setting)`` draws one setting from results the chapter computed once; it has no
+  state and returns a matplotlib figure, so it also makes the frames of a
+  :func:`~bilevel_lib.viz.static_slider` for readers without a kernel;
+* ``…_widget(data, defaults)`` wraps it in ``ipywidgets`` sliders (``continuous_update=False``)
+  whose callback only looks results up and redraws.
+
+The figures use fixed layouts (``subplots_adjust``), which are faster to redraw than constrained
+layouts, and are shown as PNG (:func:`~bilevel_lib.viz.figure_png`).
+
+=========================  ======================  ===========================================
+explorer                   chapter                 what moves
+=========================  ======================  ===========================================
+:func:`plot_beta0_curves`  "Tuning β"              ℓ(β0) and the best β0 with σ and ε
+:func:`plot_threshold`     "Translation to a       gradient error against the zero-set
+                           single level"           threshold τ, for a noise level σ
+:func:`plot_truncation`    "Unrolling"             truncated back-propagation: error against k,
+                                                   T and the step α
+=========================  ======================  ===========================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import viz
+from .metrics import psnr_db
+from .profiling import format_bytes
+
+__all__ = ["plot_beta0_curves", "beta0_widget", "ThresholdSweep", "plot_threshold", "threshold_widget",
+           "plot_truncation", "truncation_widget"]
+
+
+def _grid_axes(keys, names: tuple[str, str]) -> tuple[list, list]:
+    """The two axes of a full grid of (a, b) keys, in first-seen order; ValueError if a pair is missing."""
+    keys = list(keys)
+    if not keys or any(not isinstance(key, tuple) or len(key) != 2 for key in keys):
+        raise ValueError(f"expected a non-empty dict keyed by ({names[0]}, {names[1]}) pairs; got keys {keys[:3]}")
+    first = list(dict.fromkeys(a for a, _ in keys))
+    second = list(dict.fromkeys(b for _, b in keys))
+    present = set(keys)
+    missing = [(a, b) for a in first for b in second if (a, b) not in present]
+    if missing:
+        raise ValueError(f"the ({names[0]}, {names[1]}) grid is incomplete: missing {missing[:3]}")
+    return first, second
+
+
+def _check_choice(value, options, name: str):
+    if value not in options:
+        raise ValueError(f"{name} must be one of the precomputed values {list(options)}; got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ch. "Tuning β": how the best β0 moves with σ and ε
+
+
+def plot_beta0_curves(curves, sigma: float, eps: float):
+    """ℓ(β0) for one noise level σ, one curve per ε (left), and the best β0 against σ (right).
+
+    Introduced in Ch. "Tuning β" (review Sec. 3.2, task-based regularisation strength).
+
+    Parameters
+    ----------
+    curves : dict[(float, float), tuning.SearchResult]
+        A grid search over β0 (:func:`bilevel_lib.tuning.grid_search_beta0`) for every pair
+        (σ, ε) of a full grid; the order of first appearance orders the σ and ε values.
+    sigma, eps : float
+        The chosen pair, drawn in bold and circled; it must be one of the keys.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes; the left one has one line per ε plus the marker of the chosen minimum, and
+        its vertical axis stops at three times the largest minimum at this σ.
+    """
+    sigmas, epsilons = _grid_axes(curves, ("σ", "ε"))
+    _check_choice(sigma, sigmas, "sigma")
+    _check_choice(eps, epsilons, "eps")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.9, wspace=0.28)  # fixed layout: fast redraws
+    for e in epsilons:
+        bold = e == eps
+        c = curves[sigma, e]
+        width, alpha = (2.2, 1.0) if bold else (0.8, 0.5)
+        left.plot(c.candidates, c.losses, lw=width, alpha=alpha, label=f"ε = {e:g}")
+        best = [curves[s, e].best.beta0 for s in sigmas]
+        right.plot(sigmas, best, "o-", lw=width, alpha=alpha)
+    chosen = curves[sigma, eps]
+    left.plot(chosen.best.beta0, chosen.best_loss, "ko", mfc="none", ms=9)
+    left.set_title(f"σ = {sigma:g}, ε = {eps:g}: best β0 = {chosen.best.beta0:.3f}")
+    lowest = max(curves[sigma, e].best_loss for e in epsilons)
+    left.set(xlabel="β0", ylabel="ℓ(β0)", ylim=(0, 3 * lowest))
+    left.legend(fontsize=8, loc="upper left")
+    right.plot(sigma, chosen.best.beta0, "ko", mfc="none", ms=11)
+    right.set(xscale="log", xlabel="noise level σ", ylabel="best β0")
+    right.set_xticks(sigmas, [f"{s:g}" for s in sigmas])
+    right.minorticks_off()
+    return fig
+
+
+def beta0_widget(curves, sigma: float = 0.1, eps: float = 0.01):
+    """Sliders for σ and ε over the precomputed ``curves``, redrawing :func:`plot_beta0_curves`."""
+    import ipywidgets as ipw
+
+    sigmas, epsilons = _grid_axes(curves, ("σ", "ε"))
+    _check_choice(sigma, sigmas, "sigma")
+    _check_choice(eps, epsilons, "eps")
+    style = {"description_width": "30px"}
+    controls = {
+        "sigma": ipw.SelectionSlider(options=sigmas, value=sigma, description="σ", style=style,
+                                     continuous_update=False),
+        "eps": ipw.SelectionSlider(options=epsilons, value=eps, description="ε", style=style,
+                                   continuous_update=False),
+    }
+
+    def draw(sigma, eps):
+        viz._display_png(plot_beta0_curves(curves, sigma, eps))
+
+    return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ch. "Translation to a single level": the zero-set threshold
+
+
+@dataclass
+class ThresholdSweep:
+    """One test signal, denoised at S noise levels, and the BLORC gradient error for E thresholds.
+
+    Introduced in Ch. "Translation to a single level" (review Sec. 4.3).
+
+    Attributes
+    ----------
+    signal : array (n,)              the true test signal
+    sigmas : array (S,)              noise levels
+    noisy, learned, finite : arrays (S, n)
+        the noisy signal and its ℓ1-analysis denoisings with the learned transform and with the
+        tuned finite differences, at each σ
+    exponents : int array (E,)       log₁₀ of the zero-set thresholds τ, consecutive integers
+    errors : array (S, E)            relative error of the closed-form gradient at each (σ, τ)
+    z_accuracy : array (S,)          the certified bound on the solver's error in Wx, at each σ
+    """
+
+    signal: np.ndarray
+    sigmas: np.ndarray
+    noisy: np.ndarray
+    learned: np.ndarray
+    finite: np.ndarray
+    exponents: np.ndarray
+    errors: np.ndarray
+    z_accuracy: np.ndarray
+
+    def __post_init__(self):
+        self.signal = np.asarray(self.signal, dtype=np.float64)
+        self.sigmas = np.asarray(self.sigmas, dtype=np.float64)
+        self.exponents = np.asarray(self.exponents)
+        if self.signal.ndim != 1 or self.sigmas.ndim != 1 or self.exponents.ndim != 1:
+            raise ValueError("signal, sigmas and exponents must be 1-D; got shapes "
+                             f"{self.signal.shape}, {self.sigmas.shape}, {self.exponents.shape}")
+        if not np.array_equal(self.exponents, np.arange(self.exponents[0], self.exponents[0] + self.exponents.size)):
+            raise ValueError(f"exponents must be consecutive integers; got {self.exponents}")
+        self.exponents = self.exponents.astype(int)
+        s, n, e = self.sigmas.size, self.signal.size, self.exponents.size
+        for name, shape in (("noisy", (s, n)), ("learned", (s, n)), ("finite", (s, n)), ("errors", (s, e)),
+                            ("z_accuracy", (s,))):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != shape:
+                raise ValueError(f"{name} must have shape {shape} (S noise levels, n samples, E thresholds); "
+                                 f"got {value.shape}")
+            setattr(self, name, value)
+
+    def sigma_index(self, sigma: float) -> int:
+        """Index of the precomputed noise level nearest to ``sigma``."""
+        return int(np.argmin(np.abs(self.sigmas - sigma)))
+
+    def exponent_index(self, exponent: int) -> int:
+        """Index of the threshold 10**exponent; ValueError outside the precomputed range."""
+        if exponent not in self.exponents:
+            raise ValueError(f"exponent must be an integer in [{self.exponents[0]}, {self.exponents[-1]}]; "
+                             f"got {exponent!r}")
+        return int(exponent - self.exponents[0])
+
+
+def plot_threshold(sweep: ThresholdSweep, sigma: float, exponent: int):
+    """Denoised test signal (left) and gradient error against the threshold τ (right), with τ = 10**exponent marked.
+
+    The dotted vertical line is ``sweep.z_accuracy`` at this σ: thresholds to its right are safe.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: four lines on the left (noisy, truth, learned, finite differences); on the
+        right the error curve, the marker of the chosen τ and the accuracy line.
+    """
+    i, j = sweep.sigma_index(sigma), sweep.exponent_index(exponent)
+    signal, noisy, learned, finite = sweep.signal, sweep.noisy[i], sweep.learned[i], sweep.finite[i]
+    errors = sweep.errors[i]
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.0))        # fixed layout: fast to redraw
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.17, top=0.84, wspace=0.28)
+    axes[0].plot(noisy, ".", color="0.6", ms=3, label=f"noisy ({psnr_db(noisy, signal):.1f} dB)")
+    axes[0].plot(signal, "k-", lw=1, label="truth")
+    axes[0].plot(learned, lw=1.5, label=f"learned W ({psnr_db(learned, signal):.1f} dB)")
+    axes[0].plot(finite, lw=1.2, label=f"finite diff. ({psnr_db(finite, signal):.1f} dB)")
+    axes[0].legend(fontsize=7, loc="lower left")
+    axes[0].set_xlabel("sample")
+    axes[1].semilogy(sweep.exponents, np.maximum(errors, 1e-16), "o-")
+    axes[1].plot(exponent, max(errors[j], 1e-16), "s", ms=12, mfc="none", mec="#d1495b", mew=2)
+    axes[1].axvline(np.log10(sweep.z_accuracy[i]), color="0.5", ls=":", lw=1)
+    axes[1].set_xlabel("log₁₀ threshold τ")
+    axes[1].set_ylabel("relative gradient error")
+    fig.suptitle(f"σ = {sweep.sigmas[i]:g}, τ = 1e{exponent}: gradient error {errors[j]:.1e}", fontsize=10)
+    return fig
+
+
+def threshold_widget(sweep: ThresholdSweep, sigma: float = 0.1, exponent: int = -8):
+    """A σ slider and a log₁₀ τ slider over ``sweep``, redrawing :func:`plot_threshold`."""
+    import ipywidgets as ipw
+
+    sweep.exponent_index(exponent)
+    style = {"description_width": "110px"}
+    controls = {
+        "sigma": ipw.SelectionSlider(options=[float(s) for s in sweep.sigmas],
+                                     value=float(sweep.sigmas[sweep.sigma_index(sigma)]),
+                                     description="noise σ", continuous_update=False, style=style),
+        "exponent": ipw.IntSlider(value=exponent, min=int(sweep.exponents[0]), max=int(sweep.exponents[-1]),
+                                  description="log₁₀ threshold", continuous_update=False, style=style),
+    }
+
+    def draw(sigma, exponent):
+        viz._display_png(plot_threshold(sweep, sigma, exponent))
+
+    return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ch. "Unrolling": truncated back-propagation
+
+
+def plot_truncation(truncation_errors, unrolled_errors, T: int, k: int, scale: float, *, iterate_bytes: int):
+    """Error of the gradient truncated to k backward steps (left) and of full back-propagation against T (right).
+
+    Introduced in Ch. "Unrolling" (review Sec. 4.4.1, truncated back-propagation).
+
+    Parameters
+    ----------
+    truncation_errors : dict[(int, float), array (T,)]
+        For each pair (T, s) of a full grid of iterations and step factors (step α = s/L): the
+        relative error against the bilevel gradient ∇ℓ of the gradient truncated to k = 1 … T.
+    unrolled_errors : dict[(int, float), array (T - 1,)]
+        The same truncations for k = 1 … T − 1, measured against the full unrolled gradient ∇ℓ_T.
+    T, scale :
+        The chosen pair; it must be a key.  The step s = 1 is drawn solid on the right.
+    k : int
+        Backward steps, at least 1; values above T are clipped to T.
+    iterate_bytes : int
+        Bytes of one stored iterate (``cost.y.nbytes``), for the memory in the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: three lines on the left (two error curves and the marker at k), one line per
+        step factor plus the marker of (T, s) on the right.
+    """
+    T_values, scales = _grid_axes(truncation_errors, ("T", "s"))
+    _check_choice(T, T_values, "T")
+    _check_choice(scale, scales, "scale")
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be an integer ≥ 1; got {k!r}")
+    k = min(int(k), T)
+    log_errors = np.log10(truncation_errors[T, scale])   # a linear axis of exponents draws faster than a log axis
+    if log_errors.shape != (T,) or np.shape(unrolled_errors[T, scale]) != (T - 1,):
+        raise ValueError(f"for T = {T} expected {T} truncation errors and {T - 1} unrolled errors; got "
+                         f"{log_errors.shape} and {np.shape(unrolled_errors[T, scale])}")
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.2))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.82, wspace=0.28)
+    steps = np.arange(1, T + 1)
+    axes[0].plot(steps, log_errors, "-", color="C0", label="vs ∇ℓ (bilevel)")
+    axes[0].plot(steps[:-1], np.log10(unrolled_errors[T, scale]), "--", color="C3", label="vs ∇ℓ_T (unrolled)")
+    axes[0].plot([k], [log_errors[k - 1]], "o", color="C1", ms=8)
+    axes[0].set_xlabel("back-propagated steps k")
+    axes[0].set_ylabel("log₁₀ relative error")
+    axes[0].set_title(f"(a) truncation, T = {T}, α = {scale:g}/L")
+    axes[0].legend(fontsize=7, loc="lower left")
+    markers = "os^Dv<>p"
+    for index, s in enumerate(scales):
+        full = [np.log10(truncation_errors[t, s][-1]) for t in T_values]
+        style = markers[index % len(markers)] + ("-" if s == 1.0 else ":")
+        axes[1].plot(T_values, full, style, ms=4, lw=1.8 if s == scale else 0.8, label=f"α = {s:g}/L")
+    axes[1].plot([T], [log_errors[-1]], "o", color="C1", ms=10, mfc="none", mew=2)
+    axes[1].set_xlabel("unrolled iterations T (k = T)")
+    axes[1].set_title("(b) full back-propagation, vs ∇ℓ")
+    axes[1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"T = {T}, k = {k}: error {10 ** log_errors[k - 1]:.2e}  ·  {T} ∇Φ forward, "
+                 f"{k - 1} Hessian-vector + {k} mixed products back, {format_bytes(k * iterate_bytes)} stored",
+                 fontsize=9)
+    return fig
+
+
+def truncation_widget(truncation_errors, unrolled_errors, *, iterate_bytes: int, T: int = 40, k: int = 10,
+                      scale: float = 1.0):
+    """Sliders for T, k and the step factor over precomputed errors, redrawing :func:`plot_truncation`."""
+    import ipywidgets as ipw
+
+    T_values, scales = _grid_axes(truncation_errors, ("T", "s"))
+    _check_choice(T, T_values, "T")
+    _check_choice(scale, scales, "scale")
+    style = {"description_width": "100px"}
+    layout = ipw.Layout(width="420px")
+    controls = {
+        "T": ipw.SelectionSlider(options=T_values, value=T, description="iterations T", continuous_update=False,
+                                 style=style, layout=layout),
+        "k": ipw.IntSlider(value=k, min=1, max=max(T_values), description="back-prop k", continuous_update=False,
+                           style=style, layout=layout),
+        "scale": ipw.SelectionSlider(options=scales, value=scale, description="step α·L", continuous_update=False,
+                                     style=style, layout=layout),
+    }
+
+    def draw(T, k, scale):
+        viz._display_png(plot_truncation(truncation_errors, unrolled_errors, T, k, scale,
+                                         iterate_bytes=iterate_bytes))
+
+    return ipw.VBox([*controls.values(), ipw.interactive_output(draw, controls)])
