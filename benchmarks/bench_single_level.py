@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 import bilevel_lib as bl
 from bilevel_lib import blorc, cvx, data, filters
 from bilevel_lib import single_level as sl
+from bilevel_lib.metrics import relative_error
 
 
 def timed(function, repeat: int):
@@ -48,10 +49,6 @@ def timed(function, repeat: int):
         result = function()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
-
-
-def relative(a, b) -> float:
-    return float(np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b)))
 
 
 def table1(pairs: int, repeat: int) -> None:
@@ -75,8 +72,8 @@ def table1(pairs: int, repeat: int) -> None:
                 entries = np.unravel_index(rng.choice(n * n, 400, replace=False), (n, n))
             fd = sl.finite_difference_l1_gradient(y, truth, W, entries=entries, step=1e-6, d0=solve.d)
             pick = lambda g: np.asarray(g)[entries]
-            rows.append((t_exact, t_cvx, t_smooth, relative(pick(exact.gradient), fd),
-                         relative(pick(reference.gradient), fd), relative(pick(smooth.gradient), fd)))
+            rows.append((t_exact, t_cvx, t_smooth, relative_error(pick(exact.gradient), fd),
+                         relative_error(pick(reference.gradient), fd), relative_error(pick(smooth.gradient), fd)))
         t_exact, t_cvx, t_smooth, e_exact, e_cvx, e_smooth = (statistics.median(c) for c in zip(*rows))
         ratio = t_cvx / t_exact
         print(f"  {n:3d}   {1e3 * t_exact:9.2f} ms   {1e3 * t_cvx:9.1f} ms   {ratio:5.1f}×  {1e3 * t_smooth:8.1f} ms"
@@ -120,7 +117,7 @@ def filters_2d(quick: bool) -> None:
             first = program.gradient(y, truth, bank)
             t_first = time.perf_counter() - start
             second = program.gradient(y, truth, bank)
-            error = relative(second.gradient, ift.gradient.filters)
+            error = relative_error(second.gradient, ift.gradient.filters)
             ratio_backward = second.backward_seconds / t_backward
             ratio_total = second.seconds / t_ift
             if mode == "dense":

@@ -19,11 +19,16 @@ explorer                   chapter                 what moves
                            single level"           threshold τ, for a noise level σ
 :func:`plot_truncation`    "Unrolling"             truncated back-propagation: error against k,
                                                    T and the step α
+:func:`plot_work_budget`   "Single- vs             loss and lower-level accuracy of training
+                           double-loop             runs against work, for a choice of methods
+                           algorithms"             and a work budget
 =========================  ======================  ===========================================
 """
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -34,7 +39,8 @@ from .metrics import psnr_db
 from .profiling import format_bytes
 
 __all__ = ["plot_beta0_curves", "beta0_widget", "ThresholdSweep", "plot_threshold", "threshold_widget",
-           "plot_truncation", "truncation_widget"]
+           "plot_truncation", "truncation_widget", "WorkCurves", "plot_loss_against_work",
+           "plot_accuracy_against_work", "plot_work_budget", "work_budget_widget"]
 
 
 def _grid_axes(keys, names: tuple[str, str]) -> tuple[list, list]:
@@ -326,3 +332,196 @@ def truncation_widget(truncation_errors, unrolled_errors, *, iterate_bytes: int,
                                          iterate_bytes=iterate_bytes))
 
     return ipw.VBox([*controls.values(), ipw.interactive_output(draw, controls)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ch. "Single- vs double-loop algorithms": training runs against the work they spend
+
+
+@dataclass
+class WorkCurves:
+    """One training run as the explorer draws it: recorded loss and lower-level accuracy against work.
+
+    Introduced in Ch. "Single- vs double-loop algorithms" (review Sec. 5, Fig. 5.2).
+
+    Attributes
+    ----------
+    work : int array (U,)        cumulative lower-level + CG iterations after each upper step
+                                 (``TrainingHistory.work``), non-decreasing
+    loss : array (U,)            the loss recorded at each step (``TrainingHistory.loss``)
+    accuracy : array (U,)        the lower-level accuracy at which each hypergradient was taken,
+                                 on the scale max_j ‖∇ₓΦ(x_j)‖/√N (``TrainingHistory.lower_gradient_norm``
+                                 for the double loops and TTSA; a method that records another
+                                 measure, such as MAID's ε, must be converted by the caller)
+    color : str, optional        matplotlib colour; default the style's colour cycle
+    linestyle : str              matplotlib line style, default solid
+    """
+
+    work: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+    color: str | None = None
+    linestyle: str = "-"
+
+    def __post_init__(self):
+        self.work = np.asarray(self.work)
+        if self.work.dtype.kind not in "iuf":
+            raise TypeError(f"work must be numbers (lower-level + CG iterations); got dtype {self.work.dtype}")
+        self.loss = np.asarray(self.loss, dtype=np.float64)
+        self.accuracy = np.asarray(self.accuracy, dtype=np.float64)
+        shapes = (self.work.shape, self.loss.shape, self.accuracy.shape)
+        if any(len(shape) != 1 for shape in shapes) or len(set(shapes)) != 1:
+            raise ValueError(f"work, loss and accuracy must be 1-D arrays of one length (one entry per upper "
+                             f"step); got shapes {shapes[0]}, {shapes[1]} and {shapes[2]}")
+        if np.any(np.diff(self.work) < 0):
+            raise ValueError("work must be cumulative (non-decreasing); got "
+                             f"{self.work[:5].tolist()}{' …' if self.work.size > 5 else ''}")
+        if np.any(~np.isfinite(self.accuracy) | (self.accuracy < 0)):
+            raise ValueError("accuracy must be finite and ≥ 0 (a norm of ∇ₓΦ)")
+
+    def within(self, budget: float | None) -> np.ndarray:
+        """Boolean mask of the steps whose cumulative work is at most ``budget`` (all if None)."""
+        return np.ones(self.work.shape, bool) if budget is None else self.work <= budget
+
+    def loss_at(self, budget: float) -> float | None:
+        """The last recorded loss within the work ``budget``; None if the first step costs more."""
+        kept = np.flatnonzero(self.within(budget))
+        return float(self.loss[kept[-1]]) if kept.size else None
+
+
+def _check_runs(curves, names, budget) -> list:
+    if not isinstance(curves, Mapping) or not curves or not all(isinstance(c, WorkCurves) for c in curves.values()):
+        found = ([type(c).__name__ for c in curves.values()][:3] if isinstance(curves, Mapping)
+                 else type(curves).__name__)
+        raise ValueError(f"expected a non-empty dict {{name: WorkCurves}}; got {found or 'an empty dict'}")
+    names = list(curves) if names is None else list(names)
+    unknown = [name for name in names if name not in curves]
+    if unknown:
+        raise ValueError(f"unknown run(s) {unknown}; the precomputed runs are {list(curves)}")
+    if budget is not None and not (isinstance(budget, numbers.Real) and not isinstance(budget, bool)
+                                   and np.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be a positive amount of work (or None for whole runs); got {budget!r}")
+    return names
+
+
+def _power_of_ten(exponent: int) -> str:
+    """'10⁻⁸' for -8."""
+    return "10" + str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def plot_loss_against_work(ax, curves, names=None, budget=None, best=None, *, window=(0.0015, 0.006)):
+    """Recorded loss against work, one line per run, on the axes ``ax``.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    curves : dict[str, WorkCurves]
+        The runs, by name (the name is the line's label).
+    names : list of str, optional
+        Which runs to draw, in this order; default all.
+    budget : float, optional
+        Draw only the steps with work ≤ ``budget`` and fix the horizontal axis to [0, budget];
+        default the whole runs and automatic limits.
+    best : float, optional
+        A reference loss (the lowest found), drawn dotted; the vertical axis then zooms to
+        [best − window[0], best + window[1]].
+    """
+    names = _check_runs(curves, names, budget)
+    for name in names:
+        c = curves[name]
+        keep = c.within(budget)
+        ax.plot(c.work[keep], c.loss[keep], color=c.color, ls=c.linestyle, lw=1.6, label=name)
+    if best is not None:
+        ax.axhline(best, color="0.4", lw=0.8, ls=":")
+        ax.set_ylim(best - window[0], best + window[1])
+    if budget is not None:
+        ax.set_xlim(0, budget)
+    ax.set(xlabel="work W", ylabel="recorded loss ℓ")
+    return ax
+
+
+def plot_accuracy_against_work(ax, curves, names=None, budget=None, *, log_range=(-8.0, -1.5)):
+    """Lower-level accuracy ``curves[name].accuracy`` against work, one line per run, on ``ax``.
+
+    The review's Fig. 5.2b shows this metric along a run.  log₁₀ of the accuracy is drawn on a
+    linear axis spanning ``log_range``, labelled in powers of ten: it redraws faster than a log
+    axis (a quicker widget).  ``names`` and ``budget`` as in :func:`plot_loss_against_work`.
+    """
+    names = _check_runs(curves, names, budget)
+    for name in names:
+        c = curves[name]
+        keep = c.within(budget)
+        ax.plot(c.work[keep], np.log10(np.maximum(c.accuracy[keep], 1e-300)), color=c.color, ls=c.linestyle,
+                lw=1.6, label=name)
+    low, high = log_range
+    ticks = list(range(int(np.ceil(low / 2) * 2), int(np.floor(high)) + 1, 2))
+    ax.set_yticks(ticks, [_power_of_ten(t) for t in ticks])
+    ax.set(ylim=(low, high), xlabel="work W", ylabel="lower-level ‖∇Φ‖/√N")
+    if budget is not None:
+        ax.set_xlim(0, budget)
+    return ax
+
+
+def plot_work_budget(curves, names, budget: float, best: float):
+    """Loss near ``best`` (left) and lower-level accuracy (right) of the chosen runs up to a work budget.
+
+    Introduced in Ch. "Single- vs double-loop algorithms" (review Sec. 5).
+
+    Parameters
+    ----------
+    curves : dict[str, WorkCurves]
+    names : list of str
+        The runs to compare (may be empty).
+    budget : float
+        The work budget W; the title gives each run's last recorded loss within it ("–" if its
+        first step already costs more).
+    best : float
+        The reference loss, drawn dotted on the left.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes with one line per chosen run (plus the dotted reference on the left).
+    """
+    names = _check_runs(curves, names, budget)
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3))
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.15, top=0.84, wspace=0.3)  # fixed layout: fast redraws
+    plot_loss_against_work(axes[0], curves, names, budget, best)
+    plot_accuracy_against_work(axes[1], curves, names, budget)
+    reached = []
+    for name in names:
+        value = curves[name].loss_at(budget)
+        reached.append(f"{name}: {'–' if value is None else f'{value:.4f}'}")
+    lines = [", ".join(reached[:4]), ", ".join(reached[4:])]
+    fig.suptitle(f"loss at W = {budget} · " + "\n".join(filter(None, lines)), fontsize=8)
+    if names:
+        axes[0].legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def work_budget_widget(curves, best: float, *, names=None, budget: int = 2000, max_budget: int | None = None,
+                       step: int = 100):
+    """A menu of runs and a work-budget slider over precomputed ``curves``, redrawing :func:`plot_work_budget`.
+
+    ``names`` are the runs selected at first (default all); the slider runs from ``step`` to
+    ``max_budget`` (default the largest work of any run, rounded up to a multiple of ``step``).
+    """
+    import ipywidgets as ipw
+
+    names = _check_runs(curves, names, budget)
+    if max_budget is None:
+        largest = max((int(c.work[-1]) for c in curves.values() if c.work.size), default=step)
+        max_budget = int(np.ceil(largest / step) * step)
+    if not step <= budget <= max_budget:
+        raise ValueError(f"budget must lie in [step, max_budget] = [{step}, {max_budget}]; got {budget!r}")
+    controls = {
+        "names": ipw.SelectMultiple(options=list(curves), value=tuple(names), rows=min(6, len(curves)),
+                                    description="methods"),
+        "budget": ipw.IntSlider(value=budget, min=step, max=max_budget, step=step, description="work W",
+                                continuous_update=False),
+    }
+
+    def draw(names, budget):
+        viz._display_png(plot_work_budget(curves, list(names), budget, best))
+
+    return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])

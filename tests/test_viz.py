@@ -297,3 +297,95 @@ def test_truncation_widget_redraws_when_k_or_T_changes(shown):
     controls["iterations T"].value = 20
     assert shown[-1].axes[0].lines[0].get_xdata().size == 20
     assert len(shown) == 3
+
+
+# --- Ch. "Single- vs double-loop algorithms": training runs against work ---------------------------
+
+def _work_curves():
+    steps = np.arange(1, 11)
+    return {
+        "fast": widgets.WorkCurves(100 * steps, 1.0 + 0.01 / steps, 10.0 ** (-2.0 - 0.5 * steps), "#d1495b", ":"),
+        "slow": widgets.WorkCurves(300 * steps, 1.0 + 0.02 / steps, np.full(10, 1e-5)),
+        "late": widgets.WorkCurves([2500, 2600], [1.003, 1.001], [1e-7, 1e-8]),
+    }
+
+
+def test_work_curves_check_their_inputs():
+    with pytest.raises(ValueError, match=r"one length.*got shapes \(3,\), \(2,\) and \(3,\)"):
+        widgets.WorkCurves([1, 2, 3], [1.0, 0.9], [1e-3, 1e-3, 1e-3])
+    with pytest.raises(ValueError, match="work must be cumulative"):
+        widgets.WorkCurves([10, 5], [1.0, 0.9], [1e-3, 1e-3])
+    with pytest.raises(ValueError, match="accuracy must be finite and ≥ 0"):
+        widgets.WorkCurves([1, 2], [1.0, 0.9], [1e-3, -1.0])
+    with pytest.raises(TypeError, match="work must be numbers"):
+        widgets.WorkCurves(["1", "2"], [1.0, 0.9], [1e-3, 1e-3])
+    curves = _work_curves()
+    assert curves["fast"].loss_at(350) == pytest.approx(1.0 + 0.01 / 3)    # the last step within the budget
+    assert curves["late"].loss_at(2000) is None
+
+
+def test_loss_and_accuracy_plots_draw_the_runs_within_the_budget():
+    import matplotlib.pyplot as plt
+
+    curves = _work_curves()
+    fig, (left, right) = plt.subplots(1, 2)
+    widgets.plot_loss_against_work(left, curves, ["fast", "slow"], budget=650, best=1.0)
+    assert [line.get_label() for line in left.lines[:2]] == ["fast", "slow"] and len(left.lines) == 3
+    np.testing.assert_array_equal(left.lines[0].get_xdata(), [100, 200, 300, 400, 500, 600])
+    np.testing.assert_allclose(left.lines[1].get_ydata(), [1.02, 1.01])
+    assert left.lines[0].get_linestyle() == ":" and left.lines[0].get_color() == "#d1495b"
+    np.testing.assert_allclose(left.lines[2].get_ydata(), [1.0, 1.0])          # the dotted best loss
+    assert left.get_xlim() == (0, 650) and left.get_ylim() == pytest.approx((1.0 - 0.0015, 1.0 + 0.006))
+    widgets.plot_accuracy_against_work(right, curves, budget=650)
+    assert len(right.lines) == 3 and right.lines[2].get_xdata().size == 0      # "late" has no step by W = 650
+    np.testing.assert_allclose(right.lines[0].get_ydata(), -2.0 - 0.5 * np.arange(1, 7))   # log₁₀ accuracy
+    assert [t.get_text() for t in right.get_yticklabels()] == ["10⁻⁸", "10⁻⁶", "10⁻⁴", "10⁻²"]
+    whole = plt.figure().add_subplot()
+    widgets.plot_loss_against_work(whole, curves)                               # whole runs, no reference
+    assert len(whole.lines) == 3 and whole.lines[1].get_xdata().size == 10
+    plt.close("all")
+
+
+def test_work_budget_plot_reports_each_loss_at_the_budget():
+    curves = _work_curves()
+    fig = widgets.plot_work_budget(curves, ["fast", "slow", "late"], 2000, 1.0)
+    left, right = fig.axes
+    assert len(left.lines) == 3 + 1 and len(right.lines) == 3
+    assert fig._suptitle.get_text() == "loss at W = 2000 · fast: 1.0010, slow: 1.0033, late: –"
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["fast", "slow", "late"]
+    empty = widgets.plot_work_budget(curves, [], 500, 1.0)
+    assert len(empty.axes[0].lines) == 1 and empty.axes[0].get_legend() is None
+    viz.figure_png(fig)
+
+
+def test_work_budget_plot_rejects_unknown_runs_and_bad_budgets():
+    curves = _work_curves()
+    with pytest.raises(ValueError, match=r"unknown run\(s\) \['TTSA'\]; the precomputed runs are "
+                                         r"\['fast', 'slow', 'late'\]"):
+        widgets.plot_work_budget(curves, ["fast", "TTSA"], 1000, 1.0)
+    for budget in (0, -100, float("nan"), "1000"):
+        with pytest.raises(ValueError, match="budget must be a positive amount of work"):
+            widgets.plot_work_budget(curves, ["fast"], budget, 1.0)
+    with pytest.raises(ValueError, match=r"expected a non-empty dict \{name: WorkCurves\}"):
+        widgets.plot_work_budget({"fast": {"work": [1]}}, ["fast"], 1000, 1.0)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        widgets.plot_work_budget({}, [], 1000, 1.0)
+
+
+def test_work_budget_widget_redraws_with_the_new_budget_and_runs(shown):
+    curves = _work_curves()
+    box = widgets.work_budget_widget(curves, 1.0, names=["fast"], budget=500, max_budget=2600)
+    controls = _controls(box)
+    assert set(controls) == {"methods", "work W"}
+    assert controls["work W"].continuous_update is False and controls["work W"].max == 2600
+    assert len(shown) == 1 and shown[-1]._suptitle.get_text() == "loss at W = 500 · fast: 1.0020"
+    controls["work W"].value = 900
+    assert len(shown) == 2 and shown[-1].axes[0].lines[0].get_xdata().size == 9
+    assert shown[-1].axes[0].get_xlim() == (0, 900)
+    controls["methods"].value = ("slow", "late")
+    assert [line.get_label() for line in shown[-1].axes[0].lines[:2]] == ["slow", "late"]
+    assert "slow: 1.0067, late: –" in shown[-1]._suptitle.get_text()
+    assert widgets.work_budget_widget(curves, 1.0, budget=100) is not None     # default max: largest work
+    assert _controls(widgets.work_budget_widget(curves, 1.0, budget=100))["work W"].max == 3000
+    with pytest.raises(ValueError, match=r"budget must lie in \[step, max_budget\] = \[100, 2600\]"):
+        widgets.work_budget_widget(curves, 1.0, budget=3000, max_budget=2600)
