@@ -9,7 +9,7 @@ Modules (one idea each):
 * :mod:`~bilevel_lib.params`         γ = (β0, β_k, c_k) with flatten / unflatten
 * :mod:`~bilevel_lib.cost`           Φ(x; γ) with gradient, Hessian-vector and mixed products
 * :mod:`~bilevel_lib.lower`          lower-level solvers (gradient descent, OGM with restart)
-* :mod:`~bilevel_lib.metrics`        MSE, SNR, PSNR
+* :mod:`~bilevel_lib.metrics`        MSE, SNR, PSNR, relative error
 * :mod:`~bilevel_lib.filters`        finite-difference, DCT and random filter banks
 * :mod:`~bilevel_lib.data`           synthetic signals, test images, noise
 * :mod:`~bilevel_lib.losses`         upper-level losses ℓ
