@@ -233,6 +233,9 @@ def fresh_env(tmp_path_factory):
     venv = work / "venv"
     env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("VIRTUAL_ENV", None)
+    # Binder sets no PYTHONPATH: without this, a caller's PYTHONPATH (e.g. a worktree) would make
+    # bilevel_lib importable even if postBuild failed to install it
+    env.pop("PYTHONPATH", None)
     base = _python_for_runtime()
     # the base interpreter of this venv, not the venv itself, so nothing of .venv leaks in
     base = subprocess.run([base, "-c", "import sys; print(sys._base_executable)"],
