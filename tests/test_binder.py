@@ -32,7 +32,7 @@ import yaml
 from bookbuild import ROOT, is_notebook, source_file, toc_pages
 
 # The fresh-environment check pip-installs the whole pinned environment and runs every chapter a
-# third time (after the book and the student builds): 3 to 12 minutes depending on the machine's
+# third time (after the book and the student builds): 3 to 15 minutes depending on the machine's
 # load, too much for every `make test`. `make binder-check` runs it (and CI, after `make test`).
 FRESH_ENV_CHECK = pytest.mark.skipif(
     os.environ.get("BILEVEL_BINDER_CHECK") != "1",
