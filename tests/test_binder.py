@@ -3,12 +3,16 @@
 Fast checks: ``runtime.txt`` names the Python version, ``requirements.txt`` pins every package
 (including jupytext, so the .md chapters open as notebooks), ``postBuild`` exists and is executable,
 and the launch buttons of the built pages come from the one ``repository:`` setting of _config.yml.
+``postBuild`` makes JupyterLab open the .md chapters as notebooks (jupytext's viewer as the default
+for Markdown): checked by running postBuild with pip stubbed out and reading the settings back the
+way JupyterLab does.
 
 The slow check (``make binder-check``; CI runs it after ``make test``) is the closest offline
 stand-in for what Binder does: a fresh virtual environment
 made only from those files (``python -m venv``, ``pip install -r requirements.txt``, then
-``postBuild``), whose ``pip freeze`` must equal requirements.txt, and in which every notebook page
-of _toc.yml is executed with jupytext + nbclient (no cell error, no Python warning in an output).
+``postBuild``), whose ``pip freeze`` must equal requirements.txt, whose JupyterLab settings open
+.md files as notebooks, and in which every notebook page of _toc.yml is executed with jupytext +
+nbclient (no cell error, no Python warning in an output).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import yaml
 from bookbuild import ROOT, is_notebook, source_file, toc_pages
 
 # The fresh-environment check pip-installs the whole pinned environment and runs every chapter a
-# third time (after the book and the student builds): 3 to 12 minutes depending on the machine's
+# third time (after the book and the student builds): 3 to 15 minutes depending on the machine's
 # load, too much for every `make test`. `make binder-check` runs it (and CI, after `make test`).
 FRESH_ENV_CHECK = pytest.mark.skipif(
     os.environ.get("BILEVEL_BINDER_CHECK") != "1",
@@ -82,6 +86,90 @@ def test_requirements_pin_everything_binder_needs():
 def test_postbuild_installs_the_library():
     text = (ROOT / "postBuild").read_text(encoding="utf-8")
     assert re.search(r"pip install\b.*-e \.", text), "postBuild should install bilevel_lib (pip install -e .)"
+
+
+JUPYTEXT_VIEWER = "Jupytext Notebook"  # the document widget factory of jupytext's JupyterLab extension
+OPENS_AS_NOTEBOOK = ("markdown", "myst")  # JupyterLab's file types for .md and .myst
+
+# Reads the JupyterLab setting overrides exactly as jupyterlab_server does when the Lab page is
+# served (overrides.json of the app settings dir, then labconfig/default_setting_overrides.json of
+# every Jupyter config dir) and prints the default viewers.
+READ_DEFAULT_VIEWERS = r"""
+import json, sys
+from jupyterlab_server.settings_utils import _get_overrides
+overrides, error = _get_overrides(sys.argv[1])
+assert not error, error
+print(json.dumps(overrides.get("@jupyterlab/docmanager-extension:plugin", {}).get("defaultViewers", {})))
+"""
+
+
+def _default_viewers(python, env, app_settings_dir: Path) -> dict:
+    proc = subprocess.run([str(python), "-c", READ_DEFAULT_VIEWERS, str(app_settings_dir)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, f"reading the JupyterLab settings failed:\n{proc.stderr[-2000:]}"
+    return json.loads(proc.stdout)
+
+
+def _assert_md_opens_as_notebook(viewers: dict, where: str):
+    wrong = {kind: viewers.get(kind) for kind in OPENS_AS_NOTEBOOK if viewers.get(kind) != JUPYTEXT_VIEWER}
+    assert not wrong, (
+        f"{where}: JupyterLab's default viewer should be {JUPYTEXT_VIEWER!r} for {OPENS_AS_NOTEBOOK}, "
+        f"so that the launch buttons open the .md chapters as notebooks; it is {wrong} "
+        "(postBuild should run `jupytext-config set-default-viewer markdown myst`)"
+    )
+
+
+def test_jupytext_brings_the_notebook_viewer_for_md():
+    """The pinned jupytext installs its JupyterLab extension (which defines the viewer postBuild
+    names) and enables its server extension (which reads .md files as notebooks)."""
+    labextension = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "jupyterlab-jupytext"
+    assert (labextension / "package.json").is_file(), f"jupytext's JupyterLab extension is not installed: {labextension}"
+    assert any(JUPYTEXT_VIEWER in path.read_text(encoding="utf-8", errors="replace")
+               for path in (labextension / "static").glob("*.js")), (
+        f"jupytext's JupyterLab extension defines no {JUPYTEXT_VIEWER!r} viewer: postBuild's setting would be ignored"
+    )
+    server = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "jupytext.json"
+    assert server.is_file(), f"jupytext's server extension is not enabled: no {server}"
+    assert json.loads(server.read_text(encoding="utf-8"))["ServerApp"]["jpserver_extensions"].get(
+        "jupyterlab_jupytext"), f"{server} does not enable jupyterlab_jupytext"
+
+
+def test_postbuild_makes_jupyterlab_open_md_chapters_as_notebooks(tmp_path):
+    """Run the real postBuild with `python -m pip` stubbed out (so this environment is left alone)
+    and a Jupyter config dir of its own, then read the settings back as JupyterLab does."""
+    shim_dir = tmp_path / "bin"
+    shim_dir.mkdir()
+    pip_log = tmp_path / "pip-calls.txt"
+    shim = shim_dir / "python"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$*" >> "{pip_log}"; exit 0; fi\n'
+        f'exec "{sys.executable}" "$@"\n',
+        encoding="utf-8",
+    )
+    shim.chmod(0o755)
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+           "PATH": os.pathsep.join([str(shim_dir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")}
+    post = subprocess.run(["bash", str(ROOT / "postBuild")], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert post.returncode == 0, f"postBuild failed:\n{post.stdout[-3000:]}\n{post.stderr[-3000:]}"
+    assert pip_log.is_file() and "-e ." in pip_log.read_text(), "postBuild did not call `python -m pip install -e .`"
+    written = tmp_path / "jupyter-config" / "labconfig" / "default_setting_overrides.json"
+    assert written.is_file(), f"postBuild wrote no JupyterLab setting overrides to the Jupyter config dir ({written})"
+    _assert_md_opens_as_notebook(_default_viewers(sys.executable, env, tmp_path / "app-settings"), "postBuild")
+    # it sets only the Markdown types: .py files of the library still open in the editor
+    viewers = json.loads(written.read_text(encoding="utf-8"))["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    assert "python" not in viewers, "postBuild should not make .py files (the library) open as notebooks"
+
+
+def test_the_viewer_check_fails_without_the_setting(tmp_path):
+    """The check above can fail: an empty Jupyter config dir gives no default viewer for .md."""
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "empty")}
+    viewers = _default_viewers(sys.executable, env, tmp_path / "app-settings")
+    with pytest.raises(AssertionError, match="default viewer"):
+        _assert_md_opens_as_notebook(viewers, "empty config")
 
 
 @pytest.mark.slow
@@ -145,6 +233,9 @@ def fresh_env(tmp_path_factory):
     venv = work / "venv"
     env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("VIRTUAL_ENV", None)
+    # Binder sets no PYTHONPATH: without this, a caller's PYTHONPATH (e.g. a worktree) would make
+    # bilevel_lib importable even if postBuild failed to install it
+    env.pop("PYTHONPATH", None)
     base = _python_for_runtime()
     # the base interpreter of this venv, not the venv itself, so nothing of .venv leaks in
     base = subprocess.run([base, "-c", "import sys; print(sys._base_executable)"],
@@ -194,6 +285,21 @@ def test_fresh_environment_is_exactly_the_pinned_one(fresh_env):
     where = subprocess.run([str(python), "-c", "import bilevel_lib; print(bilevel_lib.__file__)"],
                            capture_output=True, text=True, env=env, check=True).stdout.strip()
     assert Path(where).resolve().is_relative_to(ROOT), f"postBuild did not install this repo's library: {where}"
+
+
+@pytest.mark.slow
+@FRESH_ENV_CHECK
+def test_fresh_environment_opens_md_chapters_as_notebooks(fresh_env, tmp_path):
+    python, env, _ = fresh_env
+    _assert_md_opens_as_notebook(_default_viewers(python, env, tmp_path / "app-settings"),
+                                 "the fresh environment after postBuild")
+    venv = Path(python).parent.parent
+    assert (venv / "share" / "jupyter" / "labextensions" / "jupyterlab-jupytext" / "package.json").is_file(), (
+        "the fresh environment has no jupytext JupyterLab extension"
+    )
+    assert (venv / "etc" / "jupyter" / "jupyter_server_config.d" / "jupytext.json").is_file(), (
+        "the fresh environment does not enable jupytext's server extension"
+    )
 
 
 @pytest.mark.slow
