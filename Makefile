@@ -52,7 +52,7 @@ student: $(STAMP)
 browser-check: $(STAMP)
 	$(VPY) -m pytest tests/test_browser.py
 
-# Not part of `make test` (3-12 min): a fresh venv made only from requirements.txt, runtime.txt and
+# Not part of `make test` (3-15 min): a fresh venv made only from requirements.txt, runtime.txt and
 # postBuild, as Binder would, runs every chapter (tests/test_binder.py). .ci/run runs it after the tests.
 binder-check: $(STAMP)
 	BILEVEL_BINDER_CHECK=1 $(VPY) -m pytest tests/test_binder.py -k fresh_environment
