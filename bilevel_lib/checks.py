@@ -17,7 +17,7 @@ from .params import Hyperparameters
 from .penalties import CornerRounded1Norm
 
 __all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient",
-           "check_mixed_beta"]
+           "check_mixed_beta", "check_forward_beta0_ogm", "check_closed_form"]
 
 
 def finite_difference_gradient(f, x, step: float = 1e-6) -> np.ndarray:
@@ -189,3 +189,152 @@ def check_mixed_beta(student_mixed, tol: float = 1e-8, seed: int = 1) -> CheckRe
             return CheckResult(False, f"not yet: {hint}")
     return CheckResult(False, f"relative error {error:.2e}. Hint: β_k multiplies only the k-th penalty term, "
                        "so differentiate e^{β0+β_k} C_k' φ̇.(C_k x) with respect to β_k.")
+
+
+def _scalar(got, what: str):
+    """A size-1 result as a float, or a failure that says what came instead."""
+    if got.size != 1:
+        return None, CheckResult(False, f"expected one number ({what}), got an array of shape {got.shape}")
+    value = float(got.ravel()[0])
+    if not np.isfinite(value):
+        return None, CheckResult(False, f"your function returned {value}; expected a finite number ({what})")
+    return value, None
+
+
+def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
+    """Forward-mode dℓ_T/dβ0 through OGM, with one of the typical mistakes made on purpose."""
+    from .unrolling import ogm_coefficients
+
+    A = cost.forward_model
+    a, b = ogm_coefficients(n_iter)
+    x = y_prev = A.adjoint(cost.y)
+    z = z_y = np.zeros_like(x)
+    for t in range(n_iter):
+        gradient = cost.gradient(x, gamma)
+        mixed = gradient - A.adjoint(A.forward(x) - cost.y)
+        z_next = z - step * cost.hessian_vector_product(x, gamma, z) - step * mixed
+        y_next = x - step * gradient
+        c = 1 + a[t] + b[t]
+        x = c * y_next - a[t] * y_prev - b[t] * x
+        if variant == "momentum constant":       # tangent of y_t dropped
+            z = c * z_next - b[t] * z
+        elif variant == "tangent of y":          # x's tangent follows the plain gradient step
+            z = z_next
+        else:
+            z = c * z_next - a[t] * z_y - b[t] * z
+        y_prev, z_y = y_next, z_next
+    return float(np.sum(z * loss.gradient(x)))
+
+
+def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -> CheckResult:
+    """Check a student's forward-mode dℓ_T/dβ0 through T unrolled OGM steps (review eq. B.3).
+
+    ``student_forward(cost, gamma, loss, T, alpha)`` gets a :class:`~bilevel_lib.cost.LowerLevelCost`,
+    :class:`~bilevel_lib.params.Hyperparameters`, a :class:`~bilevel_lib.losses.SquaredErrorLoss`,
+    the number of iterations T and the fixed step α, and returns the number dℓ_T/dβ0 for the OGM
+    recursion without restart (chapter "Unrolling", exercise ``unrolling-ex1``).  The reference is
+    :func:`bilevel_lib.unrolling.forward_mode_hypergradient` with ``solver="ogm", parts=("beta0",)``,
+    on a small seeded denoising problem (one 8×8 image, two random 3×3 filters, T = 8).
+    """
+    from .losses import SquaredErrorLoss
+    from .unrolling import default_step, forward_mode_hypergradient
+
+    rng = np.random.default_rng(seed)
+    truth = rng.standard_normal((1, 8, 8))
+    cost = LowerLevelCost(truth + 0.3 * rng.standard_normal(truth.shape), CornerRounded1Norm(0.1))
+    loss = SquaredErrorLoss(truth)
+    gamma = Hyperparameters(-1.0, np.array([0.2, -0.3]), rng.standard_normal((2, 3, 3)))
+    n_iter = 8
+    step = default_step(cost, gamma)
+    reference = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="ogm", parts=("beta0",),
+                                           step=step).flat[0]
+
+    got, failure = _call(student_forward, cost, gamma, loss, n_iter, step)
+    if failure is not None:
+        return failure
+    got, failure = _scalar(got, "dℓ_T/dβ0")
+    if failure is not None:
+        return failure
+    error = abs(got - reference) / abs(reference)
+    if error <= tol:
+        return CheckResult(True, f"dℓ_T/dβ0 through OGM is right (relative error {error:.1e}).")
+    gd = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="gd", parts=("beta0",), step=step).flat[0]
+    variants = {
+        "that is the gradient-descent value: x⁽ᵗ⁺¹⁾ must be the OGM combination "
+        "(1 + a_t + b_t) y⁽ᵗ⁺¹⁾ − a_t y⁽ᵗ⁾ − b_t x⁽ᵗ⁾, and its tangent the same combination of tangents.": gd,
+        "the tangent of the momentum state y⁽ᵗ⁾ is missing: y⁽ᵗ⁾ depends on β0 too, so carry its tangent "
+        "and use z_x ← (1 + a_t + b_t) z_y⁽ᵗ⁺¹⁾ − a_t z_y⁽ᵗ⁾ − b_t z_x.":
+            _ogm_forward_beta0(cost, gamma, loss, n_iter, step, "momentum constant"),
+        "the iterates follow OGM but the tangent follows a plain gradient step; combine the tangents with "
+        "the same a_t, b_t as the iterates.": _ogm_forward_beta0(cost, gamma, loss, n_iter, step, "tangent of y"),
+        "the sign is flipped: the tangent step is z ← z − α(∇ₓₓΦ z + ∂∇ₓΦ/∂β0).": -reference,
+    }
+    for hint, variant in variants.items():
+        if abs(got - variant) <= 1e-6 * abs(variant):
+            return CheckResult(False, f"not yet: {hint}")
+    if abs(got) <= 1e-12 * abs(reference):
+        return CheckResult(False, "you returned 0: the tangent never leaves 0. Each step must add the mixed column "
+                           "∂(∇ₓΦ)/∂β0, the regulariser's part of the gradient, ∇ₓΦ − A'(Ax − y).")
+    return CheckResult(False, f"expected {reference:.6g}, got {got:.6g} (relative error {error:.2e}). Hint: "
+                       "differentiate both lines of the OGM recursion with respect to β0; a_t, b_t are constants.")
+
+
+def check_closed_form(student_closed_form, tol: float = 1e-8, seed: int = 3) -> CheckResult:
+    """Check a student's closed-form minimiser x* = P_N(W0)(y − W±' s) (BLORC Thm 1; review eq. 4.16).
+
+    ``student_closed_form(y, W, signs)`` gets one signal y of shape (n,), a transform W of shape
+    (k, n) and a sign pattern s of shape (k,) with entries −1, 0, +1 (rows with s_i = 0 form W0),
+    and returns x* of shape (n,) (chapter "Single-level reformulation", exercise
+    ``single-level-ex2``).  The reference is :func:`bilevel_lib.single_level.closed_form_solution`
+    on a seeded random problem (k = 8, n = 12, three rows in the zero set), then on the same
+    problem with an empty zero set.
+    """
+    from .single_level import closed_form_solution
+
+    rng = np.random.default_rng(seed)
+    k, n = 8, 12
+    W, y = rng.standard_normal((k, n)), rng.standard_normal(n)
+    signs = np.array([1.0, -1.0, 0.0, 1.0, 0.0, -1.0, 0.0, 1.0])
+    reference = closed_form_solution(y, W, signs)[0]
+
+    got, failure = _call(student_closed_form, y, W, signs)
+    if failure is not None:
+        return failure
+    if got.shape != (n,):
+        return CheckResult(False, f"expected x* of shape ({n},) like y, got shape {got.shape}"
+                           + (" (return one signal, e.g. x[0])" if got.shape == (1, n) else ""))
+    error = _relative_error(got, reference)
+    if error <= tol:
+        no_zeros = np.where(signs == 0, 1.0, signs)
+        got_full, failure = _call(student_closed_form, y, W, no_zeros)
+        if failure is not None:
+            return CheckResult(False, "right with three rows in W0, but with an empty zero set (no s_i = 0) "
+                               + failure.message + ". Then there is nothing to project: x* = y − W's.")
+        if got_full.shape != (n,) or _relative_error(got_full, y - W.T @ no_zeros) > tol:
+            return CheckResult(False, "right with three rows in W0, but wrong when the zero set is empty: "
+                               "then N(W0) is everything and x* = y − W's.")
+        return CheckResult(True, f"x* is right (relative error {error:.1e}), also with an empty zero set.")
+
+    def project(v, rows):
+        if rows.shape[0] == 0:
+            return v
+        return v - rows.T @ np.linalg.lstsq(rows.T, v, rcond=None)[0]
+
+    W0 = W[signs == 0]
+    q = y - W.T @ signs
+    variants = {
+        "that is q = y − W±'s without the projection: project it onto the null space of W0 "
+        "(subtract W0'u with u the least-squares solution of W0'u ≈ q).": q,
+        "the sign of the shift is flipped: q = y − W±'s, not y + W±'s.": project(y + W.T @ signs, W0),
+        "you returned the projection onto the row space of W0 (W0'u); x* is the rest, q − W0'u.": q - project(q, W0),
+        "project q = y − W±'s, not y: the signs of the non-zero rows shift y first.": project(y, W0),
+        "only the rows with s_i = 0 form W0; you projected with all rows of W.": project(q, W),
+    }
+    for hint, variant in variants.items():
+        if _relative_error(got, variant) <= 1e-6:
+            return CheckResult(False, f"not yet: {hint}")
+    if np.max(np.abs(W0 @ got)) > 1e-6 * max(np.linalg.norm(got), 1.0):
+        return CheckResult(False, f"relative error {error:.2e}, and W0 x ≠ 0 (largest |(W0 x)_i| = "
+                           f"{np.max(np.abs(W0 @ got)):.2e}): x* must lie in the null space of W0.")
+    return CheckResult(False, f"relative error {error:.2e}; W0 x = 0 holds, so the projection is onto the right "
+                       "space but of the wrong vector. Hint: x* = P_N(W0)(y − W±'s), with W±'s = W's.")

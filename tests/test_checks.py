@@ -112,3 +112,122 @@ def test_mixed_beta_check_names_the_mistake(wrong, fragment):
     result = checks.check_mixed_beta(wrong)
     assert not result.passed
     assert fragment in result.message, result.message
+
+
+# ----------------------------------------------------------------------------- unrolling-ex1
+def right_forward_ogm(cost, gamma, loss, T, alpha, mistake=None):
+    from bilevel_lib import unrolling as ur
+
+    A = cost.forward_model
+    a, b = ur.ogm_coefficients(T)
+    x = y_prev = A.adjoint(cost.y)
+    z = z_y = np.zeros_like(x)
+    for t in range(T):
+        gradient = cost.gradient(x, gamma)
+        mixed = 0.0 if mistake == "no mixed" else gradient - A.adjoint(A.forward(x) - cost.y)
+        z_next = z - alpha * (cost.hessian_vector_product(x, gamma, z) + mixed)
+        y_next = x - alpha * gradient
+        c = 1 + a[t] + b[t]
+        x_next = c * y_next - a[t] * y_prev - b[t] * x
+        if mistake == "momentum constant":
+            z = c * z_next - b[t] * z
+        elif mistake == "gd tangent":
+            z = z_next
+        else:
+            z = c * z_next - a[t] * z_y - b[t] * z
+        x, y_prev, z_y = x_next, y_next, z_next
+    return np.sum(z * loss.gradient(x))
+
+
+def test_forward_ogm_check_accepts_the_right_answer():
+    result = checks.check_forward_beta0_ogm(right_forward_ogm)
+    assert result.passed, result.message
+
+
+def test_forward_ogm_check_accepts_the_library_as_a_size_one_array():
+    from bilevel_lib import unrolling as ur
+
+    result = checks.check_forward_beta0_ogm(lambda c, g, l, T, a: ur.forward_mode_hypergradient(
+        c, g, l, T, solver="ogm", parts=("beta0",), step=a).flat)
+    assert result.passed, result.message
+
+
+def _gd_forward(c, g, l, T, a):
+    from bilevel_lib import unrolling as ur
+
+    return ur.forward_mode_hypergradient(c, g, l, T, solver="gd", parts=("beta0",), step=a).flat[0]
+
+
+@pytest.mark.parametrize(
+    "wrong,fragment",
+    [
+        (lambda c, g, l, T, a: right_forward_ogm(c, g, l, T, a, "momentum constant"), "momentum state"),
+        (lambda c, g, l, T, a: right_forward_ogm(c, g, l, T, a, "gd tangent"), "tangent follows a plain gradient"),
+        (lambda c, g, l, T, a: right_forward_ogm(c, g, l, T, a, "no mixed"), "mixed column"),
+        (_gd_forward, "gradient-descent value"),
+        (lambda c, g, l, T, a: -right_forward_ogm(c, g, l, T, a), "sign is flipped"),
+        (lambda c, g, l, T, a: 2 * right_forward_ogm(c, g, l, T, a), "relative error"),
+        (lambda c, g, l, T, a: np.zeros(3), "shape (3,)"),
+        (lambda c, g, l, T, a: np.nan, "finite number"),
+        (lambda c, g, l, T, a: 1 / 0, "ZeroDivisionError"),
+    ],
+)
+def test_forward_ogm_check_names_the_mistake(wrong, fragment):
+    result = checks.check_forward_beta0_ogm(wrong)
+    assert not result.passed
+    assert fragment in result.message, result.message
+
+
+# ----------------------------------------------------------------------------- single-level-ex2
+def right_closed_form(y, W, signs, mistake=None):
+    q = y - W.T @ signs
+    if mistake == "sign":
+        q = y + W.T @ signs
+    if mistake == "y":
+        q = y
+    W0 = W if mistake == "all rows" else W[signs == 0]
+    if W0.shape[0] == 0 or mistake == "no projection":
+        return q
+    u = np.linalg.lstsq(W0.T, q, rcond=None)[0]
+    return W0.T @ u if mistake == "row space" else q - W0.T @ u
+
+
+def test_closed_form_check_accepts_the_right_answer():
+    result = checks.check_closed_form(right_closed_form)
+    assert result.passed, result.message
+    assert "empty zero set" in result.message
+
+
+def test_closed_form_check_accepts_the_library():
+    from bilevel_lib import single_level as sl
+
+    assert checks.check_closed_form(lambda y, W, s: sl.closed_form_solution(y, W, s)[0]).passed
+
+
+def _crashes_without_zero_rows(y, W, signs):
+    W0 = W[signs == 0]
+    q = y - W.T @ signs
+    return q - W0.T @ np.linalg.solve(W0 @ W0.T, W0 @ q) if W0.shape[0] else np.zeros(3)
+
+
+@pytest.mark.parametrize(
+    "wrong,fragment",
+    [
+        (lambda y, W, s: right_closed_form(y, W, s, "no projection"), "without the projection"),
+        (lambda y, W, s: right_closed_form(y, W, s, "sign"), "sign of the shift"),
+        (lambda y, W, s: right_closed_form(y, W, s, "row space"), "row space"),
+        (lambda y, W, s: right_closed_form(y, W, s, "y"), "not y"),
+        (lambda y, W, s: right_closed_form(y, W, s, "all rows"), "all rows of W"),
+        (lambda y, W, s: 2 * right_closed_form(y, W, s), "wrong vector"),
+        (lambda y, W, s: right_closed_form(y, W, s) + 0.1, "null space of W0"),
+        (_crashes_without_zero_rows, "zero set is empty"),
+        (lambda y, W, s: right_closed_form(y, W, s)[None], "x[0]"),
+        (lambda y, W, s: y[:3], "shape (3,)"),
+        (lambda y, W, s: W @ y, "shape (8,)"),
+        (lambda y, W, s: np.linalg.pinv(W[s == 0]) @ undefined_name, "NameError"),  # noqa: F821
+    ],
+)
+def test_closed_form_check_names_the_mistake(wrong, fragment):
+    result = checks.check_closed_form(wrong)
+    assert not result.passed
+    assert fragment in result.message, result.message
