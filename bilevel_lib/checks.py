@@ -17,7 +17,8 @@ from .params import Hyperparameters
 from .penalties import CornerRounded1Norm
 
 __all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient",
-           "check_mixed_beta", "check_forward_beta0_ogm", "check_closed_form"]
+           "check_mixed_beta", "check_forward_beta0_ogm", "check_closed_form",
+           "check_golden_section", "check_stopping_rule"]
 
 
 def finite_difference_gradient(f, x, step: float = 1e-6) -> np.ndarray:
@@ -338,3 +339,209 @@ def check_closed_form(student_closed_form, tol: float = 1e-8, seed: int = 3) -> 
                            f"{np.max(np.abs(W0 @ got)):.2e}): x* must lie in the null space of W0.")
     return CheckResult(False, f"relative error {error:.2e}; W0 x = 0 holds, so the projection is onto the right "
                        "space but of the wrong vector. Hint: x* = P_N(W0)(y − W±'s), with W±'s = W's.")
+
+
+class _CountingLoss:
+    """Wraps an upper-level loss and counts the calls of ``value`` (one per lower-level solve)."""
+
+    def __init__(self, loss):
+        self._loss, self.n_values = loss, 0
+
+    def value(self, x):
+        self.n_values += 1
+        return self._loss.value(x)
+
+    def __getattr__(self, name):
+        return getattr(self._loss, name)
+
+
+def _golden_section(evaluate, a, b, n_solves, wrong_side=False):
+    """Golden-section search with ``n_solves`` evaluations; returns (β0, ℓ, width, final a, final b)."""
+    rho = (np.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - rho * (b - a), a + rho * (b - a)
+    fc, fd = evaluate(c), evaluate(d)
+    for _ in range(n_solves - 2):
+        if (fc < fd) != wrong_side:
+            b, d, fd = d, c, fc
+            c = b - rho * (b - a)
+            fc = evaluate(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + rho * (b - a)
+            fd = evaluate(d)
+    return ((c, fc) if fc < fd else (d, fd)) + (b - a, a, b)
+
+
+def check_golden_section(student_search, tol: float = 1e-4, seed: int = 4) -> CheckResult:
+    """Check a student's golden-section search on β0 (Kiefer 1953; chapter "Tuning β", ``tuning-beta-ex2``).
+
+    ``student_search(cost, start, loss, a, b, n_solves)`` gets a :class:`~bilevel_lib.cost.LowerLevelCost`,
+    a starting :class:`~bilevel_lib.params.Hyperparameters` (its β and filters are kept), the
+    upper-level loss, the interval [a, b] and the number of lower-level solves, and returns
+    ``(beta0, loss_value, bracket_width)``.  The check runs it on a small seeded denoising problem
+    (one 8×8 image, the eight 3×3 DCT filters, [a, b] = [−7, −1], 8 solves) with a loss that counts
+    its evaluations, and compares with the same search done on losses from
+    :func:`bilevel_lib.lower.solve_lower_level`.  β0 must match to 1e-6 (it only depends on the
+    comparisons), ℓ and the width to ``tol`` (relative).
+    """
+    from .filters import dct_filters
+    from .losses import SquaredErrorLoss
+    from .lower import solve_lower_level
+
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((1, 8, 8))
+    truth[0, 2:6, 3:7] = 1.0
+    cost = LowerLevelCost(truth + 0.2 * rng.standard_normal(truth.shape), CornerRounded1Norm(0.05))
+    loss = SquaredErrorLoss(truth)
+    start = Hyperparameters.from_filters(dct_filters(3), beta0=-4.0)
+    a, b, n_solves = -7.0, -1.0, 8
+
+    def evaluate(beta0):
+        gamma = Hyperparameters(beta0, start.beta, start.filters)
+        return loss.value(solve_lower_level(cost, gamma, tol=1e-9, max_iter=50_000).x)
+
+    best, best_loss, width, final_a, final_b = _golden_section(evaluate, a, b, n_solves)
+
+    counting = _CountingLoss(loss)
+    got, failure = _call(student_search, cost, start, counting, a, b, n_solves)
+    if failure is not None:
+        return failure
+    if got.shape != (3,):
+        return CheckResult(False, f"expected three numbers (β0, ℓ, bracket width), got an array of shape {got.shape}")
+    if not np.all(np.isfinite(got)):
+        return CheckResult(False, f"your function returned {got}; expected three finite numbers (β0, ℓ, width)")
+    got_beta0, got_loss, got_width = got
+    if counting.n_values > n_solves:
+        return CheckResult(False, f"you evaluated ℓ {counting.n_values} times for n_solves = {n_solves}. After the two "
+                           "initial points each step needs only one new value: the surviving interior point keeps "
+                           "its ℓ (and its solution, for the warm start).")
+    if counting.n_values < n_solves:
+        return CheckResult(False, f"you evaluated ℓ only {counting.n_values} times for n_solves = {n_solves}: "
+                           "the two initial interior points count, then one new value per step.")
+    wrong = _golden_section(evaluate, a, b, n_solves, wrong_side=True)
+    if abs(got_beta0 - best) > 1e-6:
+        if abs(got_beta0 - wrong[0]) <= 1e-6:
+            return CheckResult(False, "you discarded the wrong end: if ℓ(c) < ℓ(d) the minimiser lies in [a, d], "
+                               "so drop [d, b]; otherwise drop [a, c].")
+        if abs(got_beta0 - 0.5 * (final_a + final_b)) <= 1e-6:
+            return CheckResult(False, "you returned the midpoint of the final bracket, whose ℓ was never computed; "
+                               "return the better of the two interior points.")
+        return CheckResult(False, f"expected β0 = {best:.6f}, got {got_beta0:.6f} (final bracket "
+                           f"[{final_a:.4f}, {final_b:.4f}]). Hint: c = b − ρ(b − a), d = a + ρ(b − a), "
+                           "ρ = (√5 − 1)/2; keep the side of the smaller value.")
+    if abs(got_width - width) > tol * width:
+        for steps in (n_solves - 1, n_solves - 3):
+            if abs(got_width - (b - a) * ((np.sqrt(5.0) - 1.0) / 2.0) ** (steps)) <= tol * width:
+                return CheckResult(False, f"β0 is right, but the width is off by one step: after {n_solves} solves "
+                                   f"the bracket has shrunk {n_solves - 2} times, to (b − a)ρ^{n_solves - 2} = "
+                                   f"{width:.6f}; you returned {got_width:.6f}.")
+        return CheckResult(False, f"β0 is right, but the bracket width should be {width:.6f} "
+                           f"(the final b − a), not {got_width:.6f}.")
+    if abs(got_loss - best_loss) > tol * best_loss:
+        return CheckResult(False, f"β0 is right, but ℓ there is {best_loss:.6f}, not {got_loss:.6f}: return the loss "
+                           "of the point you return (and solve the lower level to a tolerance of 1e-6 or tighter).")
+    return CheckResult(True, f"golden-section search is right: β0 = {got_beta0:.4f}, ℓ = {got_loss:.5f}, "
+                       f"bracket width {got_width:.4f}, with exactly {n_solves} solves.")
+
+
+def _history(gradient_norms, work_increments):
+    from .training import TrainingHistory
+
+    history = TrainingHistory()
+    for norm, work in zip(gradient_norms, work_increments):
+        history.append(loss=1.0, gradient_norm=norm, lower_gradient_norm=0.0, lower_iterations=work,
+                       cg_iterations=0, elapsed=0.0)
+    return history
+
+
+def _streak_end(small, patience):
+    """Index of the step at which ``patience`` consecutive True values are first complete, or None."""
+    run = 0
+    for i, flag in enumerate(small):
+        run = run + 1 if flag else 0
+        if run == patience:
+            return i
+    return None
+
+
+def check_stopping_rule(student_rule) -> CheckResult:
+    """Check a student's stopping rule "‖∇ℓ‖/√R below a threshold for ``patience`` consecutive steps".
+
+    ``student_rule(history, threshold, patience)`` gets a :class:`~bilevel_lib.training.TrainingHistory`
+    (``history.gradient_norm`` holds ‖∇ℓ‖/√R after each upper step, ``history.work`` the cumulative
+    work) and returns the work at which the rule fires, or ``None`` if it never does (chapter
+    "Single and double loop", exercise ``single-double-loop-ex2``; the gradient-norm stopping
+    decision of review Sec. 5.1).  The check uses three made-up histories: one that fires after a
+    false start, one that never fires, and the first again with a different ``patience``.
+    """
+    threshold = 5e-4
+    norms = [1e-2, 3e-3, 4e-4, 3e-4, 6e-4, 4e-4, 2e-4, 3e-4, 1e-4, 2e-4, 1e-4, 7e-4, 1e-4]
+    increments = [12, 10, 7, 9, 11, 8, 10, 6, 13, 9, 10, 7, 12]
+    history = _history(norms, increments)
+    work = history.work
+    small = np.asarray(norms) < threshold
+
+    def run(h, patience):
+        try:
+            return student_rule(h, threshold, patience), None
+        except Exception as err:  # the student's code failed: report it, do not crash the notebook
+            return None, CheckResult(False, f"your function raised {type(err).__name__}: {err}")
+
+    def as_work(value):
+        if value is None:
+            return None
+        try:
+            value = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return "bad"
+        return float(value) if value.size == 1 and value.ndim <= 1 else "bad"
+
+    fire = _streak_end(small, 5)
+    expected = work[fire]
+    got, failure = run(history, 5)
+    if failure is not None:
+        return failure
+    got = as_work(got)
+    if got == "bad":
+        return CheckResult(False, "return one number, the cumulative work history.work[i] at the step i where "
+                           "the rule fires (or None if it never fires).")
+    if got is None:
+        return CheckResult(False, f"you returned None, but the rule fires: ‖∇ℓ‖/√R is below {threshold:g} at steps "
+                           f"5 to 10 of the test history, so it fires at step 9 (work {expected}).")
+    if got != expected:
+        first_below = int(np.flatnonzero(small)[0])
+        fifth_below = int(np.flatnonzero(small)[4])
+        variants = {
+            work[first_below]: "you stopped at the first step below the threshold; the rule needs five "
+                               "consecutive ones.",
+            work[fire - 4]: "you returned the work at the start of the streak; the rule can only fire once the "
+                            "fifth consecutive small value has been seen, at the end of the streak.",
+            work[fifth_below]: "you counted small values that are not consecutive; reset the count whenever "
+                               "‖∇ℓ‖/√R is at or above the threshold.",
+            float(fire): "you returned the step index; return the work, history.work[i].",
+            float(fire + 1): "you returned the number of steps; return the work, history.work[i].",
+            work[fire - 1]: "off by one: you fired one step early (after four small values).",
+            work[fire + 1]: "off by one: you fired one step late (after six small values).",
+        }
+        for value, hint in variants.items():
+            if got == value:
+                return CheckResult(False, f"not yet: {hint} Expected work {expected}, got {got:g}.")
+        return CheckResult(False, f"expected work {expected} (the rule fires at step {fire}, the fifth of the "
+                           f"consecutive small values at steps {fire - 4} to {fire}), got {got:g}.")
+
+    never = _history([1e-2, 4e-4, 3e-4, 2e-4, 1e-4, 6e-4, 1e-4, 2e-4, 3e-4, 4e-4, 9e-4], [5] * 11)
+    got, failure = run(never, 5)
+    if failure is not None:
+        return CheckResult(False, "right when the rule fires, but on a history where it never fires "
+                           + failure.message + ". Return None then.")
+    if got is not None:
+        return CheckResult(False, f"right when the rule fires, but on a history whose streaks are at most four "
+                           f"steps long you returned {got!r}; return None when the rule never fires.")
+    got, failure = run(history, 3)
+    if failure is not None:
+        return failure
+    if as_work(got) != work[_streak_end(small, 3)]:
+        return CheckResult(False, "right for patience = 5, but not for patience = 3: use the patience argument "
+                           "instead of a fixed 5.")
+    return CheckResult(True, f"the stopping rule is right (fires at work {expected} on the test history, never "
+                       "fires when it should not, and follows the patience argument).")

@@ -231,3 +231,129 @@ def test_closed_form_check_names_the_mistake(wrong, fragment):
     result = checks.check_closed_form(wrong)
     assert not result.passed
     assert fragment in result.message, result.message
+
+
+# ----------------------------------------------------------------------------- tuning-beta-ex2
+def golden_section_beta0(cost, start, loss, a, b, n_solves, mistake=None):
+    from bilevel_lib import Hyperparameters, solve_lower_level
+
+    rho = (np.sqrt(5.0) - 1.0) / 2.0
+
+    def evaluate(beta0, x0):
+        x = solve_lower_level(cost, Hyperparameters(beta0, start.beta, start.filters), x0=x0, tol=1e-6,
+                              max_iter=20_000).x
+        return loss.value(x), x
+
+    c, d = b - rho * (b - a), a + rho * (b - a)
+    (fc, xc), (fd, xd) = evaluate(c, None), evaluate(d, None)
+    for _ in range(n_solves - 2):
+        if mistake == "both":
+            (fc, xc), (fd, xd) = evaluate(c, None), evaluate(d, None)
+        if (fc < fd) != (mistake == "side"):
+            b, d, fd, xd = d, c, fc, xc
+            c = b - rho * (b - a)
+            fc, xc = evaluate(c, xd)
+        else:
+            a, c, fc, xc = c, d, fd, xd
+            d = a + rho * (b - a)
+            fd, xd = evaluate(d, xc)
+    if mistake == "midpoint":
+        return (a + b) / 2, fc, b - a
+    if mistake == "width":
+        return (c, fc, rho * (b - a)) if fc < fd else (d, fd, rho * (b - a))
+    if mistake == "loss":
+        return (c, fd, b - a) if fc < fd else (d, fc, b - a)
+    return (c, fc, b - a) if fc < fd else (d, fd, b - a)
+
+
+def test_golden_section_check_accepts_the_right_search():
+    result = checks.check_golden_section(golden_section_beta0)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize(
+    "wrong,fragment",
+    [
+        (lambda *args: golden_section_beta0(*args, mistake="both"), "only one new value"),
+        (lambda c, s, l, a, b, n: golden_section_beta0(c, s, l, a, b, n - 1), "only 7 times"),
+        (lambda *args: golden_section_beta0(*args, mistake="side"), "wrong end"),
+        (lambda *args: golden_section_beta0(*args, mistake="midpoint"), "midpoint"),
+        (lambda *args: golden_section_beta0(*args, mistake="width"), "off by one step"),
+        (lambda *args: golden_section_beta0(*args, mistake="loss"), "return the loss of the point"),
+        (lambda *args: golden_section_beta0(*args)[:2], "three numbers"),
+        (lambda *args: (np.nan, 1.0, 1.0), "finite"),
+        (lambda *args: {}["beta0"], "KeyError"),
+    ],
+)
+def test_golden_section_check_names_the_mistake(wrong, fragment):
+    result = checks.check_golden_section(wrong)
+    assert not result.passed
+    assert fragment in result.message, result.message
+
+
+# ----------------------------------------------------------------------------- single-double-loop-ex2
+def stop_work(history, threshold, patience):
+    small = np.asarray(history.gradient_norm) < threshold
+    streak = np.convolve(small, np.ones(patience, dtype=int), mode="valid") == patience
+    fire = np.flatnonzero(streak)
+    return history.work[fire[0] + patience - 1] if fire.size else None
+
+
+def _stop_variant(kind):
+    def rule(history, threshold, patience):
+        small = np.asarray(history.gradient_norm) < threshold
+        if kind == "first below":
+            return history.work[np.flatnonzero(small)[0]]
+        if kind == "not consecutive":
+            below = np.flatnonzero(small)
+            return history.work[below[patience - 1]] if below.size >= patience else None
+        if kind == "fixed five":
+            return stop_work(history, threshold, 5)
+        streak = np.convolve(small, np.ones(patience, dtype=int), mode="valid") == patience
+        fire = np.flatnonzero(streak)
+        if kind == "last work":
+            return history.work[fire[0] + patience - 1] if fire.size else history.work[-1]
+        if not fire.size:
+            return None
+        return {"start": history.work[fire[0]], "index": fire[0] + patience - 1,
+                "late": history.work[fire[0] + patience]}[kind]
+
+    return rule
+
+
+def test_stopping_rule_check_accepts_the_right_rule():
+    result = checks.check_stopping_rule(stop_work)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize(
+    "kind,fragment",
+    [
+        ("first below", "five consecutive"),
+        ("not consecutive", "not consecutive"),
+        ("start", "start of the streak"),
+        ("index", "step index"),
+        ("late", "one step late"),
+        ("last work", "return None when the rule never fires"),
+        ("fixed five", "patience argument"),
+    ],
+)
+def test_stopping_rule_check_names_the_mistake(kind, fragment):
+    result = checks.check_stopping_rule(_stop_variant(kind))
+    assert not result.passed
+    assert fragment in result.message, result.message
+
+
+@pytest.mark.parametrize(
+    "wrong,fragment",
+    [
+        (lambda h, t, p: None, "you returned None"),
+        (lambda h, t, p: h.work[:3], "return one number"),
+        (lambda h, t, p: h.gradient_norms, "AttributeError"),
+        (lambda h, t, p: 1000, "expected work 95"),
+    ],
+)
+def test_stopping_rule_check_explains_wrong_returns(wrong, fragment):
+    result = checks.check_stopping_rule(wrong)
+    assert not result.passed
+    assert fragment in result.message, result.message
