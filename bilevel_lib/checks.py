@@ -18,7 +18,8 @@ from .penalties import CornerRounded1Norm
 
 __all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient",
            "check_mixed_beta", "check_forward_beta0_ogm", "check_closed_form",
-           "check_golden_section", "check_stopping_rule"]
+           "check_golden_section", "check_stopping_rule",
+           "check_sum_gradient"]
 
 
 def finite_difference_gradient(f, x, step: float = 1e-6) -> np.ndarray:
@@ -545,3 +546,49 @@ def check_stopping_rule(student_rule) -> CheckResult:
                            "instead of a fixed 5.")
     return CheckResult(True, f"the stopping rule is right (fires at work {expected} on the test history, never "
                        "fires when it should not, and follows the patience argument).")
+
+
+def check_sum_gradient(student_sum_gradient, tol: float = 1e-6, seed: int = 5) -> CheckResult:
+    """Check a student's ∇_W Σ_i x*_i(W) for x*(W) = argmin ½‖x − y‖² + ‖Wx‖₁ (BLORC Lemma 1, g = 1).
+
+    This is what ``backward()`` of a CVXPY/diffcp layer returns when the output's gradient is left
+    unseeded (chapter "CVXPY and diffcp", exercise ``cvxpy-diffcp-ex2``).
+    ``student_sum_gradient(y, W)`` gets one signal y of shape (n,) and W of shape (k, n) and returns
+    an array of shape (k, n).  The reference is :func:`bilevel_lib.single_level.closed_form_gradient`
+    with ``x_true = x* − 1`` (so that g = x* − x_true is the vector of ones), at the exact solution of
+    :func:`bilevel_lib.single_level.solve_l1_denoising`, on a seeded problem with k = 8, n = 10.
+    """
+    from .single_level import closed_form_gradient, solve_l1_denoising
+
+    rng = np.random.default_rng(seed)
+    k, n = 8, 10
+    W, y = 0.3 * rng.standard_normal((k, n)), rng.standard_normal(n)
+    solve = solve_l1_denoising(y, W)
+    x_star = solve.x[0]
+
+    def lemma1(x_true):
+        return closed_form_gradient(y, x_true, W, solve.signs).gradient
+
+    reference = lemma1(x_star - 1.0)
+    got, failure = _call(student_sum_gradient, y, W)
+    if failure is not None:
+        return failure
+    if got.shape != (k, n):
+        hint = " (that is the transpose)" if got.shape == (n, k) else ""
+        return CheckResult(False, f"expected a gradient of shape ({k}, {n}) like W, got shape {got.shape}{hint}")
+    error = _relative_error(got, reference)
+    if error <= tol:
+        return CheckResult(True, f"∇_W Σ x* is right (relative error {error:.1e}).")
+    variants = {
+        "the sign is flipped: Lemma 1 uses g = x* − x_true, so x_true = x* − 1 gives g = 1 (x* + 1 gives −1).":
+            lemma1(x_star + 1.0),
+        "that is the gradient of ½‖x*‖² (x_true = 0 makes g = x*); choose x_true = x* − 1 so that g = 1.":
+            lemma1(np.zeros(n)),
+        "x_true = −1 gives g = x* + 1, not 1; shift the solution itself: x_true = x* − 1.": lemma1(-np.ones(n)),
+        "that is the gradient of ½‖x* − y‖² (x_true = y); choose x_true = x* − 1 so that g = 1.": lemma1(y),
+    }
+    for hint, variant in variants.items():
+        if _relative_error(got, variant) <= 1e-6:
+            return CheckResult(False, f"not yet: {hint}")
+    return CheckResult(False, f"relative error {error:.2e}. Hint: solve for x* and its sign pattern with "
+                       "sl.solve_l1_denoising, then call sl.closed_form_gradient(y, x* − 1, W, signs).")

@@ -357,3 +357,44 @@ def test_stopping_rule_check_explains_wrong_returns(wrong, fragment):
     result = checks.check_stopping_rule(wrong)
     assert not result.passed
     assert fragment in result.message, result.message
+
+
+# ----------------------------------------------------------------------------- cvxpy-diffcp-ex2
+def sum_gradient(y, W, shift=lambda x, y: x - 1.0):
+    from bilevel_lib import single_level as sl
+
+    solve = sl.solve_l1_denoising(y, W)
+    return sl.closed_form_gradient(y, shift(solve.x[0], y), W, solve.signs).gradient
+
+
+def test_sum_gradient_check_accepts_the_right_answer():
+    result = checks.check_sum_gradient(sum_gradient)
+    assert result.passed, result.message
+
+
+def test_sum_gradient_check_agrees_with_finite_differences():
+    from bilevel_lib import single_level as sl
+
+    rng = np.random.default_rng(5)
+    W, y = 0.3 * rng.standard_normal((8, 10)), rng.standard_normal(10)
+    numeric = checks.finite_difference_gradient(lambda V: sl.solve_l1_denoising(y, V).x.sum(), W, step=1e-6)
+    np.testing.assert_allclose(sum_gradient(y, W), numeric, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "wrong,fragment",
+    [
+        (lambda y, W: sum_gradient(y, W, lambda x, y: x + 1.0), "sign is flipped"),
+        (lambda y, W: sum_gradient(y, W, lambda x, y: 0 * x), "½‖x*‖²"),
+        (lambda y, W: sum_gradient(y, W, lambda x, y: -np.ones_like(x)), "x_true = −1"),
+        (lambda y, W: sum_gradient(y, W, lambda x, y: y), "½‖x* − y‖²"),
+        (lambda y, W: 2 * sum_gradient(y, W), "relative error"),
+        (lambda y, W: sum_gradient(y, W).T, "transpose"),
+        (lambda y, W: np.ones(3), "shape (3,)"),
+        (lambda y, W: np.linalg.inv(W), "LinAlgError"),
+    ],
+)
+def test_sum_gradient_check_names_the_mistake(wrong, fragment):
+    result = checks.check_sum_gradient(wrong)
+    assert not result.passed
+    assert fragment in result.message, result.message
