@@ -19,7 +19,7 @@ from .penalties import CornerRounded1Norm
 __all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient",
            "check_mixed_beta", "check_forward_beta0_ogm", "check_closed_form",
            "check_golden_section", "check_stopping_rule",
-           "check_sum_gradient"]
+           "check_sum_gradient", "check_strength_correlation"]
 
 
 def finite_difference_gradient(f, x, step: float = 1e-6) -> np.ndarray:
@@ -592,3 +592,51 @@ def check_sum_gradient(student_sum_gradient, tol: float = 1e-6, seed: int = 5) -
             return CheckResult(False, f"not yet: {hint}")
     return CheckResult(False, f"relative error {error:.2e}. Hint: solve for x* and its sign pattern with "
                        "sl.solve_l1_denoising, then call sl.closed_form_gradient(y, x* − 1, W, signs).")
+
+
+def check_strength_correlation(student_correlation, tol: float = 1e-8, seed: int = 6) -> CheckResult:
+    """Check a student's correlation between log strength log e^{β0+β_k} and total frequency u + v.
+
+    The learned strengths of DCT filters against frequency are the review's Fig. 6.1 (chapter "Case
+    studies", exercise ``case-studies-ex3``).  ``student_correlation(params, frequency)`` gets a
+    :class:`~bilevel_lib.params.Hyperparameters` with K = 48 filters and the (48, 2) table of
+    frequencies (u, v) of the 7×7 DCT filters, and returns one number: Pearson's correlation
+    of u + v with log e^{β0+β_k}, computed from :attr:`Hyperparameters.strengths`.  The check uses
+    seeded strengths that rise with frequency plus noise.
+    """
+    rng = np.random.default_rng(seed)
+    frequency = np.array([divmod(k + 1, 7) for k in range(48)])
+    total = frequency.sum(axis=1)
+    params = Hyperparameters(-3.5, 0.25 * total + 0.6 * rng.standard_normal(48), np.zeros((48, 7, 7)))
+    log_strength = np.log(params.strengths)
+    reference = np.corrcoef(total, log_strength)[0, 1]
+
+    got, failure = _call(student_correlation, params, frequency)
+    if failure is not None:
+        return failure
+    if got.shape == (2, 2):
+        return CheckResult(False, "np.corrcoef returns the 2×2 correlation matrix; the correlation is its "
+                           "off-diagonal entry, [0, 1].")
+    got, failure = _scalar(got, "a correlation coefficient")
+    if failure is not None:
+        return failure
+    if abs(got - reference) <= tol:
+        return CheckResult(True, f"the correlation is right ({got:.3f} on the check's made-up strengths).")
+    if abs(got) > 1 + 1e-12:
+        return CheckResult(False, f"{got:.3f} is not a correlation coefficient (those lie in [−1, 1]); "
+                           "use np.corrcoef(x, y)[0, 1], not a covariance or a slope.")
+    variants = {
+        "take the logarithm of the strengths first: the exercise correlates log e^{β0+β_k} with u + v.":
+            np.corrcoef(total, params.strengths)[0, 1],
+        "the sign is flipped: correlate log e^{β0+β_k} itself (not its negative or reciprocal) with u + v.":
+            -reference,
+        "use the total frequency u + v, not the vertical frequency u alone.":
+            np.corrcoef(frequency[:, 0], log_strength)[0, 1],
+        "use the total frequency u + v, not the horizontal frequency v alone.":
+            np.corrcoef(frequency[:, 1], log_strength)[0, 1],
+    }
+    for hint, value in variants.items():
+        if abs(got - value) <= 1e-8:
+            return CheckResult(False, f"not yet: {hint}")
+    return CheckResult(False, f"expected {reference:.4f}, got {got:.4f}. Hint: "
+                       "np.corrcoef(frequency.sum(axis=1), np.log(params.strengths))[0, 1].")

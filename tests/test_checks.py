@@ -398,3 +398,35 @@ def test_sum_gradient_check_names_the_mistake(wrong, fragment):
     result = checks.check_sum_gradient(wrong)
     assert not result.passed
     assert fragment in result.message, result.message
+
+
+# ----------------------------------------------------------------------------- case-studies-ex3
+def strength_correlation(params, frequency):
+    return np.corrcoef(frequency.sum(axis=1), np.log(params.strengths))[0, 1]
+
+
+def test_strength_correlation_check_accepts_the_right_answer():
+    result = checks.check_strength_correlation(strength_correlation)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize(
+    "wrong,fragment",
+    [
+        (lambda p, f: np.corrcoef(f.sum(axis=1), p.strengths)[0, 1], "logarithm"),
+        (lambda p, f: np.corrcoef(f.sum(axis=1), -np.log(p.strengths))[0, 1], "sign is flipped"),
+        (lambda p, f: np.corrcoef(f[:, 0], np.log(p.strengths))[0, 1], "vertical frequency u alone"),
+        (lambda p, f: np.corrcoef(f[:, 1], np.log(p.strengths))[0, 1], "horizontal frequency v alone"),
+        (lambda p, f: np.cov(f.sum(axis=1), np.log(p.strengths))[0, 1], "not a correlation coefficient"),
+        (lambda p, f: np.corrcoef(f.sum(axis=1), np.log(p.strengths)), "off-diagonal"),
+        (lambda p, f: np.corrcoef(f.sum(axis=1), p.beta ** 2)[0, 1], "expected"),
+        (lambda p, f: f.sum(axis=1), "shape (48,)"),
+        (lambda p, f: np.corrcoef(f.sum(axis=1), np.zeros(48))[0, 1], "finite"),
+        (lambda p, f: p.strength, "AttributeError"),
+    ],
+)
+def test_strength_correlation_check_names_the_mistake(wrong, fragment):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = checks.check_strength_correlation(wrong)
+    assert not result.passed
+    assert fragment in result.message, result.message
