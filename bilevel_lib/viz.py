@@ -206,7 +206,8 @@ class DenoisingExplorer:
     """Denoise one image with (Ex) as ε, σ, β0 and the filter bank change (the running-example widget).
 
     The noise pattern is drawn once from ``seed`` and scaled by σ, so moving the σ slider changes
-    only the noise level.  Each call warm-starts OGM from the previous solution of the same bank.
+    only the noise level.  Each call warm-starts OGM from the previous solution of the same bank,
+    unless ``warm_start=False`` (then OGM starts from its default, as the first call does).
     """
 
     truth: np.ndarray
@@ -226,14 +227,14 @@ class DenoisingExplorer:
     def noisy(self, sigma: float) -> np.ndarray:
         return self.truth + sigma * self._noise
 
-    def denoise(self, eps: float, sigma: float, beta0: float, bank: str) -> np.ndarray:
+    def denoise(self, eps: float, sigma: float, beta0: float, bank: str, *, warm_start: bool = True) -> np.ndarray:
         """x̂(γ) for γ = (β0, β_k = 0, bank) with φ = CR1N(ε) and noise level σ."""
         if bank not in self._bank_arrays:
             raise ValueError(f"bank must be one of {list(self._bank_arrays)}; got {bank!r}")
         y = self.noisy(sigma)[None]
         params = Hyperparameters.from_filters(self._bank_arrays[bank], beta0=beta0)
         cost = LowerLevelCost(y, CornerRounded1Norm(eps))
-        result = solve_lower_level(cost, params, x0=self._last.get(bank), tol=self.tol,
+        result = solve_lower_level(cost, params, x0=self._last.get(bank) if warm_start else None, tol=self.tol,
                                    max_iter=self.max_iter, warn=False)
         self._last[bank] = result.x
         self.last_result = result

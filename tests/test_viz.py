@@ -30,6 +30,8 @@ def test_explorer_warm_starts_and_reports_the_solve():
     first = explorer.last_result.iterations
     explorer.denoise(0.01, 0.1, -3.0, "finite differences")  # same setting: warm start is the answer
     assert explorer.last_result.iterations < first and explorer.last_result.converged
+    explorer.denoise(0.01, 0.1, -3.0, "finite differences", warm_start=False)   # afresh: as the first call
+    assert explorer.last_result.iterations == first
     np.testing.assert_array_equal(explorer.noisy(0.0), image)
     with pytest.raises(ValueError, match="bank must be one of"):
         explorer.denoise(0.01, 0.1, -3.0, "wavelets")
