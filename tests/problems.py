@@ -49,3 +49,9 @@ def random_problem(geometry="2d-4x2", model="identity", penalty=None, n_images=2
 def central_difference(f, x, direction, h):
     """(f(x + h d) − f(x − h d)) / 2h."""
     return (f(x + h * direction) - f(x - h * direction)) / (2.0 * h)
+
+
+def relative_error(a, b) -> float:
+    """metrics.relative_error of the flattened arrays (tests compare flat vectors with shaped ones)."""
+    from bilevel_lib.metrics import relative_error as relative_error_of_arrays
+    return relative_error_of_arrays(np.ravel(a), np.ravel(b))

@@ -7,14 +7,12 @@ import bilevel_lib as bl
 from bilevel_lib import cvx, ops
 from bilevel_lib import single_level as sl
 
+from problems import relative_error
+
 pytest.importorskip("cvxpy")
 pytest.importorskip("diffcp")
 
 CVX_TOL = 1e-5   # SCS at eps 1e-9 and diffcp's derivative: agreement to about this relative error
-
-
-def relative_error(a, b):
-    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
 
 
 @pytest.mark.parametrize("transform", ["random", "identity"])

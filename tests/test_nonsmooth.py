@@ -11,9 +11,7 @@ from bilevel_lib import data, losses
 from bilevel_lib import nonsmooth as ns
 from bilevel_lib.ops import correlation_matrix
 
-
-def relative_error(a, b):
-    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
+from problems import relative_error
 
 
 def setting(kind, seed=0):

@@ -9,9 +9,7 @@ from bilevel_lib import ops
 from bilevel_lib import single_level as sl
 from bilevel_lib.lower import ConvergenceWarning
 
-
-def relative_error(a, b):
-    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
+from problems import relative_error
 
 
 def pairs(n, J, rng, sigma=0.3):

@@ -10,6 +10,8 @@ from bilevel_lib import hypergrad, losses, profiling
 from bilevel_lib import unrolling as ur
 from bilevel_lib.forward_models import CircularBlur, gaussian_kernel
 
+from problems import relative_error
+
 GEOMETRIES = {"1d": ((16,), (3,), 2), "2d": ((8, 6), (2, 2), 2)}
 MODELS = ["identity", "blur"]
 
@@ -25,10 +27,6 @@ def problem(geometry="2d", model="identity", seed=0, n_images=2, eps=0.1):
     params = bl.Hyperparameters(beta0=-0.5, beta=rng.uniform(-0.5, 0.5, k),
                                 filters=rng.standard_normal((k,) + filter_shape) / np.sqrt(np.prod(filter_shape)))
     return cost, params, losses.SquaredErrorLoss(truth)
-
-
-def relative_error(a, b):
-    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
 
 
 # ----------------------------------------------------------------------------- exactness
