@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 import bilevel_lib as bl  # noqa: E402
-from bilevel_lib import data, filters, ops, viz  # noqa: E402
+from bilevel_lib import data, filters, ops, viz, widgets  # noqa: E402
 
 
 def per_call_ms(function, number: int, repeat: int = 7) -> float:
@@ -95,7 +95,7 @@ def bench_ogm_vs_gd() -> None:
 def bench_widget(quick: bool) -> None:
     viz.use_book_style()
     image = data.cameraman()[120:216, 200:296]
-    explorer = viz.DenoisingExplorer(image, seed=5)
+    explorer = widgets.DenoisingExplorer(image, seed=5)
     rng = np.random.default_rng(0)
     banks = list(explorer.banks)
     settings = [(0.01, 0.1, -3.0, banks[0])]

@@ -28,8 +28,8 @@ Modules (one idea each):
 * :mod:`~bilevel_lib.profiling`      time and peak memory of a call
 * :mod:`~bilevel_lib.experiments`    small recipes shared by chapters, tests and benchmarks
 * :mod:`~bilevel_lib.checks`         finite-difference checks and self-checks for exercises
-* :mod:`~bilevel_lib.viz`            the book's plotting functions and widgets (imports matplotlib)
-* :mod:`~bilevel_lib.widgets`        chapter explorers: plots of precomputed sweeps and their sliders
+* :mod:`~bilevel_lib.viz`            the book's static figures, style and static sliders (imports matplotlib)
+* :mod:`~bilevel_lib.widgets`        the chapters' live explorers (ipywidgets) and the plots behind them
 """
 
 from .cg import CGResult, conjugate_gradient

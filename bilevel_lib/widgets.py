@@ -11,36 +11,47 @@ Each explorer comes in two parts, as the book's style asks of widgets:
 The figures use fixed layouts (``subplots_adjust``), which are faster to redraw than constrained
 layouts, and are shown as PNG (:func:`~bilevel_lib.viz.figure_png`).
 
-=========================  ======================  ===========================================
-explorer                   chapter                 what moves
-=========================  ======================  ===========================================
-:func:`plot_beta0_curves`  "Tuning β"              ℓ(β0) and the best β0 with σ and ε
-:func:`plot_threshold`     "Translation to a       gradient error against the zero-set
-                           single level"           threshold τ, for a noise level σ
-:func:`plot_truncation`    "Unrolling"             truncated back-propagation: error against k,
-                                                   T and the step α
-:func:`plot_work_budget`   "Single- vs             loss and lower-level accuracy of training
-                           double-loop             runs against work, for a choice of methods
-                           algorithms"             and a work budget
-=========================  ======================  ===========================================
+==============================  =========================  ========================================
+explorer                        chapter                    what moves
+==============================  =========================  ========================================
+:class:`DenoisingExplorer`      "The running example"      the denoised image with ε, σ, β0 and the
+                                                           filter bank (the one explorer that
+                                                           solves live, warm-started)
+:func:`plot_beta0_curves`       "Tuning β"                 ℓ(β0) and the best β0 with σ and ε
+:func:`plot_tolerance_errors`   "Implicit differentiation" hypergradient error over the (lower-level,
+                                                           CG) tolerance grid
+:func:`plot_threshold`          "Translation to a single   gradient error against the zero-set
+                                level"                     threshold τ, for a noise level σ
+:func:`plot_truncation`         "Unrolling"                truncated back-propagation: error
+                                                           against k, T and the step α
+:func:`plot_work_budget`        "Single- vs double-loop    loss and lower-level accuracy of
+                                algorithms"                training runs against work, for a
+                                                           choice of methods and a work budget
+==============================  =========================  ========================================
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import filters as filter_banks
 from . import viz
+from .cost import LowerLevelCost
+from .lower import solve_lower_level
 from .metrics import psnr_db
+from .params import Hyperparameters
+from .penalties import CornerRounded1Norm
 from .profiling import format_bytes
 
 __all__ = ["plot_beta0_curves", "beta0_widget", "ThresholdSweep", "plot_threshold", "threshold_widget",
            "plot_truncation", "truncation_widget", "WorkCurves", "plot_loss_against_work",
-           "plot_accuracy_against_work", "plot_work_budget", "work_budget_widget"]
+           "plot_accuracy_against_work", "plot_work_budget", "work_budget_widget", "plot_tolerance_errors",
+           "tolerance_widget", "DenoisingExplorer"]
 
 
 def _grid_axes(keys, names: tuple[str, str]) -> tuple[list, list]:
@@ -525,3 +536,121 @@ def work_budget_widget(curves, best: float, *, names=None, budget: int = 2000, m
         viz._display_png(plot_work_budget(curves, list(names), budget, best))
 
     return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
+
+
+def plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp: int, cg_exp: int):
+    """Hypergradient error over a grid of (lower-level, CG) tolerances, with one pair marked.
+
+    ``errors[i, j]`` is the relative error at lower tolerance 10**log_lower[i] and CG tolerance
+    10**log_cg[j]; ``work[i, j]`` holds (OGM, CG) iterations.  Left: heat map of log10 errors;
+    right: the two slices through the marked pair (Ch. "Implicit differentiation").
+    """
+    log_lower, log_cg = np.asarray(log_lower), np.asarray(log_cg)
+    i, j = int(lower_exp - log_lower[0]), int(cg_exp - log_cg[0])
+    log_errors = np.log10(errors)  # a linear axis of exponents draws faster than a log axis
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3))  # a fixed layout is fast to redraw
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.86, wspace=0.32)
+    extent = (log_cg[0] - 0.5, log_cg[-1] + 0.5, log_lower[0] - 0.5, log_lower[-1] + 0.5)
+    image = axes[0].imshow(log_errors, origin="lower", cmap="viridis", aspect="auto", extent=extent)
+    fig.colorbar(image, ax=axes[0], label="log₁₀ relative error", pad=0.03)
+    axes[0].plot(cg_exp, lower_exp, "s", ms=13, mfc="none", mec="#d1495b", mew=2.5)
+    axes[0].set_xlabel("log₁₀ CG tolerance")
+    axes[0].set_ylabel("log₁₀ lower-level tolerance")
+    axes[0].grid(False)
+    axes[1].plot(log_cg, log_errors[i], "o-", label=f"CG tol varies (lower 1e{lower_exp})")
+    axes[1].plot(log_lower, log_errors[:, j], "s-", label=f"lower tol varies (CG 1e{cg_exp})")
+    axes[1].plot([cg_exp, lower_exp], [log_errors[i, j]] * 2, "o", color="#d1495b", ms=9, mfc="none", mew=2)
+    axes[1].set_xlabel("log₁₀ tolerance")
+    axes[1].set_ylabel("log₁₀ relative error")
+    axes[1].legend(loc="upper left", fontsize=8)
+    ogm, cg = work[i, j]
+    fig.suptitle(f"lower tol 1e{lower_exp}, CG tol 1e{cg_exp}: relative error {errors[i, j]:.1e}  ·  "
+                 f"{ogm} OGM + {cg} CG iterations", fontsize=10)
+    return fig
+
+
+def tolerance_widget(errors, work, log_lower, log_cg, lower_exp: int = -4, cg_exp: int = -8):
+    """Two sliders over precomputed tolerance grids, redrawing :func:`plot_tolerance_errors`."""
+    import ipywidgets as widgets
+
+    def slider(value, exponents, description):
+        return widgets.IntSlider(value=value, min=int(exponents[0]), max=int(exponents[-1]), description=description,
+                                 continuous_update=False, style={"description_width": "130px"})
+
+    controls = {"lower_exp": slider(lower_exp, log_lower, "log₁₀ lower tol"),
+                "cg_exp": slider(cg_exp, log_cg, "log₁₀ CG tol")}
+
+    def draw(lower_exp, cg_exp):
+        viz._display_png(plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp, cg_exp))
+
+    output = widgets.interactive_output(draw, controls)
+    return widgets.VBox([widgets.HBox(list(controls.values())), output])
+
+
+@dataclass
+class DenoisingExplorer:
+    """Denoise one image with (Ex) as ε, σ, β0 and the filter bank change (the running-example widget).
+
+    The noise pattern is drawn once from ``seed`` and scaled by σ, so moving the σ slider changes
+    only the noise level.  Each call warm-starts OGM from the previous solution of the same bank,
+    unless ``warm_start=False`` (then OGM starts from its default, as the first call does).
+    """
+
+    truth: np.ndarray
+    seed: int = 0
+    banks: dict = field(default_factory=lambda: dict(filter_banks.FILTER_BANKS))
+    tol: float = 1e-4
+    max_iter: int = 400
+
+    def __post_init__(self):
+        self.truth = np.asarray(self.truth, dtype=np.float64)
+        self._noise = np.random.default_rng(self.seed).standard_normal(self.truth.shape)
+        self._bank_arrays = {name: np.asarray(make() if callable(make) else make, dtype=np.float64)
+                             for name, make in self.banks.items()}
+        self._last: dict[str, np.ndarray] = {}
+        self.last_result = None
+
+    def noisy(self, sigma: float) -> np.ndarray:
+        return self.truth + sigma * self._noise
+
+    def denoise(self, eps: float, sigma: float, beta0: float, bank: str, *, warm_start: bool = True) -> np.ndarray:
+        """x̂(γ) for γ = (β0, β_k = 0, bank) with φ = CR1N(ε) and noise level σ."""
+        if bank not in self._bank_arrays:
+            raise ValueError(f"bank must be one of {list(self._bank_arrays)}; got {bank!r}")
+        y = self.noisy(sigma)[None]
+        params = Hyperparameters.from_filters(self._bank_arrays[bank], beta0=beta0)
+        cost = LowerLevelCost(y, CornerRounded1Norm(eps))
+        result = solve_lower_level(cost, params, x0=self._last.get(bank) if warm_start else None, tol=self.tol,
+                                   max_iter=self.max_iter, warn=False)
+        self._last[bank] = result.x
+        self.last_result = result
+        return result.x[0]
+
+    def figure(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
+        x_hat = self.denoise(eps, sigma, beta0, bank)
+        caption = (f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
+                   f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}")
+        return viz.plot_denoising(self.truth, self.noisy(sigma), x_hat, caption)
+
+    def widget(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
+        """Sliders for log10 ε, σ and β0 and a bank menu, redrawing on release (``continuous_update=False``)."""
+        import ipywidgets as widgets
+
+        style = {"description_width": "70px"}
+        controls = {
+            "log_eps": widgets.FloatSlider(value=np.log10(eps), min=-3, max=0, step=0.25, description="log₁₀ ε",
+                                           continuous_update=False, style=style),
+            "sigma": widgets.FloatSlider(value=sigma, min=0.0, max=0.3, step=0.02, description="σ",
+                                         continuous_update=False, style=style),
+            "beta0": widgets.FloatSlider(value=beta0, min=-7, max=1, step=0.25, description="β0",
+                                         continuous_update=False, style=style),
+            "bank": widgets.Dropdown(options=list(self._bank_arrays), value=bank, description="filters", style=style),
+        }
+
+        def draw(log_eps, sigma, beta0, bank):
+            viz._display_png(self.figure(10.0**log_eps, sigma, beta0, bank))
+
+        output = widgets.interactive_output(draw, controls)
+        box = widgets.VBox([widgets.HBox([controls["log_eps"], controls["sigma"]]),
+                            widgets.HBox([controls["beta0"], controls["bank"]]), output])
+        return box

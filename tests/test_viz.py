@@ -25,7 +25,7 @@ def test_plots_render_to_png():
 
 def test_explorer_warm_starts_and_reports_the_solve():
     image = data.cameraman()[100:148, 200:248]
-    explorer = viz.DenoisingExplorer(image, seed=1)
+    explorer = widgets.DenoisingExplorer(image, seed=1)
     explorer.denoise(0.01, 0.1, -3.0, "finite differences")
     first = explorer.last_result.iterations
     explorer.denoise(0.01, 0.1, -3.0, "finite differences")  # same setting: warm start is the answer
@@ -40,7 +40,7 @@ def test_explorer_warm_starts_and_reports_the_solve():
 def test_tolerance_plot_marks_the_chosen_pair():
     errors = np.logspace(-8, 0, 12).reshape(3, 4)
     work = np.ones((3, 4, 2), dtype=int)
-    fig = viz.plot_tolerance_errors(errors, work, np.arange(-3, 0), np.arange(-4, 0), -2, -3)
+    fig = widgets.plot_tolerance_errors(errors, work, np.arange(-3, 0), np.arange(-4, 0), -2, -3)
     assert "lower tol 1e-2, CG tol 1e-3" in fig._suptitle.get_text()
     viz.figure_png(fig)
 
