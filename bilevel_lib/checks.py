@@ -204,7 +204,11 @@ def _scalar(got, what: str):
 
 
 def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
-    """Forward-mode dℓ_T/dβ0 through OGM, with one of the typical mistakes made on purpose."""
+    """Forward-mode dℓ_T/dβ0 through OGM written out step by step: ``variant="correct"`` (an
+    independent check of :func:`~bilevel_lib.unrolling.forward_mode_hypergradient`, see the tests)
+    or one of the typical mistakes, made on purpose, that :func:`check_forward_beta0_ogm` recognises."""
+    if variant not in ("correct", "momentum constant", "tangent of y"):
+        raise ValueError(f"variant must be 'correct', 'momentum constant' or 'tangent of y'; got {variant!r}")
     from .unrolling import ogm_coefficients
 
     A = cost.forward_model
@@ -222,7 +226,7 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
             z = c * z_next - b[t] * z
         elif variant == "tangent of y":          # x's tangent follows the plain gradient step
             z = z_next
-        else:
+        else:                                    # correct: both lines of the recursion differentiated
             z = c * z_next - a[t] * z_y - b[t] * z
         y_prev, z_y = y_next, z_next
     return float(np.sum(z * loss.gradient(x)))
