@@ -1,6 +1,7 @@
 """Command line: run the full-size experiments of the book and save their results.
 
-    python -m bilevel_lib reproduce bars                 # review Fig. 1.3, U = 4000, T = 50
+    python -m bilevel_lib reproduce bars                 # review Fig. 1.3, U = 4000, T = 50, the authors' draws
+    python -m bilevel_lib reproduce bars --draws numpy --seed 1 --filter-seed 3   # another noise and start
     python -m bilevel_lib reproduce cameraman-beta       # review Fig. 6.1b, β only
     python -m bilevel_lib reproduce cameraman-filters    # review Fig. 6.1c, filters and β
     python -m bilevel_lib reproduce bars --steps 400 --out /tmp/bars.npz
@@ -49,8 +50,14 @@ def main(argv=None) -> int:
     reproduce.add_argument("name", choices=sorted(RUNS), help="; ".join(f"{k}: {v['help']}" for k, v in RUNS.items()))
     reproduce.add_argument("--steps", type=int, help="upper-level steps U (default: the review's)")
     reproduce.add_argument("--lower-iterations", type=int, help="OGM iterations T per step (default: the review's)")
-    reproduce.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    reproduce.add_argument("--filter-seed", type=int, default=1, help="random-filter seed for 'bars' (default 1)")
+    reproduce.add_argument("--seed", type=int, default=0,
+                           help="noise seed (default 0); for 'bars' with --draws julia, the seed of Julia's seed!")
+    reproduce.add_argument("--draws", choices=("julia", "numpy"), default="julia",
+                           help="'bars' only: 'julia' (default) redraws the noise and random filters of the authors' "
+                                "script (Julia 1.7, seed!(--seed)); 'numpy' draws the noise from --seed and the "
+                                "filters from --filter-seed")
+    reproduce.add_argument("--filter-seed", type=int, default=1,
+                           help="random-filter seed for 'bars' with --draws numpy (default 1)")
     reproduce.add_argument("--out", type=Path, help="where to save the result (default results/<name>.npz)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -59,9 +66,12 @@ def main(argv=None) -> int:
     steps = args.steps or spec["steps"]
     lower = args.lower_iterations or spec["lower"]
     progress = not args.quiet
+    if args.name != "bars" and args.draws != "julia":
+        parser.error("--draws applies to 'bars' only")
     if args.name == "bars":
-        outcome = experiments.vertical_bars_case(filter_seed=args.filter_seed, noise_seed=args.seed, n_steps=steps,
-                                                 lower_iterations=lower, progress=progress)
+        outcome = experiments.vertical_bars_case(draws=args.draws, julia_seed=args.seed, noise_seed=args.seed,
+                                                 filter_seed=args.filter_seed, n_steps=steps, lower_iterations=lower,
+                                                 progress=progress)
     else:
         parts = ("beta",) if args.name == "cameraman-beta" else ("beta", "filters")
         outcome = experiments.cameraman_case(parts=parts, n_steps=steps, lower_iterations=lower, noise_seed=args.seed,

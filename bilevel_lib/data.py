@@ -62,14 +62,16 @@ def dct_sparse_1d(n: int, n_signals: int, rng, sparsity: int = 5, amplitude: flo
 def vertical_bars(shape=(32, 32), period: int = 4) -> np.ndarray:
     """The training image of the review's Fig. 1.3 (App. D.1).
 
-    Every ``period``-th column is 1, the others 0, then the mean is removed: columns
-    −0.25, −0.25, −0.25, 0.75 repeating for period 4.  For 32×32, ‖x‖² = 192.
+    Every ``period``-th column, starting with the first, is 1, the others 0, then the mean is
+    removed: columns 0.75, −0.25, −0.25, −0.25 repeating for period 4 (the authors' script,
+    ``xtrue[:, 1:4:end] .= 1``; the phase matters only with their noise, see
+    :func:`~bilevel_lib.experiments.vertical_bars_draws`).  For 32×32, ‖x‖² = 192.
     """
     rows, cols = (int(s) for s in shape)
     if cols % period:
         raise ValueError(f"the number of columns ({cols}) must be a multiple of the period ({period})")
     image = np.zeros((rows, cols))
-    image[:, period - 1::period] = 1.0
+    image[:, ::period] = 1.0
     return image - image.mean()
 
 

@@ -19,7 +19,8 @@ from .lower import solve_lower_level
 from .params import Hyperparameters
 from .penalties import Quadratic
 
-__all__ = ["two_tap_problem", "angle_error_vs_tolerance", "vertical_bars_case", "cameraman_case"]
+__all__ = ["two_tap_problem", "angle_error_vs_tolerance", "vertical_bars_draws", "vertical_bars_case",
+           "cameraman_case"]
 
 
 def two_tap_problem(n: int = 64, n_signals: int = 20, sigma: float = 0.1, seed: int = 0, beta0: float = 0.0,
@@ -69,19 +70,41 @@ def angle_error_vs_tolerance(cost: LowerLevelCost, truth, params: Hyperparameter
 
 
 # --------------------------------------------------------------------------- the review's case studies
-def vertical_bars_case(*, filter_seed: int = 1, noise_seed: int = 0, n_steps: int = 4000, lower_iterations: int = 50,
-                       grid=None, bank: str = "random", progress: bool = False) -> dict:
+def vertical_bars_draws(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The noise and the four initial 4×2 filters of the authors' script for App. D.1, redrawn.
+
+    ``scripts/vertbars.jl`` (Julia 1.7.1) calls ``seed!(0)``, draws the noise ``randn(32, 32)``,
+    calls ``seed!(0)`` again and draws the filters ``normalize(randn(4, 2))`` four times.
+    :class:`~bilevel_lib.julia_random.JuliaXoshiro` repeats Julia's generator, so this returns the
+    same numbers: the noise before scaling by σ (32×32) and the filters of unit ℓ2 norm (4, 4, 2).
+    Julia fills arrays column by column, hence ``order="F"`` inside ``JuliaXoshiro.randn``.
+    """
+    from .julia_random import JuliaXoshiro
+
+    noise = JuliaXoshiro(seed).randn(32, 32)
+    stream = JuliaXoshiro(seed)
+    bank = np.stack([stream.randn(4, 2) for _ in range(4)])
+    return noise, bank / np.linalg.norm(bank, axis=(1, 2), keepdims=True)
+
+
+def vertical_bars_case(*, draws: str = "julia", julia_seed: int = 0, filter_seed: int = 1, noise_seed: int = 0,
+                       n_steps: int = 4000, lower_iterations: int = 50, grid=None, bank: str = "random",
+                       progress: bool = False) -> dict:
     """Review Fig. 1.3 / App. D.1: learn 4 random 4×2 filters and their β on the vertical-bar image.
 
     β0 from a grid search (default −6:0.1:−4) with the starting filters, then frozen; Adam (default
     parameters) on β_k (starting at 0) and the filters for ``n_steps`` upper steps of
     T = ``lower_iterations`` warm-started OGM iterations each.
 
-    ``bank="random"`` (the review's run) starts from K = 4 Gaussian 4×2 filters of unit ℓ2 norm,
-    drawn with ``filter_seed``, as the authors' script does; ``bank="dct"`` is the second run of that
-    script, K = 8 non-constant 3×3 DCT filters with the β0 grid −4:0.1:−2.  The DCT start has no
-    random filters, so its grid choice (the script's: −3.3) depends on the noise only, which makes it
-    a check of the set-up that the random start cannot give.
+    ``draws="julia"`` (the default) takes the noise and the random filters the authors' script drew
+    (:func:`vertical_bars_draws` with ``julia_seed``; their run is seed 0), so the run starts exactly
+    where theirs did.  ``draws="numpy"`` draws them from numpy instead: the noise with ``noise_seed``
+    and the filters with ``filter_seed`` (Gaussian, unit ℓ2 norm), to see how much a result depends
+    on the draw.
+
+    ``bank="random"`` (the review's run) starts from K = 4 random 4×2 filters; ``bank="dct"`` is the
+    second run of that script, K = 8 non-constant 3×3 DCT filters with the β0 grid −4:0.1:−2 (the
+    script picks −3.3).
 
     Returns a dict with the training result, the grid search and the figures of merit (SNRs,
     column/row sums of the filters, strengths e^{β0+β_k}‖c_k‖ (D.1)).
@@ -94,13 +117,21 @@ def vertical_bars_case(*, filter_seed: int = 1, noise_seed: int = 0, n_steps: in
 
     if bank not in ("random", "dct"):
         raise ValueError(f"bank must be 'random' or 'dct'; got {bank!r}")
+    if draws not in ("julia", "numpy"):
+        raise ValueError(f"draws must be 'julia' (the authors' noise and filters) or 'numpy'; got {draws!r}")
     start = time.perf_counter()
     truth = data.vertical_bars()[None]
-    y = data.add_noise(truth, 25 / 255, rng=noise_seed)
+    sigma = 25 / 255
+    if draws == "julia":
+        noise, random_bank = vertical_bars_draws(julia_seed)
+        y = truth + sigma * noise
+    else:
+        y = data.add_noise(truth, sigma, rng=noise_seed)
+        random_bank = random_filters(4, (4, 2), rng=filter_seed)
     cost = LowerLevelCost(y, CornerRounded1Norm(0.01))
     loss = SquaredErrorLoss(truth)
     if bank == "random":
-        initial = Hyperparameters.from_filters(random_filters(4, (4, 2), rng=filter_seed))
+        initial = Hyperparameters.from_filters(random_bank)
         default_grid = np.arange(-6.0, -3.95, 0.1)
     else:
         initial = Hyperparameters.from_filters(dct_filters(3))
