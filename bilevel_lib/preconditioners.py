@@ -117,8 +117,8 @@ class BandedCholesky:
     Parameters
     ----------
     matrix : scipy sparse matrix, (J·N)×(J·N)
-        Block diagonal over the J images, rows in C order of (J, *signal), e.g.
-        :attr:`HessianOperator.matrix <bilevel_lib.cost.HessianOperator.matrix>`.
+        Symmetric (only its lower triangle is read) and block diagonal over the J images, rows in
+        C order of (J, *signal), e.g. :attr:`HessianOperator.matrix <bilevel_lib.cost.HessianOperator.matrix>`.
     shape : tuple
         (J, *signal).
     reach : tuple of int
