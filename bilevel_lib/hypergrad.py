@@ -2,8 +2,8 @@
 
 * :func:`implicit_hypergradient`: review eq. (4.8),
       ∇ℓ(γ) = ∇_γℓ − (∇ₓγΦ)' (∇ₓₓΦ)⁻¹ ∇ₓℓ,   all at x = x̂(γ),
-  with the inverse applied by conjugate gradient on Hessian-vector products (eq. 4.10–4.11); for
-  (Ex) ∇_γℓ = 0.
+  with the inverse applied by (optionally preconditioned) conjugate gradient on Hessian-vector
+  products (eq. 4.10–4.11); for (Ex) ∇_γℓ = 0.
 * :func:`kkt_hypergradient`: the same vector from the Lagrangian (KKT) view of Sec. 4.2.2,
   solved with dense linear algebra: a slow, independent check for small problems.
 * :func:`finite_difference_hypergradient`: central differences of ℓ(γ) with tight lower-level
@@ -24,6 +24,7 @@ from .cost import LowerLevelCost
 from .losses import UpperLoss
 from .lower import LowerLevelResult, solve_lower_level
 from .params import PARTS, Hyperparameters
+from .preconditioners import make_preconditioner
 
 __all__ = [
     "HypergradientResult",
@@ -76,7 +77,7 @@ def upper_loss(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x
 def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x0=None, q0=None, *,
                            lower_tol: float | None = 1e-8, lower_max_iter: int = 20_000,
                            cg_tol: float = 1e-10, cg_max_iter: int = 2000, cg_relative_to: str = "rhs",
-                           warn: bool = True) -> HypergradientResult:
+                           cg_preconditioner=None, warn: bool = True) -> HypergradientResult:
     """∇ℓ(γ) by implicit differentiation of ∇ₓΦ(x̂; γ) = 0 (review eq. 4.8).
 
     Parameters
@@ -92,6 +93,11 @@ def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: 
         ``lower_max_iter`` OGM iterations (the fixed-T double loop of the review).
     cg_tol, cg_max_iter, cg_relative_to
         See :func:`bilevel_lib.cg.conjugate_gradient`.
+    cg_preconditioner : None, "circulant", "cholesky" or callable
+        Preconditioner for CG on the Hessian system (eq. 4.10), built at x̂ by
+        :func:`bilevel_lib.preconditioners.make_preconditioner`: none (the default), the circulant
+        approximation, the exact banded Cholesky factorisation (1-D signals and small images), or
+        a callable HessianOperator -> preconditioner.  It changes CG's work, not its tolerance.
     warn : bool
         Warn when the lower level or CG misses its tolerance.
 
@@ -102,8 +108,9 @@ def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: 
     lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=warn)
     x = lower.x
     rhs = loss.gradient(x)
-    cg = conjugate_gradient(cost.hessian_operator(x, params), rhs, x0=q0, tol=cg_tol, max_iter=cg_max_iter,
-                            relative_to=cg_relative_to, warn=warn)
+    hessian = cost.hessian_operator(x, params)
+    cg = conjugate_gradient(hessian, rhs, x0=q0, tol=cg_tol, max_iter=cg_max_iter, relative_to=cg_relative_to,
+                            warn=warn, preconditioner=make_preconditioner(cg_preconditioner, hessian))
     gradient = cost.mixed_transpose(x, params, cg.x) * -1.0
     return HypergradientResult(gradient=gradient, loss=loss.value(x), x=x, q=cg.x, lower=lower,
                                cg_iterations=cg.iterations, cg_residual=float(np.max(cg.residual)),

@@ -16,6 +16,10 @@ shifts ``z`` circularly.
 Both products are vectorised over the K filters and any leading batch axes (J training images):
 small filters are applied directly as one matrix product of signal patches and filter taps, large
 ones with real FFTs over the last ``d`` axes (review Sec. 4.2.4 discusses both costs).
+
+``Σ_k w_k C_k' diag(d_k) C_k``, the filter term of the Hessian (review eq. 4.10), can also be
+assembled as a sparse matrix with one (2f − 1)^d-point stencil per pixel
+(:meth:`FilterBankOperator.scaled_gram_matrix`), for fast repeated products on small images.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft as sfft
+from scipy import sparse
 from threadpoolctl import ThreadpoolController
 
 from ._checks import as_float_array
@@ -161,16 +166,38 @@ class FilterBankOperator:
     # is one contiguous BLAS call and every tap's slice is contiguous.  Filter responses are
     # returned as views with the filter axis moved to where the public shapes (…, K, *signal)
     # expect it; elementwise functions of them keep this layout, so passing them back is free.
-    def _patches(self, x: np.ndarray) -> np.ndarray:
+    def _patches(self, x: np.ndarray, name: str = "patches") -> np.ndarray:
         """Tap-major patch matrix (a work array), shape (S, batch·N): row a holds x_{i+a} for every pixel i."""
         batch_shape = x.shape[: x.ndim - self.ndim]
-        pad = [(0, 0)] * len(batch_shape) + [(0, f - 1) for f in self.filter_shape]
-        padded = np.pad(x, pad, mode="wrap")
-        patches = self._buffer("patches", self.filter_shape + x.shape)
+        padded = self._wrap_padded(x)
+        patches = self._buffer(name, self.filter_shape + x.shape)
         lead = (slice(None),) * len(batch_shape)
-        for tap in np.ndindex(self.filter_shape):
-            patches[tap] = padded[lead + tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape))]
+        for tap, window in self._tap_windows():
+            patches[tap] = padded[lead + window]
         return patches.reshape(self._taps.shape[1], -1)
+
+    def _tap_windows(self) -> list:
+        """(tap a, slices of the padded signal that start at a), for every tap, computed once."""
+        if "tap windows" not in self._workspace:
+            self._workspace["tap windows"] = [
+                (tap, tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape))) for tap in np.ndindex(self.filter_shape)]
+        return self._workspace["tap windows"]
+
+    def _wrap_padded(self, x: np.ndarray) -> np.ndarray:
+        """x extended circularly by f − 1 samples at the end of each signal axis (a work array)."""
+        batch_shape = x.shape[: x.ndim - self.ndim]
+        padded = self._buffer("padded", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape)))
+        lead = len(batch_shape)
+        padded[(Ellipsis,) + tuple(slice(0, n) for n in self.signal_shape)] = x
+        for axis, (n, f) in enumerate(zip(self.signal_shape, self.filter_shape)):
+            if f > 1:  # copy the start of this axis after its end (earlier axes are already padded)
+                head = [slice(None)] * padded.ndim
+                tail = [slice(None)] * padded.ndim
+                head[lead + axis], tail[lead + axis] = slice(0, f - 1), slice(n, n + f - 1)
+                for later in range(axis + 1, self.ndim):
+                    head[lead + later] = tail[lead + later] = slice(0, self.signal_shape[later])
+                padded[tuple(tail)] = padded[tuple(head)]
+        return padded
 
     def _responses(self, x: np.ndarray, name: str = "responses") -> np.ndarray:
         """C x as a (K, batch·N) work array."""
@@ -267,6 +294,92 @@ class FilterBankOperator:
         z *= self._filters_first(scale)
         return self._adjoint_filters_first(z, self._weighted_taps(weights), batch_shape).copy()
 
+    @property
+    def stencil_shape(self) -> tuple[int, ...]:
+        """Offsets e with a (possibly) nonzero ``(C_k' D C_k)[i, i+e]``: (2f − 1) per axis, f the filter size."""
+        return tuple(2 * f - 1 for f in self.filter_shape)
+
+    @_single_threaded_blas
+    def scaled_gram_matrix(self, scale: np.ndarray, weights=None, diagonal=None) -> sparse.csr_array:
+        """The matrix of :meth:`adjoint_of_scaled`, ``Σ_k w_k C_k' diag(d_k) C_k`` (+ ``diag(diagonal)``), sparse.
+
+        With d = φ̈.(C x) this is the regulariser's Hessian (review eq. 4.10).  Row i couples pixel
+        i only with the pixels i + e, e in the (2f − 1)^d box of :attr:`stencil_shape`:
+
+            (C_k' D_k C_k)[i, i+e] = Σ_a c_{k,a} c_{k,a+e} d_k[i − a]      (taps a, a + e in the filter)
+
+        so the matrix holds ``prod(stencil_shape)`` entries per pixel, whatever K is.  ``scale``
+        has shape (…, K, *signal); the leading (batch) axes give independent blocks, and the
+        result is block diagonal of size (batch·N)², rows and columns in ``scale``'s C order, so
+        ``matrix @ v.ravel()`` is the product with a batch v of shape (…, *signal).  ``diagonal``
+        (shape (…, *signal) or a scalar) is added to the diagonal, e.g. the A'A of a diagonal
+        forward model.
+        """
+        scale = self._check_signal(scale, "scale", stacked=True)
+        batch_shape = scale.shape[: scale.ndim - self.ndim - 1]
+        n_batch = int(np.prod(batch_shape))
+        # coefficients[(a, k), e] = w_k c_{k,a} c_{k,a+e} (zero where a + e leaves the filter)
+        coefficients = self._tap_pair_products()
+        if weights is not None:
+            coefficients = coefficients * np.tile(np.asarray(weights, dtype=np.float64), self._taps.shape[1])[:, None]
+        # shifted[b, i, (a, k)] = d_k[b, i − a] (circularly), gathered in one call, so that one
+        # matrix product per image gives every pixel's stencil side by side: the layout CSR stores
+        shifted = np.take(scale.reshape(n_batch, -1), self._shift_gather(), axis=1)        # (batch, N, S, K)
+        data = shifted.reshape(-1, coefficients.shape[0]) @ coefficients                 # (batch·N, E)
+        if diagonal is not None:
+            centre = data.shape[-1] // 2
+            if np.ndim(diagonal) == 0:
+                data[:, centre] += diagonal
+            else:
+                data[:, centre] += np.broadcast_to(diagonal, batch_shape + self.signal_shape).reshape(-1)
+        indices, indptr = self._stencil_structure(n_batch)
+        size = n_batch * int(np.prod(self.signal_shape))
+        # fresh index arrays: scipy may rewrite them in place (sum_duplicates, sort_indices)
+        matrix = sparse.csr_array((data.reshape(-1), indices.copy(), indptr.copy()), shape=(size, size))
+        if any(2 * f - 1 > n for n, f in zip(self.signal_shape, self.filter_shape)):
+            matrix.sum_duplicates()  # offsets e and e ± n meet at the same pixel on a small signal
+        return matrix
+
+    def _tap_pair_products(self) -> np.ndarray:
+        """c_{k,a} c_{k,a+e} for every tap a, filter k and stencil offset e, shape (S·K, E), computed once."""
+        if "pair products" not in self._workspace:
+            n_taps = self._taps.shape[1]
+            first, second = np.indices((n_taps, n_taps)).reshape(2, -1)                         # taps a, b
+            a, b = np.unravel_index(first, self.filter_shape), np.unravel_index(second, self.filter_shape)
+            offset = np.ravel_multi_index(tuple(bb - aa + f - 1 for aa, bb, f in zip(a, b, self.filter_shape)),
+                                          self.stencil_shape)                                   # e = b − a
+            products = np.zeros((n_taps, self.n_filters, int(np.prod(self.stencil_shape))))
+            products[first, :, offset] = (self._taps[:, first] * self._taps[:, second]).T
+            self._workspace["pair products"] = products.reshape(n_taps * self.n_filters, -1)
+        return self._workspace["pair products"]
+
+    def _shift_gather(self) -> np.ndarray:
+        """Flat indices into a (K, N) array of d_k[i − a] (circularly), shape (N, S, K), computed once."""
+        if "shift gather" not in self._workspace:
+            pixel = np.indices(self.signal_shape).reshape(self.ndim, -1, 1)
+            tap = np.indices(self.filter_shape).reshape(self.ndim, 1, -1)
+            shifted = np.ravel_multi_index(tuple((pixel[ax] - tap[ax]) % n for ax, n in enumerate(self.signal_shape)),
+                                           self.signal_shape)                                   # (N, S)
+            n_pixels = shifted.shape[0]
+            self._workspace["shift gather"] = shifted[:, :, None] + n_pixels * np.arange(self.n_filters)
+        return self._workspace["shift gather"]
+
+    def _stencil_structure(self, n_batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """CSR column indices (row i: the pixels i + e, circularly, in stencil order) and row pointers."""
+        key = ("stencil", n_batch)
+        if key not in self._workspace:
+            pixel = np.indices(self.signal_shape).reshape(self.ndim, -1)                        # (d, N)
+            offset = (np.indices(self.stencil_shape).reshape(self.ndim, -1)
+                      - np.array([f - 1 for f in self.filter_shape])[:, None])                    # (d, E)
+            columns = np.ravel_multi_index(tuple((pixel[ax][:, None] + offset[ax][None, :]) % n
+                                                 for ax, n in enumerate(self.signal_shape)), self.signal_shape)
+            n_pixels, width = columns.shape
+            columns = columns[None] + n_pixels * np.arange(n_batch)[:, None, None]
+            index_dtype = np.int32 if n_batch * n_pixels < 2**31 else np.int64
+            self._workspace[key] = (columns.reshape(-1).astype(index_dtype),
+                                    np.arange(0, n_batch * n_pixels * width + 1, width, dtype=index_dtype))
+        return self._workspace[key]
+
     @_single_threaded_blas
     def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative):
         """The pieces of (∇ₓγΦ)'v for a pointwise penalty, before the weights e^{β0+β_k}:
@@ -285,14 +398,15 @@ class FilterBankOperator:
             per_filter = np.sum(self._filters_first(slope) * self._filters_first(cv), axis=1)
             curvature = second_derivative(z, out=np.empty_like(z)) * cv
             return per_filter, self.lag_correlation(slope, v) + self.lag_correlation(curvature, x)
-        z = self._responses(x)
+        patches_x, patches_v = self._patches(x), self._patches(v, "patches_v")
+        z = np.matmul(self._taps, patches_x, out=self._buffer("responses", (self.n_filters, x.size)))
+        cv = np.matmul(self._taps, patches_v, out=self._buffer("responses_v", (self.n_filters, v.size)))
         slope = derivative(z, out=self._buffer("values", z.shape))
-        cv = self._responses(v, "responses_v")
         per_filter = np.einsum("kn,kn->k", cv, slope)
-        taps = slope @ self._patches(v).T
+        taps = slope @ patches_v.T
         curvature = second_derivative(z, out=self._buffer("curvature", z.shape))
         curvature *= cv
-        taps += curvature @ self._patches(x).T
+        taps += curvature @ patches_x.T
         return per_filter, taps.reshape(self.filters.shape)
 
     @_single_threaded_blas

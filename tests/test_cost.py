@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import ops
+from bilevel_lib import filters, ops
+from bilevel_lib.cost import SPARSE_HESSIAN_MAX_WORK
 
 from problems import GEOMETRIES, central_difference, random_problem
 
@@ -68,8 +69,64 @@ def test_hessian_matches_explicit_matrix_formula(geometry, model):
         np.testing.assert_allclose(
             cost.hessian_vector_product(x, params, v)[j].ravel(), hessian @ v[j].ravel(), rtol=1e-11, atol=1e-11
         )
+        for method in ("implicit", "sparse"):
+            np.testing.assert_allclose(cost.hessian_operator(x, params, method=method)(v)[j].ravel(),
+                                       hessian @ v[j].ravel(), rtol=1e-11, atol=1e-11)
+        assembled = cost.hessian_operator(x, params, method="sparse")
+        block = assembled.matrix.toarray()[j * n:(j + 1) * n, j * n:(j + 1) * n]
+        np.testing.assert_allclose(block, hessian if assembled.matrix_is_hessian else hessian - gram,
+                                   rtol=1e-11, atol=1e-11)
         if cost.penalty.is_convex:
             assert np.linalg.eigvalsh(hessian).min() > -1e-10
+
+
+@pytest.mark.parametrize("geometry", GEOMS)
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("penalty", list(PENALTIES))
+def test_sparse_and_implicit_hessian_products_agree(geometry, model, penalty):
+    """The assembled Hessian (one sparse stencil per pixel) and the filter-bank products (eq. 4.11)."""
+    cost, params, x, rng = random_problem(geometry, model, PENALTIES[penalty], n_images=3)
+    implicit = cost.hessian_operator(x, params, method="implicit")
+    sparse = cost.hessian_operator(x, params, method="sparse")
+    assert (implicit.method, sparse.method) == ("implicit", "sparse")
+    assert sparse.matrix_is_hessian == (model != "blur")
+    for _ in range(3):
+        v = rng.standard_normal(x.shape)
+        np.testing.assert_allclose(sparse(v), implicit(v), rtol=1e-12, atol=1e-12 * np.abs(implicit(v)).max())
+    matrix = sparse.matrix.toarray()
+    n = cost.n_pixels
+    np.testing.assert_array_equal(matrix[:n, n:], 0.0)  # block diagonal: images never couple
+    np.testing.assert_allclose(matrix, matrix.T, atol=1e-13 * np.abs(matrix).max())
+
+
+def test_auto_assembles_the_hessian_only_when_that_is_cheap():
+    cost, params, x, rng = random_problem("2d-4x2", "identity")
+    assert cost.hessian_operator(x, params).method == "sparse"
+    big = bl.LowerLevelCost(np.zeros((1, 256, 256)))
+    dct = bl.Hyperparameters.from_filters(filters.dct_filters(7))
+    hessian = big.hessian_operator(big.y, dct)
+    assert hessian.method == "implicit" and hessian.assembly_work > SPARSE_HESSIAN_MAX_WORK
+    assert hessian._matrix is None  # never assembled behind the user's back
+    with pytest.raises(ValueError, match="method must be"):
+        cost.hessian_operator(x, params, method="dense")
+
+
+def test_scaled_gram_matrix_is_the_sum_of_explicit_correlation_matrices():
+    """Σ_k w_k C_k' diag(d_k) C_k + diag(g) from dense matrices, on signals smaller than the stencil."""
+    rng = np.random.default_rng(5)
+    for signal_shape, filter_shape in [((7,), (3,)), ((4, 5), (3, 4)), ((3, 3), (3, 2))]:
+        bank = rng.standard_normal((2,) + filter_shape)
+        op = ops.FilterBankOperator(bank, signal_shape)
+        scale = rng.random((2, 2) + signal_shape)
+        weights, diagonal = rng.random(2), rng.random((2,) + signal_shape)
+        matrix = op.scaled_gram_matrix(scale, weights=weights, diagonal=diagonal).toarray()
+        n = int(np.prod(signal_shape))
+        for b in range(2):
+            expected = np.diag(diagonal[b].ravel())
+            for k in range(2):
+                C = ops.correlation_matrix(bank[k], signal_shape)
+                expected += weights[k] * C.T @ (scale[b, k].ravel()[:, None] * C)
+            np.testing.assert_allclose(matrix[b * n:(b + 1) * n, b * n:(b + 1) * n], expected, rtol=1e-12, atol=1e-13)
 
 
 # --------------------------------------------------------------------------- (∇ₓγΦ)' v
