@@ -9,6 +9,8 @@ from bilevel_lib import checks, closed_form, experiments, hypergrad, losses
 from bilevel_lib.cg import conjugate_gradient
 from bilevel_lib.forward_models import CircularBlur, gaussian_kernel
 
+from problems import relative_error
+
 GEOMETRIES = {"1d": ((16,), (3,), 2), "2d": ((8, 6), (2, 2), 2)}
 
 
@@ -25,10 +27,6 @@ def problem(geometry, model, penalty=None, seed=0, n_images=2):
         filters=rng.standard_normal((k,) + filter_shape) / np.sqrt(np.prod(filter_shape)),
     )
     return cost, params, losses.SquaredErrorLoss(truth), truth
-
-
-def relative_error(a, b):
-    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
 
 
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
