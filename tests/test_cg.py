@@ -11,7 +11,7 @@ from bilevel_lib import data, filters, hypergrad
 from bilevel_lib.cg import conjugate_gradient
 from bilevel_lib.preconditioners import BandedCholesky, CirculantPreconditioner, make_preconditioner
 
-from problems import GEOMETRIES, random_problem
+from problems import GEOMETRIES, random_problem, relative_error
 
 GEOMS = list(GEOMETRIES)
 MODELS = ["identity", "blur", "mask"]
@@ -28,10 +28,6 @@ def dense_hessians(hessian):
 
 def dense_solve(hessian, b):
     return np.linalg.solve(dense_hessians(hessian), b.reshape(b.shape[0], -1, 1))[..., 0].reshape(b.shape)
-
-
-def relative_error(a, b):
-    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
 
 
 def preconditioners_for(model):
