@@ -16,10 +16,11 @@ Prints, in one run:
   CVXPY's ``backward()`` on the *same* smoothed problem, for 16×16 with 2 filters and 32×32 with
   4 filters (target ≥ 1000× on the larger).  The library's "gradient step", the peer of
   ``backward()``, is timed from x̂ on: the Hessian of eq. 4.10 (its φ̈ and, if used, its sparse
-  assembly), CG to a relative residual of 1e-10, and the mixed product; in four variants (Hessian
-  products through the filter bank as before, or assembled as a sparse matrix, the default; CG
-  plain, circulant-preconditioned or banded-Cholesky-preconditioned), each with its CG
-  iterations and its gradient's error against a dense (LAPACK) solve of the Hessian system.
+  assembly), CG to a relative residual of 1e-10, and the mixed product; in five variants (Hessian
+  products through the filter bank, or assembled as a scipy sparse matrix, both with CG's Python
+  loop; or assembled as a stencil with compiled products and CG loop (numba), the default; and
+  the stencil with circulant- or banded-Cholesky-preconditioned CG), each with its CG iterations
+  and its gradient's error against a dense (LAPACK) solve of the Hessian system.
   diffcp modes: "lsqr" (CVXPY's default; iterative, its gradient is only good to ~1e-6 here),
   "lsmr" (iterative with tight tolerances, ~1e-8) and "dense" (a dense factorisation of the
   derivative matrix; run at 16×16 only — at 32×32 that matrix has 27,649 rows, 6.1 GB, so its time
@@ -108,18 +109,19 @@ def gradient_step(cost, params, x, rhs, method="auto", preconditioner=None, tol=
 
 #: the gradient-step variants timed at each size: (label, Hessian products, CG preconditioner)
 STEP_VARIANTS = [
-    ("implicit Hessian products, plain CG (old default)", "implicit", None),
-    ("sparse Hessian, plain CG (default)", "auto", None),
-    ("sparse Hessian, circulant PCG", "auto", "circulant"),
-    ("sparse Hessian, banded-Cholesky PCG", "auto", "cholesky"),
+    ("implicit Hessian products, plain CG", "implicit", None),
+    ("sparse-matrix Hessian, plain CG", "sparse", None),
+    ("compiled stencil Hessian and CG (default)", "auto", None),
+    ("stencil Hessian, circulant PCG", "auto", "circulant"),
+    ("stencil Hessian, banded-Cholesky PCG", "auto", "cholesky"),
 ]
-DEFAULT_STEP = STEP_VARIANTS[1][0]
+DEFAULT_STEP = STEP_VARIANTS[2][0]
 
 
 def accuracy_matched_step(cost, params, x, rhs, reference, target_error):
     """The default gradient step with the loosest CG tolerance (1e-10 … 1e-3) whose gradient error against the
     dense solve is still at most ``target_error``: the library at the accuracy of its peer.
-    Returns (tolerance, median seconds of 21, error)."""
+    Returns (tolerance, median seconds of 101, error)."""
     chosen = None
     for tol in (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3):
         gradient, _ = gradient_step(cost, params, x, rhs, tol=tol)
@@ -128,7 +130,7 @@ def accuracy_matched_step(cost, params, x, rhs, reference, target_error):
             break
         chosen = (tol, error)
     tol, error = chosen if chosen is not None else (1e-10, error)
-    seconds, _ = timed(lambda: gradient_step(cost, params, x, rhs, tol=tol), 21)
+    seconds, _ = timed(lambda: gradient_step(cost, params, x, rhs, tol=tol), 101)
     return tol, seconds, error
 
 
@@ -151,10 +153,10 @@ def filters_2d(quick: bool) -> None:
         reference = cost.mixed_transpose(ift.x, params, q_exact) * -1.0
         print(f"  {size}×{size}, K = {count}: library IFT {1e3 * t_ift:7.1f} ms in all "
               f"({ift.lower.iterations} OGM + {ift.cg_iterations} CG it.); gradient step (Hessian at x̂, CG to 1e-10, "
-              f"mixed product), median of 21, error vs a dense solve:")
+              f"mixed product), median of 101, error vs a dense solve:")
         steps = {}
         for label, method, preconditioner in STEP_VARIANTS:
-            seconds, (gradient, cg) = timed(lambda: gradient_step(cost, params, ift.x, rhs, method, preconditioner), 21)
+            seconds, (gradient, cg) = timed(lambda: gradient_step(cost, params, ift.x, rhs, method, preconditioner), 101)
             steps[label] = seconds
             print(f"      {label:<52} {1e3 * seconds:6.2f} ms, {cg.iterations:3d} CG it., "
                   f"gradient error {relative_error(gradient.flatten(), reference.flatten()):.1e}")

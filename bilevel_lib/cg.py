@@ -11,6 +11,10 @@ With a preconditioner M ≈ ∇ₓₓΦ (a callable r -> M⁻¹ r, e.g.
 iterates are those of CG on M^{-1/2} H M^{-1/2}, which converges faster when M captures the
 spread of H's eigenvalues.  The stopping test is the same either way, on the true residual
 ‖b_j − H x_j‖, so a preconditioner changes the work but not the accuracy of the answer.
+
+Given a :class:`~bilevel_lib.cost.HessianOperator` that offers a compiled loop (method "stencil",
+see :mod:`bilevel_lib.stencil`) and no preconditioner, the same recurrences run compiled: a few µs
+per iteration on a small image instead of ~20 µs.
 """
 
 from __future__ import annotations
@@ -136,9 +140,17 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
         return z_rows, rz
 
     active = [j for j in range(n_images) if math.sqrt(rr[j]) > limit[j]]  # converged images stop moving
+    iterations = 0
+    compiled_loop = getattr(apply_hessian, "compiled_cg", None) if precondition is None else None
+    if compiled_loop is not None and active:   # the same recurrences, compiled (bilevel_lib.stencil)
+        iterations, rr = compiled_loop(x_rows.reshape(b.shape), r_rows.reshape(b.shape), np.array(limit), max_iter)
+        if iterations < 0:
+            raise ValueError("the Hessian is not positive definite along a CG direction; "
+                             "the lower-level cost may be non-convex at this point")
+        rr = list(rr)
+        active = [j for j in range(n_images) if math.sqrt(rr[j]) > limit[j]]  # empty unless max_iter was hit
     z_rows, rz = preconditioned(active)
     p_rows = z_rows.copy()
-    iterations = 0
     while iterations < max_iter and active:
         hp = apply_hessian(p_rows.reshape(b.shape))
         if np.shape(hp) != b.shape:

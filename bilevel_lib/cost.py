@@ -18,7 +18,7 @@ Derivatives (review eq. 4.9, 4.11 and App. C.1), with z_k = c_k ⊛ x and w_k = 
 Introduced in the chapter "The running example"; the implicit-differentiation chapter uses the
 Hessian-vector and mixed products.  :meth:`LowerLevelCost.hessian_operator` returns the Hessian
 at one point as a :class:`HessianOperator` for conjugate gradient on eq. 4.10; on small images it
-assembles the Hessian once as a sparse matrix, whose products are several times cheaper.
+assembles the Hessian once as a stencil, whose (compiled) products are many times cheaper.
 """
 
 from __future__ import annotations
@@ -135,8 +135,9 @@ class LowerLevelCost:
         """The Hessian ∇ₓₓΦ(x; γ) of review eq. 4.10 as a callable v -> ∇ₓₓΦ v, for conjugate gradient.
 
         φ̈.(C x) is computed once and reused by every product.  ``method`` picks how products are
-        formed: "implicit" (through the filter bank, eq. 4.11), "sparse" (the Hessian assembled
-        once as a sparse matrix) or "auto"; see :class:`HessianOperator`.
+        formed: "implicit" (through the filter bank, eq. 4.11), "stencil" (the Hessian assembled
+        once as a stencil, compiled products), "sparse" (assembled as a scipy sparse matrix) or
+        "auto"; see :class:`HessianOperator`.
         """
         x = self._check_x(x)
         op, z = self._filter_responses(x, params)
@@ -186,26 +187,30 @@ class HessianOperator:
         ∇ₓₓΦ = A'A + Σ_k w_k C_k' diag(φ̈.(C_k x)) C_k,      w_k = e^{β0+β_k},
 
     as a callable ``v -> ∇ₓₓΦ v`` on batches of x's shape (J, *signal), block diagonal over the
-    J images.  Build it with :meth:`LowerLevelCost.hessian_operator`.  Two ways to multiply:
+    J images.  Build it with :meth:`LowerLevelCost.hessian_operator`.  Three ways to multiply:
 
     * ``"implicit"``: through the filter bank every time (eq. 4.11): two passes over the K
       filters, about 2KSN multiply-adds for S-tap filters, nothing stored;
-    * ``"sparse"``: the filter term (and A'A when it is diagonal: denoising, inpainting) is
-      assembled once into a scipy sparse matrix (:meth:`FilterBankOperator.scaled_gram_matrix`),
-      whose row i holds the (2f − 1)^d-point stencil linking pixel i to its neighbours, whatever
-      K is; each product is then one sparse matrix-vector product (plus A'A v for other models).
-      Assembling costs about (2f − 1)^d·K·S·N multiply-adds, paid on the first product.
+    * ``"stencil"``: the filter term (and A'A when it is diagonal: denoising, inpainting) is
+      assembled once as a (2f − 1)^d-point stencil with one weight per offset and pixel, whatever
+      K is (:meth:`FilterBankOperator.scaled_gram_stencil`), and each product is one compiled pass
+      (:mod:`bilevel_lib.stencil`, 1-D and 2-D signals); :func:`~bilevel_lib.cg.conjugate_gradient`
+      then also runs its whole loop compiled (:attr:`compiled_cg`);
+    * ``"sparse"``: the same stencil as a scipy sparse matrix (:attr:`matrix`), one sparse
+      matrix-vector product each (plus A'A v for other models).
 
-    ``"auto"`` assembles when that work is at most :data:`SPARSE_HESSIAN_MAX_WORK`: small images
-    and small filters, where each implicit product is dominated by Python overhead (32×32 with
-    four 3×3 filters: ~0.12 ms implicit, ~0.015 ms sparse) and a conjugate-gradient solve needs
-    tens of products.  Large problems (e.g. 256×256 with 48 7×7 filters) stay implicit: there
-    assembly would cost as much as tens of products, and hundreds of MB.  The two methods agree
-    to rounding error (about 1e-15 relative).
+    Assembling costs about (2f − 1)^d·K·S·N multiply-adds, paid once.  ``"auto"`` assembles when
+    that work is at most :data:`SPARSE_HESSIAN_MAX_WORK`: small images and small filters, where
+    each implicit product is dominated by Python overhead (32×32 with four 3×3 filters: ~0.12 ms
+    implicit, ~0.015 ms sparse, ~0.008 ms stencil) and a conjugate-gradient solve needs tens of
+    products; it picks "stencil" for 1-D and 2-D signals, "sparse" otherwise.  Large problems
+    (e.g. 256×256 with 48 7×7 filters) stay implicit: there assembly would cost as much as tens
+    of products, and hundreds of MB.  The three methods agree to rounding error (about 1e-15
+    relative).
 
     Attributes
     ----------
-    method : str                        "implicit" or "sparse" (after resolving "auto")
+    method : str                        "implicit", "stencil" or "sparse" (after resolving "auto")
     shape : tuple                       (J, *signal), the shape of the vectors it acts on
     filter_bank : FilterBankOperator    the filters c_k
     weights : array (K,)                w_k = e^{β0+β_k}
@@ -215,28 +220,44 @@ class HessianOperator:
 
     def __init__(self, cost: LowerLevelCost, filter_bank: FilterBankOperator, curvature: np.ndarray,
                  weights: np.ndarray, method: str = "auto"):
-        if method not in ("auto", "implicit", "sparse"):
-            raise ValueError(f"method must be 'auto', 'implicit' or 'sparse'; got {method!r}")
+        if method not in ("auto", "implicit", "stencil", "sparse"):
+            raise ValueError(f"method must be 'auto', 'implicit', 'stencil' or 'sparse'; got {method!r}")
         self._check = cost._check_x
         self.shape = cost.y.shape
         self.filter_bank, self.curvature, self.weights = filter_bank, curvature, weights
         self.forward_model = cost.forward_model
+        compilable = filter_bank.ndim <= 2
+        if method == "stencil" and not compilable:
+            raise ValueError(f"method 'stencil' needs 1-D or 2-D signals; got {filter_bank.ndim}-D ones (use 'sparse')")
         if method == "auto":
-            method = "sparse" if self.assembly_work <= SPARSE_HESSIAN_MAX_WORK else "implicit"
+            if self.assembly_work > SPARSE_HESSIAN_MAX_WORK:
+                method = "implicit"
+            else:
+                method = "stencil" if compilable else "sparse"
         self.method = method
         self._diagonal_gram = _diagonal_gram(self.forward_model)
-        self._matrix = None
+        self._matrix = self._stencil = self._row_padded = None
 
     @property
     def assembly_work(self) -> int:
-        """Multiply-adds to assemble :attr:`matrix`: (2f − 1)^d · K · S per pixel of the batch."""
+        """Multiply-adds to assemble :attr:`stencil`: (2f − 1)^d · K · S per pixel of the batch."""
         bank = self.filter_bank
         return int(np.prod(bank.stencil_shape)) * bank.n_filters * int(np.prod(bank.filter_shape)) * int(np.prod(self.shape))
 
     @property
     def matrix_is_hessian(self) -> bool:
-        """Whether :attr:`matrix` is the whole Hessian (A'A diagonal) or only its filter term."""
+        """Whether :attr:`stencil` and :attr:`matrix` hold the whole Hessian (A'A diagonal) or only its filter term."""
         return self._diagonal_gram is not None
+
+    @property
+    def stencil(self) -> np.ndarray:
+        """The Hessian's stencil weights, shape (J, *stencil_shape, *signal)
+        (:meth:`FilterBankOperator.scaled_gram_stencil`): the filter term, plus A'A when A'A is
+        diagonal (see :attr:`matrix_is_hessian`).  Assembled on first use, whatever :attr:`method` is."""
+        if self._stencil is None:
+            self._stencil = self.filter_bank.scaled_gram_stencil(self.curvature, weights=self.weights,
+                                                                 diagonal=self._diagonal_gram)
+        return self._stencil
 
     @property
     def matrix(self):
@@ -248,11 +269,49 @@ class HessianOperator:
                                                                diagonal=self._diagonal_gram)
         return self._matrix
 
+    def _compiled_weights(self) -> np.ndarray:
+        """:attr:`stencil` in the layout of the compiled kernels (:func:`bilevel_lib.stencil.row_padded`)."""
+        if self._row_padded is None:
+            from .stencil import row_padded
+
+            self._row_padded = row_padded(self.stencil, self.filter_bank.ndim)
+        return self._row_padded
+
+    @staticmethod
+    def _compiled_view(v: np.ndarray) -> np.ndarray:
+        """v of shape (J, *signal) as the (J, n0, n1) array the compiled kernels take (a view)."""
+        return v.reshape(v.shape[:1] + (1,) * (3 - v.ndim) + v.shape[1:])
+
+    @property
+    def compiled_cg(self):
+        """With method "stencil" and a diagonal A'A: ``loop(x, r, limit, max_iter) -> (iterations,
+        squared residual norms)``, conjugate gradient's iteration loop compiled
+        (:func:`bilevel_lib.stencil.cg_loop`; x and r of shape (J, *signal), updated in place);
+        otherwise None.  Used by :func:`~bilevel_lib.cg.conjugate_gradient`."""
+        if self.method != "stencil" or not self.matrix_is_hessian:
+            return None
+        from .stencil import cg_loop
+
+        weights = self._compiled_weights()
+
+        def loop(x, r, limit, max_iter):
+            return cg_loop(weights, self._compiled_view(x), self._compiled_view(r),
+                           np.asarray(limit, dtype=np.float64), int(max_iter))
+
+        return loop
+
     def __call__(self, v) -> np.ndarray:
         v = self._check(v, "v")
-        if self.method == "sparse":
+        if self.method == "stencil":
+            from .stencil import stencil_product
+
+            result = np.empty(v.shape)
+            stencil_product(self._compiled_weights(), self._compiled_view(np.ascontiguousarray(v)),
+                            self._compiled_view(result))
+        elif self.method == "sparse":
             result = (self.matrix @ v.reshape(-1)).reshape(v.shape)
-            if self._diagonal_gram is None:
-                result += self.forward_model.gram(v)
-            return result
-        return self.forward_model.gram(v) + self.filter_bank.adjoint_of_scaled(v, self.curvature, weights=self.weights)
+        else:
+            return self.forward_model.gram(v) + self.filter_bank.adjoint_of_scaled(v, self.curvature, weights=self.weights)
+        if self._diagonal_gram is None:
+            result += self.forward_model.gram(v)
+        return result

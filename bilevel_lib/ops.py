@@ -49,13 +49,24 @@ def _single_threaded_blas(method):
     The filter-bank products are many small matrix products.  Threaded BLAS gains little on them,
     and when other processes share the cores its spinning threads make them 10× slower (measured:
     one cameraman upper-level step 80 ms with one thread, 900 ms with two while other jobs ran).
-    The limit costs ~20 µs per call and is lifted on return.
+    The limit is lifted on return.  It costs ~1 µs when BLAS already runs on one thread (nested
+    calls, or a caller's own limit) and ~3 µs otherwise (``threadpoolctl``'s ``limit`` context:
+    ~7 µs, which adds up over the tens of calls of a small gradient step).
     """
+    blas_libraries = _THREADPOOLS.select(user_api="blas").lib_controllers
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        threads = [library.num_threads for library in blas_libraries]
+        if all(n == 1 for n in threads):
             return method(*args, **kwargs)
+        for library in blas_libraries:
+            library.set_num_threads(1)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            for library, n in zip(blas_libraries, threads):
+                library.set_num_threads(n)
 
     return wrapper
 
@@ -300,40 +311,54 @@ class FilterBankOperator:
         return tuple(2 * f - 1 for f in self.filter_shape)
 
     @_single_threaded_blas
-    def scaled_gram_matrix(self, scale: np.ndarray, weights=None, diagonal=None) -> sparse.csr_array:
-        """The matrix of :meth:`adjoint_of_scaled`, ``Σ_k w_k C_k' diag(d_k) C_k`` (+ ``diag(diagonal)``), sparse.
+    def scaled_gram_stencil(self, scale: np.ndarray, weights=None, diagonal=None) -> np.ndarray:
+        """``Σ_k w_k C_k' diag(d_k) C_k`` (+ ``diag(diagonal)``) as a stencil: one weight per offset and pixel.
 
         With d = φ̈.(C x) this is the regulariser's Hessian (review eq. 4.10).  Row i couples pixel
         i only with the pixels i + e, e in the (2f − 1)^d box of :attr:`stencil_shape`:
 
             (C_k' D_k C_k)[i, i+e] = Σ_a c_{k,a} c_{k,a+e} d_k[i − a]      (taps a, a + e in the filter)
 
-        so the matrix holds ``prod(stencil_shape)`` entries per pixel, whatever K is.  ``scale``
-        has shape (…, K, *signal); the leading (batch) axes give independent blocks, and the
-        result is block diagonal of size (batch·N)², rows and columns in ``scale``'s C order, so
-        ``matrix @ v.ravel()`` is the product with a batch v of shape (…, *signal).  ``diagonal``
-        (shape (…, *signal) or a scalar) is added to the diagonal, e.g. the A'A of a diagonal
-        forward model.
+        ``scale`` has shape (…, K, *signal), one d per image of the batch; the result has shape
+        (batch, *stencil_shape, *signal) with ``result[j, e, i]`` the weight of v_{i+e} in
+        (H_j v)_i (offsets e from −(f − 1) to f − 1 per axis, in C order; indices modulo the
+        signal size), the layout of the compiled products in :mod:`bilevel_lib.stencil`.
+        ``diagonal`` (shape (…, *signal) or a scalar, e.g. the A'A of a diagonal forward model) is
+        added to the centre weight.  :meth:`scaled_gram_matrix` gives the same as a sparse matrix.
         """
         scale = self._check_signal(scale, "scale", stacked=True)
         batch_shape = scale.shape[: scale.ndim - self.ndim - 1]
         n_batch = int(np.prod(batch_shape))
-        # coefficients[(a, k), e] = w_k c_{k,a} c_{k,a+e} (zero where a + e leaves the filter)
-        coefficients = self._tap_pair_products()
+        # coefficients[e, (a, k)] = w_k c_{k,a} c_{k,a+e} (zero where a + e leaves the filter), for the
+        # first half of the offsets (C order, up to the centre e = 0)
+        n_offsets = int(np.prod(self.stencil_shape))
+        centre = n_offsets // 2
+        coefficients = self._tap_pair_products()[: centre + 1]
         if weights is not None:
-            coefficients = coefficients * np.tile(np.asarray(weights, dtype=np.float64), self._taps.shape[1])[:, None]
-        # shifted[b, i, (a, k)] = d_k[b, i − a] (circularly), gathered in one call, so that one
-        # matrix product per image gives every pixel's stencil side by side: the layout CSR stores
-        shifted = np.take(scale.reshape(n_batch, -1), self._shift_gather(), axis=1)        # (batch, N, S, K)
-        data = shifted.reshape(-1, coefficients.shape[0]) @ coefficients                 # (batch·N, E)
+            coefficients = coefficients * np.tile(np.asarray(weights, dtype=np.float64), self._taps.shape[1])
+        # shifted[b, (a, k), i] = d_k[b, i − a] (circularly), gathered in one call, so that one matrix
+        # product per image gives every offset's weights over the whole image
+        shifted = np.take(scale.reshape(n_batch, -1), self._shift_gather(), axis=1)       # (batch, S·K, N)
+        stencil = np.empty((n_batch, n_offsets, shifted.shape[-1]))
+        np.matmul(coefficients, shifted, out=stencil[:, : centre + 1])
+        # the other half by symmetry, H[i, i − e] = H[i − e, i]: weight_{−e}[i] = weight_e[i − e]
+        stencil[:, centre + 1:] = np.take(stencil[:, :centre].reshape(n_batch, -1), self._mirror_gather(), axis=1)
         if diagonal is not None:
-            centre = data.shape[-1] // 2
-            if np.ndim(diagonal) == 0:
-                data[:, centre] += diagonal
-            else:
-                data[:, centre] += np.broadcast_to(diagonal, batch_shape + self.signal_shape).reshape(-1)
+            stencil[:, centre] += np.broadcast_to(diagonal, batch_shape + self.signal_shape).reshape(n_batch, -1)
+        return stencil.reshape((n_batch,) + self.stencil_shape + self.signal_shape)
+
+    def scaled_gram_matrix(self, scale: np.ndarray, weights=None, diagonal=None) -> sparse.csr_array:
+        """:meth:`scaled_gram_stencil` as a scipy sparse matrix, block diagonal over the batch.
+
+        The matrix is (batch·N)×(batch·N), rows and columns in ``scale``'s C order, so
+        ``matrix @ v.ravel()`` is the product with a batch v of shape (…, *signal); row i holds
+        ``prod(stencil_shape)`` entries whatever K is.
+        """
+        stencil = self.scaled_gram_stencil(scale, weights=weights, diagonal=diagonal)
+        n_batch, width = stencil.shape[0], int(np.prod(self.stencil_shape))
+        data = np.moveaxis(stencil.reshape(n_batch, width, -1), 1, 2)                   # (batch, N, E): CSR rows
         indices, indptr = self._stencil_structure(n_batch)
-        size = n_batch * int(np.prod(self.signal_shape))
+        size = indptr.shape[0] - 1
         # fresh index arrays: scipy may rewrite them in place (sum_duplicates, sort_indices)
         matrix = sparse.csr_array((data.reshape(-1), indices.copy(), indptr.copy()), shape=(size, size))
         if any(2 * f - 1 > n for n, f in zip(self.signal_shape, self.filter_shape)):
@@ -341,7 +366,7 @@ class FilterBankOperator:
         return matrix
 
     def _tap_pair_products(self) -> np.ndarray:
-        """c_{k,a} c_{k,a+e} for every tap a, filter k and stencil offset e, shape (S·K, E), computed once."""
+        """c_{k,a} c_{k,a+e} for every stencil offset e, tap a and filter k, shape (E, S·K), computed once."""
         if "pair products" not in self._workspace:
             n_taps = self._taps.shape[1]
             first, second = np.indices((n_taps, n_taps)).reshape(2, -1)                         # taps a, b
@@ -350,19 +375,35 @@ class FilterBankOperator:
                                           self.stencil_shape)                                   # e = b − a
             products = np.zeros((n_taps, self.n_filters, int(np.prod(self.stencil_shape))))
             products[first, :, offset] = (self._taps[:, first] * self._taps[:, second]).T
-            self._workspace["pair products"] = products.reshape(n_taps * self.n_filters, -1)
+            self._workspace["pair products"] = np.ascontiguousarray(products.reshape(n_taps * self.n_filters, -1).T)
         return self._workspace["pair products"]
 
     def _shift_gather(self) -> np.ndarray:
-        """Flat indices into a (K, N) array of d_k[i − a] (circularly), shape (N, S, K), computed once."""
+        """Flat indices into a (K, N) array of d_k[i − a] (circularly), shape (S·K, N), computed once."""
         if "shift gather" not in self._workspace:
             pixel = np.indices(self.signal_shape).reshape(self.ndim, -1, 1)
             tap = np.indices(self.filter_shape).reshape(self.ndim, 1, -1)
             shifted = np.ravel_multi_index(tuple((pixel[ax] - tap[ax]) % n for ax, n in enumerate(self.signal_shape)),
                                            self.signal_shape)                                   # (N, S)
             n_pixels = shifted.shape[0]
-            self._workspace["shift gather"] = shifted[:, :, None] + n_pixels * np.arange(self.n_filters)
+            gather = shifted[:, :, None] + n_pixels * np.arange(self.n_filters)                   # (N, S, K)
+            self._workspace["shift gather"] = np.ascontiguousarray(gather.reshape(n_pixels, -1).T)
         return self._workspace["shift gather"]
+
+    def _mirror_gather(self) -> np.ndarray:
+        """Flat indices into the first half of the stencil weights, (centre, N) in C order, that give the
+        second half: row centre + 1 + m has the offset −e of half-row centre − 1 − m, and its pixel i
+        reads weight_e[i − e] (circularly).  Shape (centre, N), computed once."""
+        if "mirror gather" not in self._workspace:
+            n_offsets = int(np.prod(self.stencil_shape))
+            centre = n_offsets // 2
+            half = np.arange(centre - 1, -1, -1)                # half-row mirrored into row centre + 1 + m
+            offset = np.array(np.unravel_index(half, self.stencil_shape)) - np.array([f - 1 for f in self.filter_shape])[:, None]
+            pixel = np.indices(self.signal_shape).reshape(self.ndim, -1)
+            source = np.ravel_multi_index(tuple((pixel[ax][None, :] - offset[ax][:, None]) % n
+                                                for ax, n in enumerate(self.signal_shape)), self.signal_shape)
+            self._workspace["mirror gather"] = half[:, None] * pixel.shape[1] + source
+        return self._workspace["mirror gather"]
 
     def _stencil_structure(self, n_batch: int) -> tuple[np.ndarray, np.ndarray]:
         """CSR column indices (row i: the pixels i + e, circularly, in stencil order) and row pointers."""

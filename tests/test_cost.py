@@ -69,7 +69,7 @@ def test_hessian_matches_explicit_matrix_formula(geometry, model):
         np.testing.assert_allclose(
             cost.hessian_vector_product(x, params, v)[j].ravel(), hessian @ v[j].ravel(), rtol=1e-11, atol=1e-11
         )
-        for method in ("implicit", "sparse"):
+        for method in ("implicit", "sparse", "stencil"):
             np.testing.assert_allclose(cost.hessian_operator(x, params, method=method)(v)[j].ravel(),
                                        hessian @ v[j].ravel(), rtol=1e-11, atol=1e-11)
         assembled = cost.hessian_operator(x, params, method="sparse")
@@ -101,12 +101,12 @@ def test_sparse_and_implicit_hessian_products_agree(geometry, model, penalty):
 
 def test_auto_assembles_the_hessian_only_when_that_is_cheap():
     cost, params, x, rng = random_problem("2d-4x2", "identity")
-    assert cost.hessian_operator(x, params).method == "sparse"
+    assert cost.hessian_operator(x, params).method == "stencil"  # assembled, compiled products
     big = bl.LowerLevelCost(np.zeros((1, 256, 256)))
     dct = bl.Hyperparameters.from_filters(filters.dct_filters(7))
     hessian = big.hessian_operator(big.y, dct)
     assert hessian.method == "implicit" and hessian.assembly_work > SPARSE_HESSIAN_MAX_WORK
-    assert hessian._matrix is None  # never assembled behind the user's back
+    assert hessian._matrix is None and hessian._stencil is None  # never assembled behind the user's back
     with pytest.raises(ValueError, match="method must be"):
         cost.hessian_operator(x, params, method="dense")
 
