@@ -105,11 +105,6 @@ def sign_pattern(z, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     z = as_float_array(z, "z")
     if not (np.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a finite number ≥ 0; got {threshold!r}")
-    return _sign_pattern(z, threshold)
-
-
-def _sign_pattern(z: np.ndarray, threshold: float) -> np.ndarray:
-    """:func:`sign_pattern` of a checked z and threshold."""
     return np.where(np.abs(z) > threshold, np.sign(z), 0.0)
 
 
@@ -538,17 +533,6 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
     -------
     L1Result
     """
-    if not isinstance(W, FilterBankOperator):
-        y, W = _check_signals(y, W)
-    return _solve_l1(y, W, d0=d0, tol=tol, max_iter=max_iter, polish=polish, threshold=threshold,
-                     lipschitz=lipschitz, active_set_first=active_set_first, warn=warn)
-
-
-def _solve_l1(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_000, polish="auto",
-              threshold: float = DEFAULT_THRESHOLD, lipschitz: float | None = None,
-              active_set_first: bool = True, warn: bool = True) -> L1Result:
-    """:func:`solve_l1_denoising` (same defaults) for y and a matrix W already through _check_signals,
-    or a filter bank W; lets :func:`l1_hypergradient` skip a second check of its inputs."""
     tol = positive_scalar(tol, "tol")
     if int(max_iter) != max_iter or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative integer; got {max_iter!r}")
@@ -567,6 +551,7 @@ def _solve_l1(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_000, poli
         out_x, out_d = y.shape, (y.shape[0], W.n_filters) + shape
         do_polish = polish is True or (polish == "auto" and T.n <= 256)
     else:
+        y, W = _check_signals(y, W)
         T = _DenseTransform(W, lipschitz)
         out_x, out_d = y.shape, (y.shape[0], W.shape[0])
         do_polish = polish in (True, "auto")
@@ -635,9 +620,9 @@ def _solve_l1(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_000, poli
         message = (f"stopped at max_iter={max_iter}: {int(np.sum(~polished & (bound > tol)))} of {J} signals have "
                    f"certified error up to {bound.max():.2e} > tol = {tol:g}")
         if warn:
-            warnings.warn(f"solve_l1_denoising: {message}", ConvergenceWarning, stacklevel=3)
+            warnings.warn(f"solve_l1_denoising: {message}", ConvergenceWarning, stacklevel=2)
     return L1Result(
-        x=X.reshape(out_x), d=d.reshape(out_d), z=z.reshape(out_d), signs=_sign_pattern(z, threshold).reshape(out_d),
+        x=X.reshape(out_x), d=d.reshape(out_d), z=z.reshape(out_d), signs=sign_pattern(z, threshold).reshape(out_d),
         threshold=float(threshold), gap=gap, polished=polished, iterations=iterations,
         active_set_iterations=rounds, converged=converged, message=message, warm_accepted=warm_accepted,
         _factor=_combine(factors, J) if isinstance(T, _DenseTransform) else None,
@@ -724,7 +709,7 @@ def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESH
     """
     y, W = _check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
-    result = _solve_l1(y, W, d0=d0, threshold=threshold, **solver_options)
+    result = solve_l1_denoising(y, W, d0=d0, threshold=threshold, **solver_options)
     zero = result.signs == 0
     cached = result._factor
     if cached is None:

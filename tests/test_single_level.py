@@ -300,13 +300,3 @@ def test_batched_qr_equals_numpy_qr():
         Q_np, R_np = np.linalg.qr(A)
         assert Q.shape == Q_np.shape and R.shape == R_np.shape
         assert np.max(np.abs(Q - Q_np)) <= 1e-14 and np.max(np.abs(R - R_np)) <= 1e-14
-
-
-def test_unchecked_solver_core_has_the_public_defaults():
-    """l1_hypergradient calls the core _solve_l1 directly (its inputs are checked once): it must
-    behave as solve_l1_denoising, so the two signatures must not drift apart."""
-    import inspect
-
-    public = inspect.signature(sl.solve_l1_denoising).parameters
-    core = inspect.signature(sl._solve_l1).parameters
-    assert {name: p.default for name, p in public.items()} == {name: p.default for name, p in core.items()}
