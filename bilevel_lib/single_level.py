@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.fft as sfft
+from scipy.linalg.lapack import dgeqrf as _geqrf, dorgqr as _orgqr, dtrtrs as _trtrs
 
 from ._checks import as_float_array, positive_scalar
 from .lower import ConvergenceWarning
@@ -117,13 +119,34 @@ def _bmtv(A: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.matmul(v[:, None, :], A)[:, 0, :]
 
 
+def _batched_qr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced QR of each A_j (J, n, m): Q (J, n, p) and upper-triangular R (J, p, m), p = min(n, m).
+
+    The LAPACK calls of np.linalg.qr (geqrf, orgqr) made per signal: for the few, small
+    matrices here numpy's batched wrapper costs several times the factorisation itself.
+    """
+    J, n, m = A.shape
+    p = min(n, m)
+    Q, R = np.empty((J, n, p)), np.empty((J, p, m))
+    for j in range(J):
+        qr, tau, _, info = _geqrf(A[j])
+        if info:
+            raise np.linalg.LinAlgError(f"QR of the zero-set rows failed (LAPACK geqrf info {info})")
+        R[j] = np.triu(qr[:p])
+        Q[j], _, info = _orgqr(qr[:, :p], tau)
+        if info:
+            raise np.linalg.LinAlgError(f"QR of the zero-set rows failed (LAPACK orgqr info {info})")
+    return Q, R
+
+
 class _ZeroSetFactor:
     """For each signal j, a factorisation of W0_j' (the rows of W in the zero set, transposed).
 
     Provides P v = (I − W0⁺W0) v, the projection onto N(W0), and (W0')⁺ v, the minimum-norm
     least-squares solution u of W0' u = v, scattered back to k rows (zero outside the zero set).
-    Signals are stacked with zero-padded columns and factorised by one batched QR; a signal whose
-    W0 is (numerically) rank deficient, or has more rows than columns, gets an SVD instead.
+    Signals are stacked with zero-padded columns (Q, R padded with zero columns and an identity
+    block) and factorised by QR, W0' = Q R; a signal whose W0 is (numerically) rank deficient, or
+    has more rows than columns, gets an SVD instead.  Then P v = v − Q Q'v and (W0')⁺ v = R⁻¹ Q'v.
     """
 
     def __init__(self, W: np.ndarray, zero: np.ndarray):
@@ -134,35 +157,44 @@ class _ZeroSetFactor:
         counts = zero.sum(axis=1)
         self.kmax = kmax = int(counts.max(initial=0))
         self.order = np.argsort(~zero, axis=1, kind="stable")[:, :kmax]          # zero-set rows first
-        self.valid = np.arange(kmax)[None, :] < counts[:, None]                    # (J, kmax)
-        self.rank = counts.copy()
+        self.valid = np.arange(kmax) < counts[:, None]                             # (J, kmax)
+        self.rank = counts
         self.covered = np.ones(J, dtype=bool)
-        self.Q = np.zeros((J, n, kmax))
-        self.R = np.zeros((J, kmax, kmax))
         self.inverse_s = np.zeros((J, kmax))
         self.U = np.zeros((J, kmax, kmax))
-        self.use_svd = np.zeros(J, dtype=bool)
+        self.use_svd = counts > n                          # more rows than columns: rank deficient
         if kmax == 0:
+            self.Q, self.R = np.zeros((J, n, 0)), np.zeros((J, 0, 0))
             return
-        rows = W[self.order] * self.valid[..., None]                               # (J, kmax, n)
-        svd_signals = np.flatnonzero(counts > n)
-        qr_signals = np.flatnonzero(counts <= n)
+        padded = not self.valid.all()
+        rows = W[self.order]                                                       # (J, kmax, n)
+        if padded:
+            rows *= self.valid[..., None]
         m = min(n, kmax)
+        everyone = not self.use_svd.any()
+        qr_signals = np.arange(J) if everyone else np.flatnonzero(~self.use_svd)
         if qr_signals.size:
-            Q, R = np.linalg.qr(rows[qr_signals].transpose(0, 2, 1))               # (·, n, m), (·, m, kmax)
-            diag = np.abs(np.diagonal(R[:, :, :m], axis1=1, axis2=2))               # (·, m)
-            valid = self.valid[qr_signals][:, :m]
-            scale = np.max(np.where(valid, diag, 0.0), axis=1, initial=0.0)
-            deficient = np.any(valid & (diag <= _RANK_RTOL * scale[:, None]), axis=1)
-            if np.any(deficient):
-                svd_signals = np.union1d(svd_signals, qr_signals[deficient])
-                Q, R, qr_signals = Q[~deficient], R[~deficient], qr_signals[~deficient]
-            self.Q[qr_signals, :, :m] = Q * self.valid[qr_signals][:, None, :m]
-            self.R[qr_signals, :m, :] = R
-            jj, pp = np.nonzero(~self.valid[qr_signals])
-            self.R[qr_signals[jj], pp, pp] = 1.0                                     # identity on padding
-        self.use_svd[svd_signals] = True
-        for j in svd_signals:                                                      # rare: a loop is fine
+            Q, R = _batched_qr((rows if everyone else rows[qr_signals]).transpose(0, 2, 1))  # (·, n, m), (·, m, kmax)
+            valid = (self.valid if everyone else self.valid[qr_signals])[:, :m]
+            diag = np.abs(np.diagonal(R, axis1=1, axis2=2))                          # (·, m), ≥ 0
+            scale = (diag * valid).max(axis=1)                                        # largest valid |R_ii|
+            deficient = (valid & (diag <= _RANK_RTOL * scale[:, None])).any(axis=1)
+        if everyone and kmax <= n and not deficient.any():                        # the usual case
+            self.Q, self.R = Q, R
+            if padded:
+                Q *= self.valid[:, None, :]
+        else:
+            self.Q = np.zeros((J, n, kmax))
+            self.R = np.zeros((J, kmax, kmax))
+            if qr_signals.size:
+                self.use_svd[qr_signals[deficient]] = True
+                keep = ~deficient
+                self.Q[qr_signals[keep], :, :m] = Q[keep] * valid[keep][:, None, :]
+                self.R[qr_signals[keep], :m, :] = R[keep]
+        if padded:
+            jj, pp = np.nonzero(~self.valid)
+            self.R[jj, pp, pp] = 1.0                                                # identity on padding
+        for j in np.flatnonzero(self.use_svd):                                     # rare: a loop is fine
             U, s, Vt = np.linalg.svd(rows[j], full_matrices=False)                 # rows[j]: (kmax, n)
             keep = s > _RANK_RTOL * max(s.max(initial=0.0), 1e-300)
             r = int(keep.sum())
@@ -213,34 +245,52 @@ class _ZeroSetFactor:
             merged.covered[index] = True
         return merged
 
-    def project(self, v: np.ndarray) -> np.ndarray:
-        """P v for v of shape (J, n), or (J, c, n) for c vectors per signal: remove the row-space part."""
+    def coefficients(self, v: np.ndarray) -> np.ndarray:
+        """Q'v, shape (J, kmax), for v of shape (J, n): the coordinates of v's part in the row space."""
+        return _bmtv(self.Q, v)
+
+    def project(self, v: np.ndarray, coefficients: np.ndarray | None = None) -> np.ndarray:
+        """P v for v of shape (J, n), or (J, c, n) for c vectors per signal: remove the row-space part.
+
+        ``coefficients``: Q'v if already at hand (for v of shape (J, n)).
+        """
         if self.kmax == 0:
             return v.copy()
         if v.ndim == 2:
-            return v - _bmv(self.Q, _bmtv(self.Q, v))
+            return v - _bmv(self.Q, self.coefficients(v) if coefficients is None else coefficients)
         return v - np.matmul(np.matmul(v, self.Q), self.Q.transpose(0, 2, 1))
 
     def pinv_transpose(self, v: np.ndarray) -> np.ndarray:
         """(W0')⁺ v for v of shape (J, n) (or (J, c, n)), as (J, k) (or (J, c, k)), zero outside W0."""
         single = v.ndim == 2
         V = v[:, None, :] if single else v
-        J, c = V.shape[:2]
-        out = np.zeros((J, c, self.k))
-        if self.kmax:
-            coefficients = np.matmul(V, self.Q)                                    # (J, c, kmax): Q' v
-            compact = np.zeros_like(coefficients)
-            qr = ~self.use_svd
-            if np.all(qr):                                                         # R⁻¹ Q' v
-                compact = np.linalg.solve(self.R, coefficients.transpose(0, 2, 1)).transpose(0, 2, 1)
-            else:
-                if np.any(qr):
-                    compact[qr] = np.linalg.solve(self.R[qr], coefficients[qr].transpose(0, 2, 1)).transpose(0, 2, 1)
-                s = self.use_svd                                                   # U S⁻¹ V' v
-                compact[s] = np.matmul(self.inverse_s[s][:, None, :] * coefficients[s], self.U[s].transpose(0, 2, 1))
-            j, p = np.nonzero(self.valid)
-            out[j, :, self.order[j, p]] = compact[j, :, p]
+        out = self.pinv_transpose_of_coefficients(np.matmul(V, self.Q).transpose(0, 2, 1)).transpose(0, 2, 1)
         return out[:, 0, :] if single else out
+
+    def pinv_transpose_of_coefficients(self, C: np.ndarray) -> np.ndarray:
+        """(W0')⁺ v from C = Q'v of shape (J, kmax, c) (c vectors per signal), as (J, k, c).
+
+        QR: R⁻¹ Q'v by back substitution (LAPACK trtrs, O(kmax² c) per signal; a batched
+        np.linalg.solve would pay an O(kmax³) LU for not knowing R is triangular).  SVD: U S⁻¹ V'v.
+        """
+        J, _, c = C.shape
+        out = np.zeros((J, self.k, c))
+        if self.kmax:
+            compact = np.empty(C.shape)
+            for j in range(J):
+                if self.use_svd[j]:
+                    compact[j] = self.U[j] @ (self.inverse_s[j][:, None] * C[j])
+                else:                            # R_j' is a Fortran-ordered view: solve with its transpose
+                    compact[j], info = _trtrs(self.R[j].T, C[j], lower=1, trans=1)
+                    if info:
+                        raise np.linalg.LinAlgError(f"singular R in the zero-set QR (LAPACK info {info})")
+            out.reshape(J * self.k, c)[self._scatter_rows] = compact[self.valid]
+        return out
+
+    @cached_property
+    def _scatter_rows(self) -> np.ndarray:
+        """Rows of the (J·k)-row output that the valid compact entries (J, kmax)[valid] go to."""
+        return (np.arange(self.zero.shape[0])[:, None] * self.k + self.order)[self.valid]
 
 
 def _combine(parts, J: int):
@@ -277,7 +327,7 @@ class _DenseTransform:
         if self._lipschitz is None:
             W = self.W
             gram = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W
-            self._lipschitz = float(np.max(np.sum(np.abs(gram), axis=1), initial=0.0))
+            self._lipschitz = float(np.abs(gram).sum(axis=1).max(initial=0.0))
         return self._lipschitz
 
     def matrix(self) -> np.ndarray:
@@ -370,23 +420,25 @@ def _fista(Y, T, d, step, target, budget):
     Stops when every signal's certified error √(2 gap) is ≤ ``target`` or after ``budget`` steps.
     """
     J = Y.shape[0]
-    v = d.copy()
+    v = d                                                   # (v and d are replaced, never modified in place)
     t = np.ones(J)
     gap = np.full(J, np.inf)
     iterations = 0
     for iterations in range(1, budget + 1):
-        grad = -T.forward(Y - T.adjoint(v))                 # ∇ ½‖y − W'v‖² = −W x(v)
-        d_new = np.clip(v - step * grad, -1.0, 1.0)
-        restart = np.sum((v - d_new) * (d_new - d), axis=1) > 0
+        # a step along −∇ ½‖y − W'v‖² = W x(v), then the projection onto the box |d_i| ≤ 1
+        d_new = np.minimum(np.maximum(v + step * T.forward(Y - T.adjoint(v)), -1.0), 1.0)
+        if iterations == 1 or iterations % 10 == 0 or iterations == budget:
+            gap, _ = _duality_gap(Y - T.adjoint(d_new), d_new, T)
+            if (np.sqrt(2.0 * np.maximum(gap, 0.0)) <= target).all():
+                d = d_new
+                break
+        change = d_new - d
+        restart = ((v - d_new) * change).sum(axis=1) > 0
         t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
         momentum = np.where(restart, 0.0, (t - 1.0) / t_new)
         t = np.where(restart, 1.0, t_new)
-        v = d_new + momentum[:, None] * (d_new - d)
+        v = d_new + momentum[:, None] * change
         d = d_new
-        if iterations == 1 or iterations % 10 == 0 or iterations == budget:
-            gap, _ = _duality_gap(Y - T.adjoint(d), d, T)
-            if np.all(np.sqrt(2.0 * np.maximum(gap, 0.0)) <= target):
-                break
     return d, gap, iterations
 
 
@@ -394,49 +446,52 @@ _BOUND_TOL = 1e-9   # |d_i| ≥ 1 − this counts as "on the boundary" when read
 _DUAL_TOL = 1e-9    # accepted excess of |d_i| over 1 in the KKT check
 
 
-def _active_set(Y, M, d, max_rounds):
+def _active_set(Y, M, d, z_tol, max_rounds):
     """Primal-dual active-set rounds from the partition read off ``d``.
 
     Each round solves the KKT system of the current partition in closed form (Thm 1):
     boundary rows B carry d_i = σ_i = ±1, the others form W0 and x = P_N(W0)(y − W_B'σ); the
     interior d solves W0'd_0 = y − W_B'σ − x (minimum-norm change from the current d).  The
-    partition is accepted when |d_0| ≤ 1 and σ_i (W x)_i ≥ 0 on B; otherwise violators move.
-    Returns (accepted mask, x, d, rounds, factors): ``factors`` lists (signal indices, factor)
-    for the accepted signals, to be reused by the gradient.
+    partition is accepted when |d_0| ≤ 1 and σ_i (W x)_i ≥ −``z_tol`` (per signal) on B;
+    otherwise violators move.  Returns (accepted mask, x, d, rounds, factors): ``factors`` lists
+    (signal indices, factor) for the accepted signals, to be reused by the gradient.
     """
-    J, k = d.shape
-    scale = (1.0 + np.max(np.abs(Y), axis=1)) * max(1.0, float(np.max(np.linalg.norm(M, axis=1), initial=0.0)))
-    z_tol = 1e-10 * scale
+    J = d.shape[0]
     bound = np.abs(d) >= 1.0 - _BOUND_TOL
     sigma = np.where(bound, np.sign(d), 0.0)
-    d = d.copy()
     accepted = np.zeros(J, dtype=bool)
     X, D = np.zeros(Y.shape), np.zeros(d.shape)
-    todo = np.arange(J)
+    todo = np.arange(J)                   # the signals still to do; Y, d, z_tol, bound, sigma hold only those
     rounds = 0
     factors = []
     while todo.size and rounds < max_rounds:
         rounds += 1
-        b, s = bound[todo], sigma[todo]
-        factor = _ZeroSetFactor(M, ~b)
-        q = Y[todo] - s @ M
+        factor = _ZeroSetFactor(M, ~bound)
+        q = Y - sigma @ M
         x = factor.project(q)
-        interior = np.where(b, 0.0, d[todo])
-        d_new = np.where(b, s, interior + factor.pinv_transpose(q - x - interior @ M))
+        interior = np.where(bound, 0.0, d)
+        d_new = np.where(bound, sigma, interior + factor.pinv_transpose(q - x - interior @ M))
         z = x @ M.T
-        bad_interior = ~b & (np.abs(d_new) > 1.0 + _DUAL_TOL)
-        bad_bound = b & (s * z < -z_tol[todo][:, None])
-        good = ~np.any(bad_interior | bad_bound, axis=1)
-        done = todo[good]
-        if done.size:
-            factors.append((done, factor if np.all(good) else factor.select(good)))
-        accepted[done], X[done], D[done] = True, x[good], np.clip(d_new[good], -1.0, 1.0)
+        bad_interior = ~bound & (np.abs(d_new) > 1.0 + _DUAL_TOL)
+        bad_bound = bound & (sigma * z < -z_tol[:, None])
+        good = ~(bad_interior | bad_bound).any(axis=1)
+        if good.all():
+            if todo.size == J:                                   # all accepted at once (the usual case)
+                return np.ones(J, dtype=bool), x, np.minimum(np.maximum(d_new, -1.0), 1.0), rounds, [(todo, factor)]
+            factors.append((todo, factor))
+            accepted[todo], X[todo], D[todo] = True, x, np.minimum(np.maximum(d_new, -1.0), 1.0)
+            break
+        if good.any():
+            done = todo[good]
+            factors.append((done, factor.select(good)))
+            accepted[done], X[done], D[done] = True, x[good], np.minimum(np.maximum(d_new[good], -1.0), 1.0)
         bad = ~good
-        todo = todo[bad]
-        new_bound = (b[bad] & ~bad_bound[bad]) | bad_interior[bad]
-        sigma[todo] = np.where(bad_interior[bad], np.sign(d_new[bad]), np.where(new_bound, s[bad], 0.0))
-        bound[todo] = new_bound
-        d[todo] = np.where(new_bound, sigma[todo], np.clip(d_new[bad], -1.0, 1.0))
+        todo, Y, z_tol = todo[bad], Y[bad], z_tol[bad]
+        bad_interior, d_new = bad_interior[bad], d_new[bad]
+        new_bound = (bound[bad] & ~bad_bound[bad]) | bad_interior
+        sigma = np.where(bad_interior, np.sign(d_new), np.where(new_bound, sigma[bad], 0.0))
+        bound = new_bound
+        d = np.where(new_bound, sigma, np.minimum(np.maximum(d_new, -1.0), 1.0))
     return accepted, X, D, rounds, factors
 
 
@@ -510,29 +565,38 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
             raise ValueError(f"d0 must have the shape of the dual, {out_d}; got {d.shape}")
         d = np.clip(d.reshape(J, T.k), -1.0, 1.0)
 
-    M = T.matrix() if do_polish else None
+    scale = 1.0 + np.abs(Y).max(axis=1) if J else np.ones(0)
+    M = z_tol = None
+    if do_polish:
+        M = T.matrix()
+        # tolerance of the active set's sign check on W x, relative to the sizes of y and of W's rows
+        largest_row = float(np.sqrt((M * M).sum(axis=1).max(initial=0.0)))    # max_i ‖W_i‖
+        z_tol = 1e-10 * scale * max(1.0, largest_row)
     polished = np.zeros(J, dtype=bool)
     X = np.zeros((J, T.n))
     rounds = 0
     factors = []                      # (signal indices, factor) of the verified active sets
     if do_polish and d0 is not None and active_set_first:
-        ok, X_ok, D_ok, r, parts = _active_set(Y, M, d, max_rounds=1)
+        ok, X_ok, D_ok, r, parts = _active_set(Y, M, d, z_tol, max_rounds=1)
         rounds += r
         factors += parts
         polished[ok], X[ok], d[ok] = True, X_ok[ok], D_ok[ok]
-    warm_accepted = int(polished.sum())
+        warm_accepted = int(ok.sum())
+        todo = np.flatnonzero(~polished)
+    else:
+        warm_accepted = 0
+        todo = np.arange(J)
 
     iterations = 0
-    todo = np.flatnonzero(~polished)
-    scale = 1.0 + np.max(np.abs(Y), axis=1) if J else np.ones(0)
-    target = max(tol, 1e-3 * float(np.max(scale, initial=1.0))) if do_polish else tol
+    target = max(tol, 1e-3 * float(scale.max(initial=1.0))) if do_polish else tol
     while todo.size:
+        sub = slice(None) if todo.size == J else todo           # all signals: views, not copies
         step = 1.0 / max(T.lipschitz(), 1e-300)
-        d_sub, gap_sub, its = _fista(Y[todo], T, d[todo], step, target, max_iter - iterations)
+        d_sub, gap_sub, its = _fista(Y[sub], T, d[sub], step, target, max_iter - iterations)
         iterations += its
-        d[todo] = d_sub
+        d[sub] = d_sub
         if do_polish:
-            ok, X_ok, D_ok, r, parts = _active_set(Y[todo], M, d_sub, max_rounds=10)
+            ok, X_ok, D_ok, r, parts = _active_set(Y[sub], M, d_sub, z_tol[sub], max_rounds=10)
             factors += [(todo[index], f) for index, f in parts]
             rounds += r
             idx = todo[ok]
@@ -543,11 +607,12 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
             break
         target = max(target * 1e-2, tol)
 
-    unpolished = ~polished
-    X[unpolished] = Y[unpolished] - T.adjoint(d[unpolished])
+    if not polished.all():
+        unpolished = ~polished
+        X[unpolished] = Y[unpolished] - T.adjoint(d[unpolished])
     gap, z = _duality_gap(X, d, T)
     bound = np.sqrt(2.0 * np.maximum(gap, 0.0))
-    converged = bool(np.all(polished | (bound <= tol)))
+    converged = bool((polished | (bound <= tol)).all())
     if converged:
         message = (f"solved: {int(polished.sum())} of {J} signals verified by the KKT conditions "
                    f"({iterations} FISTA iterations, {rounds} active-set rounds)")
@@ -619,15 +684,19 @@ def closed_form_gradient(y, x_true, W, signs) -> ClosedFormGradient:
 
 
 def _lemma1(y, x_true, W, signs, factor) -> ClosedFormGradient:
-    q = y - signs @ W
-    x = factor.project(q)
     J = y.shape[0]
-    g = (x - x_true) / J
-    Pg = factor.project(g)
-    u, v = factor.pinv_transpose(np.stack([g, q], axis=1)).transpose(1, 0, 2)
+    q = y - signs @ W
+    Qq = factor.coefficients(q)
+    x = factor.project(q, Qq)
+    residual = x - x_true
+    g = residual / J
+    Qg = factor.coefficients(g)
+    Pg = factor.project(g, Qg)
+    pinv = factor.pinv_transpose_of_coefficients(np.stack([Qg, Qq], axis=2))   # (J, k, 2)
+    u, v = pinv[:, :, 0], pinv[:, :, 1]
     gradient = -((signs + v).T @ Pg + u.T @ x)
-    loss = float(0.5 * np.sum((x - x_true) ** 2) / J)
-    return ClosedFormGradient(gradient, loss, x, np.sum(signs == 0, axis=1), factor.rank)
+    loss = float(0.5 * (residual * residual).sum() / J)
+    return ClosedFormGradient(gradient, loss, x, (signs == 0).sum(axis=1), factor.rank)
 
 
 def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESHOLD,
@@ -646,8 +715,8 @@ def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESH
     if cached is None:
         factor = _ZeroSetFactor(W, zero)
     else:
-        reuse = cached.covered & np.all(cached.zero == zero, axis=1)
-        if np.all(reuse):
+        reuse = cached.covered & (cached.zero == zero).all(axis=1)
+        if reuse.all():
             factor = cached
         else:
             rebuild = np.flatnonzero(~reuse)

@@ -254,3 +254,49 @@ def test_bad_input_raises_clear_errors():
         sl.solve_l1_denoising(y, W, tol=0.0)
     with pytest.raises(ValueError, match="y must have shape"):
         sl.solve_l1_denoising(np.zeros((2, 3, 3)), ops.FilterBankOperator(np.ones((1, 2, 2)), (4, 4)))
+
+
+def test_zero_set_factor_matches_dense_pseudo_inverses():
+    """The per-signal LAPACK QR, triangular solves and scatter of _ZeroSetFactor against np.linalg.pinv:
+    zero sets of different sizes (padding), a rank-deficient one and one with more rows than columns
+    (SVD), an empty one, and the reuse of Q'v through ``coefficients``."""
+    rng = np.random.default_rng(15)
+    k, n = 12, 8
+    W = rng.standard_normal((k, n))
+    W[7] = 2.0 * W[3]                                               # rows 3 and 7 parallel
+    zero = np.zeros((5, k), dtype=bool)
+    zero[0, [1, 4, 9]] = True                                       # QR, padded to the largest zero set
+    zero[1, [0, 2, 5, 6, 10, 11]] = True                            # QR, the largest full-rank set
+    zero[2, [3, 7, 8]] = True                                       # rank deficient: SVD
+    zero[3, :10] = True                                             # 10 rows > n = 8 columns: SVD
+    factor = sl._ZeroSetFactor(W, zero)                             # signal 4: empty zero set
+    assert factor.use_svd.tolist() == [False, False, True, True, False]
+    v = rng.standard_normal((5, n))
+    pair = rng.standard_normal((5, 2, n))
+    for j in range(5):
+        W0 = W[zero[j]]
+        pinv = np.linalg.pinv(W0.T) if W0.size else np.zeros((0, n))
+        P = np.eye(n) - (np.linalg.pinv(W0) @ W0 if W0.size else 0.0)
+        assert factor.rank[j] == (np.linalg.matrix_rank(W0) if W0.size else 0)
+        assert np.max(np.abs(factor.project(v)[j] - P @ v[j])) <= 1e-12
+        expected = np.zeros(k)
+        expected[zero[j]] = pinv @ v[j]
+        assert np.max(np.abs(factor.pinv_transpose(v)[j] - expected)) <= 1e-12
+        for c in range(2):
+            expected = np.zeros(k)
+            expected[zero[j]] = pinv @ pair[j, c]
+            assert np.max(np.abs(factor.pinv_transpose(pair)[j, c] - expected)) <= 1e-12
+    coefficients = factor.coefficients(v)
+    assert np.array_equal(factor.project(v, coefficients), factor.project(v))
+    via_coefficients = factor.pinv_transpose_of_coefficients(coefficients[:, :, None])[:, :, 0]
+    assert np.max(np.abs(via_coefficients - factor.pinv_transpose(v))) <= 1e-14
+
+
+def test_batched_qr_equals_numpy_qr():
+    rng = np.random.default_rng(16)
+    for shape in [(3, 9, 5), (2, 5, 7), (1, 6, 6)]:                  # tall, wide (p = n), square
+        A = rng.standard_normal(shape)
+        Q, R = sl._batched_qr(A)
+        Q_np, R_np = np.linalg.qr(A)
+        assert Q.shape == Q_np.shape and R.shape == R_np.shape
+        assert np.max(np.abs(Q - Q_np)) <= 1e-14 and np.max(np.abs(R - R_np)) <= 1e-14
