@@ -164,11 +164,14 @@ class LowerLevelCost:
         return float(self.forward_model.sigma1_squared + self.penalty.lipschitz * np.sum(params.strengths * l1**2))
 
 
-#: ``hessian_operator(method="auto")`` assembles the sparse Hessian when that takes at most this
-#: many multiply-adds, i.e. when it pays for itself within a few products (measured, one core:
-#: 32×32 with four 3×3 filters, 0.9M: assembled in 0.1–0.2 ms, the time of 1–2 implicit products,
-#: then each product is 6–8× faster; 64×64 with eight 3×3 filters, 7M: break-even after ~5
-#: products; 128×128 with eight 3×3, 28M, or 32×32 with 24 5×5 filters, 48M: after 15–20)
+#: ``hessian_operator(method="auto")`` assembles the Hessian (as a stencil, or a sparse matrix for
+#: signals of more than two dimensions) when that takes at most this many multiply-adds, i.e. when
+#: it pays for itself within a few products (measured, one core, with the sparse matrix: 32×32 with
+#: four 3×3 filters, 0.9M: assembled in 0.1–0.2 ms, the time of 1–2 implicit products, then each
+#: product is 6–8× faster; 64×64 with eight 3×3 filters, 7M: break-even after ~5 products; 128×128
+#: with eight 3×3, 28M, or 32×32 with 24 5×5 filters, 48M: after 15–20).  The compiled stencil
+#: products are 2–3× cheaper again, so the bound is on the safe side; it also caps the memory of
+#: the stencil, (2f − 1)^d weights per pixel.
 SPARSE_HESSIAN_MAX_WORK = 2**23
 
 
