@@ -16,10 +16,15 @@ a :class:`~bilevel_lib.cost.HessianOperator` by ``from_hessian``:
   reordered to a narrow band and factorised by LAPACK; CG then stops after the one iteration that
   checks the residual.  The factorisation costs about N·b² for a bandwidth b ≈ 2(f − 1)·n on an
   n×n image with f×f filters (b = 2(f − 1) on 1-D signals): cheap for 1-D signals and small
-  images (16×16 with 3×3 filters: 0.2 ms), about one plain CG solve at 32×32 (1.3 ms), out of
-  reach for large images (it refuses bands of more than 2^27 numbers).
+  images (16×16 with 3×3 filters: 0.2 ms), about one plain CG solve in Python at 32×32 (1.3 ms),
+  out of reach for large images (it refuses bands of more than 2^27 numbers).
 
 Both change how fast CG converges, never where to: CG's stopping test is on the true residual.
+With a preconditioner CG runs its Python loop; without one, on small 1-D and 2-D problems, it
+runs a compiled loop (:mod:`bilevel_lib.stencil`) that is faster than either here (32×32 with
+four 3×3 filters, whole gradient step: 0.7–0.8 ms plain, 2.4–2.6 ms with the banded Cholesky,
+4.6–4.7 ms circulant; ``benchmarks/bench_single_level.py``).  They are kept for problems where
+the compiled loop does not apply (blur, 3-D signals) and as a documented negative result.
 """
 
 from __future__ import annotations
