@@ -298,6 +298,10 @@ class HessianOperator:
         weights = self._compiled_weights()
 
         def loop(x, r, limit, max_iter):
+            for name, array in (("x", x), ("r", r)):   # the kernel trusts its shapes: check them here
+                if array.shape != self.shape or array.dtype != np.float64 or not array.flags.c_contiguous:
+                    raise ValueError(f"{name} must be a C-contiguous float64 array of the Hessian's shape "
+                                     f"{self.shape}; got {array.dtype} {array.shape}")
             return cg_loop(weights, self._compiled_view(x), self._compiled_view(r),
                            np.asarray(limit, dtype=np.float64), int(max_iter))
 

@@ -12,9 +12,10 @@ is a (2f − 1)^d-point stencil with a different weight at every pixel
 A conjugate-gradient solve needs tens of such products, each only ~25 multiply-adds per pixel, so
 in Python its time goes to per-call overhead rather than arithmetic (32×32 image, 3×3 filters:
 about 14 µs per scipy sparse product, and as much again for CG's own updates).  This module
-compiles the product — one pass per stencil offset over contiguous rows, which the compiler turns
-into SIMD code — and CG's whole iteration loop with numba, so a solve costs a few µs per
-iteration.
+compiles the product — one pass per stencil offset over the whole (row-padded) image, which the
+compiler turns into SIMD code — and CG's whole iteration loop with numba, so a solve costs a few
+µs per iteration.  The kernels do not check shapes or bounds: their callers do
+(:class:`~bilevel_lib.cost.HessianOperator`), and a test runs them compiled with bounds checking.
 
 It is used through :class:`~bilevel_lib.cost.HessianOperator` (method ``"stencil"``, chosen by
 ``"auto"`` on small 1-D and 2-D problems) and :func:`~bilevel_lib.cg.conjugate_gradient`, which

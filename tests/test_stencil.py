@@ -221,3 +221,15 @@ def test_kernels_stay_inside_their_arrays(tmp_path):
                PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     run = subprocess.run([sys.executable, "-c", BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0 and "in bounds" in run.stdout, run.stderr[-3000:]
+
+
+def test_a_right_hand_side_of_another_shape_raises_instead_of_reaching_the_kernel():
+    cost, params, x, rng = random_problem("2d-4x2", "identity", n_images=2)
+    for method in ("sparse", "stencil"):
+        hessian = cost.hessian_operator(x, params, method=method)
+        for wrong in (rng.standard_normal((2, 4, 3)), rng.standard_normal((3,) + x.shape[1:])):
+            with pytest.raises(ValueError, match="shape"):
+                conjugate_gradient(hessian, wrong)
+    loop = cost.hessian_operator(x, params, method="stencil").compiled_cg
+    with pytest.raises(ValueError, match="C-contiguous float64"):
+        loop(np.zeros(x.shape, dtype=np.float32), np.zeros(x.shape), np.ones(2), 10)
