@@ -6,6 +6,7 @@ import numpy as np
 
 import bilevel_lib as bl
 from bilevel_lib import forward_models as fm
+from bilevel_lib import ops
 
 # (signal_shape, filter_shape, K): 1-D, 2-D with rectangular filters, 2-D with a full-size filter
 GEOMETRIES = {
@@ -55,3 +56,16 @@ def relative_error(a, b) -> float:
     """metrics.relative_error of the flattened arrays (tests compare flat vectors with shaped ones)."""
     from bilevel_lib.metrics import relative_error as relative_error_of_arrays
     return relative_error_of_arrays(np.ravel(a), np.ravel(b))
+
+
+def explicit_gram(bank, signal_shape, scale, weights, diagonal):
+    """Σ_k w_k C_k' diag(d_k) C_k + diag(g) for each image b of the batch (scale[b, k] = d_k,
+    diagonal[b] = g), from dense correlation matrices: the reference for the assembled Hessians."""
+    matrices = []
+    for b in range(scale.shape[0]):
+        matrix = np.diag(diagonal[b].ravel())
+        for k in range(bank.shape[0]):
+            C = ops.correlation_matrix(bank[k], signal_shape)
+            matrix += weights[k] * C.T @ (scale[b, k].ravel()[:, None] * C)
+        matrices.append(matrix)
+    return np.stack(matrices)

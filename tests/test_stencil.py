@@ -14,7 +14,7 @@ from bilevel_lib import ops, stencil
 from bilevel_lib.cg import conjugate_gradient
 from bilevel_lib.lower import ConvergenceWarning
 
-from problems import GEOMETRIES, random_problem, relative_error
+from problems import GEOMETRIES, explicit_gram, random_problem, relative_error
 
 GEOMS = list(GEOMETRIES)
 MODELS = ["identity", "blur", "mask"]
@@ -23,18 +23,6 @@ MODELS = ["identity", "blur", "mask"]
 # (2f − 1 wide) is wider than the signal and offsets e and e ± n meet at the same pixel
 SHAPES = [((7,), (3,)), ((2,), (2,)), ((6, 5), (3, 3)), ((4, 5), (3, 4)), ((3, 3), (3, 2)), ((4, 2), (2, 2)),
           ((1, 6), (1, 3))]
-
-
-def explicit_gram(bank, signal_shape, scale, weights, diagonal):
-    """Σ_k w_k C_k' diag(d_k) C_k + diag(g) per image, from dense correlation matrices."""
-    matrices = []
-    for b in range(scale.shape[0]):
-        matrix = np.diag(diagonal[b].ravel())
-        for k in range(bank.shape[0]):
-            C = ops.correlation_matrix(bank[k], signal_shape)
-            matrix += weights[k] * C.T @ (scale[b, k].ravel()[:, None] * C)
-        matrices.append(matrix)
-    return np.stack(matrices)
 
 
 @pytest.mark.parametrize("signal_shape, filter_shape", SHAPES)
