@@ -23,7 +23,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 import bilevel_lib as bl  # noqa: E402
-from bilevel_lib import data, filters, ops, viz, widgets  # noqa: E402
+from bilevel_lib.book import viz, widgets
+from bilevel_lib.problem import data, filters, ops  # noqa: E402
 
 
 def per_call_ms(function, number: int, repeat: int = 7) -> float:

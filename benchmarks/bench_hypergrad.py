@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 import bilevel_lib as bl
-from bilevel_lib import data, filters
-from bilevel_lib.cg import conjugate_gradient
+from bilevel_lib.problem import data, filters
+from bilevel_lib.solvers.cg import conjugate_gradient
 
 
 def timed(function, repeat: int = 5):

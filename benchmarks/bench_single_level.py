@@ -44,10 +44,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import bilevel_lib as bl
-from bilevel_lib import blorc, cvx, data, filters
-from bilevel_lib import single_level as sl
-from bilevel_lib.metrics import relative_error
-from bilevel_lib.preconditioners import make_preconditioner
+from bilevel_lib.experiments import blorc
+from bilevel_lib.l1 import cvx
+from bilevel_lib.problem import data, filters
+from bilevel_lib import l1 as sl
+from bilevel_lib.problem.metrics import relative_error
+from bilevel_lib.solvers.preconditioners import make_preconditioner
 
 
 def timed(function, repeat: int):

@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 import bilevel_lib as bl
-from bilevel_lib import data, experiments, filters, training
+from bilevel_lib import experiments, training
+from bilevel_lib.problem import data, filters
 
 
 def main() -> None:

@@ -25,9 +25,10 @@ import argparse
 import numpy as np
 
 import bilevel_lib as bl
-from bilevel_lib import data, filters, hypergrad
-from bilevel_lib import unrolling as ur
-from bilevel_lib.profiling import format_bytes, measure
+from bilevel_lib import hypergrad
+from bilevel_lib.problem import data, filters
+from bilevel_lib.hypergrad import unrolling as ur
+from bilevel_lib.experiments.profiling import format_bytes, measure
 
 
 def problem():

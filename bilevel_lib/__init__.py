@@ -1,65 +1,58 @@
 """bilevel_lib: a numpy reference implementation of the running example (Ex) of
 Crockett & Fessler, *Bilevel Methods for Image Reconstruction* (2022), and the methods around it.
 
-Modules (one idea each):
+The package is built in layers; data flows one way, and a module imports only from its own layer
+or from lower ones (``tests/lib/test_layers.py`` checks this):
 
-* :mod:`~bilevel_lib.ops`            circular correlation with K filters and its adjoint (FFT)
-* :mod:`~bilevel_lib.forward_models` A and A': identity, circular blur, pixel mask
-* :mod:`~bilevel_lib.penalties`      φ, φ̇, φ̈ with ε (corner-rounded 1-norm, log, quadratic)
-* :mod:`~bilevel_lib.params`         γ = (β0, β_k, c_k) with flatten / unflatten
-* :mod:`~bilevel_lib.cost`           Φ(x; γ) with gradient, Hessian (implicit or sparse) and mixed products
-* :mod:`~bilevel_lib.lower`          lower-level solvers (gradient descent, OGM with restart)
-* :mod:`~bilevel_lib.metrics`        MSE, SNR, PSNR, relative error
-* :mod:`~bilevel_lib.filters`        finite-difference, DCT and random filter banks
-* :mod:`~bilevel_lib.data`           synthetic signals, test images, noise
-* :mod:`~bilevel_lib.losses`         upper-level losses ℓ
-* :mod:`~bilevel_lib.cg`             batched (preconditioned) conjugate gradient
-* :mod:`~bilevel_lib.preconditioners` circulant and banded-Cholesky preconditioners for the Hessian system
-* :mod:`~bilevel_lib.hypergrad`      hypergradients: implicit (IFT + CG), KKT, finite differences
-* :mod:`~bilevel_lib.closed_form`    the exact case φ(z) = z² by FFT
-* :mod:`~bilevel_lib.tuning`         grid / random search and gradient descent on β
-* :mod:`~bilevel_lib.unrolling`      unrolled hypergradients: reverse, forward, truncated, Jacobian-free
-* :mod:`~bilevel_lib.nonsmooth`      Bregman Chambolle–Pock for the ℓ1-analysis lower level, unrolled
-* :mod:`~bilevel_lib.single_level`   exact ℓ1 lower level, BLORC closed form and Lemma 1 gradient
-* :mod:`~bilevel_lib.blorc`          BLORC training (command line: python -m bilevel_lib.blorc)
-* :mod:`~bilevel_lib.cvx`            CVXPY/diffcp reference programs
-* :mod:`~bilevel_lib.upper`          upper-level optimizers (gradient descent, Adam)
-* :mod:`~bilevel_lib.training`       double loop (fixed T, tolerance, HOAG) and TTSA with history
-* :mod:`~bilevel_lib.maid`           MAID with its computable hypergradient error bound
-* :mod:`~bilevel_lib.profiling`      time and peak memory of a call
-* :mod:`~bilevel_lib.experiments`    small recipes shared by chapters, tests and benchmarks
-* :mod:`~bilevel_lib.julia_random`   Julia 1.7's seed!/randn, to redraw the authors' random start (App. D.1)
-* :mod:`~bilevel_lib.checks`         finite-difference checks and self-checks for exercises
-* :mod:`~bilevel_lib.viz`            the book's static figures, style and static sliders (imports matplotlib)
-* :mod:`~bilevel_lib.widgets`        the chapters' live explorers (ipywidgets) and the plots behind them
+====  ==============  ===========================================================================
+ 0    ``util``        input validation, progress bar
+ 1    ``problem``     (Ex): correlation with K filters, A, φ, γ, the cost Φ and its derivatives,
+                      the compiled Hessian stencil, losses ℓ, metrics, filter banks, test data
+ 2    ``solvers``     lower-level solvers (GD, OGM + restart), batched CG, CG preconditioners
+ 3    ``hypergrad``   hypergradient estimators of the smooth lower level (implicit/KKT, finite
+                      differences, unrolled, truncated, Jacobian-free, closed form φ = z²)
+ 4    ``l1``          the exact ℓ1 lower level, BLORC closed form, primal–dual unrolling, BLORC
+                      training, CVXPY/diffcp references
+ 5    ``training``    upper-level optimizers, β search, double loop / HOAG / TTSA / MAID
+ 6    ``experiments`` recipes shared by chapters, tests and benchmarks; results; command line
+ 7    ``book``        figures, widgets, exercise self-checks (the only layer that imports
+                      matplotlib and ipywidgets)
+====  ==============  ===========================================================================
+
+``import bilevel_lib`` loads layers 0–3 and the main names below; import the others explicitly,
+e.g. ``from bilevel_lib.l1 import solve_l1_denoising`` or ``from bilevel_lib.book import viz``.
 """
 
-from .cg import CGResult, conjugate_gradient
-from .cost import LowerLevelCost
-from .forward_models import CircularBlur, Identity, PixelMask
-from .hypergrad import HypergradientResult, implicit_hypergradient
-from .losses import SquaredErrorLoss
-from .lower import ConvergenceWarning, LowerLevelResult, solve_lower_level
-from .params import Hyperparameters
-from .penalties import CornerRounded1Norm, LogSquare, Quadratic
+from .hypergrad.implicit import HypergradientResult, implicit_hypergradient
+from .problem.cost import LowerLevelCost
+from .problem.forward_models import CircularBlur, Identity, PixelMask
+from .problem.losses import SquaredErrorLoss
+from .problem.params import Hyperparameters
+from .problem.penalties import CornerRounded1Norm, LogSquare, Quadratic
+from .solvers.cg import CGResult, conjugate_gradient
+from .solvers.lower import ConvergenceWarning, LowerLevelResult, solve_lower_level
 
 __version__ = "0.1.0"
 
+#: the layers, lowest first: a module of one may import only from its own layer and those before it
+LAYERS = ("util", "problem", "solvers", "hypergrad", "l1", "training", "experiments", "book")
+
 __all__ = [
     "CGResult",
-    "HypergradientResult",
-    "SquaredErrorLoss",
-    "conjugate_gradient",
-    "implicit_hypergradient",
     "CircularBlur",
     "ConvergenceWarning",
     "CornerRounded1Norm",
+    "HypergradientResult",
     "Hyperparameters",
     "Identity",
+    "LAYERS",
     "LogSquare",
     "LowerLevelCost",
     "LowerLevelResult",
     "PixelMask",
     "Quadratic",
+    "SquaredErrorLoss",
+    "conjugate_gradient",
+    "implicit_hypergradient",
     "solve_lower_level",
 ]

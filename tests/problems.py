@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import bilevel_lib as bl
-from bilevel_lib import forward_models as fm
-from bilevel_lib import ops
+from bilevel_lib.problem import forward_models as fm
+from bilevel_lib.problem import ops
 
 # (signal_shape, filter_shape, K): 1-D, 2-D with rectangular filters, 2-D with a full-size filter
 GEOMETRIES = {
@@ -16,7 +16,7 @@ GEOMETRIES = {
 }
 
 
-def forward_model(kind: str, signal_shape, rng) -> bl.forward_models.ForwardModel:
+def forward_model(kind: str, signal_shape, rng) -> bl.problem.forward_models.ForwardModel:
     if kind == "identity":
         return fm.Identity()
     if kind == "blur":
@@ -54,7 +54,7 @@ def central_difference(f, x, direction, h):
 
 def relative_error(a, b) -> float:
     """metrics.relative_error of the flattened arrays (tests compare flat vectors with shaped ones)."""
-    from bilevel_lib.metrics import relative_error as relative_error_of_arrays
+    from bilevel_lib.problem.metrics import relative_error as relative_error_of_arrays
     return relative_error_of_arrays(np.ravel(a), np.ravel(b))
 
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from bilevel_lib import blorc
-from bilevel_lib import single_level as sl
+from bilevel_lib.experiments import blorc
+from bilevel_lib import l1 as sl
 
 
 def small(signal="piecewise", **changes):

@@ -334,7 +334,7 @@ def test_static_slider_markup_is_self_contained():
     """viz.static_slider: one PNG per frame inline, the start frame shown, nothing fetched."""
     import numpy as np
 
-    from bilevel_lib import viz
+    from bilevel_lib.book import viz
 
     frames = [np.full((4, 5), value) for value in (0.0, 0.5, 1.0)]
     markup = viz.static_slider(frames, ["a", "b", "c"], start=1, title="t <1>", vmin=0, vmax=1).data

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import data, filters, hypergrad
-from bilevel_lib.cg import conjugate_gradient
-from bilevel_lib.preconditioners import BandedCholesky, CirculantPreconditioner, make_preconditioner
+from bilevel_lib import hypergrad
+from bilevel_lib.problem import data, filters
+from bilevel_lib.solvers.cg import conjugate_gradient
+from bilevel_lib.solvers.preconditioners import BandedCholesky, CirculantPreconditioner, make_preconditioner
 
 from problems import GEOMETRIES, random_problem, relative_error
 
@@ -81,7 +82,7 @@ def test_circulant_preconditioner_is_the_inverse_of_t_chans_circulant(geometry, 
     for j in range(cost.n_images):
         matrix = gram.copy()
         for k in range(params.n_filters):
-            C = bl.ops.correlation_matrix(params.filters[k], shape)
+            C = bl.problem.ops.correlation_matrix(params.filters[k], shape)
             matrix += params.strengths[k] * hessian.curvature[j, k].mean() * C.T @ C
         expected = np.linalg.solve(matrix, r[j].ravel())
         np.testing.assert_allclose(CirculantPreconditioner.from_hessian(hessian)(r)[j].ravel(), expected,

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bilevel_lib import checks
-from bilevel_lib.ops import correlate, correlate_adjoint
+from bilevel_lib.book import checks
+from bilevel_lib.problem.ops import correlate, correlate_adjoint
 
 
 def right_gradient(x, y, beta0, beta, filters, eps):
@@ -116,7 +116,7 @@ def test_mixed_beta_check_names_the_mistake(wrong, fragment):
 
 # ----------------------------------------------------------------------------- unrolling-ex1
 def right_forward_ogm(cost, gamma, loss, T, alpha, mistake=None):
-    from bilevel_lib import unrolling as ur
+    from bilevel_lib.hypergrad import unrolling as ur
 
     A = cost.forward_model
     a, b = ur.ogm_coefficients(T)
@@ -145,7 +145,7 @@ def test_forward_ogm_check_accepts_the_right_answer():
 
 
 def test_forward_ogm_check_accepts_the_library_as_a_size_one_array():
-    from bilevel_lib import unrolling as ur
+    from bilevel_lib.hypergrad import unrolling as ur
 
     result = checks.check_forward_beta0_ogm(lambda c, g, l, T, a: ur.forward_mode_hypergradient(
         c, g, l, T, solver="ogm", parts=("beta0",), step=a).flat)
@@ -153,7 +153,7 @@ def test_forward_ogm_check_accepts_the_library_as_a_size_one_array():
 
 
 def _gd_forward(c, g, l, T, a):
-    from bilevel_lib import unrolling as ur
+    from bilevel_lib.hypergrad import unrolling as ur
 
     return ur.forward_mode_hypergradient(c, g, l, T, solver="gd", parts=("beta0",), step=a).flat[0]
 
@@ -199,7 +199,7 @@ def test_closed_form_check_accepts_the_right_answer():
 
 
 def test_closed_form_check_accepts_the_library():
-    from bilevel_lib import single_level as sl
+    from bilevel_lib import l1 as sl
 
     assert checks.check_closed_form(lambda y, W, s: sl.closed_form_solution(y, W, s)[0]).passed
 
@@ -361,7 +361,7 @@ def test_stopping_rule_check_explains_wrong_returns(wrong, fragment):
 
 # ----------------------------------------------------------------------------- cvxpy-diffcp-ex2
 def sum_gradient(y, W, shift=lambda x, y: x - 1.0):
-    from bilevel_lib import single_level as sl
+    from bilevel_lib import l1 as sl
 
     solve = sl.solve_l1_denoising(y, W)
     return sl.closed_form_gradient(y, shift(solve.x[0], y), W, solve.signs).gradient
@@ -373,7 +373,7 @@ def test_sum_gradient_check_accepts_the_right_answer():
 
 
 def test_sum_gradient_check_agrees_with_finite_differences():
-    from bilevel_lib import single_level as sl
+    from bilevel_lib import l1 as sl
 
     rng = np.random.default_rng(5)
     W, y = 0.3 * rng.standard_normal((8, 10)), rng.standard_normal(10)

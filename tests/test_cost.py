@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import filters, ops
-from bilevel_lib.cost import SPARSE_HESSIAN_MAX_WORK
+from bilevel_lib.problem import filters, ops
+from bilevel_lib.problem.cost import SPARSE_HESSIAN_MAX_WORK
 
 from problems import GEOMETRIES, central_difference, explicit_gram, random_problem
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import cvx, ops
-from bilevel_lib import single_level as sl
+from bilevel_lib.l1 import cvx
+from bilevel_lib.problem import ops
+from bilevel_lib import l1 as sl
 
 from problems import relative_error
 

@@ -9,7 +9,8 @@ of −3.3 (no random filters in the way), while the random start's choice moves 
 import numpy as np
 import pytest
 
-from bilevel_lib import data, experiments
+from bilevel_lib import experiments
+from bilevel_lib.problem import data
 
 
 @pytest.mark.parametrize("bank,beta0", [("random", -4.6), ("dct", -3.3)])

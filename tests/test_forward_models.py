@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bilevel_lib import forward_models as fm
+from bilevel_lib.problem import forward_models as fm
 
 from problems import forward_model
 

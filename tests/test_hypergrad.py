@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import checks, closed_form, experiments, hypergrad, losses
-from bilevel_lib.cg import conjugate_gradient
-from bilevel_lib.forward_models import CircularBlur, gaussian_kernel
+from bilevel_lib import experiments, hypergrad
+from bilevel_lib.book import checks
+from bilevel_lib.hypergrad import closed_form
+from bilevel_lib.problem import losses
+from bilevel_lib.solvers.cg import conjugate_gradient
+from bilevel_lib.problem.forward_models import CircularBlur, gaussian_kernel
 
 from problems import relative_error
 

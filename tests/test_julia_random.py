@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 
-from bilevel_lib.julia_random import JuliaXoshiro, ziggurat_tables
+from bilevel_lib.experiments.julia_random import JuliaXoshiro, ziggurat_tables
 
 MASK64 = (1 << 64) - 1
 

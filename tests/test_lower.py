@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import data, filters
+from bilevel_lib.problem import data, filters
 
 from problems import random_problem
 

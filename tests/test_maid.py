@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import data, filters, hypergrad, maid
+from bilevel_lib import hypergrad
+from bilevel_lib.problem import data, filters
+from bilevel_lib.training import maid
 
 
 @pytest.fixture(scope="module")

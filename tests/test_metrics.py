@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bilevel_lib import metrics
+from bilevel_lib.problem import metrics
 
 
 def test_relative_error_has_the_exact_value_on_small_arrays():

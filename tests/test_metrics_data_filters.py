@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from bilevel_lib import data, filters, metrics
+from bilevel_lib.problem import data, filters, metrics
 
 
 def test_snr_and_mse_closed_form():
@@ -105,7 +105,7 @@ def test_dct_filters_follow_the_review_scaling():
 
 def test_finite_difference_filters_annihilate_constants():
     for ndim, shape in [(1, (10,)), (2, (6, 7))]:
-        from bilevel_lib.ops import correlate
+        from bilevel_lib.problem.ops import correlate
 
         bank = filters.finite_differences(ndim)
         np.testing.assert_allclose(correlate(np.full(shape, 3.0), bank), 0.0, atol=1e-13)

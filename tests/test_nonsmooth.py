@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from bilevel_lib import data, losses
-from bilevel_lib import nonsmooth as ns
-from bilevel_lib.ops import correlation_matrix
+from bilevel_lib.problem import data, losses
+from bilevel_lib.l1 import primal_dual as ns
+from bilevel_lib.problem.ops import correlation_matrix
 
 from problems import relative_error
 

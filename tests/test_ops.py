@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bilevel_lib import ops
+from bilevel_lib.problem import ops
 
 CASES = [((12,), (3,)), ((12,), (12,)), ((7, 5), (4, 2)), ((6, 6), (3, 3)), ((5, 4), (5, 4)), ((4, 3, 5), (2, 2, 3))]
 

@@ -5,9 +5,10 @@ vs the closed form; Lemma 1 vs central finite differences vs the sign-split KKT 
 import numpy as np
 import pytest
 
-from bilevel_lib import ops
-from bilevel_lib import single_level as sl
-from bilevel_lib.lower import ConvergenceWarning
+from bilevel_lib.problem import ops
+from bilevel_lib import l1 as sl
+from bilevel_lib.l1 import exact
+from bilevel_lib.solvers.lower import ConvergenceWarning
 
 from problems import relative_error
 
@@ -269,7 +270,7 @@ def test_zero_set_factor_matches_dense_pseudo_inverses():
     zero[1, [0, 2, 5, 6, 10, 11]] = True                            # QR, the largest full-rank set
     zero[2, [3, 7, 8]] = True                                       # rank deficient: SVD
     zero[3, :10] = True                                             # 10 rows > n = 8 columns: SVD
-    factor = sl._ZeroSetFactor(W, zero)                             # signal 4: empty zero set
+    factor = exact.ZeroSetFactor(W, zero)                             # signal 4: empty zero set
     assert factor.use_svd.tolist() == [False, False, True, True, False]
     v = rng.standard_normal((5, n))
     pair = rng.standard_normal((5, 2, n))
@@ -296,7 +297,7 @@ def test_batched_qr_equals_numpy_qr():
     rng = np.random.default_rng(16)
     for shape in [(3, 9, 5), (2, 5, 7), (1, 6, 6)]:                  # tall, wide (p = n), square
         A = rng.standard_normal(shape)
-        Q, R = sl._batched_qr(A)
+        Q, R = exact.batched_qr(A)
         Q_np, R_np = np.linalg.qr(A)
         assert Q.shape == Q_np.shape and R.shape == R_np.shape
         assert np.max(np.abs(Q - Q_np)) <= 1e-14 and np.max(np.abs(R - R_np)) <= 1e-14

@@ -5,8 +5,10 @@ import pytest
 from scipy.optimize import brentq
 
 import bilevel_lib as bl
-from bilevel_lib import closed_form, data, filters, training
-from bilevel_lib.upper import Adam, GradientDescent
+from bilevel_lib import training
+from bilevel_lib.hypergrad import closed_form
+from bilevel_lib.problem import data, filters
+from bilevel_lib.training.optimizers import Adam, GradientDescent
 
 
 @pytest.fixture(scope="module")

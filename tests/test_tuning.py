@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import data, filters, losses, tuning
+from bilevel_lib.problem import data, filters, losses
+from bilevel_lib.training import tuning
 
 
 @pytest.fixture(scope="module")

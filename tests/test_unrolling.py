@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import bilevel_lib as bl
-from bilevel_lib import hypergrad, losses, profiling
-from bilevel_lib import unrolling as ur
-from bilevel_lib.forward_models import CircularBlur, gaussian_kernel
+from bilevel_lib import hypergrad
+from bilevel_lib.experiments import profiling
+from bilevel_lib.problem import losses
+from bilevel_lib.hypergrad import unrolling as ur
+from bilevel_lib.problem.forward_models import CircularBlur, gaussian_kernel
 
 from problems import relative_error
 

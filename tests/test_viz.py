@@ -8,8 +8,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bilevel_lib import data, filters, viz, widgets  # noqa: E402
-from bilevel_lib.profiling import format_bytes  # noqa: E402
+from bilevel_lib.book import viz, widgets
+from bilevel_lib.problem import data, filters  # noqa: E402
+from bilevel_lib.experiments.profiling import format_bytes  # noqa: E402
 
 
 def test_plots_render_to_png():
@@ -138,7 +139,8 @@ def _controls(box):
 # --- Ch. "Tuning β": ℓ(β0) against σ and ε --------------------------------------------------------
 
 def _beta0_curves(sigmas=(0.05, 0.1, 0.2), epsilons=(0.1, 0.01)):
-    from bilevel_lib import Hyperparameters, tuning
+    from bilevel_lib import Hyperparameters
+    from bilevel_lib.training import tuning
 
     grid = np.linspace(-5.0, 0.0, 21)
     curves = {}

@@ -1,0 +1,11 @@
+"""Layer 6, experiments: recipes shared by chapters, tests and benchmarks, the BLORC experiments,
+the authors' random start (Julia's generator), profiling and the command line.
+"""
+
+
+from .recipes import two_tap_problem, angle_error_vs_tolerance, vertical_bars_draws, vertical_bars_case, cameraman_case
+from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
+from .profiling import Measurement, measure, format_bytes
+from . import blorc
+
+__all__ = ["JuliaXoshiro", "Measurement", "ZigguratTables", "angle_error_vs_tolerance", "cameraman_case", "format_bytes", "measure", "two_tap_problem", "vertical_bars_case", "vertical_bars_draws", "ziggurat_tables", "recipes", "julia_random", "profiling", "blorc"]

@@ -1,0 +1,82 @@
+"""The exact case φ(z) = z²: the lower level of (Ex) is linear and everything has a closed form.
+
+With φ(z) = z² and a circulant A (identity or circular blur), every operator in
+
+    ∇ₓₓΦ = M = A'A + 2 e^{β0} Σ_k e^{β_k} C_k'C_k
+
+is diagonalised by the DFT, so x̂ = M⁻¹A'y is a division of spectra and the hypergradient is
+exact (review Sec. 4.2, Fig. 5.1; Kunisch & Pock discuss this case).  Writing D(ω) for the
+spectrum of M, q = M⁻¹∇ₓℓ and G(ω) = Re Σ_j conj(q̂_j(ω)) x̂_j(ω) (DFT without normalisation),
+
+    ∂ℓ/∂β_k   = −(2 w_k / N) Σ_ω G(ω) |ĉ_k(ω)|²
+    ∂ℓ/∂c_k,s = −(4 w_k / N) Re Σ_ω G(ω) conj(ĉ_k(ω)) e^{−2πi⟨ω,s⟩/N}
+
+with w_k = e^{β0+β_k}.  This module shares no code with the spatial operators in
+:mod:`bilevel_lib.ops`, so it is an independent check of the implicit hypergradient.
+Introduced in the chapter "Implicit differentiation".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..util.validation import as_float_array
+from ..problem.forward_models import CircularBlur, ForwardModel, Identity
+from ..problem.params import Hyperparameters
+
+__all__ = ["quadratic_solution", "quadratic_hypergradient"]
+
+
+def _spectra(y, params: Hyperparameters, forward_model: ForwardModel):
+    y = as_float_array(y, "y", min_ndim=2)
+    signal_shape = y.shape[1:]
+    if params.filters.ndim - 1 != len(signal_shape):
+        raise ValueError(f"filters {params.filters.shape} do not match signals of shape {signal_shape}")
+    axes = tuple(range(1, y.ndim))
+    if isinstance(forward_model, Identity):
+        a_hat = np.ones(signal_shape)
+    elif isinstance(forward_model, CircularBlur):
+        a_hat = forward_model._spectrum
+        spatial_axes = tuple(range(len(signal_shape)))
+        a_hat = np.fft.fftn(np.fft.irfftn(a_hat, s=signal_shape, axes=spatial_axes))  # full spectrum
+    else:
+        raise TypeError(f"the closed form needs a circulant A (Identity or CircularBlur); got {type(forward_model).__name__}")
+    c_hat = np.fft.fftn(params.filters, s=signal_shape, axes=tuple(range(1, params.filters.ndim)))
+    weights = params.strengths.reshape((-1,) + (1,) * len(signal_shape))
+    denominator = np.abs(a_hat) ** 2 + 2.0 * np.sum(weights * np.abs(c_hat) ** 2, axis=0)
+    y_hat = np.fft.fftn(y, axes=axes)
+    return y, axes, a_hat, c_hat, weights, denominator, y_hat
+
+
+def quadratic_solution(y, params: Hyperparameters, forward_model: ForwardModel | None = None) -> np.ndarray:
+    """x̂ = (A'A + 2 Σ_k w_k C_k'C_k)⁻¹ A'y for φ(z) = z², by division of spectra.  Shape of y."""
+    forward_model = Identity() if forward_model is None else forward_model
+    y, axes, a_hat, _, _, denominator, y_hat = _spectra(y, params, forward_model)
+    return np.real(np.fft.ifftn(np.conj(a_hat) * y_hat / denominator, axes=axes))
+
+
+def quadratic_hypergradient(y, truth, params: Hyperparameters,
+                            forward_model: ForwardModel | None = None) -> tuple[Hyperparameters, float]:
+    """Exact ∇ℓ(γ) and ℓ(γ) for ℓ = (1/J) Σ_j ½‖x̂_j − x_j^true‖² and φ(z) = z².
+
+    Returns (gradient as :class:`Hyperparameters`, loss).
+    """
+    forward_model = Identity() if forward_model is None else forward_model
+    y, axes, a_hat, c_hat, weights, denominator, y_hat = _spectra(y, params, forward_model)
+    truth = as_float_array(truth, "truth")
+    if truth.shape != y.shape:
+        raise ValueError(f"truth must have the shape of y, {y.shape}; got {truth.shape}")
+    n_images, n = y.shape[0], int(np.prod(y.shape[1:]))
+    x_hat_spec = np.conj(a_hat) * y_hat / denominator
+    x_hat = np.real(np.fft.ifftn(x_hat_spec, axes=axes))
+    residual = (x_hat - truth) / n_images
+    q_spec = np.fft.fftn(residual, axes=axes) / denominator
+    g = np.real(np.sum(np.conj(q_spec) * x_hat_spec, axis=0))  # G(ω)
+    d_beta = -(2.0 / n) * weights.ravel() * np.sum(g * np.abs(c_hat) ** 2, axis=tuple(range(1, c_hat.ndim)))
+    filter_axes = tuple(range(1, c_hat.ndim))
+    lag_sums = np.fft.fftn(g * np.conj(c_hat), axes=filter_axes)  # Σ_ω (…) e^{−2πi⟨ω,s⟩/N} for every s
+    support = (slice(None),) + tuple(slice(0, f) for f in params.filter_shape)
+    d_filters = -(4.0 / n) * weights * np.real(lag_sums)
+    gradient = Hyperparameters(beta0=float(d_beta.sum()), beta=d_beta, filters=d_filters[support])
+    loss = float(0.5 * np.sum(np.square(x_hat - truth)) / n_images)
+    return gradient, loss

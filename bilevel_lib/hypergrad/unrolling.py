@@ -1,0 +1,512 @@
+"""Hypergradients by unrolling T lower-level iterations (review Sec. 4.4, App. B, Sec. 7.2).
+
+The unrolled approach replaces x̂(γ) by the T-th iterate of a solver started at a fixed x_0
+(review eq. 4.17),
+
+    x_t = Ψ(x_{t−1}; γ),  t = 1, …, T,        ℓ_T(γ) = ℓ(x_T(γ)),
+
+and differentiates that map exactly.  Two solvers are unrolled:
+
+* ``"gd"``:  gradient descent, Ψ(x; γ) = x − α ∇ₓΦ(x; γ);
+* ``"ogm"``: the optimized gradient method with the *same* recursion as
+  :func:`bilevel_lib.lower.solve_lower_level` (primary sequence y_t, momentum factors from θ_t),
+  but **without restart**: a restart is a yes/no decision on the sign of an inner product, and
+  the unrolled map is not differentiable where that decision flips.  The momentum state y_t is
+  part of the unrolled map, so ``solve_lower_level(..., method="ogm", restart=False, tol=None,
+  max_iter=T, step=α)`` returns exactly our x_T.
+
+The step α is an argument and is held **fixed** in the differentiation.  By default it is 1/L(γ)
+with L from the Lipschitz bound (4.19) evaluated once at the given γ; its dependence on γ is not
+differentiated.  Recomputing α = 1/L(γ) at every upper iteration is a design choice with
+consequences (review Sec. 4.4.1), discussed in the chapter.
+
+With H_t = ∇ₓΨ(x_{t−1}; γ) = I − α∇ₓₓΦ and J_t = ∇_γΨ(x_{t−1}; γ) = −α∇ₓγΦ (for gradient
+descent), the chain rule gives (review eq. 4.18 / B.1)
+
+    ∇ℓ_T(γ) = Σ_t J_t' H_{t+1}' ⋯ H_T' ∇ₓℓ(x_T).
+
+Four estimators are provided; each returns an :class:`UnrolledResult`.
+
+* :func:`reverse_mode_hypergradient` (eq. B.2): store the iterates, sweep back from T with one
+  Hessian-vector product and one transposed mixed product per step.  Memory O(TN).
+* :func:`forward_mode_hypergradient` (eq. B.3): carry Z_t = ∂x_t/∂γ = H_t Z_{t−1} + J_t along
+  with the iterates, for the R hyperparameters chosen by ``parts``.  Memory O(NR), no stored
+  iterates, but R Hessian-vector products per step.
+* :func:`truncated_hypergradient`: the reverse sweep stopped after the last k steps
+  (Shaban et al., review Sec. 7.2); k = T is the reverse mode.  Memory O(kN).
+* :func:`jacobian_free_hypergradient`: one step at the (approximate) fixed point x_T, i.e.
+  −α (∇ₓγΦ(x_T; γ))' ∇ₓℓ(x_T) (Fung et al., review Sec. 7.2).  Memory O(N).
+
+All arrays are float64 with the batch of J training images on the leading axis.  ∇_γℓ = 0 for
+the losses of (Ex).  Introduced in the chapter "Unrolling".
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft as sfft
+
+from .finite_differences import finite_difference_gradient
+from ..problem.cost import LowerLevelCost
+from ..problem.params import PARTS, Hyperparameters, _check_parts
+
+__all__ = [
+    "SOLVERS",
+    "MODES",
+    "UnrolledResult",
+    "default_step",
+    "ogm_coefficients",
+    "unrolled_solution",
+    "unrolled_loss",
+    "reverse_mode_hypergradient",
+    "forward_mode_hypergradient",
+    "truncated_hypergradient",
+    "jacobian_free_hypergradient",
+    "unrolled_hypergradient",
+    "finite_difference_unrolled_hypergradient",
+    "gradient_jvp",
+]
+
+SOLVERS = ("gd", "ogm")
+MODES = ("reverse", "forward", "truncated", "jacobian-free")
+
+
+@dataclass
+class UnrolledResult:
+    """An unrolled hypergradient with what it cost (in the manner of ``scipy.optimize.OptimizeResult``).
+
+    Attributes
+    ----------
+    gradient : Hyperparameters
+        ∇ℓ_T for β0, every β_k and every filter tap.  Forward mode fills only the differentiated
+        ``parts`` and leaves zeros elsewhere; use :attr:`flat` for the differentiated entries.
+    loss : float
+        ℓ(x_T), the unrolled loss.
+    x : array (J, *signal_shape)
+        x_T, the last iterate.
+    mode : str
+        "reverse", "forward", "truncated" or "jacobian-free".
+    solver : str
+        "gd" or "ogm".
+    n_iter : int
+        T, the number of unrolled iterations.
+    backprop_steps : int
+        k, the number of iterations differentiated (T for reverse and forward mode, 1 for the
+        Jacobian-free gradient, which differentiates one extra step at x_T).
+    step : float
+        α, held fixed in the differentiation.
+    parts : tuple of str
+        The parts of γ that were differentiated (see :meth:`Hyperparameters.flatten`).
+    gradient_evaluations : int
+        ∇ₓΦ evaluations of the forward pass (T).
+    hessian_vector_products : int
+        Products ∇ₓₓΦ v, each for a whole batch (J, …) of vectors.
+    mixed_products : int
+        Products with ∇ₓγΦ: transposed ones (reverse) or columns (forward, one per hyperparameter).
+    stored_bytes : int
+        Bytes of the arrays kept for the differentiation: the stored iterates (reverse,
+        truncated) or the tangents Z (forward mode).  A model of the memory of Table 4.1;
+        :func:`bilevel_lib.profiling.measure` measures the real peak.
+    truncated_gradients : array (k, R) or None
+        With ``record_truncations=True``: row i is the flattened gradient after i + 1 backward
+        steps, i.e. the truncated gradient for k = i + 1.
+    """
+
+    gradient: Hyperparameters
+    loss: float
+    x: np.ndarray
+    mode: str
+    solver: str
+    n_iter: int
+    backprop_steps: int
+    step: float
+    parts: tuple
+    gradient_evaluations: int
+    hessian_vector_products: int
+    mixed_products: int
+    stored_bytes: int
+    truncated_gradients: np.ndarray | None = None
+
+    @property
+    def flat(self) -> np.ndarray:
+        """The differentiated entries, ``gradient.flatten(parts)``."""
+        return self.gradient.flatten(self.parts)
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_inputs(cost, params, loss, n_iter, solver, step, x0):
+    if not isinstance(cost, LowerLevelCost):
+        raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
+    if not isinstance(params, Hyperparameters):
+        raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
+    if loss is not None and not (hasattr(loss, "value") and hasattr(loss, "gradient")):
+        raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
+    if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 0:
+        raise ValueError(f"n_iter (T) must be a non-negative integer; got {n_iter!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}")
+    if step is None:
+        step = default_step(cost, params)
+    else:
+        try:
+            step = float(step)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"step must be a positive number; got {step!r}") from err
+        if not (np.isfinite(step) and step > 0):
+            raise ValueError(f"step must be a positive finite number; got {step!r}")
+    if x0 is None:
+        x0 = np.array(cost.forward_model.adjoint(cost.y), dtype=np.float64)
+    else:
+        x0 = np.array(x0, dtype=np.float64)
+        if x0.shape != cost.y.shape:
+            raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x0.shape}")
+        if not np.all(np.isfinite(x0)):
+            raise ValueError("x0 must be finite")
+    return int(n_iter), step, x0
+
+
+def default_step(cost: LowerLevelCost, params: Hyperparameters) -> float:
+    """α = 1/L(γ) with L the Lipschitz bound (4.19) of ∇ₓΦ at γ (a number, not differentiated)."""
+    return 1.0 / cost.lipschitz(params)
+
+
+def ogm_coefficients(n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """Momentum factors of OGM without restart, as in :func:`bilevel_lib.lower.solve_lower_level`.
+
+    θ_0 = 1, θ_{t+1} = (1 + sqrt(1 + 4θ_t²))/2, a_t = (θ_t − 1)/θ_{t+1}, b_t = θ_t/θ_{t+1}, and
+
+        y_{t+1} = x_t − α∇ₓΦ(x_t),   x_{t+1} = y_{t+1} + a_t (y_{t+1} − y_t) + b_t (y_{t+1} − x_t),
+
+    with y_0 = x_0.  They do not depend on γ.  Returns (a, b), each of shape (T,).
+    """
+    a, b = np.empty(n_iter), np.empty(n_iter)
+    theta = 1.0
+    for t in range(n_iter):
+        theta_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta**2))
+        a[t], b[t] = (theta - 1.0) / theta_next, theta / theta_next
+        theta = theta_next
+    return a, b
+
+
+def _coefficients(solver, n_iter):
+    if solver == "ogm":
+        return ogm_coefficients(n_iter)
+    return np.zeros(n_iter), np.zeros(n_iter)
+
+
+# ----------------------------------------------------------------------------- forward pass
+def _run(cost, params, n_iter, solver, step, x0, keep: int = 0):
+    """T solver steps from x0; returns x_T and the last ``keep`` iterates x_{T−keep}, …, x_{T−1}."""
+    a, b = _coefficients(solver, n_iter)
+    stored = deque(maxlen=keep) if keep else None
+    x = x0
+    y_prev = x0
+    for t in range(n_iter):
+        if stored is not None:
+            stored.append(x)  # every iterate is a fresh array, so keeping a reference is safe
+        y_next = x - step * cost.gradient(x, params)
+        if solver == "ogm":
+            x_next = (1.0 + a[t] + b[t]) * y_next - a[t] * y_prev - b[t] * x
+            y_prev = y_next
+        else:
+            x_next = y_next
+        x = x_next
+    return x, (list(stored) if stored is not None else [])
+
+
+def unrolled_solution(cost: LowerLevelCost, params: Hyperparameters, n_iter: int, *, solver: str = "gd",
+                      step: float | None = None, x0=None) -> np.ndarray:
+    """x_T(γ): T iterations of ``solver`` with fixed step α from x_0 (default A'y) (review eq. 4.17).
+
+    Returns an array of shape (J, *signal_shape).
+    """
+    n_iter, step, x0 = _check_inputs(cost, params, None, n_iter, solver, step, x0)
+    return _run(cost, params, n_iter, solver, step, x0)[0]
+
+
+def unrolled_loss(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *, solver: str = "gd",
+                  step: float | None = None, x0=None) -> float:
+    """ℓ_T(γ) = ℓ(x_T(γ)), the upper-level loss of the unrolled problem (review eq. 4.17)."""
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    return loss.value(_run(cost, params, n_iter, solver, step, x0)[0])
+
+
+# ----------------------------------------------------------------------------- reverse mode
+def _reverse(cost, params, loss, n_iter, solver, step, x0, backprop_steps, record, mode):
+    x_T, stored = _run(cost, params, n_iter, solver, step, x0, keep=backprop_steps)
+    a, b = _coefficients(solver, n_iter)
+    adj_x = loss.gradient(x_T)  # x̄_T = ∇ₓℓ(x_T)
+    adj_y = np.zeros_like(adj_x)  # adjoint of y_T from later steps: none
+    total = np.zeros(params.size())
+    history = [] if record else None
+    hvps = mixed = 0
+    for i in range(backprop_steps):
+        t = n_iter - 1 - i  # step t maps (x_t, y_t) to (x_{t+1}, y_{t+1})
+        x_t = stored[backprop_steps - 1 - i]
+        if solver == "ogm":
+            adj_step = adj_y + (1.0 + a[t] + b[t]) * adj_x  # total adjoint of y_{t+1}
+        else:
+            adj_step = adj_x
+        # y_{t+1} = x_t − α∇ₓΦ(x_t; γ): γ-part −α(∇ₓγΦ)'ȳ, x-part (I − α∇ₓₓΦ)ȳ
+        total -= step * cost.mixed_transpose(x_t, params, adj_step).flatten()
+        mixed += 1
+        if record:
+            history.append(total.copy())
+        if i + 1 < backprop_steps:  # the adjoint of x_{T−k} is not needed
+            new_x = adj_step - step * cost.hessian_vector_product(x_t, params, adj_step)
+            hvps += 1
+            if solver == "ogm":
+                new_x -= b[t] * adj_x
+                adj_y = -a[t] * adj_x
+            adj_x = new_x
+    stored_bytes = sum(int(s.nbytes) for s in stored)
+    return UnrolledResult(
+        gradient=params.unflatten(total), loss=loss.value(x_T), x=x_T, mode=mode,
+        solver=solver, n_iter=n_iter, backprop_steps=backprop_steps, step=step, parts=PARTS,
+        gradient_evaluations=n_iter, hessian_vector_products=hvps, mixed_products=mixed, stored_bytes=stored_bytes,
+        truncated_gradients=None if history is None else np.array(history).reshape(len(history), params.size()),
+    )
+
+
+def reverse_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
+                               solver: str = "gd", step: float | None = None, x0=None,
+                               record_truncations: bool = False) -> UnrolledResult:
+    """Exact ∇ℓ_T(γ) of the unrolled map by reverse mode (back-propagation; review eq. B.2).
+
+    The forward pass stores x_0, …, x_{T−1} (memory O(TN)); the backward pass starts from
+    x̄_T = ∇ₓℓ(x_T) and, for t = T, …, 1, adds J_t' x̄_t = −α(∇ₓγΦ(x_{t−1}))' x̄_t to the
+    gradient and propagates x̄_{t−1} = H_t' x̄_t = x̄_t − α∇ₓₓΦ(x_{t−1}) x̄_t (for OGM the
+    adjoint of the momentum state y_t is carried along).  It needs T − 1 Hessian-vector products
+    and T transposed mixed products, whatever the number R of hyperparameters.
+
+    Parameters
+    ----------
+    cost : LowerLevelCost
+        Φ(·; γ) for a batch of J measurements.
+    params : Hyperparameters
+        γ at which to differentiate.
+    loss : UpperLoss
+        ℓ with ``value(x)`` and ``gradient(x)`` (e.g. :class:`~bilevel_lib.losses.SquaredErrorLoss`).
+    n_iter : int
+        T ≥ 0 (T = 0 gives a zero gradient: x_0 does not depend on γ).
+    solver : {"gd", "ogm"}
+    step : float, optional
+        α, held fixed; default 1/L(γ) from (4.19).
+    x0 : array (J, *signal_shape), optional
+        x_0, independent of γ; default A'y.
+    record_truncations : bool
+        Keep the gradient after each backward step in ``truncated_gradients``.
+
+    Returns
+    -------
+    UnrolledResult
+    """
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    return _reverse(cost, params, loss, n_iter, solver, step, x0, n_iter, record_truncations, "reverse")
+
+
+def truncated_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, backprop_steps: int,
+                            *, solver: str = "gd", step: float | None = None, x0=None,
+                            record_truncations: bool = False) -> UnrolledResult:
+    """∇ℓ_T(γ) back-propagated through the last k = ``backprop_steps`` iterations only (review Sec. 7.2).
+
+    The first T − k iterations are treated as if they did not depend on γ: the backward sweep of
+    :func:`reverse_mode_hypergradient` stops after k steps, and only the last k iterates are
+    stored (memory O(kN)).  k = T gives the reverse mode exactly.  Near a fixed point of a
+    contraction the neglected terms shrink geometrically with k (Shaban et al., 2019).
+
+    Parameters are those of :func:`reverse_mode_hypergradient`, plus ``backprop_steps`` (1 ≤ k ≤ T).
+    """
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    if isinstance(backprop_steps, bool) or int(backprop_steps) != backprop_steps or not 1 <= backprop_steps <= max(n_iter, 1):
+        raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
+    if n_iter == 0:
+        raise ValueError("truncated back-propagation needs at least one iteration (T ≥ 1)")
+    return _reverse(cost, params, loss, n_iter, solver, step, x0, int(backprop_steps), record_truncations,
+                    "truncated")
+
+
+# ----------------------------------------------------------------------------- forward mode
+def _filter_spectra(filters: np.ndarray, signal_shape) -> np.ndarray:
+    axes = tuple(range(1, filters.ndim))
+    return sfft.rfftn(filters, s=signal_shape, axes=axes)
+
+
+def _per_filter_adjoint(spectra: np.ndarray, u: np.ndarray, signal_shape) -> np.ndarray:
+    """C_k' u_k for every filter separately (no sum over k): shape (..., K, *signal) -> same."""
+    axes = tuple(range(-len(signal_shape), 0))
+    return sfft.irfftn(spectra * sfft.rfftn(u, axes=axes), s=signal_shape, axes=axes)
+
+
+def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=PARTS) -> np.ndarray:
+    """Directional derivatives of ∇ₓΦ: column r is ∇ₓₓΦ(x; γ) ẋ_r + ∂(∇ₓΦ)/∂γ_r, for each γ_r in ``parts``.
+
+    This is the step of the forward mode (review eq. B.3): with ẋ_r = (Z_{t−1})_r it gives
+    H_t Z_{t−1} + J_t up to the factor −α.  The mixed columns ∂(∇ₓΦ)/∂γ_r, with z_k = c_k ⊛ x
+    and w_k = e^{β0+β_k}, are
+
+    * β0:       Σ_k w_k C_k' φ̇.(z_k)
+    * β_k:      w_k C_k' φ̇.(z_k)
+    * c_{k,a}:  w_k ( φ̇.(z_k)^{⟨a⟩} + C_k'(φ̈.(z_k) ⊙ x^{⟨−a⟩}) )      (review App. C.1)
+
+    where u^{⟨a⟩} is u circularly shifted by a (u^{⟨a⟩}_i = u_{i−a}).
+
+    Parameters
+    ----------
+    cost : LowerLevelCost
+    x : array (J, *signal_shape)
+    params : Hyperparameters
+    x_dot : array (R, J, *signal_shape)
+        One tangent per hyperparameter, in the order of ``params.flatten(parts)``.
+    parts : subset of ("beta0", "beta", "filters")
+
+    Returns
+    -------
+    array (R, J, *signal_shape)
+    """
+    parts = _check_parts(parts)
+    x = cost._check_x(x)
+    x_dot = np.asarray(x_dot, dtype=np.float64)
+    n_cols = params.size(parts)
+    if x_dot.shape != (n_cols,) + x.shape:
+        raise ValueError(f"x_dot must have shape (R, *x.shape) = {(n_cols,) + x.shape} for parts {parts}; "
+                         f"got {x_dot.shape}")
+    op = cost.operator(params)
+    d = len(cost.signal_shape)
+    weights = params.strengths
+    z = op.forward(x)  # (J, K, *signal)
+    slope = cost.penalty.derivative(z)
+    curvature = cost.penalty.second_derivative(z)
+    # Hessian part A'A ẋ_r + Σ_k w_k C_k'(φ̈ ⊙ C_k ẋ_r), one tangent at a time: batching the R
+    # tangents would need temporaries of size R·K·N, more than the O(NR) of Z itself
+    hessian = cost.hessian_operator(x, params)
+    out = np.empty_like(x_dot)
+    for r in range(n_cols):
+        out[r] = hessian(x_dot[r])
+    columns = []
+    if "beta0" in parts:
+        columns.append(op.adjoint(slope, weights=weights)[None])
+    if "beta" in parts or "filters" in parts:
+        spectra = _filter_spectra(params.filters, cost.signal_shape)
+        w = weights.reshape((-1,) + (1,) * d)
+    if "beta" in parts:
+        per_filter = _per_filter_adjoint(spectra, slope, cost.signal_shape) * w  # (J, K, *signal)
+        columns.append(np.moveaxis(per_filter, 1, 0))
+    if "filters" in parts:
+        axes = tuple(range(-d, 0))
+        taps = list(np.ndindex(params.filter_shape))
+        shifted = np.stack([curvature * np.roll(x, tuple(-a for a in tap), axis=axes)[:, None] for tap in taps])
+        tap_columns = _per_filter_adjoint(spectra, shifted, cost.signal_shape)  # (S, J, K, *signal)
+        tap_columns += np.stack([np.roll(slope, tap, axis=axes) for tap in taps])
+        tap_columns *= w
+        # (S, J, K, *signal) -> (K, S, J, *signal): filter-major, taps in C order, like flatten()
+        tap_columns = np.moveaxis(tap_columns, 2, 0)
+        columns.append(tap_columns.reshape((-1,) + x.shape))
+    out += np.concatenate(columns, axis=0)
+    return out
+
+
+def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
+                               parts=PARTS, solver: str = "gd", step: float | None = None,
+                               x0=None) -> UnrolledResult:
+    """Exact ∇ℓ_T(γ) of the unrolled map by forward mode (review eq. B.3).
+
+    Carries the tangents Z_t = ∂x_t/∂γ, an array of shape (R, J, *signal_shape), along with the
+    iterates: Z_0 = 0 and, for gradient descent, Z_t = H_t Z_{t−1} + J_t = Z_{t−1} −
+    α(∇ₓₓΦ(x_{t−1}) Z_{t−1} + ∇ₓγΦ(x_{t−1})) (:func:`gradient_jvp`); for OGM the tangent of the
+    momentum state y_t is carried too.  At the end ∇ℓ_T = Z_T' ∇ₓℓ(x_T).  No iterate is stored:
+    memory O(NR) instead of O(TN), at the price of R Hessian-vector products per iteration.
+    Choose ``parts`` to keep R small (e.g. ``("beta",)``: R = K).
+
+    Parameters are those of :func:`reverse_mode_hypergradient`, plus ``parts`` (the hyperparameters
+    differentiated, as in :meth:`Hyperparameters.flatten`).  The returned ``gradient`` holds zeros
+    for the parts not differentiated; ``result.flat`` holds the R differentiated entries.
+    """
+    parts = _check_parts(parts)
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    a, b = _coefficients(solver, n_iter)
+    n_cols = params.size(parts)
+    z_x = np.zeros((n_cols,) + x0.shape)
+    z_y = np.zeros_like(z_x) if solver == "ogm" else None
+    x = x0
+    y_prev = x0
+    for t in range(n_iter):
+        z_next = z_x - step * gradient_jvp(cost, x, params, z_x, parts)
+        y_next = x - step * cost.gradient(x, params)
+        if solver == "ogm":
+            scale = 1.0 + a[t] + b[t]
+            x_next = scale * y_next - a[t] * y_prev - b[t] * x
+            z_x, z_y = scale * z_next - a[t] * z_y - b[t] * z_x, z_next
+            y_prev = y_next
+        else:
+            x_next, z_x = y_next, z_next
+        x = x_next
+    flat = np.tensordot(z_x, loss.gradient(x), axes=x.ndim) if n_iter else np.zeros(n_cols)
+    zero = params * 0.0
+    stored = int(z_x.nbytes) + (int(z_y.nbytes) if z_y is not None else 0)
+    return UnrolledResult(
+        gradient=zero.unflatten(flat, parts), loss=loss.value(x), x=x, mode="forward", solver=solver, n_iter=n_iter,
+        backprop_steps=n_iter, step=step, parts=parts, gradient_evaluations=n_iter,
+        hessian_vector_products=n_iter * n_cols, mixed_products=n_iter * n_cols, stored_bytes=stored,
+    )
+
+
+# ----------------------------------------------------------------------------- Jacobian-free
+def jacobian_free_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
+                                solver: str = "gd", step: float | None = None, x0=None) -> UnrolledResult:
+    """The Jacobian-free gradient −α (∇ₓγΦ(x_T; γ))' ∇ₓℓ(x_T) (review Sec. 7.2; Fung et al.).
+
+    Run T iterations, then differentiate one gradient step Ψ(x; γ) = x − α∇ₓΦ(x; γ) at x = x_T
+    with x held constant, as if x_T were the fixed point (Ψ(x_T) = x_T, so ∇ₓℓ is taken at x_T).
+    It replaces (I − ∇ₓΨ)⁻¹ in the fixed-point gradient (7.3) by the identity: one transposed
+    mixed product, no Hessian, memory O(N).  For a warm start at a converged x̂ pass ``x0=x̂``
+    and a small T (even T = 0).
+    """
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    x_T = _run(cost, params, n_iter, solver, step, x0)[0]
+    flat = -step * cost.mixed_transpose(x_T, params, loss.gradient(x_T)).flatten()
+    return UnrolledResult(
+        gradient=params.unflatten(flat), loss=loss.value(x_T), x=x_T, mode="jacobian-free", solver=solver,
+        n_iter=n_iter, backprop_steps=1, step=step, parts=PARTS, gradient_evaluations=n_iter,
+        hessian_vector_products=0, mixed_products=1, stored_bytes=0,
+    )
+
+
+def unrolled_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
+                           mode: str = "reverse", backprop_steps: int | None = None, parts=PARTS,
+                           solver: str = "gd", step: float | None = None, x0=None) -> UnrolledResult:
+    """Dispatch to one of the four estimators by ``mode`` (see the module docstring)."""
+    if mode == "reverse":
+        return reverse_mode_hypergradient(cost, params, loss, n_iter, solver=solver, step=step, x0=x0)
+    if mode == "forward":
+        return forward_mode_hypergradient(cost, params, loss, n_iter, parts=parts, solver=solver, step=step, x0=x0)
+    if mode == "truncated":
+        if backprop_steps is None:
+            raise ValueError("mode='truncated' needs backprop_steps (k)")
+        return truncated_hypergradient(cost, params, loss, n_iter, backprop_steps, solver=solver, step=step, x0=x0)
+    if mode == "jacobian-free":
+        return jacobian_free_hypergradient(cost, params, loss, n_iter, solver=solver, step=step, x0=x0)
+    raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+
+
+def finite_difference_unrolled_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
+                                             parts=PARTS, solver: str = "gd", step: float | None = None, x0=None,
+                                             h: float = 1e-5) -> np.ndarray:
+    """Central differences (ℓ_T(γ + h e_r) − ℓ_T(γ − h e_r)) / 2h of the *unrolled* loss.
+
+    The step α (default 1/L at ``params``, computed once) and x_0 are the same for every
+    evaluation, so this is the derivative of the same map the analytic estimators differentiate.
+    Returns the flattened gradient over ``parts``.
+    """
+    parts = _check_parts(parts)
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    if not (np.isfinite(h) and h > 0):
+        raise ValueError(f"h must be a positive number; got {h!r}")
+    def unrolled(vector):
+        return loss.value(_run(cost, params.unflatten(vector, parts), n_iter, solver, step, x0)[0])
+
+    out = finite_difference_gradient(unrolled, params.flatten(parts), h)
+    return out

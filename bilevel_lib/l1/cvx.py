@@ -1,0 +1,238 @@
+"""CVXPY/diffcp references for the ℓ1 lower level (Ch. "CVXPY and diffcp").
+
+CVXPY (Diamond & Boyd 2016) can differentiate the solution of a convex problem with respect to its
+parameters when the problem follows the rules of *disciplined parametrized programming* (DPP):
+it is canonicalised once into a cone program whose data depend affinely on the parameters, and
+``backward()`` applies the adjoint of the derivative of that cone program's solution map, computed
+by diffcp (Agrawal et al. 2019).  Two programs are provided:
+
+* :class:`L1DenoisingProgram`: min ½‖x − y‖² + ‖W x‖₁ with W (k×n) and y as Parameters; W @ x is a
+  parameter times a variable, which DPP allows.
+* :class:`FilterDenoisingProgram`: the convolutional case min ½‖x − y‖² + Σ_k w_k Σ_i φ((c_k ⊛ x)_i)
+  with the filter taps as a Parameter, φ = |·| or the corner-rounded √(z² + ε²).  A correlation
+  written with the taps inside a convolution atom would multiply a parameter by a parameter-free
+  *expression of a parameter-shaped operator*, which is not DPP; here each filter response is an
+  auxiliary variable z_k constrained to Σ_a c_{k,a} · x^{⟨a⟩}, a sum of scalar parameters times
+  shifted copies of x (library convention: circular correlation, (c ⊛ x)_i = Σ_a c_a x_{i+a}).
+
+``gradient`` seeds **every** variable before ``backward()``: CVXPY treats a variable whose
+``gradient`` is unset as if the loss contained the sum of its entries (it seeds it with ones), so
+the auxiliary z must be seeded with zeros explicitly.  The SCS tolerance (``eps``) and diffcp's
+derivative ``mode`` ("dense", "lsqr", "lsmr") are exposed.  Slow by design: these are references.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..util.validation import as_float_array, positive_scalar
+
+__all__ = ["CvxGradient", "L1DenoisingProgram", "FilterDenoisingProgram", "circular_shift_indices", "MODES"]
+
+MODES = ("dense", "lsqr", "lsmr")
+
+
+def _cvxpy():
+    import cvxpy as cp  # imported lazily: the rest of the library does not need it
+
+    return cp
+
+
+@dataclass
+class CvxGradient:
+    """A gradient from CVXPY/diffcp with its cost.
+
+    Attributes
+    ----------
+    gradient : array           ∇ℓ with respect to the parameter (W, or the filter taps)
+    loss : float               ½‖x − x_true‖² at CVXPY's solution
+    x : array                  CVXPY's solution
+    status : str               CVXPY's status string
+    solve_seconds : float      wall time of ``problem.solve(requires_grad=True)``
+    backward_seconds : float   wall time of ``problem.backward()``
+    """
+
+    gradient: np.ndarray
+    loss: float
+    x: np.ndarray
+    status: str
+    solve_seconds: float
+    backward_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.solve_seconds + self.backward_seconds
+
+
+def _solver_options(eps, mode, max_iters):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    eps = positive_scalar(eps, "eps")
+    return {"eps_abs": eps, "eps_rel": eps, "mode": mode, "max_iters": int(max_iters)}
+
+
+class L1DenoisingProgram:
+    """min_x ½‖x − y‖² + ‖W x‖₁ for one signal, as a DPP program with W and y as Parameters.
+
+    Build once for a shape (k, n); every call only sets parameter values, so CVXPY's
+    canonicalisation is paid once.
+
+    Parameters
+    ----------
+    n, k : int              signal length and number of rows of W
+    eps : float             SCS tolerance (absolute and relative)
+    mode : str              diffcp derivative mode: "dense", "lsqr" or "lsmr"
+    max_iters : int         SCS iteration budget
+    """
+
+    def __init__(self, n: int, k: int, *, eps: float = 1e-8, mode: str = "dense", max_iters: int = 100_000):
+        cp = _cvxpy()
+        if int(n) != n or int(k) != k or n < 1 or k < 1:
+            raise ValueError(f"n and k must be positive integers; got n={n!r}, k={k!r}")
+        self.n, self.k = int(n), int(k)
+        self.options = _solver_options(eps, mode, max_iters)
+        self.W = cp.Parameter((self.k, self.n), name="W")
+        self.y = cp.Parameter(self.n, name="y")
+        self.x = cp.Variable(self.n, name="x")
+        objective = 0.5 * cp.sum_squares(self.x - self.y) + cp.norm1(self.W @ self.x)
+        self.problem = cp.Problem(cp.Minimize(objective))
+        if not self.problem.is_dcp(dpp=True):  # pragma: no cover - a guard for future edits
+            raise RuntimeError("the ℓ1 program is not DPP")
+
+    def _set(self, y, W):
+        y = as_float_array(y, "y", ndim=1)
+        W = as_float_array(W, "W", ndim=2)
+        if y.shape != (self.n,) or W.shape != (self.k, self.n):
+            raise ValueError(f"expected y of shape ({self.n},) and W of shape ({self.k}, {self.n}); "
+                             f"got {y.shape} and {W.shape}")
+        self.y.value, self.W.value = y, W
+
+    def solve(self, y, W, *, requires_grad: bool = False) -> np.ndarray:
+        """x*(W) by SCS (through diffcp); returns x."""
+        self._set(y, W)
+        self.problem.solve(requires_grad=requires_grad, **self.options)
+        if self.problem.status not in ("optimal", "optimal_inaccurate"):
+            raise RuntimeError(f"CVXPY could not solve the ℓ1 problem: status {self.problem.status}")
+        return np.array(self.x.value)
+
+    def gradient(self, y, x_true, W) -> CvxGradient:
+        """∇_W ½‖x*(W) − x_true‖² by ``solve(requires_grad=True)`` and ``backward()``."""
+        x_true = as_float_array(x_true, "x_true", ndim=1)
+        if x_true.shape != (self.n,):
+            raise ValueError(f"x_true must have shape ({self.n},); got {x_true.shape}")
+        start = time.perf_counter()
+        x = self.solve(y, W, requires_grad=True)
+        middle = time.perf_counter()
+        self.x.gradient = x - x_true          # the only variable: seed it with ∇ₓℓ
+        self.problem.backward()
+        end = time.perf_counter()
+        return CvxGradient(np.array(self.W.gradient), float(0.5 * np.sum((x - x_true) ** 2)), x,
+                           self.problem.status, middle - start, end - middle)
+
+
+def circular_shift_indices(signal_shape, filter_shape) -> np.ndarray:
+    """Index arrays I[a] with x.ravel()[I[a]][i] = x_{i+a} (circularly), one per tap a (C order).
+
+    Shape (S, N).  Row a turns the flattened signal into its copy shifted by the tap offset a, so
+    (c ⊛ x) = Σ_a c_a x[I[a]] in the library's correlation convention.
+    """
+    signal_shape = tuple(int(s) for s in signal_shape)
+    filter_shape = tuple(int(s) for s in filter_shape)
+    if len(signal_shape) != len(filter_shape) or any(f > s for f, s in zip(filter_shape, signal_shape)):
+        raise ValueError(f"filter shape {filter_shape} must have one entry per signal axis and fit in {signal_shape}")
+    grid = np.indices(signal_shape).reshape(len(signal_shape), -1)
+    rows = []
+    for tap in np.ndindex(filter_shape):
+        shifted = tuple((grid[a] + tap[a]) % signal_shape[a] for a in range(len(signal_shape)))
+        rows.append(np.ravel_multi_index(shifted, signal_shape))
+    return np.array(rows)
+
+
+class FilterDenoisingProgram:
+    """min_x ½‖x − y‖² + Σ_k w_k Σ_i φ((c_k ⊛ x)_i) for one image, filter taps as a Parameter (DPP).
+
+    Parameters
+    ----------
+    signal_shape : tuple       image shape, e.g. (16, 16)
+    n_filters : int            K
+    filter_shape : tuple       e.g. (3, 3)
+    penalty : {"l1", "cr1n"}   φ(z) = |z| or √(z² + ε²) (the corner-rounded 1-norm of (Ex))
+    smoothing : float          ε for "cr1n"
+    strengths : array (K,)     w_k = e^{β0+β_k} (default ones; for "l1" fold them into the filters)
+    eps, mode, max_iters       SCS tolerance, diffcp mode, SCS budget
+    """
+
+    def __init__(self, signal_shape, n_filters: int, filter_shape, *, penalty: str = "l1", smoothing: float = 0.01,
+                 strengths=None, eps: float = 1e-8, mode: str = "dense", max_iters: int = 100_000):
+        cp = _cvxpy()
+        self.signal_shape = tuple(int(s) for s in signal_shape)
+        self.filter_shape = tuple(int(s) for s in filter_shape)
+        if penalty not in ("l1", "cr1n"):
+            raise ValueError(f"penalty must be 'l1' or 'cr1n'; got {penalty!r}")
+        if int(n_filters) != n_filters or n_filters < 1:
+            raise ValueError(f"n_filters must be a positive integer; got {n_filters!r}")
+        K = int(n_filters)
+        shifts = circular_shift_indices(self.signal_shape, self.filter_shape)   # (S, N)
+        S, N = shifts.shape
+        strengths = np.ones(K) if strengths is None else as_float_array(strengths, "strengths", ndim=1)
+        if strengths.shape != (K,) or np.any(strengths < 0):
+            raise ValueError(f"strengths must be {K} non-negative numbers; got {strengths}")
+        self.n_filters, self.n_pixels = K, N
+        self.options = _solver_options(eps, mode, max_iters)
+        self.filters = cp.Parameter((K, S), name="filters")
+        self.y = cp.Parameter(N, name="y")
+        self.x = cp.Variable(N, name="x")
+        self.z = cp.Variable((K, N), name="z")          # auxiliary: the filter responses
+        shifted = [self.x[shifts[a]] for a in range(S)]
+        constraints = [self.z[k] == sum(self.filters[k, a] * shifted[a] for a in range(S)) for k in range(K)]
+        if penalty == "l1":
+            regulariser = sum(strengths[k] * cp.norm1(self.z[k]) for k in range(K))
+        else:
+            smoothing = positive_scalar(smoothing, "smoothing")
+            offset = np.full((1, N), smoothing)
+            regulariser = sum(strengths[k] * cp.sum(cp.norm(cp.vstack([cp.reshape(self.z[k], (1, N), order="C"), offset]),
+                                                             2, axis=0)) for k in range(K))
+        self.problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(self.x - self.y) + regulariser), constraints)
+        if not self.problem.is_dcp(dpp=True):  # pragma: no cover
+            raise RuntimeError("the filter program is not DPP")
+
+    def _set(self, y, filters):
+        y = as_float_array(y, "y")
+        filters = as_float_array(filters, "filters")
+        if y.shape != self.signal_shape:
+            raise ValueError(f"y must have shape {self.signal_shape}; got {y.shape}")
+        if filters.shape != (self.n_filters,) + self.filter_shape:
+            raise ValueError(f"filters must have shape {(self.n_filters,) + self.filter_shape}; got {filters.shape}")
+        self.y.value = y.ravel()
+        self.filters.value = filters.reshape(self.n_filters, -1)
+
+    def solve(self, y, filters, *, requires_grad: bool = False) -> np.ndarray:
+        """x̂ for one image; returns shape ``signal_shape``."""
+        self._set(y, filters)
+        self.problem.solve(requires_grad=requires_grad, **self.options)
+        if self.problem.status not in ("optimal", "optimal_inaccurate"):
+            raise RuntimeError(f"CVXPY could not solve the filter problem: status {self.problem.status}")
+        return np.array(self.x.value).reshape(self.signal_shape)
+
+    def gradient(self, y, x_true, filters, *, seed_auxiliary: bool = True) -> CvxGradient:
+        """∇ of ½‖x̂ − x_true‖² with respect to the filter taps, shape (K, *filter_shape).
+
+        ``seed_auxiliary=False`` leaves z.gradient unset, to show what goes wrong: CVXPY then seeds
+        z with ones and returns the gradient of ½‖x̂ − x_true‖² + Σ ẑ instead.
+        """
+        x_true = as_float_array(x_true, "x_true")
+        if x_true.shape != self.signal_shape:
+            raise ValueError(f"x_true must have shape {self.signal_shape}; got {x_true.shape}")
+        start = time.perf_counter()
+        x = self.solve(y, filters, requires_grad=True)
+        middle = time.perf_counter()
+        self.x.gradient = (x - x_true).ravel()
+        self.z.gradient = np.zeros(self.z.shape) if seed_auxiliary else None
+        self.problem.backward()
+        end = time.perf_counter()
+        gradient = np.array(self.filters.gradient).reshape((self.n_filters,) + self.filter_shape)
+        return CvxGradient(gradient, float(0.5 * np.sum((x - x_true) ** 2)), x, self.problem.status,
+                           middle - start, end - middle)

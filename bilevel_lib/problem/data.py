@@ -1,0 +1,102 @@
+"""Training data for the running example: synthetic signals, test images and noise.
+
+All randomness goes through an explicit seed or ``numpy.random.Generator``; the same seed gives
+the same data.  Test images come from installed packages (scikit-image ships ``camera.png``), so
+nothing is downloaded.  Introduced in the chapter "The running example".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft as sfft
+
+from ..util.validation import as_float_array
+
+__all__ = [
+    "piecewise_constant_1d",
+    "dct_sparse_1d",
+    "vertical_bars",
+    "cameraman",
+    "cameraman_patches",
+    "CAMERAMAN_PATCHES",
+    "add_noise",
+]
+
+# Row and column ranges of the three 50×50 training patches of App. D.2 (0-based, end exclusive);
+# the review's 1-based ranges are 311:360 × 221:270, 221:270 × 371:420 and 101:150 × 251:300.
+CAMERAMAN_PATCHES = ((slice(310, 360), slice(220, 270)), (slice(220, 270), slice(370, 420)), (slice(100, 150), slice(250, 300)))
+
+
+def piecewise_constant_1d(n: int, n_signals: int, rng, n_jumps: int = 4, amplitude: float = 1.0) -> np.ndarray:
+    """Piecewise-constant signals of length n with ``n_jumps`` jumps at random places.
+
+    Levels are uniform in [−amplitude, amplitude].  Returns shape (n_signals, n).
+    """
+    if n < 2 or n_signals < 1 or not 0 <= n_jumps < n:
+        raise ValueError(f"need n ≥ 2, n_signals ≥ 1 and 0 ≤ n_jumps < n; got n={n}, n_signals={n_signals}, n_jumps={n_jumps}")
+    rng = np.random.default_rng(rng)
+    # choose jump positions without replacement per signal, vectorised by ranking random keys
+    keys = rng.random((n_signals, n - 1))
+    jump_at = np.argsort(keys, axis=1)[:, :n_jumps] + 1  # positions 1..n-1
+    jumps = np.zeros((n_signals, n), dtype=int)
+    np.put_along_axis(jumps, jump_at, 1, axis=1)
+    segment = np.cumsum(jumps, axis=1)  # segment index per sample
+    levels = rng.uniform(-amplitude, amplitude, size=(n_signals, n_jumps + 1))
+    return np.take_along_axis(levels, segment, axis=1)
+
+
+def dct_sparse_1d(n: int, n_signals: int, rng, sparsity: int = 5, amplitude: float = 1.0) -> np.ndarray:
+    """Signals with exactly ``sparsity`` non-zero orthonormal DCT-II coefficients (Gaussian values).
+
+    Returns shape (n_signals, n).
+    """
+    if not 1 <= sparsity <= n:
+        raise ValueError(f"sparsity must be between 1 and n={n}; got {sparsity}")
+    rng = np.random.default_rng(rng)
+    coefficients = np.zeros((n_signals, n))
+    support = np.argsort(rng.random((n_signals, n)), axis=1)[:, :sparsity]
+    np.put_along_axis(coefficients, support, amplitude * rng.standard_normal((n_signals, sparsity)), axis=1)
+    return sfft.idct(coefficients, norm="ortho", axis=1)
+
+
+def vertical_bars(shape=(32, 32), period: int = 4) -> np.ndarray:
+    """The training image of the review's Fig. 1.3 (App. D.1).
+
+    Every ``period``-th column, starting with the first, is 1, the others 0, then the mean is
+    removed: columns 0.75, −0.25, −0.25, −0.25 repeating for period 4 (the authors' script,
+    ``xtrue[:, 1:4:end] .= 1``; the phase matters only with their noise, see
+    :func:`~bilevel_lib.experiments.vertical_bars_draws`).  For 32×32, ‖x‖² = 192.
+    """
+    rows, cols = (int(s) for s in shape)
+    if cols % period:
+        raise ValueError(f"the number of columns ({cols}) must be a multiple of the period ({period})")
+    image = np.zeros((rows, cols))
+    image[:, ::period] = 1.0
+    return image - image.mean()
+
+
+def cameraman() -> np.ndarray:
+    """The 512×512 ``skimage.data.camera()`` image, scaled to [0, 1] (float64).
+
+    Since scikit-image 0.18 this is a newer, freely licensed photograph of a photographer, not the
+    classic "cameraman" test image the review used: the review's patch coordinates therefore cut
+    different content, and its numbers on the full image (e.g. BM3D's 26.87 dB) are not comparable.
+    """
+    from skimage import data as skdata
+
+    return skdata.camera().astype(np.float64) / 255.0
+
+
+def cameraman_patches(patches=CAMERAMAN_PATCHES) -> np.ndarray:
+    """The three 50×50 cameraman training patches of App. D.2, shape (3, 50, 50), values in [0, 1]."""
+    image = cameraman()
+    return np.stack([image[rows, cols] for rows, cols in patches])
+
+
+def add_noise(x, sigma: float, rng) -> np.ndarray:
+    """x + n with n ~ N(0, σ² I), drawn from ``rng`` (a seed or Generator)."""
+    x = as_float_array(x, "x")
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number ≥ 0; got {sigma!r}")
+    rng = np.random.default_rng(rng)
+    return x + sigma * rng.standard_normal(x.shape)

@@ -1,0 +1,122 @@
+"""The hyperparameters γ = (β0, β_k, c_k) of (Ex) in one container (Ch. "The running example").
+
+Optimizers and finite differences work on a flat vector; :meth:`Hyperparameters.flatten` and
+:meth:`Hyperparameters.unflatten` convert, for all of γ or only some parts of it (the review's
+experiments freeze β0 after a grid search and learn β_k and the filters).  Gradients with respect
+to γ are returned in the same container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..util.validation import as_float_array
+
+__all__ = ["Hyperparameters", "PARTS"]
+
+PARTS = ("beta0", "beta", "filters")
+
+
+def _check_parts(parts) -> tuple[str, ...]:
+    parts = (parts,) if isinstance(parts, str) else tuple(parts)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"parts must be a non-empty subset of {PARTS}; got {parts}")
+    return tuple(p for p in PARTS if p in parts)  # canonical order
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """γ for (Ex): regularisation strength e^{β0} Σ_k e^{β_k} 1'φ.(c_k ⊛ x).
+
+    Attributes
+    ----------
+    beta0 : float
+        Global log-strength β0.
+    beta : array, shape (K,)
+        Per-filter log-strengths β_k.
+    filters : array, shape (K, *filter_shape)
+        Filter taps c_k, e.g. (4, 4, 2) for four 4×2 filters or (48, 7, 7).
+    """
+
+    beta0: float
+    beta: np.ndarray
+    filters: np.ndarray
+
+    def __post_init__(self):
+        beta0 = as_float_array(self.beta0, "beta0", ndim=0)
+        filters = as_float_array(self.filters, "filters", min_ndim=2)
+        beta = as_float_array(self.beta, "beta", ndim=1)
+        if beta.shape[0] != filters.shape[0]:
+            raise ValueError(
+                f"beta must have one entry per filter: filters has K={filters.shape[0]}, beta has {beta.shape[0]}"
+            )
+        object.__setattr__(self, "beta0", float(beta0))
+        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "filters", filters)
+
+    @classmethod
+    def from_filters(cls, filters, beta0: float = 0.0, beta=None) -> "Hyperparameters":
+        """γ with the given filters, β0 and β_k = 0 (e^{β_k} = 1) unless ``beta`` is given."""
+        filters = np.asarray(filters, dtype=np.float64)
+        if beta is None:
+            beta = np.zeros(filters.shape[0] if filters.ndim else 0)
+        return cls(beta0=beta0, beta=beta, filters=filters)
+
+    @property
+    def n_filters(self) -> int:
+        """K."""
+        return self.filters.shape[0]
+
+    @property
+    def filter_shape(self) -> tuple[int, ...]:
+        return self.filters.shape[1:]
+
+    @property
+    def strengths(self) -> np.ndarray:
+        """e^{β0 + β_k}, the weight of each filter's penalty, shape (K,)."""
+        return np.exp(self.beta0 + self.beta)
+
+    @property
+    def effective_strengths(self) -> np.ndarray:
+        """e^{β0 + β_k} ‖c_k‖₂, the approximate strength per filter of review eq. (D.1)."""
+        norms = np.linalg.norm(self.filters.reshape(self.n_filters, -1), axis=1)
+        return self.strengths * norms
+
+    def size(self, parts=PARTS) -> int:
+        """Number of entries R of the chosen parts."""
+        sizes = {"beta0": 1, "beta": self.beta.size, "filters": self.filters.size}
+        return sum(sizes[p] for p in _check_parts(parts))
+
+    def flatten(self, parts=PARTS) -> np.ndarray:
+        """The chosen parts stacked into one float64 vector, in the order β0, β, filters."""
+        pieces = {"beta0": np.array([self.beta0]), "beta": self.beta, "filters": self.filters.ravel()}
+        return np.concatenate([pieces[p] for p in _check_parts(parts)])
+
+    def unflatten(self, vector, parts=PARTS) -> "Hyperparameters":
+        """A copy of γ with the chosen parts replaced by the entries of ``vector`` (inverse of flatten)."""
+        parts = _check_parts(parts)
+        vector = as_float_array(vector, "vector", ndim=1)
+        if vector.size != self.size(parts):
+            raise ValueError(f"vector must have {self.size(parts)} entries for parts {parts}; got {vector.size}")
+        values = {"beta0": self.beta0, "beta": self.beta.copy(), "filters": self.filters.copy()}
+        start = 0
+        for p in parts:
+            n = self.size(p)
+            chunk = vector[start:start + n]
+            values[p] = float(chunk[0]) if p == "beta0" else chunk.reshape(np.shape(values[p])).copy()
+            start += n
+        return Hyperparameters(**values)
+
+    def copy(self) -> "Hyperparameters":
+        return Hyperparameters(self.beta0, self.beta.copy(), self.filters.copy())
+
+    def __add__(self, other: "Hyperparameters") -> "Hyperparameters":
+        return Hyperparameters(self.beta0 + other.beta0, self.beta + other.beta, self.filters + other.filters)
+
+    def __mul__(self, scale: float) -> "Hyperparameters":
+        return Hyperparameters(self.beta0 * scale, self.beta * scale, self.filters * scale)
+
+    __rmul__ = __mul__

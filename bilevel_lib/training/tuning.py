@@ -1,0 +1,152 @@
+"""Tuning the strengths β: grid search, random search and gradient descent (Ch. "Tuning β").
+
+Every method reports how many lower-level solves and iterations it spent, the currency in which
+the review compares them (Sec. 3.2).  Lower-level solves are warm-started from the nearest
+previous solution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..problem.cost import LowerLevelCost
+from ..hypergrad.implicit import implicit_hypergradient
+from ..problem.losses import UpperLoss
+from ..solvers.lower import solve_lower_level
+from ..problem.params import Hyperparameters
+
+__all__ = ["SearchResult", "DescentResult", "grid_search_beta0", "random_search_beta", "gradient_descent_beta"]
+
+
+@dataclass
+class SearchResult:
+    """Outcome of a gradient-free search.
+
+    Attributes
+    ----------
+    best : Hyperparameters      the best γ found
+    best_loss : float
+    candidates : array (M, …)   the values tried (β0 values, or β vectors)
+    losses : array (M,)         ℓ at each candidate
+    n_solves : int              lower-level solves
+    lower_iterations : int      total lower-level iterations
+    """
+
+    best: Hyperparameters
+    best_loss: float
+    candidates: np.ndarray
+    losses: np.ndarray
+    n_solves: int
+    lower_iterations: int
+
+
+@dataclass
+class DescentResult:
+    """Outcome of gradient descent on some parts of γ, with its history (one entry per iterate).
+
+    ``solves[i]`` is the number of lower-level solves spent up to iterate i (for loss-vs-work plots).
+    """
+
+    params: Hyperparameters
+    loss: list = field(default_factory=list)
+    solves: list = field(default_factory=list)
+    gradient_norm: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    iterates: list = field(default_factory=list)
+    n_solves: int = 0
+    lower_iterations: int = 0
+    cg_iterations: int = 0
+
+
+def grid_search_beta0(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, grid, *,
+                      tol: float = 1e-6, max_iter: int = 20_000) -> SearchResult:
+    """ℓ on a grid of β0 values (other parts of γ fixed), warm-starting along the grid.
+
+    This is how the review's experiments choose β0 before learning the rest (App. D).
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.ndim != 1 or grid.size == 0:
+        raise ValueError(f"grid must be a non-empty 1-D array of β0 values; got shape {grid.shape}")
+    losses, x, iterations = np.empty(grid.size), None, 0
+    for i, beta0 in enumerate(grid):
+        result = solve_lower_level(cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=tol,
+                                   max_iter=max_iter)
+        x, iterations = result.x, iterations + result.iterations
+        losses[i] = loss.value(result.x)
+    best = int(np.argmin(losses))
+    return SearchResult(Hyperparameters(grid[best], params.beta, params.filters), float(losses[best]), grid, losses,
+                        grid.size, iterations)
+
+
+def random_search_beta(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, n_samples: int, rng, *,
+                       low: float = -2.0, high: float = 2.0, tol: float = 1e-6, max_iter: int = 20_000) -> SearchResult:
+    """ℓ at ``n_samples`` random vectors β with entries uniform in [low, high] (β0 and filters fixed).
+
+    Samples come from ``rng`` (a seed or Generator); each solve is warm-started from the solution
+    of the best sample so far.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be ≥ 1; got {n_samples}")
+    rng = np.random.default_rng(rng)
+    candidates = rng.uniform(low, high, size=(n_samples, params.n_filters))
+    losses, iterations, best_x = np.empty(n_samples), 0, None
+    for i, beta in enumerate(candidates):
+        result = solve_lower_level(cost, Hyperparameters(params.beta0, beta, params.filters), x0=best_x, tol=tol,
+                                   max_iter=max_iter)
+        iterations += result.iterations
+        losses[i] = loss.value(result.x)
+        if losses[i] <= losses[: i + 1].min():
+            best_x = result.x
+    best = int(np.argmin(losses))
+    return SearchResult(Hyperparameters(params.beta0, candidates[best], params.filters), float(losses[best]),
+                        candidates, losses, n_samples, iterations)
+
+
+def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta",),
+                          n_iter: int = 20, step: float = 1.0, lower_tol: float = 1e-8, cg_tol: float = 1e-8,
+                          lower_max_iter: int = 20_000, shrink: float = 0.5, grow: float = 1.5,
+                          max_backtracks: int = 30) -> DescentResult:
+    """Gradient descent on the chosen parts of γ with the implicit hypergradient (eq. 4.8).
+
+    Each iteration takes the step γ − s ∇ℓ, accepting it when ℓ decreases by at least
+    10⁻⁴ s ‖∇ℓ‖² (Armijo); otherwise s shrinks by ``shrink``.  After an accepted step s grows by
+    ``grow``.  Lower-level and CG solves are warm-started from the previous iterate.
+    """
+    out = DescentResult(params=params)
+    hyper = implicit_hypergradient(cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol,
+                                   lower_max_iter=lower_max_iter)
+    out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower.iterations, hyper.cg_iterations
+    current, x, q = params, hyper.x, hyper.q
+    for _ in range(n_iter):
+        gradient = hyper.gradient.flatten(parts)
+        out.loss.append(hyper.loss)
+        out.gradient_norm.append(float(np.linalg.norm(gradient)))
+        out.iterates.append(current)
+        out.solves.append(out.n_solves)
+        out.steps.append(step)
+        for _ in range(max_backtracks):
+            trial = current.unflatten(current.flatten(parts) - step * gradient, parts)
+            result = solve_lower_level(cost, trial, x0=x, tol=lower_tol, max_iter=lower_max_iter)
+            out.n_solves += 1
+            out.lower_iterations += result.iterations
+            if loss.value(result.x) <= hyper.loss - 1e-4 * step * gradient @ gradient:
+                break
+            step *= shrink
+        else:
+            break  # no decrease found: at a stationary point to working accuracy
+        current = trial
+        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, q0=q, lower_tol=lower_tol, cg_tol=cg_tol,
+                                       lower_max_iter=lower_max_iter)
+        out.n_solves += 1
+        out.lower_iterations += hyper.lower.iterations
+        out.cg_iterations += hyper.cg_iterations
+        x, q = hyper.x, hyper.q
+        step *= grow
+    out.params = current
+    out.solves.append(out.n_solves)
+    out.loss.append(hyper.loss)
+    out.gradient_norm.append(float(np.linalg.norm(hyper.gradient.flatten(parts))))
+    out.iterates.append(current)
+    return out
