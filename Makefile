@@ -2,6 +2,7 @@
 #
 #   make book    execute every chapter and write the HTML site to _build/html
 #   make test    run the test suite (it builds the book too, so every chapter runs)
+#   make test-lib        only the library's tests (tests/lib, no book build; about 2 min)
 #   make bench   print the speed figures of benchmarks/ (not part of the tests)
 #   make clean   remove build outputs and caches (keeps .venv); distclean removes .venv too
 #   make student         the student edition, without solutions, in _build/student/html
@@ -22,10 +23,10 @@ BUILD_FLAGS ?= --all -W -n --keep-going
 # Quiet ipykernel's debugger warning about frozen modules (printed by every kernel).
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test bench clean distclean student browser-check binder-check
+.PHONY: help venv book test test-lib bench clean distclean student browser-check binder-check
 
 help:
-	@sed -n '3,10p' Makefile
+	@sed -n '3,11p' Makefile
 
 venv: $(STAMP)
 
@@ -43,6 +44,10 @@ book: $(STAMP)
 test: $(STAMP)
 	$(VPY) -m pytest
 
+# The library alone: tests/lib (no book build, no browser).
+test-lib: $(STAMP)
+	$(VPY) -m pytest tests/lib
+
 # The book with the exercises but without their solutions (scripts/build_student.py).
 student: $(STAMP)
 	$(VPY) scripts/build_student.py
@@ -50,12 +55,12 @@ student: $(STAMP)
 # Part of `make test`, on its own: headless Chromium on every page (screenshots in
 # _build/screenshots/) and the live widget in Voila.
 browser-check: $(STAMP)
-	$(VPY) -m pytest tests/test_browser.py
+	$(VPY) -m pytest tests/book/test_browser.py
 
 # Not part of `make test` (3-15 min): a fresh venv made only from requirements.txt, runtime.txt and
-# postBuild, as Binder would, runs every chapter (tests/test_binder.py). .ci/run runs it after the tests.
+# postBuild, as Binder would, runs every chapter (tests/book/test_binder.py). .ci/run runs it after the tests.
 binder-check: $(STAMP)
-	BILEVEL_BINDER_CHECK=1 $(VPY) -m pytest tests/test_binder.py -k fresh_environment
+	BILEVEL_BINDER_CHECK=1 $(VPY) -m pytest tests/book/test_binder.py -k fresh_environment
 
 bench: $(STAMP)
 	$(VPY) benchmarks/bench_core.py

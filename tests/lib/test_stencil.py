@@ -208,7 +208,7 @@ def test_kernels_stay_inside_their_arrays(tmp_path):
     from pathlib import Path
 
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     run = subprocess.run([sys.executable, "-c", BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0 and "in bounds" in run.stdout, run.stderr[-3000:]
 

@@ -3,7 +3,7 @@ exercises, labelled ``<slug>-ex<n>`` (n = 1, 2, ...), each with exactly one solu
 dropdown, and its gated solutions are well formed (every ``solution-start`` has its ``solution-end``).
 
 These are source checks (fast): the rendered exercises are checked by the book build, the
-student edition by tests/test_student_build.py.
+student edition by tests/book/test_student_build.py.
 """
 
 from __future__ import annotations
