@@ -3,6 +3,7 @@
 #   make book    execute every chapter and write the HTML site to _build/html
 #   make test    run the test suite (it builds the book too, so every chapter runs)
 #   make test-lib        only the library's tests (tests/lib, no book build; about 2 min)
+#   make lint    ruff: format check and lint of the code, lint of the chapters' code cells (in make test)
 #   make bench   print the speed figures of benchmarks/ (not part of the tests)
 #   make clean   remove build outputs and caches (keeps .venv); distclean removes .venv too
 #   make student         the student edition, without solutions, in _build/student/html
@@ -23,10 +24,10 @@ BUILD_FLAGS ?= --all -W -n --keep-going
 # Quiet ipykernel's debugger warning about frozen modules (printed by every kernel).
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test test-lib bench clean distclean student browser-check binder-check
+.PHONY: help venv book test test-lib lint bench clean distclean student browser-check binder-check
 
 help:
-	@sed -n '3,11p' Makefile
+	@sed -n '3,12p' Makefile
 
 venv: $(STAMP)
 
@@ -43,6 +44,9 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest
+
+lint: $(STAMP)
+	$(VPY) scripts/lint.py
 
 # The library alone: tests/lib (no book build, no browser).
 test-lib: $(STAMP)
