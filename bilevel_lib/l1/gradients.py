@@ -99,7 +99,7 @@ def _closed_form_result(method, gradient, loss, x, y, signs, rank, x_reference, 
         converged = worst <= closed_form_tol
         if converged:
             message = (f"{method}: the sign pattern's closed-form x matches the solver's x "
-                       f"(‖x_cf − x‖/‖x‖ ≤ {worst:.1e})")
+                       f"(max ‖x_cf − x‖/‖x‖ = {worst:.1e})")
         else:
             bad = int(np.sum(mismatch > closed_form_tol))
             message = (f"{method}: the sign pattern is not the minimiser's in {bad} of {y.shape[0]} signals: "
