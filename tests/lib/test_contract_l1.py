@@ -25,7 +25,7 @@ from problems import relative_error
 PROBLEMS = ["identity", "random", "filters"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def problem(name):
     """(y, x_true, W) with W a matrix or a FilterBankOperator; J = 3 signals."""
     rng = np.random.default_rng({"identity": 20, "random": 21, "filters": 22}[name])
@@ -55,7 +55,7 @@ def exact_loss(y, truth, W, d0):
     return 0.5 * np.sum((solve.x - truth) ** 2) / y.shape[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(name, h=1e-5):
     """Central differences of the exactly solved loss, written here independently of the library's."""
     y, truth, W = problem(name)
