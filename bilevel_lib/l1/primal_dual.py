@@ -404,9 +404,10 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
         Keep ∂ℓ/∂λ after every backward step.
     tol : float
         Certified accuracy asked of x_T: ``converged`` is True when every signal's
-        √(2·(P(x_T) − D(d_T))) ≤ tol (see :func:`primal_dual_gap`).  The gradient is exact for the
-        unrolled map x_T whatever T; ``converged`` says whether x_T is the lower-level minimiser,
-        i.e. whether it also estimates the gradient of the exactly solved loss.
+        √(2·(P(x_T) − D(d_T))) ≤ tol (see :func:`primal_dual_gap`).  With k = T the gradient is
+        exact for the unrolled map x_T whatever T; ``converged`` says whether x_T is also the
+        lower-level minimiser, i.e. whether the estimate is one of the exactly solved loss.  A
+        truncated sweep (k < T) is biased either way; the message says so.
 
     Returns
     -------
@@ -462,7 +463,8 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
     converged = bool(np.all(bound <= tol))
     if converged:
         message = (f"unrolled {dual_step} Chambolle–Pock: T = {n_iter} iterations certify ‖x_T − x̂‖ ≤ {worst:.1e} "
-                   f"≤ tol = {tol:g}; gradient through the last {k} steps")
+                   f"≤ tol = {tol:g}; gradient through the last {k} of {n_iter} steps"
+                   + (" (truncated: biased)" if k < n_iter else ""))
     else:
         message = (f"unrolled {dual_step} Chambolle–Pock: after T = {n_iter} iterations the certified ‖x_T − x̂‖ "
                    f"is up to {worst:.1e} > tol = {tol:g}: the gradient is that of the unrolled loss ℓ(x_T), "
