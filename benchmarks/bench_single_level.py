@@ -75,7 +75,8 @@ def table1(pairs: int, repeat: int) -> None:
         program.gradient(noisy[0], truths[0], W)                     # compile the DPP program once
         rows = []
         for truth, y in zip(truths, noisy):
-            t_exact, (exact, solve) = timed(lambda: sl.l1_hypergradient(y, truth, W), repeat)
+            t_exact, exact = timed(lambda: sl.l1_hypergradient(y, truth, W), repeat)
+            solve = exact.state["solve"]
             t_cvx, reference = timed(lambda: program.gradient(y, truth, W), max(1, repeat // 3))
             t_smooth, smooth = timed(lambda: sl.smoothed_hypergradient(y, truth, W, eps=1e-2), max(1, repeat // 3))
             if n <= 64:
@@ -178,21 +179,21 @@ def filters_2d(quick: bool) -> None:
             cvx_error = relative_error(second.gradient, reference.filters)
             matched_tol, matched_seconds, matched_error = accuracy_matched_step(cost, params, ift.x, rhs, reference,
                                                                                 cvx_error)
-            ratio_backward = second.backward_seconds / t_step
-            ratio_fastest = second.backward_seconds / steps[fastest]
+            ratio_backward = second.diagnostics["backward_seconds"] / t_step
+            ratio_fastest = second.diagnostics["backward_seconds"] / steps[fastest]
             ratio_total = second.seconds / t_ift
             if mode == "dense":
-                dense_16 = (derivative_matrix_side(program), second.backward_seconds)
+                dense_16 = (derivative_matrix_side(program), second.diagnostics["backward_seconds"])
             print(f"      CVXPY ({mode}): build + first solve + backward {t_first:.1f} s; again: solve "
-                  f"{second.solve_seconds:.2f} s, backward() {second.backward_seconds:.2f} s "
-                  f"(first backward {first.backward_seconds:.2f} s)")
+                  f"{second.diagnostics['solve_seconds']:.2f} s, backward() {second.diagnostics['backward_seconds']:.2f} s "
+                  f"(first backward {first.diagnostics['backward_seconds']:.2f} s)")
             print(f"        backward() / library gradient step = {ratio_backward:,.0f}× (default), "
                   f"{ratio_fastest:,.0f}× (fastest: {fastest}); solve+backward / library "
                   f"IFT = {ratio_total:,.0f}×; gradients differ by {error:.1e} (relative)"
                   + (f"   [≥ 1000× on the larger: {'meets' if ratio_backward >= 1000 else 'MISSES'} (default step), "
                      f"{'meets' if ratio_fastest >= 1000 else 'MISSES'} (fastest step), "
                      f"{'meets' if ratio_total >= 1000 else 'misses'} (in all)]" if size == 32 else ""))
-            ratio_matched = second.backward_seconds / matched_seconds
+            ratio_matched = second.diagnostics["backward_seconds"] / matched_seconds
             print(f"        at CVXPY's accuracy (its error vs the dense solve {cvx_error:.1e}): library CG to {matched_tol:g}, "
                   f"error {matched_error:.1e}, {1e3 * matched_seconds:.2f} ms → {ratio_matched:,.0f}×"
                   + (f"   [≥ 1000×: {'meets' if ratio_matched >= 1000 else 'MISSES'} (accuracy-matched)]" if size == 32 else ""))

@@ -6,7 +6,9 @@ training loss ℓ(W) = (1/J) Σ_j ½‖x*_j(W) − x_true_j‖², the lower leve
 
 1. solves the lower level for the batch exactly (warm-started from each pair's previous dual),
 2. thresholds W x* to get the sign pattern (the zero set W0 and the signs s),
-3. applies Lemma 1 (eqs. 7–8, :mod:`bilevel_lib.l1.gradients`) and averages over the batch, then W ← W − α ∇ℓ.
+3. applies Lemma 1 (eqs. 7–8, :func:`~bilevel_lib.l1.gradients.l1_hypergradient`, a
+   :class:`~bilevel_lib.hypergrad.result.HypergradientResult`) and averages over the batch, then W ← W − α ∇ℓ.
+   Steps whose result is not converged are counted in ``unconverged_steps``.
 
 W starts at the identity and the pairs are shuffled every epoch, as in the paper.  The strength of
 the regulariser is part of W (‖βWx‖₁ = β‖Wx‖₁), so nothing else is learned.  The paper's data sets,
@@ -76,6 +78,10 @@ class BlorcResult:
     seconds : float             wall time of the training loop
     fista_iterations : int      total accelerated-gradient iterations of the lower level
     active_set_rounds : int     total closed-form (active-set) rounds of the lower level
+    unconverged_steps : int     steps whose gradient reported ``converged=False`` (lower level not
+                                solved, or the threshold's sign pattern is not the minimiser's:
+                                its closed-form x differs from the solver's x)
+    unconverged_message : str   the message of the first such step ("" if none)
     """
 
     W: np.ndarray
@@ -87,6 +93,8 @@ class BlorcResult:
     fista_iterations: int = 0
     active_set_rounds: int = 0
     settings: dict = field(default_factory=dict)
+    unconverged_steps: int = 0
+    unconverged_message: str = ""
 
 
 def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int = 100, lr: float = 1e-4,
@@ -135,7 +143,8 @@ def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int 
     test_psnr = [mean_psnr(W, x_test, y_test)] if test else []
     steps = epochs * int(np.ceil(M / batch_size))
     bar = progress_bar(steps, True, "BLORC", unit="step", mininterval=1.0, leave=True) if progress else None
-    iterations = rounds = 0
+    iterations = rounds = unconverged = 0
+    first_message = ""
     warm_first = True   # try each pair's previous active set first while that keeps working
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -145,8 +154,12 @@ def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int 
         losses = []
         for first in range(0, M, batch_size):
             batch = order[first:first + batch_size]
-            result, solve = l1_hypergradient(y_train[batch], x_train[batch], W, d0=duals[batch],
-                                             threshold=threshold, active_set_first=warm_first)
+            result = l1_hypergradient(y_train[batch], x_train[batch], W, d0=duals[batch],
+                                      threshold=threshold, active_set_first=warm_first)
+            solve = result.state["solve"]
+            if not result.converged:
+                unconverged += 1
+                first_message = first_message or f"epoch {epoch}, step at pair {first}: {result.message}"
             duals[batch] = solve.d
             if warm_first and epoch > 0:
                 warm_first = solve.warm_accepted >= 0.5 * batch.size
@@ -175,7 +188,8 @@ def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int 
         bar.close()
     return BlorcResult(W=W, W_init=W_init, batch_loss=np.array(batch_loss), epoch_loss=np.array(epoch_loss),
                        test_psnr=np.array(test_psnr), seconds=time.perf_counter() - start,
-                       fista_iterations=iterations, active_set_rounds=rounds)
+                       fista_iterations=iterations, active_set_rounds=rounds, unconverged_steps=unconverged,
+                       unconverged_message=first_message)
 
 
 def denoise(W, y) -> np.ndarray:

@@ -19,18 +19,21 @@ by diffcp (Agrawal et al. 2019).  Two programs are provided:
 ``gradient`` is unset as if the loss contained the sum of its entries (it seeds it with ones), so
 the auxiliary z must be seeded with zeros explicitly.  The SCS tolerance (``eps``) and diffcp's
 derivative ``mode`` ("dense", "lsqr", "lsmr") are exposed.  Slow by design: these are references.
+Every ``gradient`` returns :class:`~bilevel_lib.hypergrad.result.HypergradientResult` (SCS
+iterations as ``lower_iterations``, status and SCS residuals in ``diagnostics``, ``converged``
+False unless the status is "optimal"); :func:`cvx_l1_hypergradient` averages over a batch.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
 import numpy as np
 
+from ..hypergrad.result import HypergradientResult
 from ..util.validation import as_float_array, positive_scalar
+from .exact import as_batch, check_signals
 
-__all__ = ["CvxGradient", "L1DenoisingProgram", "FilterDenoisingProgram", "circular_shift_indices", "MODES"]
+__all__ = ["L1DenoisingProgram", "FilterDenoisingProgram", "cvx_l1_hypergradient", "circular_shift_indices", "MODES"]
 
 MODES = ("dense", "lsqr", "lsmr")
 
@@ -41,30 +44,28 @@ def _cvxpy():
     return cp
 
 
-@dataclass
-class CvxGradient:
-    """A gradient from CVXPY/diffcp with its cost.
-
-    Attributes
-    ----------
-    gradient : array           ∇ℓ with respect to the parameter (W, or the filter taps)
-    loss : float               ½‖x − x_true‖² at CVXPY's solution
-    x : array                  CVXPY's solution
-    status : str               CVXPY's status string
-    solve_seconds : float      wall time of ``problem.solve(requires_grad=True)``
-    backward_seconds : float   wall time of ``problem.backward()``
-    """
-
-    gradient: np.ndarray
-    loss: float
-    x: np.ndarray
-    status: str
-    solve_seconds: float
-    backward_seconds: float
-
-    @property
-    def seconds(self) -> float:
-        return self.solve_seconds + self.backward_seconds
+def _result(parameter_gradient, x, x_true, problem, options, solve_seconds, backward_seconds) -> HypergradientResult:
+    """A CVXPY/diffcp gradient as the contract: SCS's iterations and residuals, status, times."""
+    stats = problem.solver_stats
+    info = (stats.extra_stats or {}).get("info", {}) if isinstance(stats.extra_stats, dict) else {}
+    iterations = int(stats.num_iters or info.get("iter", 0) or 0)
+    status = problem.status
+    converged = status == "optimal"
+    scs = {key: float(info[key]) for key in ("res_pri", "res_dual", "gap") if key in info}
+    detail = ", ".join(f"{key} {value:.1e}" for key, value in scs.items())
+    if converged:
+        message = (f"CVXPY/SCS: status {status} after {iterations} iterations ({detail}); diffcp backward() in "
+                   f"mode {options['mode']!r}")
+    else:
+        message = (f"CVXPY/SCS: status {status} after {iterations} of max_iters = {options['max_iters']} iterations "
+                   f"({detail}): the solution, and so the gradient, is not accurate to eps = {options['eps_abs']:g}")
+    diagnostics = {"status": status, "scs_iterations": iterations, "solve_seconds": solve_seconds,
+                   "backward_seconds": backward_seconds, "mode": options["mode"], "eps": options["eps_abs"],
+                   **{f"scs_{key}": value for key, value in scs.items()}}
+    return HypergradientResult(gradient=parameter_gradient, loss=float(0.5 * np.sum((x - x_true) ** 2)), x=x,
+                               lower_iterations=iterations, diagnostics=diagnostics,
+                               seconds=solve_seconds + backward_seconds, converged=converged, message=message,
+                               method=f"cvxpy-diffcp-{options['mode']}")
 
 
 def _solver_options(eps, mode, max_iters):
@@ -118,8 +119,16 @@ class L1DenoisingProgram:
             raise RuntimeError(f"CVXPY could not solve the ℓ1 problem: status {self.problem.status}")
         return np.array(self.x.value)
 
-    def gradient(self, y, x_true, W) -> CvxGradient:
-        """∇_W ½‖x*(W) − x_true‖² by ``solve(requires_grad=True)`` and ``backward()``."""
+    def gradient(self, y, x_true, W) -> HypergradientResult:
+        """∇_W ½‖x*(W) − x_true‖² by ``solve(requires_grad=True)`` and ``backward()`` (one signal).
+
+        Returns a HypergradientResult: ``gradient`` (k, n), ``loss`` = ½‖x − x_true‖² (one signal,
+        not averaged), ``x``, ``lower_iterations`` = SCS iterations, ``cg_iterations`` = 0 (diffcp
+        does not report its LSQR/LSMR iterations), ``diagnostics``: ``status``, SCS residuals
+        ``scs_res_pri``, ``scs_res_dual``, ``scs_gap``, ``solve_seconds``, ``backward_seconds``,
+        ``mode``, ``eps``; ``converged`` = status "optimal" (False for "optimal_inaccurate").
+        Accurate to about SCS's ``eps``, not to rounding.
+        """
         x_true = as_float_array(x_true, "x_true", ndim=1)
         if x_true.shape != (self.n,):
             raise ValueError(f"x_true must have shape ({self.n},); got {x_true.shape}")
@@ -129,8 +138,7 @@ class L1DenoisingProgram:
         self.x.gradient = x - x_true          # the only variable: seed it with ∇ₓℓ
         self.problem.backward()
         end = time.perf_counter()
-        return CvxGradient(np.array(self.W.gradient), float(0.5 * np.sum((x - x_true) ** 2)), x,
-                           self.problem.status, middle - start, end - middle)
+        return _result(np.array(self.W.gradient), x, x_true, self.problem, self.options, middle - start, end - middle)
 
 
 def circular_shift_indices(signal_shape, filter_shape) -> np.ndarray:
@@ -217,8 +225,10 @@ class FilterDenoisingProgram:
             raise RuntimeError(f"CVXPY could not solve the filter problem: status {self.problem.status}")
         return np.array(self.x.value).reshape(self.signal_shape)
 
-    def gradient(self, y, x_true, filters, *, seed_auxiliary: bool = True) -> CvxGradient:
+    def gradient(self, y, x_true, filters, *, seed_auxiliary: bool = True) -> HypergradientResult:
         """∇ of ½‖x̂ − x_true‖² with respect to the filter taps, shape (K, *filter_shape).
+
+        The fields are those of :meth:`L1DenoisingProgram.gradient`; ``x`` has shape ``signal_shape``.
 
         ``seed_auxiliary=False`` leaves z.gradient unset, to show what goes wrong: CVXPY then seeds
         z with ones and returns the gradient of ½‖x̂ − x_true‖² + Σ ẑ instead.
@@ -234,5 +244,47 @@ class FilterDenoisingProgram:
         self.problem.backward()
         end = time.perf_counter()
         gradient = np.array(self.filters.gradient).reshape((self.n_filters,) + self.filter_shape)
-        return CvxGradient(gradient, float(0.5 * np.sum((x - x_true) ** 2)), x, self.problem.status,
-                           middle - start, end - middle)
+        return _result(gradient, x, x_true, self.problem, self.options, middle - start, end - middle)
+
+
+def cvx_l1_hypergradient(y, x_true, W, *, eps: float = 1e-9, mode: str = "dense", max_iters: int = 100_000,
+                         program: L1DenoisingProgram | None = None) -> HypergradientResult:
+    """∇_W ℓ for a batch, ℓ(W) = (1/J) Σ_j ½‖x*_j(W) − x_true_j‖², by CVXPY/diffcp, one signal at a time.
+
+    The reference with the signature of :func:`~bilevel_lib.l1.gradients.l1_hypergradient`: it
+    averages :meth:`L1DenoisingProgram.gradient` over the J signals (the library's loss
+    convention).  Pass ``program`` to reuse a compiled one (its eps, mode and max_iters are used).
+
+    Returns
+    -------
+    HypergradientResult
+        ``gradient`` (k, n), ``loss`` (batch mean), ``x`` (J, n), ``lower_iterations`` = SCS
+        iterations summed over signals, ``diagnostics``: ``status`` (one per signal),
+        ``solve_seconds``, ``backward_seconds`` (sums), the worst SCS residuals; ``converged``
+        = every signal "optimal".
+    """
+    y, W = check_signals(y, W)
+    x_true = as_batch(x_true, "x_true")
+    if x_true.shape != y.shape:
+        raise ValueError(f"x_true must have the shape of y, {y.shape}; got {x_true.shape}")
+    J, n = y.shape
+    if program is None:
+        program = L1DenoisingProgram(n, W.shape[0], eps=eps, mode=mode, max_iters=max_iters)
+    parts = [program.gradient(y[j], x_true[j], W) for j in range(J)]
+    gradient = sum(p.gradient for p in parts) / J
+    diagnostics = {"status": [p.diagnostics["status"] for p in parts], "scs_iterations": sum(p.lower_iterations for p in parts),
+                   "solve_seconds": sum(p.diagnostics["solve_seconds"] for p in parts),
+                   "backward_seconds": sum(p.diagnostics["backward_seconds"] for p in parts),
+                   "mode": program.options["mode"], "eps": program.options["eps_abs"]}
+    for key in ("scs_res_pri", "scs_res_dual", "scs_gap"):
+        values = [abs(p.diagnostics[key]) for p in parts if key in p.diagnostics]
+        if values:
+            diagnostics[key] = max(values)
+    bad = [j for j, p in enumerate(parts) if not p.converged]
+    converged = not bad
+    message = (f"CVXPY/diffcp over {J} signals: " + ("every solve optimal" if converged else
+               f"{len(bad)} of {J} solves not optimal (first: signal {bad[0]}: {parts[bad[0]].message})"))
+    return HypergradientResult(gradient=gradient, loss=float(np.mean([p.loss for p in parts])),
+                               x=np.stack([p.x for p in parts]), lower_iterations=diagnostics["scs_iterations"],
+                               diagnostics=diagnostics, seconds=sum(p.seconds for p in parts), converged=converged,
+                               message=message, method=parts[0].method if parts else "cvxpy-diffcp")

@@ -1,29 +1,39 @@
 """Gradients of the exact ℓ1 lower level in W: the BLORC closed form and its references.
 
-* :func:`closed_form_solution` is Thm 1 of BLORC, x* = P_N(W0) (y − W±' s), where W0 holds the
-  rows with (W x*)_i = 0 and s the signs of the others.
-* :func:`closed_form_gradient` is Lemma 1 (eqs. 7–8), the gradient of ½‖x* − x_true‖² in W;
-  :func:`l1_hypergradient` solves the lower level (:func:`~bilevel_lib.l1.exact.solve_l1_denoising`),
-  reads the sign pattern off W x* and applies it.
-* :func:`sign_split_gradient` reaches the same gradient from the equality-constrained quadratic
-  of McCann & Ravishankar (review eq. 4.13) through its KKT system: an independent route that needs
-  linearly independent rows in W0.
-* :func:`smoothed_hypergradient` is the implicit gradient of the corner-rounded problem
-  (φ(z) = √(z² + ε²)) with a dense W, for comparison; :func:`finite_difference_l1_gradient` is the
-  reference both are measured against.
+Every function here that returns a gradient returns the one contract,
+:class:`~bilevel_lib.hypergrad.result.HypergradientResult`, with the gradient in the container the
+caller gave (the matrix W, or the filter taps of a :class:`~bilevel_lib.problem.ops.FilterBankOperator`).
+
+*Estimators* (they solve the lower level themselves and say whether they can be trusted):
+
+* :func:`l1_hypergradient`: exact lower-level solve (:func:`~bilevel_lib.l1.exact.solve_l1_denoising`),
+  thresholded sign pattern of W x*, then Lemma 1 of BLORC (eqs. 7–8) or, with
+  ``route="sign-split"``, the KKT system of the sign-split problem (review eq. 4.13).  It checks
+  that the closed-form x of that sign pattern (Thm 1) is the solver's x.
+* :func:`smoothed_hypergradient`: the implicit gradient (review eq. 4.8) of the corner-rounded
+  problem φ(z) = √(z² + ε²), for comparison; it tends to the ℓ1 gradient as ε → 0.
+* :func:`finite_difference_l1_hypergradient`: central differences of the exactly solved loss,
+  the reference the others are measured against.
+
+*Building blocks* (exact linear algebra for what the caller hands in; no solve of their own):
+
+* :func:`closed_form_solution`: BLORC Thm 1, x* = P_N(W0) (y − W±' s) for a given sign pattern.
+* :func:`closed_form_gradient` (Lemma 1) and :func:`sign_split_gradient` (eq. 4.13) for a given
+  sign pattern.  They return a HypergradientResult too, but cannot know whether the pattern is
+  the minimiser's: pass ``x_reference`` (a solver's x) to have it checked.
+* :func:`finite_difference_l1_gradient`: the raw central-difference array, for chosen entries.
 
 Introduced in the chapter "Translation to a single level".
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
-from functools import cached_property
+import time
 
 import numpy as np
-import scipy.fft as sfft
 
+from ..hypergrad.result import HypergradientResult
+from ..problem.ops import FilterBankOperator, correlation_matrix
 from ..util.validation import as_float_array, positive_scalar
 from .exact import DEFAULT_THRESHOLD, L1Result, RANK_RTOL, ZeroSetFactor, as_batch, check_signals, check_signs, solve_l1_denoising
 
@@ -31,14 +41,18 @@ __all__ = [
     "closed_form_solution",
     "closed_form_gradient",
     "l1_hypergradient",
-    "ClosedFormGradient",
     "sign_split_gradient",
     "smoothed_hypergradient",
-    "SmoothedGradient",
     "finite_difference_l1_gradient",
+    "finite_difference_l1_hypergradient",
     "l1_loss",
     "filter_gradient_from_matrix",
+    "CLOSED_FORM_TOL",
 ]
+
+#: ‖x_closed_form − x_solver‖ / ‖x_solver‖ above this means the sign pattern is not the minimiser's
+CLOSED_FORM_TOL = 1e-8
+ROUTES = ("lemma1", "sign-split")
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -52,26 +66,6 @@ def closed_form_solution(y, W, signs) -> np.ndarray:
     return ZeroSetFactor(W, signs == 0).project(y - signs @ W)
 
 
-@dataclass
-class ClosedFormGradient:
-    """A gradient of ℓ(W) = (1/J) Σ_j ½‖x*_j(W) − x_true_j‖² with what it was computed from.
-
-    Attributes
-    ----------
-    gradient : array (k, n)    ∇_W ℓ
-    loss : float               ℓ at the closed-form x
-    x : array (J, n)           the closed-form minimiser for the given sign pattern
-    zero_set_size : array (J,) number of rows in W0 per signal
-    rank : array (J,)          rank of W0 per signal
-    """
-
-    gradient: np.ndarray
-    loss: float
-    x: np.ndarray
-    zero_set_size: np.ndarray
-    rank: np.ndarray
-
-
 def _check_truth(x_true, shape):
     x_true = as_batch(x_true, "x_true")
     if x_true.shape != shape:
@@ -79,8 +73,52 @@ def _check_truth(x_true, shape):
     return x_true
 
 
-def closed_form_gradient(y, x_true, W, signs) -> ClosedFormGradient:
-    """∇_W ℓ by BLORC's Lemma 1 (eqs. 7–8), averaged over the batch, for a fixed sign pattern.
+def _mismatch(x, x_reference, y) -> np.ndarray:
+    """‖x_j − x_ref_j‖ / ‖x_ref_j‖ per signal (relative to ‖y_j‖ where x_ref_j is, to rounding, 0)."""
+    scale = np.linalg.norm(x_reference, axis=1)
+    tiny = 1e-12 * np.linalg.norm(y, axis=1)
+    scale = np.where(scale > tiny, scale, np.maximum(np.linalg.norm(y, axis=1), 1e-300))
+    return np.linalg.norm(x - x_reference, axis=1) / scale
+
+
+def _closed_form_result(method, gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start,
+                        work_message="") -> HypergradientResult:
+    """Wrap a closed-form gradient for a given sign pattern; check it against ``x_reference`` if given."""
+    counts = (signs == 0).sum(axis=1)
+    diagnostics = {"zero_set_size": counts, "rank": np.asarray(rank).copy()}
+    if x_reference is None:
+        converged = True
+        message = (f"{method}: closed form for the given sign pattern ({int(counts.sum())} zero-set rows); "
+                   "not checked against a solver's x (pass x_reference)")
+    else:
+        x_reference = _check_truth(x_reference, y.shape)
+        mismatch = _mismatch(x, x_reference, y)
+        worst = float(mismatch.max(initial=0.0))
+        diagnostics["closed_form_mismatch"] = worst
+        diagnostics["closed_form_mismatch_per_signal"] = mismatch
+        converged = worst <= closed_form_tol
+        if converged:
+            message = (f"{method}: the sign pattern's closed-form x matches the solver's x "
+                       f"(max ‖x_cf − x‖/‖x‖ = {worst:.1e})")
+        else:
+            bad = int(np.sum(mismatch > closed_form_tol))
+            message = (f"{method}: the sign pattern is not the minimiser's in {bad} of {y.shape[0]} signals: "
+                       f"‖x_cf − x_solver‖/‖x_solver‖ = {worst:.1e} > closed_form_tol = {closed_form_tol:g} "
+                       "(threshold misclassifies the zero set, or the solve is inexact); the gradient is that "
+                       "of a different sign pattern")
+    return HypergradientResult(gradient=gradient, loss=loss, x=x, diagnostics=diagnostics,
+                               seconds=time.perf_counter() - start, converged=converged,
+                               message=message + work_message, method=method,
+                               state={"signs": signs})
+
+
+def closed_form_gradient(y, x_true, W, signs, *, x_reference=None,
+                         closed_form_tol: float = CLOSED_FORM_TOL) -> HypergradientResult:
+    """∇_W ℓ by BLORC's Lemma 1 (eqs. 7–8), averaged over the batch, for a *given* sign pattern.
+
+    A building block, not an estimator on its own: it is exact linear algebra for the sign
+    pattern handed in, and the gradient is that of ℓ(W) only if the pattern is the minimiser's.
+    :func:`l1_hypergradient` is the estimator (solve, threshold, this, check).
 
     With P the projector onto N(W0), q = y − W±' s, x = P q and g = ∇ₓℓ = (x − x_true)/J:
 
@@ -88,14 +126,35 @@ def closed_form_gradient(y, x_true, W, signs) -> ClosedFormGradient:
 
     summed over signals.  Valid where the sign pattern is constant near W (Thm 2); correct when
     W0 is empty (P = I) or rank deficient (pseudo-inverses through an SVD).
+
+    Parameters
+    ----------
+    y, x_true : arrays (J, n) or (n,)
+    W : array (k, n)
+    signs : array (J, k) of −1, 0, +1
+    x_reference : array (J, n), optional
+        A solver's minimiser.  When given, ``diagnostics["closed_form_mismatch"]`` is
+        max_j ‖x_cf_j − x_ref_j‖/‖x_ref_j‖ and ``converged`` is False (with a message) above
+        ``closed_form_tol``.  Without it ``converged`` is True and the message says it is unchecked.
+
+    Returns
+    -------
+    HypergradientResult
+        ``gradient`` (k, n), ``loss`` and ``x`` of the closed form, ``diagnostics`` with
+        ``zero_set_size`` and ``rank`` (J,), ``state["signs"]``; no iterations.
     """
+    start = time.perf_counter()
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
     signs = check_signs(signs, (y.shape[0], W.shape[0]))
-    return _lemma1(y, x_true, W, signs, ZeroSetFactor(W, signs == 0))
+    factor = ZeroSetFactor(W, signs == 0)
+    gradient, loss, x = _lemma1(y, x_true, W, signs, factor)
+    return _closed_form_result("closed-form", gradient, loss, x, y, signs, factor.rank, x_reference,
+                               closed_form_tol, start)
 
 
-def _lemma1(y, x_true, W, signs, factor) -> ClosedFormGradient:
+def _lemma1(y, x_true, W, signs, factor):
+    """(gradient, loss, x) of Lemma 1 for a factorised zero set."""
     J = y.shape[0]
     q = y - signs @ W
     Qq = factor.coefficients(q)
@@ -108,50 +167,150 @@ def _lemma1(y, x_true, W, signs, factor) -> ClosedFormGradient:
     u, v = pinv[:, :, 0], pinv[:, :, 1]
     gradient = -((signs + v).T @ Pg + u.T @ x)
     loss = float(0.5 * (residual * residual).sum() / J)
-    return ClosedFormGradient(gradient, loss, x, (signs == 0).sum(axis=1), factor.rank)
+    return gradient, loss, x
 
 
-def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESHOLD,
-                     **solver_options) -> tuple[ClosedFormGradient, L1Result]:
-    """Exact lower-level solve, thresholded sign pattern, then Lemma 1: one BLORC gradient.
+def _kkt_residual(y, W, solve: L1Result) -> float:
+    """max of ‖x − (y − W'd)‖_∞, (|d_i| − 1)₊ and |d_i − sign z_i| on the rows read as non-zero (eq. A.11)."""
+    stationarity = np.abs(solve.x - (y - solve.d @ W)).max(initial=0.0)
+    feasibility = np.maximum(np.abs(solve.d) - 1.0, 0.0).max(initial=0.0)
+    nonzero = solve.signs != 0
+    sign = np.abs(solve.d - solve.signs)[nonzero].max(initial=0.0)
+    return float(max(stationarity, feasibility, sign))
 
-    Returns (gradient result, solver result).  When the zero set read off the solution equals the
-    one the solver's last active-set step used, its factorisation is reused (no second QR).
-    Pass ``d0=previous_result.d`` to warm start from the previous W.
+
+def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESHOLD, route: str = "lemma1",
+                     closed_form_tol: float = CLOSED_FORM_TOL, **solver_options) -> HypergradientResult:
+    """One BLORC gradient: exact lower-level solve, thresholded sign pattern, then Lemma 1.
+
+    The estimator of the chapter: :func:`~bilevel_lib.l1.exact.solve_l1_denoising` (dual FISTA
+    plus a verified active-set step, review App. A eqs. A.10–A.11), the sign pattern
+    s = sign_τ(W x*) with τ = ``threshold``, then BLORC's Lemma 1 (eqs. 7–8; ``route="lemma1"``)
+    or the KKT system of the sign-split problem (review eq. 4.13; ``route="sign-split"``, needs
+    linearly independent zero-set rows).  The closed form is the gradient of ℓ(W) only if the
+    sign pattern's closed-form minimiser (Thm 1) is the solver's x; that is checked.
+
+    Parameters
+    ----------
+    y, x_true : arrays (J, n) or (n,); for a filter bank (J, *signal_shape) or signal_shape
+    W : array (k, n) or FilterBankOperator
+        The transform; for a filter bank the gradient is returned in its taps, shape
+        (K, *filter_shape), through :func:`filter_gradient_from_matrix` (small images: it forms the
+        dense K·N × N matrix).
+    d0 : array like the dual, optional
+        Warm start, e.g. ``previous.state["d"]`` at the previous W.
+    threshold : float
+        τ for the sign pattern (default :data:`~bilevel_lib.l1.exact.DEFAULT_THRESHOLD`).
+    route : {"lemma1", "sign-split"}
+    closed_form_tol : float
+        Largest accepted ‖x_cf − x_solver‖/‖x_solver‖ (per signal) before ``converged`` is False.
+    **solver_options
+        Passed to :func:`~bilevel_lib.l1.exact.solve_l1_denoising` (``tol``, ``max_iter``, ``polish``, …).
+
+    Returns
+    -------
+    HypergradientResult
+        ``gradient`` like W (or the filters); ``loss`` and ``x`` of the closed form (J, n);
+        ``lower_iterations`` = FISTA iterations + active-set rounds (``diagnostics``:
+        ``fista_iterations``, ``active_set_rounds``, ``warm_accepted``); ``cg_iterations`` = 0
+        (direct QR); ``diagnostics``: ``gap`` and ``error_bound`` √(2 gap) (max over signals),
+        ``kkt_residual``, ``polished``, ``zero_set_size`` and ``rank`` (J,),
+        ``closed_form_mismatch``; ``converged`` = solver converged and mismatch ≤
+        ``closed_form_tol``; ``state``: ``d`` (warm start), ``signs``, ``solve`` (the L1Result).
+
+    When the zero set read off the solution equals the one the solver's last active-set step
+    used, its factorisation is reused (no second QR).
     """
-    y, W = check_signals(y, W)
-    x_true = _check_truth(x_true, y.shape)
-    result = solve_l1_denoising(y, W, d0=d0, threshold=threshold, **solver_options)
-    zero = result.signs == 0
-    cached = result._factor
-    if cached is None:
-        factor = ZeroSetFactor(W, zero)
+    start = time.perf_counter()
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
+    closed_form_tol = positive_scalar(closed_form_tol, "closed_form_tol")
+    bank = W if isinstance(W, FilterBankOperator) else None
+    if bank is not None:
+        shape = bank.signal_shape
+        y_in = as_float_array(y, "y")
+        y_in = y_in[None] if y_in.shape == shape else y_in
+        x_true = as_float_array(x_true, "x_true")
+        x_true = x_true[None] if x_true.shape == shape else x_true
+        if x_true.shape != y_in.shape:
+            raise ValueError(f"x_true must have the shape of y, {y_in.shape}; got {x_true.shape}")
+        result = solve_l1_denoising(y_in, bank, d0=d0, threshold=threshold, **solver_options)
+        J = y_in.shape[0]
+        y, x_true = y_in.reshape(J, -1), x_true.reshape(J, -1)
+        M = np.concatenate([correlation_matrix(f, shape) for f in bank.filters])
+        flat = L1Result(x=result.x.reshape(J, -1), d=result.d.reshape(J, -1), z=result.z.reshape(J, -1),
+                        signs=result.signs.reshape(J, -1), threshold=result.threshold, gap=result.gap,
+                        polished=result.polished, iterations=result.iterations,
+                        active_set_iterations=result.active_set_iterations, converged=result.converged,
+                        message=result.message, warm_accepted=result.warm_accepted)
     else:
-        reuse = cached.covered & (cached.zero == zero).all(axis=1)
-        if reuse.all():
-            factor = cached
-        else:
-            rebuild = np.flatnonzero(~reuse)
-            factor = ZeroSetFactor.merge([(np.flatnonzero(reuse), cached.select(reuse)),
-                                           (rebuild, ZeroSetFactor(W, zero[rebuild]))], y.shape[0])
-    return _lemma1(y, x_true, W, result.signs, factor), result
+        y, W = check_signals(y, W)
+        x_true = _check_truth(x_true, y.shape)
+        result = solve_l1_denoising(y, W, d0=d0, threshold=threshold, **solver_options)
+        M, flat = W, result
+    signs = flat.signs
+    if route == "lemma1":
+        factor = _factor_for(M, signs == 0, result._factor if bank is None else None, y.shape[0])
+        gradient, loss, x = _lemma1(y, x_true, M, signs, factor)
+        rank = factor.rank
+    else:
+        gradient, loss, x, rank = _sign_split(y, x_true, M, signs)
+    if bank is not None:
+        gradient = filter_gradient_from_matrix(gradient, bank.filters.shape[1:], bank.signal_shape)
+    out = _closed_form_result(route, gradient, loss, x, y, signs, rank, flat.x, closed_form_tol, start)
+    if bank is not None:
+        out.x = x.reshape(result.x.shape)
+    gap = float(np.max(result.gap, initial=0.0))
+    out.lower_iterations = int(result.iterations + result.active_set_iterations)
+    out.diagnostics.update(gap=gap, error_bound=float(np.sqrt(2.0 * max(gap, 0.0))),
+                           kkt_residual=_kkt_residual(y, M, flat), polished=bool(np.all(result.polished)),
+                           fista_iterations=int(result.iterations), active_set_rounds=int(result.active_set_iterations),
+                           warm_accepted=int(result.warm_accepted), threshold=float(threshold))
+    out.state.update(d=result.d, signs=result.signs, solve=result)
+    if not result.converged:
+        out.converged = False
+        out.message = f"lower level not solved: {result.message}; {out.message}"
+    else:
+        out.message = f"{out.message}; {result.message}"
+    out.seconds = time.perf_counter() - start
+    return out
 
 
-def sign_split_gradient(y, x_true, W, signs) -> ClosedFormGradient:
+def _factor_for(W, zero, cached, J):
+    """The zero-set factorisation, reusing the solver's where its zero set is the one read off x*."""
+    if cached is None:
+        return ZeroSetFactor(W, zero)
+    reuse = cached.covered & (cached.zero == zero).all(axis=1)
+    if reuse.all():
+        return cached
+    rebuild = np.flatnonzero(~reuse)
+    return ZeroSetFactor.merge([(np.flatnonzero(reuse), cached.select(reuse)),
+                                (rebuild, ZeroSetFactor(W, zero[rebuild]))], J)
+
+
+def sign_split_gradient(y, x_true, W, signs, *, x_reference=None,
+                        closed_form_tol: float = CLOSED_FORM_TOL) -> HypergradientResult:
     """The same gradient from the sign-split problem of McCann & Ravishankar (review eq. 4.13).
 
-    With the sign pattern fixed, x* solves min ½‖x − y‖² + s'W± x s.t. W0 x = 0, a quadratic with
-    equality constraints whose KKT system is [[I, W0'], [W0, 0]] [x; ν] = [y − W±'s; 0].
-    Differentiating that system (its adjoint [λ; μ] solves the same matrix with right side
-    [∇ₓℓ; 0]) gives ∇_{W±} = −s λ' and ∇_{W0} = −ν λ' − μ x'.  Shares no code with
+    A building block for a *given* sign pattern, like :func:`closed_form_gradient` (same
+    ``x_reference`` check, same result fields); ``l1_hypergradient(..., route="sign-split")`` is
+    the estimator.  With the sign pattern fixed, x* solves min ½‖x − y‖² + s'W± x s.t. W0 x = 0,
+    a quadratic with equality constraints whose KKT system is [[I, W0'], [W0, 0]] [x; ν] =
+    [y − W±'s; 0].  Differentiating that system (its adjoint [λ; μ] solves the same matrix with
+    right side [∇ₓℓ; 0]) gives ∇_{W±} = −s λ' and ∇_{W0} = −ν λ' − μ x'.  Shares no code with
     :func:`closed_form_gradient`.  Needs linearly independent rows in W0, else the KKT matrix is
     singular and a ValueError is raised.
     """
+    start = time.perf_counter()
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
     signs = check_signs(signs, (y.shape[0], W.shape[0]))
+    gradient, loss, x, rank = _sign_split(y, x_true, W, signs)
+    return _closed_form_result("sign-split", gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start)
+
+
+def _sign_split(y, x_true, W, signs):
     J, n = y.shape
-    k = W.shape[0]
     zero = signs == 0
     counts = zero.sum(axis=1)
     kmax = int(counts.max(initial=0))
@@ -185,7 +344,7 @@ def sign_split_gradient(y, x_true, W, signs) -> ClosedFormGradient:
     jj, pp = np.nonzero(valid)
     np.add.at(gradient, order[jj, pp], -(nu[jj, pp, None] * lam[jj] + mu[jj, pp, None] * x[jj]))
     loss = float(0.5 * np.sum((x - x_true) ** 2) / J)
-    return ClosedFormGradient(gradient, loss, x, counts, rank)
+    return gradient, loss, x, rank
 
 
 def l1_loss(y, x_true, W, d0=None, **solver_options) -> tuple[float, L1Result]:
@@ -196,12 +355,38 @@ def l1_loss(y, x_true, W, d0=None, **solver_options) -> tuple[float, L1Result]:
     return float(0.5 * np.sum((result.x - x_true) ** 2) / y.shape[0]), result
 
 
+def _difference_loop(y, x_true, W, rows, cols, step, d0, signs=None):
+    """Central differences of ℓ over the entries (rows, cols); with ``signs``, also the work and checks."""
+    values = np.empty(rows.size)
+    moved = W.copy()
+    work = solves = changed = 0
+    unconverged = []
+    for index, (a, b) in enumerate(zip(rows, cols)):
+        losses = []
+        for sign in (1.0, -1.0):
+            moved[a, b] = W[a, b] + sign * step
+            value, solve = l1_loss(y, x_true, moved, d0=d0)
+            losses.append(value)
+            if signs is not None:
+                solves += 1
+                work += solve.iterations + solve.active_set_iterations
+                if not solve.converged:
+                    unconverged.append(solve.message)
+                if not np.array_equal(solve.signs, signs):
+                    changed += 1
+        moved[a, b] = W[a, b]
+        values[index] = (losses[0] - losses[1]) / (2.0 * step)
+    return values, work, solves, changed, unconverged
+
+
 def finite_difference_l1_gradient(y, x_true, W, entries=None, *, step: float = 1e-6, d0=None) -> np.ndarray:
     """Central differences (ℓ(W + h E_ab) − ℓ(W − h E_ab)) / 2h with exact lower-level solves.
 
-    ``entries`` is a pair of index arrays (rows, cols), default every entry of W.  Every solve is
-    warm-started from the dual at W, so each difference usually costs one closed-form solve.
-    Valid while the sign pattern does not change within ±h.
+    A building block (a raw array, for any subset of entries); the contract-returning estimator
+    is :func:`finite_difference_l1_hypergradient`.  ``entries`` is a pair of index arrays
+    (rows, cols), default every entry of W.  Every solve is warm-started from the dual at W, so
+    each difference usually costs one closed-form solve.  Valid while the sign pattern does not
+    change within ±h.
     """
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
@@ -212,16 +397,54 @@ def finite_difference_l1_gradient(y, x_true, W, entries=None, *, step: float = 1
         rows, cols = (np.asarray(e, dtype=int).ravel() for e in entries)
     if d0 is None:
         d0 = solve_l1_denoising(y, W).d
-    values = np.empty(rows.size)
-    moved = W.copy()
-    for index, (a, b) in enumerate(zip(rows, cols)):
-        losses = []
-        for sign in (1.0, -1.0):
-            moved[a, b] = W[a, b] + sign * step
-            losses.append(l1_loss(y, x_true, moved, d0=d0)[0])
-        moved[a, b] = W[a, b]
-        values[index] = (losses[0] - losses[1]) / (2.0 * step)
+    values = _difference_loop(y, x_true, W, rows, cols, step, d0)[0]
     return values.reshape(W.shape) if entries is None else values
+
+
+def finite_difference_l1_hypergradient(y, x_true, W, *, step: float = 1e-6, d0=None) -> HypergradientResult:
+    """∇_W ℓ by central differences of the exactly solved loss, as a HypergradientResult.
+
+    Every entry of W: 2·k·n + 1 exact solves (each warm-started from the dual at W).  The
+    central difference is exact to O(h²) only while the sign pattern of W x* (BLORC Thm 2) is the
+    same at W ± h E_ab as at W; ``converged`` is False, with a message, when some solve did not
+    converge or some perturbation changed the pattern (the difference then straddles a kink).
+
+    Returns
+    -------
+    HypergradientResult
+        ``gradient`` (k, n), ``loss`` and ``x`` at W, ``lower_iterations`` = FISTA iterations +
+        active-set rounds over all solves, ``diagnostics``: ``solves``, ``sign_changes`` (number
+        of perturbed solves whose pattern differs), ``step``, ``gap`` of the solve at W;
+        ``state["d"]``.
+    """
+    start = time.perf_counter()
+    y, W = check_signals(y, W)
+    x_true = _check_truth(x_true, y.shape)
+    step = positive_scalar(step, "step")
+    base = solve_l1_denoising(y, W, d0=d0)
+    rows, cols = np.unravel_index(np.arange(W.size), W.shape)
+    values, work, solves, changed, unconverged = _difference_loop(y, x_true, W, rows, cols, step, base.d,
+                                                                  signs=base.signs)
+    converged = base.converged and not unconverged and changed == 0
+    problems = []
+    if not base.converged:
+        problems.append(f"the solve at W did not converge ({base.message})")
+    if unconverged:
+        problems.append(f"{len(unconverged)} perturbed solves did not converge ({unconverged[0]})")
+    if changed:
+        problems.append(f"{changed} of {solves} perturbed solves changed the sign pattern of W x* "
+                        f"(step {step:g} crosses a kink)")
+    message = ("finite differences: " + ("; ".join(problems) if problems else
+               f"{solves} perturbed exact solves, sign pattern unchanged within ±{step:g}"))
+    gap = float(np.max(base.gap, initial=0.0))
+    return HypergradientResult(
+        gradient=values.reshape(W.shape), loss=float(0.5 * np.sum((base.x - x_true) ** 2) / y.shape[0]), x=base.x,
+        lower_iterations=int(work + base.iterations + base.active_set_iterations),
+        diagnostics={"solves": solves + 1, "sign_changes": changed, "step": step, "gap": gap,
+                     "error_bound": float(np.sqrt(2.0 * max(gap, 0.0))),
+                     "zero_set_size": (base.signs == 0).sum(axis=1)},
+        seconds=time.perf_counter() - start, converged=converged, message=message,
+        method="finite-differences", state={"d": base.d, "signs": base.signs})
 
 
 def filter_gradient_from_matrix(gradient, filter_shape, signal_shape) -> np.ndarray:
@@ -248,19 +471,8 @@ def filter_gradient_from_matrix(gradient, filter_shape, signal_shape) -> np.ndar
 
 
 # ----------------------------------------------------------------------------- smoothed reference
-@dataclass
-class SmoothedGradient:
-    """Result of :func:`smoothed_hypergradient`: gradient (k, n), loss, x (J, n), Newton iterations."""
-
-    gradient: np.ndarray
-    loss: float
-    x: np.ndarray
-    iterations: int
-    gradient_norm: float
-
-
 def smoothed_hypergradient(y, x_true, W, eps: float = 0.01, *, tol: float = 1e-12, max_iter: int = 200,
-                           x0=None) -> SmoothedGradient:
+                           x0=None) -> HypergradientResult:
     """Implicit gradient in W of the corner-rounded problem, for a dense W (for comparisons).
 
     Lower level: min ½‖x − y‖² + Σ_i φ((W x)_i) with φ(z) = √(z² + ε²), solved by damped Newton
@@ -269,8 +481,18 @@ def smoothed_hypergradient(y, x_true, W, eps: float = 0.01, *, tol: float = 1e-1
         ∇_W ℓ = −Σ_j [ φ̇(z_j) q_j' + (φ̈(z_j) ⊙ W q_j) x_j' ].
 
     It is the gradient of a *different*, smoothed problem: its distance to the ℓ1 gradient is the
-    smoothing error, which shrinks with ε.
+    smoothing error, which shrinks with ε (and the Newton solve gets harder as ε → 0).
+
+    Returns
+    -------
+    HypergradientResult
+        ``gradient`` (k, n), ``loss`` and ``x`` of the smoothed problem, ``lower_iterations`` =
+        Newton iterations, ``cg_iterations`` = 0 (dense solves), ``diagnostics``:
+        ``lower_residual`` (max_j ‖∇Φ(x_j)‖/√n), ``eps``, ``near_zero`` (entries with
+        |(W x)_i| < ε, the smoothed zero set, per signal); ``converged`` = residual < ``tol``.
+        Warm start with ``x0=result.x``.
     """
+    start = time.perf_counter()
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
     eps = positive_scalar(eps, "eps")
@@ -310,4 +532,13 @@ def smoothed_hypergradient(y, x_true, W, eps: float = 0.01, *, tol: float = 1e-1
     q = np.linalg.solve(H, g[..., None])[..., 0]
     gradient = -(slope.T @ q + (curvature * (q @ W.T)).T @ x)
     loss = float(0.5 * np.sum((x - x_true) ** 2) / J)
-    return SmoothedGradient(gradient, loss, x, iterations, norm)
+    converged = norm < tol
+    message = (f"smoothed IFT (ε = {eps:g}): Newton reached ‖∇Φ‖/√n = {norm:.1e} < tol = {tol:g} in {iterations} "
+               "iterations" if converged else
+               f"smoothed IFT (ε = {eps:g}): Newton stopped at max_iter = {max_iter} with ‖∇Φ‖/√n = {norm:.1e} "
+               f"≥ tol = {tol:g}")
+    return HypergradientResult(gradient=gradient, loss=loss, x=x, lower_iterations=int(iterations),
+                               diagnostics={"lower_residual": norm, "eps": eps,
+                                            "near_zero": np.sum(np.abs(z) < eps, axis=1)},
+                               seconds=time.perf_counter() - start, converged=converged, message=message,
+                               method="smoothed-ift", state={"q": q})

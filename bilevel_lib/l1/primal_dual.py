@@ -36,11 +36,13 @@ penalty β|z| + 2β̃|z|^{3/2}/(3/2) of Christof (review eq. 4.23).  Introduced 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
 
+from ..hypergrad.result import HypergradientResult
 from ..util.validation import as_float_array, positive_scalar
 from ..problem.losses import UpperLoss
 from ..problem.ops import FilterBankOperator
@@ -48,7 +50,8 @@ from ..problem.ops import FilterBankOperator
 __all__ = [
     "AnalysisOperator",
     "PrimalDualResult",
-    "L1UnrolledResult",
+    "UNROLLED_TOL",
+    "primal_dual_gap",
     "LearningHistory",
     "soft_threshold",
     "power_prox",
@@ -349,40 +352,25 @@ def unrolled_l1_loss(y, loss: UpperLoss, operator: AnalysisOperator, lam: float,
 
 
 # ----------------------------------------------------------------------------- reverse mode
-@dataclass
-class L1UnrolledResult:
-    """Gradient of ℓ(x_T) for the unrolled Bregman Chambolle–Pock iteration.
+#: certified accuracy ‖x_T − x̂‖ asked of the unrolled iterate before ``converged`` is True
+UNROLLED_TOL = 1e-6
 
-    Attributes
-    ----------
-    loss : float                   ℓ(x_T)
-    x : array                      x_T
-    gradient_lam : float           ∂ℓ/∂λ
-    gradient_operator : array      ∂ℓ/∂Ω, the shape of ``operator.parameters``
-    n_iter : int                   T
-    backprop_steps : int           k (T for the full reverse mode)
-    tau, sigma : float             the steps, held fixed
-    stored_bytes : int             bytes of the stored (x̄_t, d_{t+1}) pairs
-    truncated_lam : array (k,) or None
-        ∂ℓ/∂λ after 1, 2, …, k backward steps (with ``record_truncations=True``).
+
+def primal_dual_gap(x, d, y, operator: AnalysisOperator, lam: float) -> np.ndarray:
+    """P(x) − D(d) per signal for min_x ½‖x − y‖² + λ‖Ωx‖₁, with |d_i| ≤ 1 (review App. A, eq. A.10).
+
+    D(d) = ½‖y‖² − ½‖y − λΩ'd‖² is the dual objective; since P is 1-strongly convex,
+    ½‖x − x̂‖² ≤ P(x) − P(x̂) ≤ P(x) − D(d), so √(2 gap) certifies ‖x − x̂‖.
     """
-
-    loss: float
-    x: np.ndarray
-    gradient_lam: float
-    gradient_operator: np.ndarray
-    n_iter: int
-    backprop_steps: int
-    tau: float
-    sigma: float
-    stored_bytes: int
-    truncated_lam: np.ndarray | None = None
+    axes = tuple(range(1, np.ndim(y)))
+    dual = 0.5 * np.sum(y * y, axis=axes) - 0.5 * np.sum((y - lam * operator.adjoint(d)) ** 2, axis=axes)
+    return l1_analysis_objective(x, y, operator, lam) - dual
 
 
 def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, lam: float, n_iter: int, *,
                               backprop_steps: int | None = None, tau: float | None = None,
                               sigma: float | None = None, dual_step: str = "bregman", x0=None,
-                              record_truncations: bool = False) -> L1UnrolledResult:
+                              record_truncations: bool = False, tol: float = UNROLLED_TOL) -> HypergradientResult:
     """∂ℓ(x_T)/∂λ and ∂ℓ(x_T)/∂Ω for T Bregman Chambolle–Pock iterations, by a hand-written reverse sweep.
 
     The forward pass stores x̄_t and d_{t+1} for the last k steps.  With adjoints x̂, x̄̂, η̂ of
@@ -414,14 +402,29 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
         Default y.
     record_truncations : bool
         Keep ∂ℓ/∂λ after every backward step.
+    tol : float
+        Certified accuracy asked of x_T: ``converged`` is True when every signal's
+        √(2·(P(x_T) − D(d_T))) ≤ tol (see :func:`primal_dual_gap`).  With k = T the gradient is
+        exact for the unrolled map x_T whatever T; ``converged`` says whether x_T is also the
+        lower-level minimiser, i.e. whether the estimate is one of the exactly solved loss.  A
+        truncated sweep (k < T) is biased either way; the message says so.
 
     Returns
     -------
-    L1UnrolledResult
+    HypergradientResult
+        ``gradient`` = ∂ℓ/∂Ω in the shape of ``operator.parameters`` (the matrix, or the filters),
+        ``loss`` = ℓ(x_T), ``x`` = x_T, ``lower_iterations`` = T, ``products`` = operator
+        applications of the reverse sweep (Ω, Ω' and the two parameter correlations: 5 per step),
+        ``diagnostics``: ``gradient_lam`` (∂ℓ/∂λ), ``gap`` and ``error_bound`` (max over signals),
+        ``backprop_steps`` k, ``tau``, ``sigma``, ``dual_step``, ``stored_bytes`` (the stored
+        (x̄_t, d_{t+1}, slope) triples), ``truncated_lam`` (∂ℓ/∂λ after 1…k backward steps, or
+        None); ``state["d"]`` = d_T.
     """
+    start = time.perf_counter()
     if not (hasattr(loss, "value") and hasattr(loss, "gradient")):
         raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
     _check_dual_step(dual_step)
+    tol = positive_scalar(tol, "tol")
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
     if n_iter < 1:
         raise ValueError("n_iter (T) must be at least 1 to differentiate the iteration")
@@ -429,7 +432,7 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= n_iter:
         raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
     k = int(k)
-    x_T, _, stored = _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step, store=k)
+    x_T, d_T, stored = _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step, store=k)
     adj_x = loss.gradient(x_T)
     adj_xbar = np.zeros_like(adj_x)
     adj_eta = None
@@ -454,9 +457,24 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
         adj_xbar = (sigma * lam) * operator.adjoint(a_eta)
         adj_eta = a_eta
     stored_bytes = sum(int(xb.nbytes + dd.nbytes + ss.nbytes) for xb, dd, ss in stored)
-    return L1UnrolledResult(loss=loss.value(x_T), x=x_T, gradient_lam=g_lam, gradient_operator=g_op, n_iter=n_iter,
-                            backprop_steps=k, tau=tau, sigma=sigma, stored_bytes=stored_bytes,
-                            truncated_lam=None if history is None else np.array(history))
+    gap = np.maximum(primal_dual_gap(x_T, d_T, y, operator, lam), 0.0)
+    bound = np.sqrt(2.0 * gap)
+    worst = float(bound.max(initial=0.0))
+    converged = bool(np.all(bound <= tol))
+    if converged:
+        message = (f"unrolled {dual_step} Chambolle–Pock: T = {n_iter} iterations certify ‖x_T − x̂‖ ≤ {worst:.1e} "
+                   f"≤ tol = {tol:g}; gradient through the last {k} of {n_iter} steps"
+                   + (" (truncated: biased)" if k < n_iter else ""))
+    else:
+        message = (f"unrolled {dual_step} Chambolle–Pock: after T = {n_iter} iterations the certified ‖x_T − x̂‖ "
+                   f"is up to {worst:.1e} > tol = {tol:g}: the gradient is that of the unrolled loss ℓ(x_T), "
+                   "not yet of the exactly solved one (increase n_iter)")
+    diagnostics = {"gradient_lam": g_lam, "gap": float(gap.max(initial=0.0)), "error_bound": worst,
+                   "backprop_steps": k, "tau": tau, "sigma": sigma, "dual_step": dual_step,
+                   "stored_bytes": stored_bytes, "truncated_lam": None if history is None else np.array(history)}
+    return HypergradientResult(gradient=g_op, loss=loss.value(x_T), x=x_T, lower_iterations=n_iter, products=5 * k,
+                               diagnostics=diagnostics, seconds=time.perf_counter() - start, converged=converged,
+                               message=message, method=f"unrolled-{dual_step}-primal-dual", state={"d": d_T})
 
 
 # ----------------------------------------------------------------------------- learning Ω
@@ -501,7 +519,7 @@ def learn_analysis_operator(y, loss: UpperLoss, operator: AnalysisOperator, lam:
     for _ in range(int(n_updates)):
         result = unrolled_l1_hypergradient(y, loss, operator, lam, n_iter, backprop_steps=k, dual_step=dual_step)
         losses.append(result.loss)
-        g = result.gradient_operator
+        g = result.gradient
         g_norm = np.linalg.norm(g)
         if g_norm == 0:
             break

@@ -26,11 +26,12 @@ def test_l1_program_gradient_agrees_with_the_closed_form(transform):
     program = cvx.L1DenoisingProgram(n, W.shape[0], eps=1e-9)
     assert program.problem.is_dcp(dpp=True)
     reference = program.gradient(y, truth, W)
-    exact, solve = sl.l1_hypergradient(y, truth, W)
+    exact = sl.l1_hypergradient(y, truth, W)
+    solve = exact.state["solve"]
     assert np.any(solve.signs == 0)
     assert np.max(np.abs(reference.x - solve.x[0])) <= 1e-7
     assert relative_error(reference.gradient, exact.gradient) <= CVX_TOL
-    assert reference.solve_seconds > 0 and reference.backward_seconds > 0
+    assert reference.diagnostics["solve_seconds"] > 0 and reference.diagnostics["backward_seconds"] > 0
 
 
 def test_shift_indices_reproduce_the_library_correlation():

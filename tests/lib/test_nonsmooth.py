@@ -109,14 +109,14 @@ def test_unrolled_l1_gradient_matches_finite_differences(kind, dual_step):
 
     p = operator.parameters
     fd_lam = (value(lam + h, p) - value(lam - h, p)) / (2 * h)
-    assert result.gradient_lam == pytest.approx(fd_lam, rel=1e-7)
+    assert result.diagnostics["gradient_lam"] == pytest.approx(fd_lam, rel=1e-7)
     fd_op = np.empty(p.size)
     for i in range(p.size):
         e = np.zeros(p.size)
         e[i] = h
         e = e.reshape(p.shape)
         fd_op[i] = (value(lam, p + e) - value(lam, p - e)) / (2 * h)
-    assert relative_error(result.gradient_operator, fd_op) <= 1e-7
+    assert relative_error(result.gradient, fd_op) <= 1e-7
     assert result.loss == pytest.approx(value(lam, p), rel=1e-14)
 
 
@@ -124,12 +124,12 @@ def test_truncated_l1_sweep_with_k_equal_to_T_is_the_full_sweep():
     y, loss, operator = setting("1d-filters")
     full = ns.unrolled_l1_hypergradient(y, loss, operator, 0.3, 20, record_truncations=True)
     same = ns.unrolled_l1_hypergradient(y, loss, operator, 0.3, 20, backprop_steps=20)
-    assert same.gradient_lam == full.gradient_lam == full.truncated_lam[-1]
-    np.testing.assert_array_equal(same.gradient_operator, full.gradient_operator)
+    assert same.diagnostics["gradient_lam"] == full.diagnostics["gradient_lam"] == full.diagnostics["truncated_lam"][-1]
+    np.testing.assert_array_equal(same.gradient, full.gradient)
     short = ns.unrolled_l1_hypergradient(y, loss, operator, 0.3, 20, backprop_steps=3)
-    assert short.gradient_lam == pytest.approx(full.truncated_lam[2], rel=1e-12)
-    assert abs(short.gradient_lam - full.gradient_lam) > 1e-6 * abs(full.gradient_lam)
-    assert short.stored_bytes * 20 == full.stored_bytes * 3
+    assert short.diagnostics["gradient_lam"] == pytest.approx(full.diagnostics["truncated_lam"][2], rel=1e-12)
+    assert abs(short.diagnostics["gradient_lam"] - full.diagnostics["gradient_lam"]) > 1e-6 * abs(full.diagnostics["gradient_lam"])
+    assert short.diagnostics["stored_bytes"] * 20 == full.diagnostics["stored_bytes"] * 3
 
 
 def test_learning_the_operator_lowers_the_unrolled_loss():
