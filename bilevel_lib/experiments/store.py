@@ -187,8 +187,11 @@ def write(source, arrays: dict, record: dict, *, force: bool = False) -> tuple[P
     return npz, sidecar
 
 
-def _how_to_make(npz: Path) -> str:
-    return f"make it with: {make_command(npz.stem)}"
+def _how_to_make(npz: Path, force: bool = False) -> str:
+    command = make_command(npz.stem)
+    if command.endswith("list  (shows the experiments and their commands)"):
+        return f"see {command}"
+    return f"make it with: {command}" + (" --force" if force else "")
 
 
 def read_record(source) -> dict:
@@ -199,13 +202,13 @@ def read_record(source) -> dict:
     try:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ResultError(f"{sidecar} is not a readable result record ({error}); {_how_to_make(npz)} --force") \
+        raise ResultError(f"{sidecar} is not a readable result record ({error}); {_how_to_make(npz, force=True)}") \
             from error
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ResultError(f"{sidecar} is not a result record of format {FORMAT!r}; {_how_to_make(npz)} --force")
+        raise ResultError(f"{sidecar} is not a result record of format {FORMAT!r}; {_how_to_make(npz, force=True)}")
     missing = [key for key in _RECORD_KEYS if key not in record]
     if missing:
-        raise ResultError(f"{sidecar} lacks {', '.join(missing)}; {_how_to_make(npz)} --force")
+        raise ResultError(f"{sidecar} lacks {', '.join(missing)}; {_how_to_make(npz, force=True)}")
     return record
 
 
@@ -216,11 +219,11 @@ def load(source) -> StoredResult:
     if not npz.exists():
         raise ResultError(f"no saved arrays at {npz}; {_how_to_make(npz)}")
     try:
-        with np.load(npz, allow_pickle=False) as data:
+        with open(npz, "rb") as file, np.load(file, allow_pickle=False) as data:   # closed even when np.load fails
             arrays = {key: data[key] for key in data.files}
     except Exception as error:   # a truncated or foreign file: zipfile, OSError, ValueError …
         raise ResultError(f"{npz} is not a readable result ({type(error).__name__}: {error}); "
-                          f"{_how_to_make(npz)} --force") from error
+                          f"{_how_to_make(npz, force=True)}") from error
     return StoredResult(arrays, record, npz)
 
 
@@ -257,7 +260,7 @@ def load_result(source):
         x = arrays["x"]
     except (KeyError, TypeError, ValueError) as error:
         raise ResultError(f"{stored.path} is not a complete training result ({error!r}); "
-                          f"{_how_to_make(stored.path)} --force") from error
+                          f"{_how_to_make(stored.path, force=True)}") from error
     return TrainingResult(params, history, x, stored.record.get("message", ""), stored.record["settings"])
 
 
