@@ -81,7 +81,7 @@ class BlorcSettings:
         if self.signal.startswith("stripes") and int(round(np.sqrt(self.n))) ** 2 != self.n:
             raise ValueError(f"stripe patches are √n×√n: n must be a square; got {self.n}")
         positive_scalar(self.lr, "lr")
-        check_decay_epochs(self.lr_decay_epochs, self.epochs)
+        object.__setattr__(self, "lr_decay_epochs", check_decay_epochs(self.lr_decay_epochs, self.epochs))
         if not (np.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma must be ≥ 0; got {self.sigma!r}")
         if not (np.isfinite(self.threshold) and self.threshold >= 0):

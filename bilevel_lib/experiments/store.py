@@ -217,7 +217,7 @@ def load(source) -> StoredResult:
     npz, _ = result_paths(source)
     record = read_record(source)
     if not npz.exists():
-        raise ResultError(f"no saved arrays at {npz}; {_how_to_make(npz)}")
+        raise ResultError(f"no saved arrays at {npz}; {_how_to_make(npz, force=True)}")
     try:
         with open(npz, "rb") as file, np.load(file, allow_pickle=False) as data:   # closed even when np.load fails
             arrays = {key: data[key] for key in data.files}
