@@ -138,21 +138,22 @@ def check_free(source, *, force: bool = False) -> tuple[Path, Path]:
     return paths
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
+def _temporary(path: Path, write) -> Path:
+    """Call ``write(file)`` on a new temporary file next to ``path`` (same folder, so that
+    :func:`os.replace` is atomic) and return its path; on failure remove it and re-raise."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)     # mkstemp makes 0600; a result is an ordinary file
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)     # mkstemp makes 0600; a result is an ordinary file
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return Path(temporary)
 
 
 def _json_ready(value):
@@ -182,8 +183,19 @@ def write(source, arrays: dict, record: dict, *, force: bool = False) -> tuple[P
     record = _json_ready({"format": FORMAT, "name": npz.stem, **record})
     text = json.dumps(record, indent=2, allow_nan=True) + "\n"
     npz.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(npz, lambda file: np.savez_compressed(file, **arrays))
-    _atomic_write(sidecar, lambda file: file.write(text.encode("utf-8")))
+    temporaries = [_temporary(npz, lambda file: np.savez_compressed(file, **arrays))]
+    replaced = False
+    try:
+        temporaries.append(_temporary(sidecar, lambda file: file.write(text.encode("utf-8"))))
+        os.replace(temporaries[0], npz)
+        replaced = True
+        os.replace(temporaries[1], sidecar)     # the record last: a result exists once its record does
+    except BaseException:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+        if replaced:                            # arrays without their record are no result
+            npz.unlink(missing_ok=True)
+        raise
     return npz, sidecar
 
 

@@ -49,6 +49,9 @@ def test_round_trip_of_arrays_and_record(tmp_path):
     assert store.read_record(tmp_path / "run.json") == loaded.record
     with np.load(npz, allow_pickle=False) as raw:          # plain numbers, no pickles
         assert sorted(raw.files) == sorted(arrays())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(path.stat().st_mode & 0o777 == 0o666 & ~umask for path in (npz, sidecar))   # not mkstemp's 0600
 
 
 def test_stems_names_and_paths(tmp_path):
@@ -187,3 +190,19 @@ def test_the_training_layer_knows_no_files():
         text = path.read_text(encoding="utf-8")
         for call in ("np.load(", "np.savez", "open(", ".write_text(", ".read_text("):
             assert call not in text, f"{path.name} calls {call}"
+
+
+def test_a_failure_between_the_two_files_leaves_neither(tmp_path, monkeypatch):
+    calls = []
+    real_replace = os.replace
+
+    def second_fails(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError("no rename")
+        real_replace(source, target)
+
+    monkeypatch.setattr(store.os, "replace", second_fails)
+    with pytest.raises(OSError, match="no rename"):
+        store.write(tmp_path / "run", arrays(), record())
+    assert calls == [tmp_path / "run.npz", tmp_path / "run.json"] and os.listdir(tmp_path) == []
