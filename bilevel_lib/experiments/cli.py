@@ -30,6 +30,10 @@ import numpy as np
 from . import blorc, recipes, store
 
 PROG = "python -m bilevel_lib"
+DESCRIPTION = """\
+Run the book's full-size experiments.  Each run saves NAME.npz (arrays) and NAME.json (settings,
+the command, run time, versions, machine, date, figures of merit) in the repository's results/
+folder, or at --out; a result is never overwritten without --force."""
 
 #: every full-size experiment: its subcommand, what it is, its defaults
 EXPERIMENTS = {
@@ -52,11 +56,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _listing() -> str:
-    lines = [f"  {name:<18} {spec['help']}" for name, spec in EXPERIMENTS.items()]
-    return ("experiments (each a command; '%s NAME --help' for its options):\n" % PROG + "\n".join(lines)
-            + "\n\nresults go to the repository's results/ folder unless --out is given; "
-              "'%s list' says which are saved" % PROG)
+def _epilog() -> str:
+    return "\n".join([
+        "examples:",
+        f"  {PROG} list                                # the experiments and which results are saved",
+        f"  {PROG} bars                                # review Fig. 1.3, saved to results/bars.{{npz,json}}",
+        f"  {PROG} bars --steps 400 --out /tmp/bars    # writes /tmp/bars.npz and /tmp/bars.json",
+        f"  {PROG} blorc --signal piecewise --full     # BLORC, the paper's setting",
+        f"  {PROG} NAME --help                         # the options of one experiment",
+        "",
+        f"'reproduce NAME ...' is an alias of 'NAME ...'."])
 
 
 def _add_common(parser: argparse.ArgumentParser, default_result: str) -> None:
@@ -113,7 +122,7 @@ def _add_blorc(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=_listing(),
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=_epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     parser.commands = sub.choices     # the parser of each command, for its own parser.error
