@@ -1,11 +1,12 @@
-"""BLORC experiments: the paper's data sets and settings, a run with its baseline, and the command line.
+"""BLORC experiments: the paper's data sets and settings, and a run with its baseline.
 
 Data sets of Ghosh, McCann & Ravishankar (2022), Sec. 4: 1-D piecewise-constant signals (n = 64,
 σ = 0.1, peak normalised to 1), 1-D signals sparse in the DCT (a few low harmonics), and 8×8
 patches (stride 7) of 256×256 images with vertical or diagonal stripes.  Training itself is
 :func:`bilevel_lib.l1.blorc.train_blorc`.
 
-Command line (saves a small .npz and .json under ``results/``)::
+Command line (:mod:`bilevel_lib.experiments.cli`; saves ``results/blorc_<signal>[_full].{npz,json}``
+through :mod:`bilevel_lib.experiments.store`)::
 
     python -m bilevel_lib blorc --help
     python -m bilevel_lib blorc --signal piecewise             # a small run, about a minute
@@ -16,12 +17,7 @@ Introduced in the chapter "Translation to a single level".
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import sys
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.fft as sfft
@@ -43,11 +39,8 @@ __all__ = [
     "dct_signals",
     "stripe_image",
     "stripe_patches",
+    "settings_for",
     "run",
-    "save",
-    "results_dir",
-    "load_run",
-    "main",
     # training, re-exported for the chapter's one import
     "BlorcResult",
     "train_blorc",
@@ -88,7 +81,7 @@ class BlorcSettings:
         if self.signal.startswith("stripes") and int(round(np.sqrt(self.n))) ** 2 != self.n:
             raise ValueError(f"stripe patches are √n×√n: n must be a square; got {self.n}")
         positive_scalar(self.lr, "lr")
-        check_decay_epochs(self.lr_decay_epochs, self.epochs)
+        object.__setattr__(self, "lr_decay_epochs", check_decay_epochs(self.lr_decay_epochs, self.epochs))
         if not (np.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma must be ≥ 0; got {self.sigma!r}")
         if not (np.isfinite(self.threshold) and self.threshold >= 0):
@@ -170,7 +163,23 @@ def make_pairs(settings: BlorcSettings):
 
 
 
-# ----------------------------------------------------------------------------- command line
+# ----------------------------------------------------------------------------- one run
+def settings_for(signal: str = "piecewise", *, full: bool = False, **overrides) -> BlorcSettings:
+    """The settings of a run: the book's small preset (or ``full``: ``FULL_SETTINGS``) for ``signal``,
+    with ``overrides`` (fields of :class:`BlorcSettings`; ``None`` means "the preset's").  Changing
+    ``epochs`` without giving ``lr_decay_epochs`` keeps the preset's decays at the same fractions of
+    the run."""
+    base = FULL_SETTINGS if full else BOOK_SETTINGS
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if "lr_decay_epochs" in overrides:
+        overrides["lr_decay_epochs"] = tuple(overrides["lr_decay_epochs"])
+    elif "epochs" in overrides and base.lr_decay_epochs:
+        epochs = overrides["epochs"]
+        scaled = sorted({max(1, round(e * epochs / base.epochs)) for e in base.lr_decay_epochs})
+        overrides["lr_decay_epochs"] = tuple(e for e in scaled if e < epochs)
+    return replace(base, signal=signal, **overrides)
+
+
 def run(settings: BlorcSettings, *, progress: bool = True) -> dict:
     """Train with ``settings``, evaluate against the tuned finite-difference (or DCT) transform."""
     x_train, y_train, x_test, y_test = make_pairs(settings)
@@ -190,97 +199,7 @@ def run(settings: BlorcSettings, *, progress: bool = True) -> dict:
     }
 
 
-def save(summary: dict, settings: BlorcSettings, out: Path, command: str) -> tuple[Path, Path]:
-    """Write ``out``.npz (W, losses, PSNR history) and ``out``.json (settings and numbers)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = summary["result"]
-    npz = out.with_suffix(".npz")
-    np.savez_compressed(npz, W=result.W, epoch_loss=result.epoch_loss, test_psnr=result.test_psnr)
-    record = {
-        "command": command,
-        "settings": asdict(settings),
-        "seconds": round(result.seconds, 1),
-        "psnr_learned_db": round(summary["psnr_learned"], 3),
-        "psnr_baseline_db": round(summary["psnr_baseline"], 3),
-        "psnr_noisy_db": round(summary["psnr_noisy"], 3),
-        "baseline": summary["baseline"],
-        "baseline_scale": summary["baseline_scale"],
-        "fista_iterations": result.fista_iterations,
-        "active_set_rounds": result.active_set_rounds,
-        "machine": f"{platform.machine()}, Python {platform.python_version()}, numpy {np.__version__}",
-    }
-    path = out.with_suffix(".json")
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return npz, path
-
-
-def results_dir() -> Path:
-    """The repository's ``results/`` folder, where the command line saves its runs."""
-    return Path(__file__).resolve().parents[2] / "results"
-
-
-def load_run(stem: str) -> dict:
-    """A saved run: the arrays of ``results/<stem>.npz`` plus the record of ``results/<stem>.json``."""
-    base = results_dir() / stem
-    with np.load(base.with_suffix(".npz")) as arrays:
-        run = {key: arrays[key] for key in arrays.files}
-    run.update(json.loads(base.with_suffix(".json").read_text(encoding="utf-8")))
-    return run
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bilevel_lib.blorc",
-        description="Learn an ℓ1 analysis transform W by BLORC (closed-form gradients, exact lower level). "
-                    "Defaults: the book's small setting; --full: the paper's Sec. 4.1.")
-    parser.add_argument("--signal", choices=SIGNALS, default="piecewise", help="training signals (default piecewise)")
-    parser.add_argument("--full", action="store_true",
-                        help="paper settings (4000 pairs, batch 100, 750 epochs, threshold 1e-3) with lr 1e-2 "
-                             "for the batch-mean gradient (the printed 1e-4 hardly moves W), divided by 10 at "
-                             "epochs 650 and 700; about an hour")
-    for name, kind, help_text in [("n", int, "signal length (a square for stripes)"),
-                                  ("pairs", int, "training pairs"), ("test", int, "test signals"),
-                                  ("sigma", float, "noise standard deviation"), ("batch", int, "batch size"),
-                                  ("epochs", int, "epochs"), ("lr", float, "step size α"),
-                                  ("threshold", float, "zero-set threshold γ"), ("seed", int, "random seed")]:
-        parser.add_argument(f"--{name}", type=kind, default=None, help=f"{help_text} (overrides the preset)")
-    parser.add_argument("--lr-decay-epochs", type=int, nargs="*", default=None, metavar="EPOCH",
-                        help="divide the step by 10 at the start of these epochs (overrides the preset; "
-                             "give none for a constant step)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output stem (default <repo>/results/blorc_<signal>[_full]); writes .npz and .json")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-
-    base = FULL_SETTINGS if args.full else BOOK_SETTINGS
-    overrides = {key: value for key, value in {
-        "n": args.n, "n_train": args.pairs, "n_test": args.test, "sigma": args.sigma, "batch_size": args.batch,
-        "epochs": args.epochs, "lr": args.lr, "threshold": args.threshold, "seed": args.seed,
-        "lr_decay_epochs": None if args.lr_decay_epochs is None else tuple(args.lr_decay_epochs)}.items()
-        if value is not None}
-    if args.epochs is not None and args.lr_decay_epochs is None and base.lr_decay_epochs:
-        # fewer (or more) epochs than the preset: keep the decays at the same fractions of the run
-        scaled = sorted({max(1, round(e * args.epochs / base.epochs)) for e in base.lr_decay_epochs})
-        overrides["lr_decay_epochs"] = tuple(e for e in scaled if e < args.epochs)
-    settings = replace(base, signal=args.signal, **overrides)
-    out = args.out or results_dir() / f"blorc_{args.signal}{'_full' if args.full else ''}"
-    command = "python -m bilevel_lib.blorc " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"BLORC on {settings.signal}: {settings.n_train} pairs, n = {settings.n}, σ = {settings.sigma}, "
-          f"batch {settings.batch_size}, {settings.epochs} epochs, α = {settings.lr:g}"
-          + (f" (÷10 at epochs {', '.join(map(str, settings.lr_decay_epochs))})" if settings.lr_decay_epochs else "")
-          + f", γ = {settings.threshold:g}")
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):   # small matrices: one BLAS thread is faster and polite
-        summary = run(settings, progress=not args.no_progress)
-    npz, path = save(summary, settings, out, command)
-    result = summary["result"]
-    print(f"trained in {result.seconds:.1f} s; test PSNR (mean over {settings.n_test} signals): "
-          f"learned W {summary['psnr_learned']:.2f} dB, {summary['baseline']} (scale {summary['baseline_scale']:.3g}) "
-          f"{summary['psnr_baseline']:.2f} dB, noisy {summary['psnr_noisy']:.2f} dB")
-    print(f"saved {npz} and {path}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    sys.exit("BLORC runs moved to the one command line: python -m bilevel_lib blorc --help")

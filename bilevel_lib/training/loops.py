@@ -30,8 +30,7 @@ from ..solvers.lower import solve_lower_level
 from ..problem.params import Hyperparameters
 from .optimizers import Adam
 
-__all__ = ["TrainingHistory", "TrainingResult", "hoag_schedule", "train_double_loop", "train_ttsa",
-           "load_result"]
+__all__ = ["TrainingHistory", "TrainingResult", "hoag_schedule", "train_double_loop", "train_ttsa"]
 
 
 def hoag_schedule(initial: float = 1e-2, decay: float = 0.9, floor: float = 1e-12):
@@ -76,25 +75,6 @@ class TrainingResult:
     x: np.ndarray
     message: str
     settings: dict = field(default_factory=dict)
-
-    def save(self, path) -> Path:
-        """Write γ, x̂, the history and the settings to one ``.npz`` file (small; reload with :func:`load_result`)."""
-        path = Path(path)
-        arrays = {f"history_{k}": v for k, v in self.history.as_arrays().items()}
-        np.savez_compressed(path, beta0=self.params.beta0, beta=self.params.beta, filters=self.params.filters,
-                            x=self.x, meta=json.dumps({"message": self.message, "settings": self.settings}),
-                            **arrays)
-        return path
-
-
-def load_result(path) -> TrainingResult:
-    """Inverse of :meth:`TrainingResult.save`."""
-    with np.load(path, allow_pickle=False) as data:
-        params = Hyperparameters(float(data["beta0"]), data["beta"], data["filters"])
-        history = TrainingHistory(**{k[len("history_"):]: data[k].tolist() for k in data.files
-                                     if k.startswith("history_")})
-        meta = json.loads(str(data["meta"]))
-        return TrainingResult(params, history, data["x"], meta["message"], meta["settings"])
 
 
 def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta", "filters"),

@@ -1,11 +1,11 @@
 """BLORC training: data, one step = one Lemma-1 gradient step, the loss falls, helpers, CLI."""
 
-import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from bilevel_lib.experiments import blorc
+from bilevel_lib.experiments import blorc, cli, store
 from bilevel_lib import l1 as sl
 
 
@@ -128,24 +128,26 @@ def test_bad_settings_raise():
 
 def test_command_line_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
-    code = blorc.main(["--signal", "dct", "--n", "16", "--pairs", "20", "--test", "4", "--batch", "10",
-                       "--epochs", "1", "--out", str(out), "--no-progress"])
+    code = cli.main(["blorc", "--signal", "dct", "--n", "16", "--pairs", "20", "--test", "4", "--batch", "10",
+                     "--epochs", "1", "--out", str(out), "--no-progress"])
     assert code == 0
-    record = json.loads(out.with_suffix(".json").read_text())
-    assert record["settings"]["n_train"] == 20 and record["settings"]["signal"] == "dct"
-    assert record["command"].startswith("python -m bilevel_lib.blorc --signal dct")
-    for key in ("psnr_learned_db", "psnr_baseline_db", "psnr_noisy_db", "seconds"):
-        assert np.isfinite(record[key])
-    saved = np.load(out.with_suffix(".npz"))
-    assert saved["W"].shape == (16, 16) and saved["test_psnr"].shape == (2,)
+    saved = store.load(out)
+    assert saved.settings["n_train"] == 20 and saved.settings["signal"] == "dct"
+    assert saved.command.startswith("python -m bilevel_lib blorc --signal dct")
+    for key in ("psnr_learned_db", "psnr_baseline_db", "psnr_noisy_db"):
+        assert np.isfinite(saved.metrics[key])
+    assert saved.seconds >= 0
+    assert saved.arrays["W"].shape == (16, 16) and saved.arrays["test_psnr"].shape == (2,)
     assert "test PSNR" in capsys.readouterr().out
 
 
 def test_full_preset_decays_and_scales_its_decays_with_the_epochs(tmp_path, capsys):
     assert blorc.FULL_SETTINGS.lr_decay_epochs == (650, 700)
+    assert blorc.settings_for(full=True, epochs=15).lr_decay_epochs == (13, 14)   # 650/750, 700/750 of 15
+    assert blorc.settings_for(full=True, epochs=15, lr_decay_epochs=[]).lr_decay_epochs == ()
+    assert blorc.settings_for("dct", lr=None) == replace(blorc.BOOK_SETTINGS, signal="dct")   # None: the preset's
     out = tmp_path / "run"
-    blorc.main(["--full", "--n", "16", "--pairs", "20", "--test", "4", "--batch", "10", "--epochs", "15",
-                "--out", str(out), "--no-progress"])
-    record = json.loads(out.with_suffix(".json").read_text())
-    assert record["settings"]["lr_decay_epochs"] == [13, 14]       # 650/750 and 700/750 of 15 epochs
+    cli.main(["blorc", "--full", "--n", "16", "--pairs", "20", "--test", "4", "--batch", "10", "--epochs", "15",
+              "--out", str(out), "--no-progress"])
+    assert store.read_record(out)["settings"]["lr_decay_epochs"] == [13, 14]
     assert "÷10 at epochs 13, 14" in capsys.readouterr().out

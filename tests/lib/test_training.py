@@ -95,10 +95,12 @@ def test_stopping_rules_and_bad_settings(bars):
 
 
 def test_save_and_load_round_trip(bars, tmp_path):
+    from bilevel_lib.experiments import store    # files are the experiments layer's business, not training's
+
     cost, params, loss = bars
     result = training.train_double_loop(cost, params, loss, n_steps=5)
-    path = result.save(tmp_path / "run.npz")
-    back = training.load_result(path)
+    path, _ = store.save_result(result, tmp_path / "run", command="test", seconds=0.0)
+    back = store.load_result(path)
     np.testing.assert_array_equal(back.params.flatten(), result.params.flatten())
     np.testing.assert_array_equal(back.x, result.x)
     assert back.history.loss == result.history.loss and back.history.work == result.history.work
