@@ -199,7 +199,7 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
     or one of the typical mistakes, made on purpose, that :func:`check_forward_beta0_ogm` recognises."""
     if variant not in ("correct", "momentum constant", "tangent of y"):
         raise ValueError(f"variant must be 'correct', 'momentum constant' or 'tangent of y'; got {variant!r}")
-    from ..hypergrad.unrolling import ogm_coefficients
+    from ..solvers.lower import ogm_coefficients, ogm_extrapolate
 
     A = cost.forward_model
     a, b = ogm_coefficients(n_iter)
@@ -210,14 +210,14 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
         mixed = gradient - A.adjoint(A.forward(x) - cost.y)
         z_next = z - step * cost.hessian_vector_product(x, gamma, z) - step * mixed
         y_next = x - step * gradient
-        c = 1 + a[t] + b[t]
-        x = c * y_next - a[t] * y_prev - b[t] * x
+        x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
         if variant == "momentum constant":       # tangent of y_t dropped
-            z = c * z_next - b[t] * z
+            z = (1 + a[t] + b[t]) * z_next - b[t] * z
         elif variant == "tangent of y":          # x's tangent follows the plain gradient step
             z = z_next
-        else:                                    # correct: both lines of the recursion differentiated
-            z = c * z_next - a[t] * z_y - b[t] * z
+        else:                                    # correct: the same linear map for the tangents
+            z = ogm_extrapolate(z_next, z_y, z, a[t], b[t])
+        x = x_next
         y_prev, z_y = y_next, z_next
     return float(np.sum(z * loss.gradient(x)))
 

@@ -117,8 +117,8 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
     out = DescentResult(params=params)
     hyper = implicit_hypergradient(cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol,
                                    lower_max_iter=lower_max_iter)
-    out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower.iterations, hyper.cg_iterations
-    current, x, q = params, hyper.x, hyper.q
+    out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower_iterations, hyper.cg_iterations
+    current, x, state = params, hyper.x, hyper.state
     for _ in range(n_iter):
         gradient = hyper.gradient.flatten(parts)
         out.loss.append(hyper.loss)
@@ -137,12 +137,12 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
         else:
             break  # no decrease found: at a stationary point to working accuracy
         current = trial
-        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, q0=q, lower_tol=lower_tol, cg_tol=cg_tol,
+        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, state=state, lower_tol=lower_tol, cg_tol=cg_tol,
                                        lower_max_iter=lower_max_iter)
         out.n_solves += 1
-        out.lower_iterations += hyper.lower.iterations
+        out.lower_iterations += hyper.lower_iterations
         out.cg_iterations += hyper.cg_iterations
-        x, q = hyper.x, hyper.q
+        x, state = hyper.x, hyper.state
         step *= grow
     out.params = current
     out.solves.append(out.n_solves)
