@@ -197,8 +197,9 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
     """Forward-mode dℓ_T/dβ0 through OGM written out step by step: ``variant="correct"`` (an
     independent check of :func:`~bilevel_lib.unrolling.forward_mode_hypergradient`, see the tests)
     or one of the typical mistakes, made on purpose, that :func:`check_forward_beta0_ogm` recognises."""
-    if variant not in ("correct", "momentum constant", "tangent of y"):
-        raise ValueError(f"variant must be 'correct', 'momentum constant' or 'tangent of y'; got {variant!r}")
+    if variant not in ("correct", "momentum constant", "tangent of y", "no mixed"):
+        raise ValueError("variant must be 'correct', 'momentum constant', 'tangent of y' or 'no mixed'; "
+                         f"got {variant!r}")
     from ..solvers.lower import ogm_coefficients, ogm_extrapolate
 
     A = cost.forward_model
@@ -207,7 +208,7 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
     z = z_y = np.zeros_like(x)
     for t in range(n_iter):
         gradient = cost.gradient(x, gamma)
-        mixed = gradient - A.adjoint(A.forward(x) - cost.y)
+        mixed = 0.0 if variant == "no mixed" else gradient - A.adjoint(A.forward(x) - cost.y)
         z_next = z - step * cost.hessian_vector_product(x, gamma, z) - step * mixed
         y_next = x - step * gradient
         x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
@@ -243,7 +244,7 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
     n_iter = 8
     step = default_step(cost, gamma)
     reference = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="ogm", parts=("beta0",),
-                                           step=step).flat[0]
+                                           step=step).flat()[0]
 
     got, failure = _call(student_forward, cost, gamma, loss, n_iter, step)
     if failure is not None:
@@ -254,7 +255,7 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
     error = abs(got - reference) / abs(reference)
     if error <= tol:
         return CheckResult(True, f"dℓ_T/dβ0 through OGM is right (relative error {error:.1e}).")
-    gd = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="gd", parts=("beta0",), step=step).flat[0]
+    gd = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="gd", parts=("beta0",), step=step).flat()[0]
     variants = {
         "that is the gradient-descent value: x⁽ᵗ⁺¹⁾ must be the OGM combination "
         "(1 + a_t + b_t) y⁽ᵗ⁺¹⁾ − a_t y⁽ᵗ⁾ − b_t x⁽ᵗ⁾, and its tangent the same combination of tangents.": gd,
