@@ -113,6 +113,15 @@ class HypergradientResult:
     parts: tuple | None = None
     lower: Any = field(default=None, repr=False)
 
+    def __post_init__(self):
+        # one type per field, whatever numpy scalar an estimator computed it as
+        self.loss = float(self.loss)
+        self.lower_iterations, self.cg_iterations = int(self.lower_iterations), int(self.cg_iterations)
+        self.products, self.seconds = int(self.products), float(self.seconds)
+        self.converged, self.message, self.method = bool(self.converged), str(self.message), str(self.method)
+        if self.parts is not None:
+            self.parts = (self.parts,) if isinstance(self.parts, str) else tuple(self.parts)
+
     def __getattr__(self, name):
         # only called when normal lookup fails: diagnostics and warm-start state read as attributes
         if name.startswith("__") or name in ("diagnostics", "state"):
