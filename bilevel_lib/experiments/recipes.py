@@ -135,7 +135,7 @@ def vertical_bars_case(*, draws: str = "julia", julia_seed: int = 0, filter_seed
         initial = Hyperparameters.from_filters(dct_filters(3))
         default_grid = np.arange(-4.0, -1.95, 0.1)
     grid = np.round(default_grid, 2) if grid is None else np.asarray(grid)
-    search = grid_search_beta0(cost, initial, loss, grid, tol=1e-7)
+    search = grid_search_beta0(cost, initial, loss, grid, lower_tol=1e-7)
     result = train_double_loop(cost, search.best, loss, parts=("beta", "filters"), n_steps=n_steps,
                                lower_iterations=lower_iterations, progress=progress)
     learned = result.params
@@ -171,7 +171,7 @@ def cameraman_case(*, parts=("beta",), n_steps: int = 500, lower_iterations: int
     search = None
     if beta0 is None:
         grid = np.arange(-6.0, -1.99, 0.5) if grid is None else np.asarray(grid)
-        search = grid_search_beta0(cost, initial, loss, grid, tol=1e-6)
+        search = grid_search_beta0(cost, initial, loss, grid, lower_tol=1e-6)
         initial = search.best
     else:
         initial = Hyperparameters(beta0, initial.beta, initial.filters)

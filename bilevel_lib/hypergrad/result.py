@@ -32,7 +32,10 @@ and :func:`bilevel_lib.training.loops.train_double_loop` takes any of them as ``
 Names (one per concept)
 -----------------------
 =====================  ==========================================================================
-``n_iter``             T, the number of unrolled (or fixed-budget) lower-level iterations
+``n_iter``             T, the number of unrolled lower-level iterations of an unrolled estimator
+``lower_iterations``   lower-level iterations: counted in a result and a training history, and
+                       the fixed budget T of ``train_double_loop`` (App. D.2: T = 10)
+``n_steps``            upper-level iterations of a training loop or of ``gradient_descent_beta``
 ``lower_tol``          tolerance on max_j ‖∇ₓΦ(x_j)‖/√N of a lower-level solve
 ``lower_max_iter``     iteration cap of a lower-level solve
 ``cg_tol``             CG tolerance (relative to ``cg_relative_to``: "rhs" or "initial")

@@ -58,7 +58,7 @@ import scipy.fft as sfft
 
 from ..problem.cost import LowerLevelCost
 from ..problem.params import PARTS, Hyperparameters, _check_parts
-from ..solvers.lower import ogm_coefficients, ogm_extrapolate
+from ..solvers.lower import ogm_coefficients, ogm_extrapolate, starting_point
 from .finite_differences import finite_difference_gradient
 from .result import HypergradientResult
 
@@ -122,15 +122,7 @@ def _check_inputs(cost, params, loss, n_iter, solver, step, x0):
             raise TypeError(f"step must be a positive number; got {step!r}") from err
         if not (np.isfinite(step) and step > 0):
             raise ValueError(f"step must be a positive finite number; got {step!r}")
-    if x0 is None:
-        x0 = np.array(cost.forward_model.adjoint(cost.y), dtype=np.float64)
-    else:
-        x0 = np.array(x0, dtype=np.float64)
-        if x0.shape != cost.y.shape:
-            raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x0.shape}")
-        if not np.all(np.isfinite(x0)):
-            raise ValueError("x0 must be finite")
-    return int(n_iter), step, x0
+    return int(n_iter), step, starting_point(cost, x0)
 
 
 def default_step(cost: LowerLevelCost, params: Hyperparameters) -> float:

@@ -20,7 +20,7 @@ from ..problem.cost import LowerLevelCost
 from ..problem.params import Hyperparameters
 
 __all__ = ["LowerLevelResult", "ConvergenceWarning", "solve_lower_level", "METHODS", "ogm_momentum",
-           "ogm_coefficients", "ogm_extrapolate"]
+           "ogm_coefficients", "ogm_extrapolate", "starting_point"]
 
 METHODS = ("ogm", "gd")
 
@@ -90,6 +90,21 @@ def ogm_extrapolate(y_next, y_prev, x, a, b):
     return y_next + a * (y_next - y_prev) + b * (y_next - x)
 
 
+def starting_point(cost: LowerLevelCost, x0=None) -> np.ndarray:
+    """x0 as a fresh float64 array (default A'y), checked to have the shape of y and be finite.
+
+    The starting point of :func:`solve_lower_level` and of the unrolled maps.
+    """
+    if x0 is None:
+        return np.array(cost.forward_model.adjoint(cost.y), dtype=np.float64)
+    x = np.array(x0, dtype=np.float64)
+    if x.shape != cost.y.shape:
+        raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x0 must be finite")
+    return x
+
+
 def _norms(g: np.ndarray, n_pixels: int) -> np.ndarray:
     return np.sqrt(np.sum(np.square(g), axis=tuple(range(1, g.ndim))) / n_pixels)
 
@@ -140,14 +155,7 @@ def solve_lower_level(
         raise ValueError(f"tol must be a positive number or None; got {tol!r}")
     if int(max_iter) != max_iter or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative integer; got {max_iter!r}")
-    if x0 is None:
-        x = cost.forward_model.adjoint(cost.y).copy()
-    else:
-        x = np.array(x0, dtype=np.float64)
-        if x.shape != cost.y.shape:
-            raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x0 must be finite")
+    x = starting_point(cost, x0)
     if step is None:
         step = 1.0 / cost.lipschitz(params)
     elif not (np.isfinite(step) and step > 0):

@@ -29,7 +29,7 @@ from ..problem.cost import LowerLevelCost
 from ..util.progress import progress_bar
 from ..hypergrad.implicit import implicit_hypergradient, implicit_step
 from ..problem.losses import UpperLoss
-from ..solvers.lower import solve_lower_level
+from ..solvers.lower import solve_lower_level, starting_point
 from ..problem.params import Hyperparameters
 from .optimizers import Adam
 
@@ -223,7 +223,7 @@ def train_ttsa(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *
     settings = dict(parts=list(parts), n_steps=n_steps, upper_step=upper_step, upper_decay=upper_decay,
                     cg_tol=cg_tol, method="TTSA")
     start = time.perf_counter()
-    x = cost.forward_model.adjoint(cost.y).copy() if x0 is None else np.array(x0, dtype=np.float64)
+    x = starting_point(cost, x0)
     q = None
     history = TrainingHistory()
     vector = params.flatten(parts)
