@@ -96,7 +96,8 @@ def inexact_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: U
     HypergradientResult
         gradient over ``parts`` (zeros elsewhere; ``flat()`` gives z), diagnostics
         ``error_bound`` (ω ≥ ‖z − ∇ℓ(γ)‖, valid when ``converged``), ``x_error_bound`` (ε_x ≥
-        ‖x − x̂‖), ``lower_residual``, ``cg_residual`` (absolute ‖r‖), state ``q``.
+        ‖x − x̂‖), ``lower_residual``, ``cg_residual`` (relative, as for the implicit estimator),
+        ``cg_residual_norm`` (the absolute ‖r‖ ≤ δ the bound uses), state ``q``.
     """
     start = time.perf_counter()
     parts = _check_parts(parts)
@@ -127,7 +128,8 @@ def inexact_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: U
     return HypergradientResult(
         gradient=zero.unflatten(step.gradient.flatten(parts), parts), loss=loss.value(x), x=x,
         lower_iterations=lower.iterations, cg_iterations=step.cg.iterations, products=1,
-        diagnostics=dict(error_bound=float(bound), x_error_bound=float(eps_x), cg_residual=float(residual),
+        diagnostics=dict(error_bound=float(bound), x_error_bound=float(eps_x),
+                         cg_residual=float(np.max(step.cg.residual)), cg_residual_norm=float(residual),
                          lower_residual=float(np.max(lower.gradient_norm)), eps=eps, delta=delta),
         seconds=time.perf_counter() - start, converged=not problems, message=message, method="maid-inexact",
         state=dict(q=step.q), parts=parts, lower=lower)
