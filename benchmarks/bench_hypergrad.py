@@ -59,13 +59,13 @@ def main() -> None:
     moved = params.unflatten(params.flatten() + 1e-3 * rng.standard_normal(params.size()))
 
     def warm_step():
-        return bl.implicit_hypergradient(cost, moved, loss, x0=cold.x, q0=cold.q, lower_tol=None,
+        return bl.implicit_hypergradient(cost, moved, loss, x0=cold.x, state=cold.state, lower_tol=None,
                                          lower_max_iter=10, cg_tol=1e-3, cg_relative_to="initial")
 
     t_warm, warm = timed(warm_step)
     print(f"warm step (T = 10 OGM from previous x̂, CG from previous q to 1e-3 of its initial residual): "
           f"{1e3 * t_warm:.1f} ms, {warm.cg_iterations} CG iterations, ‖∇Φ‖/√N after T = "
-          f"{warm.lower_gradient_norm:.1e}")
+          f"{warm.diagnostics['lower_residual']:.1e}")
 
     # ---- peer: finite differences, 2R warm-started solves to the same accuracy
     probes = []

@@ -63,7 +63,8 @@ def main() -> None:
             if name.startswith("implicit"):
                 note = f"{result.cg_iterations} CG iterations"
             else:
-                note = f"{result.hessian_vector_products} Hessian-vector products, stores {format_bytes(result.stored_bytes)}"
+                note = (f"{result.diagnostics['hessian_vector_products']} Hessian-vector products, "
+                        f"stores {format_bytes(result.diagnostics['stored_bytes'])}")
             if name.startswith("reverse"):
                 reverse_peak[T] = peak
             print(f"{T:5d}  {name:<26}{1e3 * seconds:8.1f} ms  {format_bytes(peak):>12}   {note}")

@@ -197,9 +197,10 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
     """Forward-mode dℓ_T/dβ0 through OGM written out step by step: ``variant="correct"`` (an
     independent check of :func:`~bilevel_lib.unrolling.forward_mode_hypergradient`, see the tests)
     or one of the typical mistakes, made on purpose, that :func:`check_forward_beta0_ogm` recognises."""
-    if variant not in ("correct", "momentum constant", "tangent of y"):
-        raise ValueError(f"variant must be 'correct', 'momentum constant' or 'tangent of y'; got {variant!r}")
-    from ..hypergrad.unrolling import ogm_coefficients
+    if variant not in ("correct", "momentum constant", "tangent of y", "no mixed"):
+        raise ValueError("variant must be 'correct', 'momentum constant', 'tangent of y' or 'no mixed'; "
+                         f"got {variant!r}")
+    from ..solvers.lower import ogm_coefficients, ogm_extrapolate
 
     A = cost.forward_model
     a, b = ogm_coefficients(n_iter)
@@ -207,17 +208,17 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
     z = z_y = np.zeros_like(x)
     for t in range(n_iter):
         gradient = cost.gradient(x, gamma)
-        mixed = gradient - A.adjoint(A.forward(x) - cost.y)
+        mixed = 0.0 if variant == "no mixed" else gradient - A.adjoint(A.forward(x) - cost.y)
         z_next = z - step * cost.hessian_vector_product(x, gamma, z) - step * mixed
         y_next = x - step * gradient
-        c = 1 + a[t] + b[t]
-        x = c * y_next - a[t] * y_prev - b[t] * x
+        x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
         if variant == "momentum constant":       # tangent of y_t dropped
-            z = c * z_next - b[t] * z
+            z = (1 + a[t] + b[t]) * z_next - b[t] * z
         elif variant == "tangent of y":          # x's tangent follows the plain gradient step
             z = z_next
-        else:                                    # correct: both lines of the recursion differentiated
-            z = c * z_next - a[t] * z_y - b[t] * z
+        else:                                    # correct: the same linear map for the tangents
+            z = ogm_extrapolate(z_next, z_y, z, a[t], b[t])
+        x = x_next
         y_prev, z_y = y_next, z_next
     return float(np.sum(z * loss.gradient(x)))
 
@@ -243,7 +244,7 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
     n_iter = 8
     step = default_step(cost, gamma)
     reference = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="ogm", parts=("beta0",),
-                                           step=step).flat[0]
+                                           step=step).flat()[0]
 
     got, failure = _call(student_forward, cost, gamma, loss, n_iter, step)
     if failure is not None:
@@ -254,7 +255,7 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
     error = abs(got - reference) / abs(reference)
     if error <= tol:
         return CheckResult(True, f"dℓ_T/dβ0 through OGM is right (relative error {error:.1e}).")
-    gd = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="gd", parts=("beta0",), step=step).flat[0]
+    gd = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="gd", parts=("beta0",), step=step).flat()[0]
     variants = {
         "that is the gradient-descent value: x⁽ᵗ⁺¹⁾ must be the OGM combination "
         "(1 + a_t + b_t) y⁽ᵗ⁺¹⁾ − a_t y⁽ᵗ⁾ − b_t x⁽ᵗ⁾, and its tangent the same combination of tangents.": gd,

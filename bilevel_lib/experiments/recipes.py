@@ -11,9 +11,8 @@ import numpy as np
 
 from ..problem import data
 from ..hypergrad.closed_form import quadratic_hypergradient
-from ..solvers.cg import conjugate_gradient
 from ..problem.cost import LowerLevelCost
-from ..hypergrad.implicit import gradient_angle_degrees
+from ..hypergrad.implicit import gradient_angle_degrees, implicit_step
 from ..problem.losses import SquaredErrorLoss
 from ..solvers.lower import solve_lower_level
 from ..problem.params import Hyperparameters
@@ -57,13 +56,12 @@ def angle_error_vs_tolerance(cost: LowerLevelCost, truth, params: Hyperparameter
     """
     if not isinstance(cost.penalty, Quadratic):
         raise ValueError("angle_error_vs_tolerance needs the exact case φ(z) = z² (penalty Quadratic())")
-    exact, _ = quadratic_hypergradient(cost.y, truth, params, cost.forward_model)
+    exact = quadratic_hypergradient(cost.y, truth, params, cost.forward_model).gradient
     loss = SquaredErrorLoss(truth)
     angles, iterations = [], []
     for tol in tolerances:
         lower = solve_lower_level(cost, params, x0=x0, tol=tol, max_iter=1_000_000)
-        q = conjugate_gradient(cost.hessian_operator(lower.x, params), loss.gradient(lower.x), tol=1e-12).x
-        estimate = cost.mixed_transpose(lower.x, params, q) * -1.0
+        estimate = implicit_step(cost, params, loss, lower.x, cg_tol=1e-12, cg_max_iter=1000, warn=True).gradient
         angles.append(gradient_angle_degrees(estimate.flatten(parts), exact.flatten(parts)))
         iterations.append(lower.iterations)
     return np.array(angles), np.array(iterations)
@@ -137,7 +135,7 @@ def vertical_bars_case(*, draws: str = "julia", julia_seed: int = 0, filter_seed
         initial = Hyperparameters.from_filters(dct_filters(3))
         default_grid = np.arange(-4.0, -1.95, 0.1)
     grid = np.round(default_grid, 2) if grid is None else np.asarray(grid)
-    search = grid_search_beta0(cost, initial, loss, grid, tol=1e-7)
+    search = grid_search_beta0(cost, initial, loss, grid, lower_tol=1e-7)
     result = train_double_loop(cost, search.best, loss, parts=("beta", "filters"), n_steps=n_steps,
                                lower_iterations=lower_iterations, progress=progress)
     learned = result.params
@@ -173,7 +171,7 @@ def cameraman_case(*, parts=("beta",), n_steps: int = 500, lower_iterations: int
     search = None
     if beta0 is None:
         grid = np.arange(-6.0, -1.99, 0.5) if grid is None else np.asarray(grid)
-        search = grid_search_beta0(cost, initial, loss, grid, tol=1e-6)
+        search = grid_search_beta0(cost, initial, loss, grid, lower_tol=1e-6)
         initial = search.best
     else:
         initial = Hyperparameters(beta0, initial.beta, initial.filters)

@@ -1,80 +1,104 @@
 """Hypergradients ∇ℓ(γ) of the running example by the minimizer (implicit) approach, and references.
 
+* :func:`implicit_step`: from a given x ≈ x̂, the adjoint solve ∇ₓₓΦ q = ∇ₓℓ by CG (review eq.
+  4.10–4.11) and the mixed product −(∇ₓγΦ)'q of eq. (4.8).  It is the one place this step is
+  written: the implicit estimator, TTSA, MAID's inexact estimate and the recipes all call it.
 * :func:`implicit_hypergradient`: review eq. (4.8),
       ∇ℓ(γ) = ∇_γℓ − (∇ₓγΦ)' (∇ₓₓΦ)⁻¹ ∇ₓℓ,   all at x = x̂(γ),
-  with the inverse applied by (optionally preconditioned) conjugate gradient on Hessian-vector
-  products (eq. 4.10–4.11); for (Ex) ∇_γℓ = 0.
+  a lower-level solve followed by :func:`implicit_step`; for (Ex) ∇_γℓ = 0.
 * :func:`kkt_hypergradient`: the same vector from the Lagrangian (KKT) view of Sec. 4.2.2,
   solved with dense linear algebra: a slow, independent check for small problems.
 * :func:`finite_difference_hypergradient`: central differences of ℓ(γ) with tight lower-level
   solves, the reference every estimator is tested against.
 
+Each estimator returns a :class:`~bilevel_lib.hypergrad.result.HypergradientResult`.
 Introduced in the chapter "Implicit differentiation".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from typing import NamedTuple
 
 import numpy as np
 
-from ..solvers.cg import conjugate_gradient
-from .finite_differences import finite_difference_gradient
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..solvers.lower import LowerLevelResult, solve_lower_level
-from ..problem.params import PARTS, Hyperparameters
+from ..problem.params import PARTS, Hyperparameters, _check_parts
+from ..solvers.cg import CGResult, conjugate_gradient
+from ..solvers.lower import solve_lower_level
+from .finite_differences import finite_difference_gradient
+from .result import HypergradientResult
 
 __all__ = [
     "HypergradientResult",
+    "ImplicitStep",
+    "implicit_step",
     "implicit_hypergradient",
     "kkt_hypergradient",
     "finite_difference_hypergradient",
-    "upper_loss",
     "gradient_angle_degrees",
 ]
 
 
-@dataclass
-class HypergradientResult:
-    """A hypergradient with what it cost and how accurate its ingredients were.
-
-    Attributes
-    ----------
-    gradient : Hyperparameters   ∇ℓ for β0, every β_k and every filter tap (``.flatten(parts)``)
-    loss : float                 ℓ at the lower-level solution used
-    x : array (J, …)             that solution x̂ (pass as ``x0`` to warm start the next call)
-    q : array (J, …)             the CG solution of ∇ₓₓΦ q = ∇ₓℓ (pass as ``q0`` to warm start)
-    lower : LowerLevelResult     the lower-level solve (iterations, ‖∇Φ‖/√N, converged)
-    cg_iterations : int
-    cg_residual : float          final relative CG residual (max over images)
-    cg_converged : bool
-    """
+class ImplicitStep(NamedTuple):
+    """What :func:`implicit_step` returns: the gradient −(∇ₓγΦ)'q, the CG solution q and CG's result."""
 
     gradient: Hyperparameters
-    loss: float
-    x: np.ndarray
     q: np.ndarray
-    lower: LowerLevelResult
-    cg_iterations: int
-    cg_residual: float
-    cg_converged: bool
-
-    @property
-    def lower_gradient_norm(self) -> float:
-        """max_j ‖∇ₓΦ(x̂_j; γ)‖/√N at the solution used."""
-        return float(np.max(self.lower.gradient_norm))
+    cg: CGResult
 
 
-def upper_loss(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x0=None, *,
-               tol: float = 1e-8, max_iter: int = 20_000) -> tuple[float, LowerLevelResult]:
-    """ℓ(γ) = loss(x̂(γ)) with x̂ from a lower-level solve to ``tol``; returns (ℓ, solve result)."""
-    result = solve_lower_level(cost, params, x0=x0, tol=tol, max_iter=max_iter)
-    return loss.value(result.x), result
+def implicit_step(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x, q0=None, *,
+                  cg_tol: float = 1e-10, cg_max_iter: int = 2000, cg_relative_to: str = "rhs",
+                  cg_preconditioner=None, warn: bool = False, rhs=None) -> ImplicitStep:
+    """The adjoint step of (4.8) at a given x: CG on ∇ₓₓΦ(x) q = ∇ₓℓ(x), then −(∇ₓγΦ(x))'q.
+
+    Review eq. (4.10)–(4.11) for the solve and (4.8) for the product.  x is whatever lower-level
+    estimate the caller has (a tight x̂, the T-th OGM iterate, TTSA's single-step iterate, MAID's
+    ε-accurate x): the step itself does not solve the lower level.
+
+    Parameters
+    ----------
+    cost, params, loss
+        Φ, γ and the upper-level loss.
+    x : array (J, *signal_shape)
+        The point at which the Hessian, ∇ₓℓ and the mixed product are taken.
+    q0 : array, optional
+        CG warm start (e.g. the previous call's q).
+    cg_tol, cg_max_iter, cg_relative_to
+        See :func:`bilevel_lib.solvers.cg.conjugate_gradient`.
+    cg_preconditioner : None, "circulant", "cholesky" or callable
+        Built at x by :func:`bilevel_lib.solvers.preconditioners.make_preconditioner`.
+    warn : bool
+        Warn when CG misses its tolerance.
+    rhs : array, optional
+        ∇ₓℓ(x) when the caller has already computed it.
+
+    Returns
+    -------
+    ImplicitStep
+        (gradient as Hyperparameters, q, CGResult).
+    """
+    rhs = loss.gradient(x) if rhs is None else rhs
+    hessian = cost.hessian_operator(x, params)
+    preconditioner = None
+    if cg_preconditioner is not None:  # an optional extra: imported only when asked for
+        from ..solvers.preconditioners import make_preconditioner
+
+        preconditioner = make_preconditioner(cg_preconditioner, hessian)
+    cg = conjugate_gradient(hessian, rhs, x0=q0, tol=cg_tol, max_iter=cg_max_iter, relative_to=cg_relative_to,
+                            warn=warn, preconditioner=preconditioner)
+    return ImplicitStep(cost.mixed_transpose(x, params, cg.x) * -1.0, cg.x, cg)
+
+
+def _lower_residual(cost, params, x) -> float:
+    """max_j ‖∇ₓΦ(x_j; γ)‖/√N, the lower-level residual of the contract's diagnostics."""
+    return float(np.max(cost.gradient_norm(x, params)))
 
 
 def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x0=None, q0=None, *,
-                           lower_tol: float | None = 1e-8, lower_max_iter: int = 20_000,
+                           state: dict | None = None, lower_tol: float | None = 1e-8, lower_max_iter: int = 20_000,
                            cg_tol: float = 1e-10, cg_max_iter: int = 2000, cg_relative_to: str = "rhs",
                            cg_preconditioner=None, warn: bool = True) -> HypergradientResult:
     """∇ℓ(γ) by implicit differentiation of ∇ₓΦ(x̂; γ) = 0 (review eq. 4.8).
@@ -86,39 +110,48 @@ def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: 
     x0 : array, optional
         Warm start of the lower-level solver (e.g. the previous upper iteration's x̂).
     q0 : array, optional
-        Warm start of CG (e.g. the previous upper iteration's q).
+        Warm start of CG (e.g. the previous upper iteration's q); ``state["q"]`` if not given.
+    state : dict, optional
+        The previous result's ``state`` (holds ``q``).
     lower_tol, lower_max_iter
         Lower-level stopping rule ‖∇ₓΦ‖/√N < lower_tol; ``lower_tol=None`` runs exactly
         ``lower_max_iter`` OGM iterations (the fixed-T double loop of the review).
-    cg_tol, cg_max_iter, cg_relative_to
-        See :func:`bilevel_lib.cg.conjugate_gradient`.
-    cg_preconditioner : None, "circulant", "cholesky" or callable
-        Preconditioner for CG on the Hessian system (eq. 4.10), built at x̂ by
-        :func:`bilevel_lib.preconditioners.make_preconditioner`: none (the default), the circulant
-        approximation, the exact banded Cholesky factorisation (1-D signals and small images), or
-        a callable HessianOperator -> preconditioner.  It changes CG's work, not its tolerance.
+    cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner
+        See :func:`implicit_step`.  The preconditioner changes CG's work, not its tolerance.
     warn : bool
         Warn when the lower level or CG misses its tolerance.
 
     Returns
     -------
     HypergradientResult
+        ``state["q"]`` is the CG solution, ``lower`` the lower-level solve; diagnostics
+        ``lower_residual``, ``cg_residual``, ``cg_converged``.  ``converged`` is False when the
+        lower level (with a tolerance) or CG missed its tolerance; with ``lower_tol=None`` only
+        CG counts (a fixed budget has no tolerance to miss).
     """
+    start = time.perf_counter()
+    if q0 is None and state:
+        q0 = state.get("q")
     lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=warn)
     x = lower.x
-    rhs = loss.gradient(x)
-    hessian = cost.hessian_operator(x, params)
-    preconditioner = None
-    if cg_preconditioner is not None:  # an optional extra: imported only when asked for
-        from ..solvers.preconditioners import make_preconditioner
-
-        preconditioner = make_preconditioner(cg_preconditioner, hessian)
-    cg = conjugate_gradient(hessian, rhs, x0=q0, tol=cg_tol, max_iter=cg_max_iter, relative_to=cg_relative_to,
-                            warn=warn, preconditioner=preconditioner)
-    gradient = cost.mixed_transpose(x, params, cg.x) * -1.0
-    return HypergradientResult(gradient=gradient, loss=loss.value(x), x=x, q=cg.x, lower=lower,
-                               cg_iterations=cg.iterations, cg_residual=float(np.max(cg.residual)),
-                               cg_converged=cg.converged)
+    step = implicit_step(cost, params, loss, x, q0, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
+                         cg_relative_to=cg_relative_to, cg_preconditioner=cg_preconditioner, warn=warn)
+    cg_residual = float(np.max(step.cg.residual))
+    problems = []
+    if lower_tol is not None and not lower.converged:
+        problems.append(f"lower level: {lower.message}")
+    if not step.cg.converged:
+        problems.append(f"CG stopped after {step.cg.iterations} iterations at relative residual "
+                        f"{cg_residual:.3g} > cg_tol = {cg_tol:g}")
+    message = "; ".join(problems) if problems else (
+        f"{lower.message}; CG reached {cg_residual:.2g} ≤ {cg_tol:g} in {step.cg.iterations} iterations")
+    return HypergradientResult(
+        gradient=step.gradient, loss=loss.value(x), x=x, lower_iterations=lower.iterations,
+        cg_iterations=step.cg.iterations, products=0,
+        diagnostics=dict(lower_residual=float(np.max(lower.gradient_norm)), cg_residual=cg_residual,
+                         cg_converged=bool(step.cg.converged)),
+        seconds=time.perf_counter() - start, converged=not problems, message=message, method="implicit",
+        state=dict(q=step.q), lower=lower)
 
 
 def _dense_columns(apply, shape):
@@ -128,14 +161,25 @@ def _dense_columns(apply, shape):
     return np.stack([np.ravel(apply(unit[i].reshape(shape))) for i in range(n)], axis=1)
 
 
-def kkt_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x) -> Hyperparameters:
+def kkt_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x=None, *, x0=None,
+                      state: dict | None = None, lower_tol: float = 1e-12,
+                      lower_max_iter: int = 200_000) -> HypergradientResult:
     """∇ℓ(γ) from the Lagrangian L(x, γ, ν) = ℓ(x) + ν'∇ₓΦ(x; γ) (review Sec. 4.2.2), densely.
 
     Stationarity in x gives ∇ₓₓΦ ν = −∇ₓℓ; then ∇ℓ(γ) = ∇_γℓ + (∇ₓγΦ)'ν.  Here the Hessian and
     the N×R Jacobian ∇ₓγΦ are formed column by column and the KKT system is solved with
     ``numpy.linalg.solve`` for each image: O(N³), for small teaching problems and tests only.
-    ``x`` must be the lower-level solution (J, …).
+
+    ``x`` is the lower-level solution (J, …); without it the lower level is solved here from
+    ``x0`` to ``lower_tol`` (``state`` is accepted for the estimator protocol and unused).  The
+    dense solves are exact, so ``converged`` reports the lower-level solve only; ``products``
+    counts the Hessian columns and mixed products formed.
     """
+    start = time.perf_counter()
+    lower = None
+    if x is None:
+        lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
+        x = lower.x
     x = np.asarray(x, dtype=np.float64)
     n = cost.n_pixels
     if n > 2048:
@@ -152,24 +196,51 @@ def kkt_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
                              for i in range(n)])  # (N, R)
         multiplier = np.linalg.solve(hessian, -rhs[j].ravel())
         total += jacobian.T @ multiplier
-    return params.unflatten(total)
+    residual = _lower_residual(cost, params, x)
+    converged = lower is None or lower.converged
+    message = ("dense KKT solve at the given x" if lower is None else lower.message)
+    if not converged:
+        message = f"lower level: {lower.message}"
+    return HypergradientResult(
+        gradient=params.unflatten(total), loss=loss.value(x), x=x,
+        lower_iterations=0 if lower is None else lower.iterations, products=2 * n * cost.n_images,
+        diagnostics=dict(lower_residual=residual), seconds=time.perf_counter() - start, converged=converged,
+        message=message, method="kkt", lower=lower)
 
 
 def finite_difference_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *,
                                     parts=PARTS, step: float = 1e-5, lower_tol: float = 1e-11,
-                                    x0=None) -> np.ndarray:
+                                    lower_max_iter: int = 200_000, x0=None,
+                                    state: dict | None = None) -> HypergradientResult:
     """Central differences (ℓ(γ + h e_r) − ℓ(γ − h e_r)) / 2h over the flattened ``parts`` of γ.
 
     Each ℓ evaluation solves the lower level to ‖∇ₓΦ‖/√N < ``lower_tol``, warm-started from the
-    solution at γ.  Choose ``step`` well above the error that tolerance leaves in ℓ.
+    solution at γ.  Choose ``step`` well above the error that tolerance leaves in ℓ.  The result's
+    gradient holds zeros outside ``parts`` (``result.flat()`` is the differentiated vector);
+    ``converged`` is False if any of the 2R + 1 solves missed ``lower_tol``.
     """
-    base = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=200_000).x
+    start = time.perf_counter()
+    parts = _check_parts(parts)
+    base = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
+    solves = [base]
 
     def upper(vector):
-        solved = solve_lower_level(cost, params.unflatten(vector, parts), x0=base, tol=lower_tol, max_iter=200_000)
+        solved = solve_lower_level(cost, params.unflatten(vector, parts), x0=base.x, tol=lower_tol,
+                                   max_iter=lower_max_iter, warn=False)
+        solves.append(solved)
         return loss.value(solved.x)
 
-    return finite_difference_gradient(upper, params.flatten(parts), step)
+    flat = finite_difference_gradient(upper, params.flatten(parts), step)
+    missed = [s for s in solves if not s.converged]
+    message = (f"{len(missed)} of {len(solves)} lower-level solves missed lower_tol = {lower_tol:g} "
+               f"(worst ‖∇Φ‖/√N = {max(float(np.max(s.gradient_norm)) for s in missed):.3g})" if missed
+               else f"{len(solves)} lower-level solves to ‖∇Φ‖/√N < {lower_tol:g}, step h = {step:g}")
+    return HypergradientResult(
+        gradient=(params * 0.0).unflatten(flat, parts), loss=loss.value(base.x), x=base.x,
+        lower_iterations=sum(s.iterations for s in solves),
+        diagnostics=dict(lower_residual=float(np.max(base.gradient_norm)), step=step),
+        seconds=time.perf_counter() - start, converged=not missed, message=message,
+        method="finite-differences", parts=parts, lower=base)
 
 
 def gradient_angle_degrees(estimate, reference) -> float:

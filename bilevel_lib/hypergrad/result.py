@@ -16,8 +16,41 @@ smoothed ℓ1 IFT, CVXPY/diffcp), an estimate of ∇ℓ(γ) comes back as a :cla
 * ``converged`` and ``message``: did every inner solve reach its tolerance, and if not, which one.
 
 ``x`` and ``state`` carry what a training loop needs to warm start the next call (x̂, the CG
-solution q, the ℓ1 dual d).  The names follow the notation page: T is ``n_iter``, tolerances end
-in ``_tol``, iteration caps in ``_max_iter``.
+solution q, the ℓ1 dual d); ``parts`` names the parts of γ that were differentiated (None: all).
+
+The estimator protocol
+----------------------
+An *estimator* of the smooth lower level is a callable
+
+    estimator(cost, params, loss, *, x0=None, state=None, **settings) -> HypergradientResult
+
+``x0`` warm starts the lower level (or, for the unrolled estimators, is the x_0 of the unrolled
+map), ``state`` is the previous result's ``state``.  Every estimator of :mod:`bilevel_lib.hypergrad`
+follows it (the φ = z² closed form through :func:`~bilevel_lib.hypergrad.closed_form.quadratic_estimator`),
+and :func:`bilevel_lib.training.loops.train_double_loop` takes any of them as ``estimator=``.
+
+Names (one per concept)
+-----------------------
+=====================  ==========================================================================
+``n_iter``             T, the number of unrolled lower-level iterations of an unrolled estimator
+``lower_iterations``   lower-level iterations: counted in a result and a training history, and
+                       the fixed budget T of ``train_double_loop`` (App. D.2: T = 10)
+``n_steps``            upper-level iterations of a training loop or of ``gradient_descent_beta``
+``lower_tol``          tolerance on max_j ‖∇ₓΦ(x_j)‖/√N of a lower-level solve
+``lower_max_iter``     iteration cap of a lower-level solve
+``cg_tol``             CG tolerance (relative to ``cg_relative_to``: "rhs" or "initial")
+``cg_max_iter``        iteration cap of CG
+``lower_residual``     diagnostics key: max_j ‖∇ₓΦ(x_j)‖/√N at the x used
+``cg_residual``        diagnostics key: final relative CG residual (max over images)
+``error_bound``        diagnostics key: a computable bound on ‖estimate − ∇ℓ‖ (MAID)
+``step``               α, the fixed step of an unrolled solver (diagnostics of the unrolled ones)
+``backprop_steps``     k, the iterations a truncated sweep differentiates
+``rng`` / ``seed``     a seed or ``numpy.random.Generator`` is passed as ``rng``; ``seed`` only
+                       where a recipe draws its own data from an integer
+=====================  ==========================================================================
+
+A diagnostic (or warm-start state entry) can also be read as an attribute: ``result.cg_residual``
+is ``result.diagnostics["cg_residual"]``, ``result.q`` is ``result.state["q"]``.
 
 Introduced in the chapter "Implicit differentiation".
 """
@@ -60,6 +93,12 @@ class HypergradientResult:
         The estimator's name, e.g. ``"implicit"``, ``"unrolled-reverse"``.
     state : dict
         Warm-start state for the next call (e.g. ``q`` for CG, ``d`` for the ℓ1 dual).
+    parts : tuple of str or None
+        The parts of γ that were differentiated (``Hyperparameters.flatten(parts)``); the gradient
+        holds zeros elsewhere.  None: all of them (or a gradient that is not a Hyperparameters).
+    lower : LowerLevelResult or None
+        The lower-level solve behind ``x``, for estimators that run one (its iterations are
+        ``lower_iterations``, its residual ``diagnostics["lower_residual"]``).
     """
 
     gradient: Any
@@ -74,6 +113,30 @@ class HypergradientResult:
     message: str = ""
     method: str = ""
     state: dict = field(default_factory=dict)
+    parts: tuple | None = None
+    lower: Any = field(default=None, repr=False)
+
+    def __post_init__(self):
+        # one type per field, whatever numpy scalar an estimator computed it as
+        self.loss = float(self.loss)
+        self.lower_iterations, self.cg_iterations = int(self.lower_iterations), int(self.cg_iterations)
+        self.products, self.seconds = int(self.products), float(self.seconds)
+        self.converged, self.message, self.method = bool(self.converged), str(self.message), str(self.method)
+        if self.parts is not None:
+            self.parts = (self.parts,) if isinstance(self.parts, str) else tuple(self.parts)
+
+    def __getattr__(self, name):
+        # only called when normal lookup fails: diagnostics and warm-start state read as attributes
+        if name.startswith("__") or name in ("diagnostics", "state"):
+            raise AttributeError(name)
+        for store in (self.__dict__.get("diagnostics", {}), self.__dict__.get("state", {})):
+            if name in store:
+                return store[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute, diagnostic or state entry {name!r}")
+
+    def __array__(self, dtype=None, copy=None):
+        """A result stands where its flat gradient (over ``parts``) is expected, e.g. in ``np.ravel``."""
+        return np.asarray(self.flat(), dtype=dtype)
 
     @property
     def work(self) -> int:
@@ -81,7 +144,8 @@ class HypergradientResult:
         return int(self.lower_iterations + self.cg_iterations)
 
     def flat(self, parts=None) -> np.ndarray:
-        """The gradient as a flat vector (over ``parts`` for a Hyperparameters container)."""
+        """The gradient as a flat vector over ``parts`` (default: the differentiated ``self.parts``)."""
+        parts = self.parts if parts is None else parts
         if hasattr(self.gradient, "flatten") and not isinstance(self.gradient, np.ndarray):
             return self.gradient.flatten(parts) if parts is not None else self.gradient.flatten()
         return np.ravel(self.gradient)

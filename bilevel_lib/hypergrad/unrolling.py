@@ -25,7 +25,14 @@ descent), the chain rule gives (review eq. 4.18 / B.1)
 
     ∇ℓ_T(γ) = Σ_t J_t' H_{t+1}' ⋯ H_T' ∇ₓℓ(x_T).
 
-Four estimators are provided; each returns an :class:`UnrolledResult`.
+Four estimators are provided; each returns a :class:`~bilevel_lib.hypergrad.result.HypergradientResult`
+(``method`` "unrolled-reverse", "unrolled-forward", "unrolled-truncated" or "jacobian-free";
+``lower_iterations`` = T; ``products`` the Hessian-vector plus mixed products; diagnostics
+``lower_residual`` at x_T, ``solver``, ``n_iter``, ``backprop_steps``, ``step``,
+``hessian_vector_products``, ``mixed_products``, ``stored_bytes`` and, on request,
+``truncated_gradients``).  The unrolled map has no inner tolerance: it is differentiated exactly,
+so ``converged`` is True unless ``lower_tol`` is given and x_T misses it (a starved T is then
+reported, not hidden).
 
 * :func:`reverse_mode_hypergradient` (eq. B.2): store the iterates, sweep back from T with one
   Hessian-vector product and one transposed mixed product per step.  Memory O(TN).
@@ -43,20 +50,21 @@ the losses of (Ex).  Introduced in the chapter "Unrolling".
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
 
-from .finite_differences import finite_difference_gradient
 from ..problem.cost import LowerLevelCost
 from ..problem.params import PARTS, Hyperparameters, _check_parts
+from ..solvers.lower import ogm_coefficients, ogm_extrapolate, starting_point
+from .finite_differences import finite_difference_gradient
+from .result import HypergradientResult
 
 __all__ = [
     "SOLVERS",
     "MODES",
-    "UnrolledResult",
     "default_step",
     "ogm_coefficients",
     "unrolled_solution",
@@ -74,66 +82,23 @@ SOLVERS = ("gd", "ogm")
 MODES = ("reverse", "forward", "truncated", "jacobian-free")
 
 
-@dataclass
-class UnrolledResult:
-    """An unrolled hypergradient with what it cost (in the manner of ``scipy.optimize.OptimizeResult``).
-
-    Attributes
-    ----------
-    gradient : Hyperparameters
-        ∇ℓ_T for β0, every β_k and every filter tap.  Forward mode fills only the differentiated
-        ``parts`` and leaves zeros elsewhere; use :attr:`flat` for the differentiated entries.
-    loss : float
-        ℓ(x_T), the unrolled loss.
-    x : array (J, *signal_shape)
-        x_T, the last iterate.
-    mode : str
-        "reverse", "forward", "truncated" or "jacobian-free".
-    solver : str
-        "gd" or "ogm".
-    n_iter : int
-        T, the number of unrolled iterations.
-    backprop_steps : int
-        k, the number of iterations differentiated (T for reverse and forward mode, 1 for the
-        Jacobian-free gradient, which differentiates one extra step at x_T).
-    step : float
-        α, held fixed in the differentiation.
-    parts : tuple of str
-        The parts of γ that were differentiated (see :meth:`Hyperparameters.flatten`).
-    gradient_evaluations : int
-        ∇ₓΦ evaluations of the forward pass (T).
-    hessian_vector_products : int
-        Products ∇ₓₓΦ v, each for a whole batch (J, …) of vectors.
-    mixed_products : int
-        Products with ∇ₓγΦ: transposed ones (reverse) or columns (forward, one per hyperparameter).
-    stored_bytes : int
-        Bytes of the arrays kept for the differentiation: the stored iterates (reverse,
-        truncated) or the tangents Z (forward mode).  A model of the memory of Table 4.1;
-        :func:`bilevel_lib.profiling.measure` measures the real peak.
-    truncated_gradients : array (k, R) or None
-        With ``record_truncations=True``: row i is the flattened gradient after i + 1 backward
-        steps, i.e. the truncated gradient for k = i + 1.
-    """
-
-    gradient: Hyperparameters
-    loss: float
-    x: np.ndarray
-    mode: str
-    solver: str
-    n_iter: int
-    backprop_steps: int
-    step: float
-    parts: tuple
-    gradient_evaluations: int
-    hessian_vector_products: int
-    mixed_products: int
-    stored_bytes: int
-    truncated_gradients: np.ndarray | None = None
-
-    @property
-    def flat(self) -> np.ndarray:
-        """The differentiated entries, ``gradient.flatten(parts)``."""
-        return self.gradient.flatten(self.parts)
+def _result(cost, params, loss, gradient, x_T, *, mode, solver, n_iter, backprop_steps, step, parts, hvps, mixed,
+            stored_bytes, lower_tol, start, truncated_gradients=None) -> HypergradientResult:
+    """The contract's result for an unrolled estimate; x_T's residual decides ``converged`` only with ``lower_tol``."""
+    residual = float(np.max(cost.gradient_norm(x_T, params)))
+    converged = lower_tol is None or residual < lower_tol
+    message = (f"differentiated T = {n_iter} {solver.upper()} iterations exactly ({backprop_steps} back-propagated); "
+               f"x_T has ‖∇Φ‖/√N = {residual:.3g}")
+    if not converged:
+        message = f"x_T after T = {n_iter} iterations has ‖∇Φ‖/√N = {residual:.3g} > lower_tol = {lower_tol:g}"
+    diagnostics = dict(lower_residual=residual, solver=solver, n_iter=n_iter, backprop_steps=backprop_steps,
+                       step=step, hessian_vector_products=hvps, mixed_products=mixed, stored_bytes=stored_bytes)
+    if truncated_gradients is not None:
+        diagnostics["truncated_gradients"] = truncated_gradients
+    return HypergradientResult(
+        gradient=gradient, loss=loss.value(x_T), x=x_T, lower_iterations=n_iter, products=hvps + mixed,
+        diagnostics=diagnostics, seconds=time.perf_counter() - start, converged=converged, message=message,
+        method=mode if mode == "jacobian-free" else f"unrolled-{mode}", parts=parts)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -157,38 +122,12 @@ def _check_inputs(cost, params, loss, n_iter, solver, step, x0):
             raise TypeError(f"step must be a positive number; got {step!r}") from err
         if not (np.isfinite(step) and step > 0):
             raise ValueError(f"step must be a positive finite number; got {step!r}")
-    if x0 is None:
-        x0 = np.array(cost.forward_model.adjoint(cost.y), dtype=np.float64)
-    else:
-        x0 = np.array(x0, dtype=np.float64)
-        if x0.shape != cost.y.shape:
-            raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x0.shape}")
-        if not np.all(np.isfinite(x0)):
-            raise ValueError("x0 must be finite")
-    return int(n_iter), step, x0
+    return int(n_iter), step, starting_point(cost, x0)
 
 
 def default_step(cost: LowerLevelCost, params: Hyperparameters) -> float:
     """α = 1/L(γ) with L the Lipschitz bound (4.19) of ∇ₓΦ at γ (a number, not differentiated)."""
     return 1.0 / cost.lipschitz(params)
-
-
-def ogm_coefficients(n_iter: int) -> tuple[np.ndarray, np.ndarray]:
-    """Momentum factors of OGM without restart, as in :func:`bilevel_lib.lower.solve_lower_level`.
-
-    θ_0 = 1, θ_{t+1} = (1 + sqrt(1 + 4θ_t²))/2, a_t = (θ_t − 1)/θ_{t+1}, b_t = θ_t/θ_{t+1}, and
-
-        y_{t+1} = x_t − α∇ₓΦ(x_t),   x_{t+1} = y_{t+1} + a_t (y_{t+1} − y_t) + b_t (y_{t+1} − x_t),
-
-    with y_0 = x_0.  They do not depend on γ.  Returns (a, b), each of shape (T,).
-    """
-    a, b = np.empty(n_iter), np.empty(n_iter)
-    theta = 1.0
-    for t in range(n_iter):
-        theta_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta**2))
-        a[t], b[t] = (theta - 1.0) / theta_next, theta / theta_next
-        theta = theta_next
-    return a, b
 
 
 def _coefficients(solver, n_iter):
@@ -209,7 +148,7 @@ def _run(cost, params, n_iter, solver, step, x0, keep: int = 0):
             stored.append(x)  # every iterate is a fresh array, so keeping a reference is safe
         y_next = x - step * cost.gradient(x, params)
         if solver == "ogm":
-            x_next = (1.0 + a[t] + b[t]) * y_next - a[t] * y_prev - b[t] * x
+            x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
             y_prev = y_next
         else:
             x_next = y_next
@@ -235,7 +174,7 @@ def unrolled_loss(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: i
 
 
 # ----------------------------------------------------------------------------- reverse mode
-def _reverse(cost, params, loss, n_iter, solver, step, x0, backprop_steps, record, mode):
+def _reverse(cost, params, loss, n_iter, solver, step, x0, backprop_steps, record, mode, lower_tol, start):
     x_T, stored = _run(cost, params, n_iter, solver, step, x0, keep=backprop_steps)
     a, b = _coefficients(solver, n_iter)
     adj_x = loss.gradient(x_T)  # x̄_T = ∇ₓℓ(x_T)
@@ -263,17 +202,17 @@ def _reverse(cost, params, loss, n_iter, solver, step, x0, backprop_steps, recor
                 adj_y = -a[t] * adj_x
             adj_x = new_x
     stored_bytes = sum(int(s.nbytes) for s in stored)
-    return UnrolledResult(
-        gradient=params.unflatten(total), loss=loss.value(x_T), x=x_T, mode=mode,
-        solver=solver, n_iter=n_iter, backprop_steps=backprop_steps, step=step, parts=PARTS,
-        gradient_evaluations=n_iter, hessian_vector_products=hvps, mixed_products=mixed, stored_bytes=stored_bytes,
-        truncated_gradients=None if history is None else np.array(history).reshape(len(history), params.size()),
-    )
+    return _result(cost, params, loss, params.unflatten(total), x_T, mode=mode, solver=solver, n_iter=n_iter,
+                   backprop_steps=backprop_steps, step=step, parts=PARTS, hvps=hvps, mixed=mixed,
+                   stored_bytes=stored_bytes, lower_tol=lower_tol, start=start,
+                   truncated_gradients=None if history is None
+                   else np.array(history).reshape(len(history), params.size()))
 
 
 def reverse_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
                                solver: str = "gd", step: float | None = None, x0=None,
-                               record_truncations: bool = False) -> UnrolledResult:
+                               record_truncations: bool = False, state: dict | None = None,
+                               lower_tol: float | None = None) -> HypergradientResult:
     """Exact ∇ℓ_T(γ) of the unrolled map by reverse mode (back-propagation; review eq. B.2).
 
     The forward pass stores x_0, …, x_{T−1} (memory O(TN)); the backward pass starts from
@@ -298,19 +237,27 @@ def reverse_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     x0 : array (J, *signal_shape), optional
         x_0, independent of γ; default A'y.
     record_truncations : bool
-        Keep the gradient after each backward step in ``truncated_gradients``.
+        Keep the gradient after each backward step in ``diagnostics["truncated_gradients"]``.
+    state : dict, optional
+        Accepted for the estimator protocol; unrolling keeps no warm-start state.
+    lower_tol : float, optional
+        If given, ``converged`` says whether x_T meets ‖∇ₓΦ‖/√N < lower_tol (the computation is
+        the same either way).
 
     Returns
     -------
-    UnrolledResult
+    HypergradientResult
     """
+    start = time.perf_counter()
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
-    return _reverse(cost, params, loss, n_iter, solver, step, x0, n_iter, record_truncations, "reverse")
+    return _reverse(cost, params, loss, n_iter, solver, step, x0, n_iter, record_truncations, "reverse",
+                    lower_tol, start)
 
 
 def truncated_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, backprop_steps: int,
                             *, solver: str = "gd", step: float | None = None, x0=None,
-                            record_truncations: bool = False) -> UnrolledResult:
+                            record_truncations: bool = False, state: dict | None = None,
+                            lower_tol: float | None = None) -> HypergradientResult:
     """∇ℓ_T(γ) back-propagated through the last k = ``backprop_steps`` iterations only (review Sec. 7.2).
 
     The first T − k iterations are treated as if they did not depend on γ: the backward sweep of
@@ -320,13 +267,14 @@ def truncated_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss,
 
     Parameters are those of :func:`reverse_mode_hypergradient`, plus ``backprop_steps`` (1 ≤ k ≤ T).
     """
+    start = time.perf_counter()
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     if isinstance(backprop_steps, bool) or int(backprop_steps) != backprop_steps or not 1 <= backprop_steps <= max(n_iter, 1):
         raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
     if n_iter == 0:
         raise ValueError("truncated back-propagation needs at least one iteration (T ≥ 1)")
     return _reverse(cost, params, loss, n_iter, solver, step, x0, int(backprop_steps), record_truncations,
-                    "truncated")
+                    "truncated", lower_tol, start)
 
 
 # ----------------------------------------------------------------------------- forward mode
@@ -411,7 +359,8 @@ def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=
 
 def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
                                parts=PARTS, solver: str = "gd", step: float | None = None,
-                               x0=None) -> UnrolledResult:
+                               x0=None, state: dict | None = None,
+                               lower_tol: float | None = None) -> HypergradientResult:
     """Exact ∇ℓ_T(γ) of the unrolled map by forward mode (review eq. B.3).
 
     Carries the tangents Z_t = ∂x_t/∂γ, an array of shape (R, J, *signal_shape), along with the
@@ -423,8 +372,9 @@ def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
 
     Parameters are those of :func:`reverse_mode_hypergradient`, plus ``parts`` (the hyperparameters
     differentiated, as in :meth:`Hyperparameters.flatten`).  The returned ``gradient`` holds zeros
-    for the parts not differentiated; ``result.flat`` holds the R differentiated entries.
+    for the parts not differentiated; ``result.flat()`` holds the R differentiated entries.
     """
+    start = time.perf_counter()
     parts = _check_parts(parts)
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     a, b = _coefficients(solver, n_iter)
@@ -436,10 +386,9 @@ def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     for t in range(n_iter):
         z_next = z_x - step * gradient_jvp(cost, x, params, z_x, parts)
         y_next = x - step * cost.gradient(x, params)
-        if solver == "ogm":
-            scale = 1.0 + a[t] + b[t]
-            x_next = scale * y_next - a[t] * y_prev - b[t] * x
-            z_x, z_y = scale * z_next - a[t] * z_y - b[t] * z_x, z_next
+        if solver == "ogm":  # the same linear map for the iterates and their tangents
+            x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
+            z_x, z_y = ogm_extrapolate(z_next, z_y, z_x, a[t], b[t]), z_next
             y_prev = y_next
         else:
             x_next, z_x = y_next, z_next
@@ -447,16 +396,15 @@ def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     flat = np.tensordot(z_x, loss.gradient(x), axes=x.ndim) if n_iter else np.zeros(n_cols)
     zero = params * 0.0
     stored = int(z_x.nbytes) + (int(z_y.nbytes) if z_y is not None else 0)
-    return UnrolledResult(
-        gradient=zero.unflatten(flat, parts), loss=loss.value(x), x=x, mode="forward", solver=solver, n_iter=n_iter,
-        backprop_steps=n_iter, step=step, parts=parts, gradient_evaluations=n_iter,
-        hessian_vector_products=n_iter * n_cols, mixed_products=n_iter * n_cols, stored_bytes=stored,
-    )
+    return _result(cost, params, loss, zero.unflatten(flat, parts), x, mode="forward", solver=solver, n_iter=n_iter,
+                   backprop_steps=n_iter, step=step, parts=parts, hvps=n_iter * n_cols, mixed=n_iter * n_cols,
+                   stored_bytes=stored, lower_tol=lower_tol, start=start)
 
 
 # ----------------------------------------------------------------------------- Jacobian-free
 def jacobian_free_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
-                                solver: str = "gd", step: float | None = None, x0=None) -> UnrolledResult:
+                                solver: str = "gd", step: float | None = None, x0=None,
+                                state: dict | None = None, lower_tol: float | None = None) -> HypergradientResult:
     """The Jacobian-free gradient −α (∇ₓγΦ(x_T; γ))' ∇ₓℓ(x_T) (review Sec. 7.2; Fung et al.).
 
     Run T iterations, then differentiate one gradient step Ψ(x; γ) = x − α∇ₓΦ(x; γ) at x = x_T
@@ -465,30 +413,31 @@ def jacobian_free_hypergradient(cost: LowerLevelCost, params: Hyperparameters, l
     mixed product, no Hessian, memory O(N).  For a warm start at a converged x̂ pass ``x0=x̂``
     and a small T (even T = 0).
     """
+    start = time.perf_counter()
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     x_T = _run(cost, params, n_iter, solver, step, x0)[0]
     flat = -step * cost.mixed_transpose(x_T, params, loss.gradient(x_T)).flatten()
-    return UnrolledResult(
-        gradient=params.unflatten(flat), loss=loss.value(x_T), x=x_T, mode="jacobian-free", solver=solver,
-        n_iter=n_iter, backprop_steps=1, step=step, parts=PARTS, gradient_evaluations=n_iter,
-        hessian_vector_products=0, mixed_products=1, stored_bytes=0,
-    )
+    return _result(cost, params, loss, params.unflatten(flat), x_T, mode="jacobian-free", solver=solver,
+                   n_iter=n_iter, backprop_steps=1, step=step, parts=PARTS, hvps=0, mixed=1, stored_bytes=0,
+                   lower_tol=lower_tol, start=start)
 
 
 def unrolled_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
                            mode: str = "reverse", backprop_steps: int | None = None, parts=PARTS,
-                           solver: str = "gd", step: float | None = None, x0=None) -> UnrolledResult:
+                           solver: str = "gd", step: float | None = None, x0=None, state: dict | None = None,
+                           lower_tol: float | None = None) -> HypergradientResult:
     """Dispatch to one of the four estimators by ``mode`` (see the module docstring)."""
+    common = dict(solver=solver, step=step, x0=x0, lower_tol=lower_tol)
     if mode == "reverse":
-        return reverse_mode_hypergradient(cost, params, loss, n_iter, solver=solver, step=step, x0=x0)
+        return reverse_mode_hypergradient(cost, params, loss, n_iter, **common)
     if mode == "forward":
-        return forward_mode_hypergradient(cost, params, loss, n_iter, parts=parts, solver=solver, step=step, x0=x0)
+        return forward_mode_hypergradient(cost, params, loss, n_iter, parts=parts, **common)
     if mode == "truncated":
         if backprop_steps is None:
             raise ValueError("mode='truncated' needs backprop_steps (k)")
-        return truncated_hypergradient(cost, params, loss, n_iter, backprop_steps, solver=solver, step=step, x0=x0)
+        return truncated_hypergradient(cost, params, loss, n_iter, backprop_steps, **common)
     if mode == "jacobian-free":
-        return jacobian_free_hypergradient(cost, params, loss, n_iter, solver=solver, step=step, x0=x0)
+        return jacobian_free_hypergradient(cost, params, loss, n_iter, **common)
     raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
 
 

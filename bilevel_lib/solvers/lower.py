@@ -19,7 +19,8 @@ import numpy as np
 from ..problem.cost import LowerLevelCost
 from ..problem.params import Hyperparameters
 
-__all__ = ["LowerLevelResult", "ConvergenceWarning", "solve_lower_level", "METHODS"]
+__all__ = ["LowerLevelResult", "ConvergenceWarning", "solve_lower_level", "METHODS", "ogm_momentum",
+           "ogm_coefficients", "ogm_extrapolate", "starting_point"]
 
 METHODS = ("ogm", "gd")
 
@@ -52,6 +53,56 @@ class LowerLevelResult:
     method: str
     restarts: int = 0
     history: np.ndarray | None = field(default=None, repr=False)
+
+
+def ogm_momentum(theta):
+    """One step of OGM's momentum recursion: θ_{t+1} = (1 + √(1 + 4θ_t²))/2 and the factors
+    a_t = (θ_t − 1)/θ_{t+1}, b_t = θ_t/θ_{t+1} of :func:`ogm_extrapolate`.
+
+    The one place the recursion is written: :func:`solve_lower_level` calls it per image (with
+    θ reset to 1 on a restart), :func:`ogm_coefficients` for the unrolled OGM of
+    :mod:`bilevel_lib.hypergrad.unrolling` and the self-checks of :mod:`bilevel_lib.book.checks`.
+    ``theta`` may be a number or an array (one θ per image).  Returns (θ_{t+1}, a_t, b_t).
+    """
+    theta_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta**2))
+    return theta_next, (theta - 1.0) / theta_next, theta / theta_next
+
+
+def ogm_coefficients(n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """The momentum factors (a_t, b_t), t = 0, …, T − 1, of OGM without restart, from θ_0 = 1.
+
+    They do not depend on γ, so the unrolled OGM differentiates through them as constants.
+    Returns (a, b), each of shape (T,).
+    """
+    a, b = np.empty(n_iter), np.empty(n_iter)
+    theta = 1.0
+    for t in range(n_iter):
+        theta, a[t], b[t] = ogm_momentum(theta)
+    return a, b
+
+
+def ogm_extrapolate(y_next, y_prev, x, a, b):
+    """OGM's secondary sequence x_{t+1} = y_{t+1} + a_t (y_{t+1} − y_t) + b_t (y_{t+1} − x_t).
+
+    With y_{t+1} = x_t − α∇ₓΦ(x_t).  Linear in its three arrays, so the unrolled forward mode
+    applies it to the tangents too.  ``a`` and ``b`` broadcast against the arrays (one per image).
+    """
+    return y_next + a * (y_next - y_prev) + b * (y_next - x)
+
+
+def starting_point(cost: LowerLevelCost, x0=None) -> np.ndarray:
+    """x0 as a fresh float64 array (default A'y), checked to have the shape of y and be finite.
+
+    The starting point of :func:`solve_lower_level` and of the unrolled maps.
+    """
+    if x0 is None:
+        return np.array(cost.forward_model.adjoint(cost.y), dtype=np.float64)
+    x = np.array(x0, dtype=np.float64)
+    if x.shape != cost.y.shape:
+        raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x0 must be finite")
+    return x
 
 
 def _norms(g: np.ndarray, n_pixels: int) -> np.ndarray:
@@ -104,14 +155,7 @@ def solve_lower_level(
         raise ValueError(f"tol must be a positive number or None; got {tol!r}")
     if int(max_iter) != max_iter or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative integer; got {max_iter!r}")
-    if x0 is None:
-        x = cost.forward_model.adjoint(cost.y).copy()
-    else:
-        x = np.array(x0, dtype=np.float64)
-        if x.shape != cost.y.shape:
-            raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x0 must be finite")
+    x = starting_point(cost, x0)
     if step is None:
         step = 1.0 / cost.lipschitz(params)
     elif not (np.isfinite(step) and step > 0):
@@ -132,10 +176,8 @@ def solve_lower_level(
         if method == "gd":
             x = y_next
         else:
-            theta_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta**2))
-            momentum = ((theta - 1.0) / theta_next)[expand]
-            correction = (theta / theta_next)[expand]
-            x_next = y_next + momentum * (y_next - y_prev) + correction * (y_next - x)
+            theta_next, momentum, correction = ogm_momentum(theta)
+            x_next = ogm_extrapolate(y_next, y_prev, x, momentum[expand], correction[expand])
             if restart:
                 # restart when the gradient step and the progress of y disagree (Kim & Fessler 2018)
                 disagree = np.sum(-grad * (y_next - y_prev), axis=tuple(range(1, x.ndim))) < 0

@@ -8,7 +8,11 @@ iterations (``lower_iterations``), at a fixed tolerance, or at the tolerance of 
 schedule (HOAG).  Single loop (Alg. 2, TTSA): one lower-level gradient step, then one upper step
 whose size decays faster than the lower one (two timescales).
 
-Work is counted as lower-level iterations plus CG iterations, the measure of the MAID slides.
+Any hypergradient estimator of the contract (:mod:`bilevel_lib.hypergrad.result`) can replace the
+implicit one in the double loop (``estimator=``); the history takes its work and its lower-level
+residual from the contract's fields (``lower_iterations``, ``cg_iterations``,
+``diagnostics["lower_residual"]``).  Work is counted as lower-level iterations plus CG iterations,
+the measure of the MAID slides.
 Introduced in the chapter "Single- vs double-loop algorithms".
 """
 
@@ -21,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..solvers.cg import conjugate_gradient
 from ..problem.cost import LowerLevelCost
 from ..util.progress import progress_bar
-from ..hypergrad.implicit import implicit_hypergradient
+from ..hypergrad.implicit import implicit_hypergradient, implicit_step
 from ..problem.losses import UpperLoss
-from ..solvers.lower import solve_lower_level
+from ..solvers.lower import solve_lower_level, starting_point
 from ..problem.params import Hyperparameters
 from .optimizers import Adam
 
@@ -82,8 +85,9 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
                       lower_tol: float | None = None, schedule=None, initial_tol: float = 1e-7,
                       cg_tol: float = 1e-3, cg_relative_to: str = "initial", cg_max_iter: int = 500,
                       stop_gradient_norm: float | None = None, stop_relative_change: float | None = None,
-                      warm_start: bool = True, progress: bool = False, x0=None) -> TrainingResult:
-    """Double-loop bilevel training with the implicit hypergradient and warm starts.
+                      warm_start: bool = True, progress: bool = False, x0=None, estimator=None,
+                      estimator_settings: dict | None = None) -> TrainingResult:
+    """Double-loop bilevel training (review Alg. 1) with a hypergradient estimator and warm starts.
 
     Parameters
     ----------
@@ -91,52 +95,79 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
     n_steps : number U of upper-level steps.
     optimizer : object with ``step(vector, gradient)``; default ``Adam()`` with the default parameters.
     lower_iterations, lower_tol, schedule
-        Lower-level rule per upper step: exactly T = ``lower_iterations`` OGM iterations (the
-        default, with T = 10 as in App. D.2), or stop at ``lower_tol``, or at ``schedule(u)`` (e.g.
-        :func:`hoag_schedule`, which also sets the CG tolerance, as HOAG does).  Give at most one.
+        Lower-level rule per upper step of the default (implicit) estimator: exactly T =
+        ``lower_iterations`` OGM iterations (the default, with T = 10 as in App. D.2), or stop at
+        ``lower_tol``, or at ``schedule(u)`` (e.g. :func:`hoag_schedule`, which also sets the CG
+        tolerance, as HOAG does).  Give at most one.
     initial_tol : tolerance of the first, cold lower-level solve (App. D.2: 1e-7).
-    cg_tol, cg_relative_to, cg_max_iter : CG settings (see :func:`bilevel_lib.cg.conjugate_gradient`);
-        the default tolerance is relative to the warm-started initial residual, as in the authors' code.
+    cg_tol, cg_relative_to, cg_max_iter : CG settings of the default estimator (see
+        :func:`bilevel_lib.solvers.cg.conjugate_gradient`); the default tolerance is relative to the
+        warm-started initial residual, as in the authors' code.
     stop_gradient_norm : stop when ‖∇ℓ‖/√R falls below it (review Sec. 5.1, fourth design decision).
     stop_relative_change : stop when ‖γ^(u+1) − γ^(u)‖/‖γ^(u)‖ falls below it.
-    warm_start : start each lower-level solve and CG from the previous step's x̂ and q (default);
-        with False both start cold (from A'y and 0), to measure what warm starts save.
+    warm_start : pass each step the previous step's x̂ (``x0``) and ``state`` (CG's q) (default);
+        with False every estimate starts cold (from A'y and 0), to measure what warm starts save.
     progress : show a tqdm progress bar.
+    estimator : callable, optional
+        ``estimator(cost, params, loss, *, x0, state, **estimator_settings) -> HypergradientResult``
+        (the protocol of :mod:`bilevel_lib.hypergrad.result`), e.g. ``functools.partial(
+        reverse_mode_hypergradient, n_iter=50)``.  Default: :func:`implicit_hypergradient` with
+        the lower-level rule and CG settings above (then ``estimator_settings`` must be None).
+        With an estimator of your own, the lower-level rule and CG settings do not apply: give
+        its settings in ``estimator_settings``.
+    estimator_settings : dict, optional
+        Keyword arguments for ``estimator``.
+
+    The history records, per step, the estimate's loss, ‖∇ℓ‖/√R over ``parts``, its
+    ``diagnostics["lower_residual"]``, ``lower_iterations`` and ``cg_iterations``; the message
+    counts the steps whose estimate was not ``converged``.
     """
     if sum(rule is not None for rule in (lower_iterations, lower_tol, schedule)) > 1:
         raise ValueError("give exactly one lower-level rule: lower_iterations (fixed T), lower_tol, or schedule")
-    if lower_tol is None and schedule is None and lower_iterations is None:
+    if estimator is not None and (lower_tol is not None or schedule is not None or lower_iterations is not None):
+        raise ValueError("lower_iterations, lower_tol and schedule configure the default estimator; "
+                         "give a custom estimator's settings in estimator_settings")
+    if estimator is None and estimator_settings is not None:
+        raise ValueError("estimator_settings need an estimator")
+    if estimator is None and lower_tol is None and schedule is None and lower_iterations is None:
         lower_iterations = 10
     optimizer = Adam() if optimizer is None else optimizer
     settings = dict(parts=list(parts), n_steps=n_steps, lower_iterations=lower_iterations, lower_tol=lower_tol,
                     schedule="hoag" if schedule else None, initial_tol=initial_tol, cg_tol=cg_tol,
-                    cg_relative_to=cg_relative_to, optimizer=type(optimizer).__name__, warm_start=warm_start)
+                    cg_relative_to=cg_relative_to, optimizer=type(optimizer).__name__, warm_start=warm_start,
+                    estimator=getattr(estimator, "__name__", type(estimator).__name__) if estimator else "implicit")
+
+    def default_settings(u):
+        """Today's settings of the implicit estimator for step u."""
+        if schedule is not None:
+            tol_u = schedule(u)
+            return dict(lower_tol=tol_u, lower_max_iter=100_000, cg_tol=tol_u, cg_relative_to="rhs",
+                        cg_max_iter=cg_max_iter, warn=False)
+        return dict(lower_tol=lower_tol, lower_max_iter=lower_iterations if lower_tol is None else 100_000,
+                    cg_tol=cg_tol, cg_relative_to=cg_relative_to, cg_max_iter=cg_max_iter, warn=False)
+
     start = time.perf_counter()
     first = solve_lower_level(cost, params, x0=x0, tol=initial_tol, max_iter=200_000)
-    x, q = first.x, None
+    x, state = first.x, None
     history = TrainingHistory()
     vector = params.flatten(parts)
     message = f"ran {n_steps} upper-level steps"
+    unconverged = 0
     with progress_bar(n_steps, progress, "double loop") as bar:
         for u in range(n_steps):
             if not warm_start:
-                x, q = None, None
-            if schedule is not None:
-                tol_u = schedule(u)
-                hyper = implicit_hypergradient(cost, params, loss, x0=x, q0=q, lower_tol=tol_u,
-                                               lower_max_iter=100_000, cg_tol=tol_u, cg_relative_to="rhs",
-                                               cg_max_iter=cg_max_iter, warn=False)
+                x, state = None, None
+            if estimator is None:
+                hyper = implicit_hypergradient(cost, params, loss, x0=x, state=state, **default_settings(u))
             else:
-                hyper = implicit_hypergradient(cost, params, loss, x0=x, q0=q, lower_tol=lower_tol,
-                                               lower_max_iter=lower_iterations if lower_tol is None else 100_000,
-                                               cg_tol=cg_tol, cg_relative_to=cg_relative_to,
-                                               cg_max_iter=cg_max_iter, warn=False)
-            x, q = hyper.x, hyper.q
+                hyper = estimator(cost, params, loss, x0=x, state=state, **(estimator_settings or {}))
+            x, state = hyper.x, hyper.state
+            unconverged += not hyper.converged
             gradient = hyper.gradient.flatten(parts)
             gradient_norm = np.linalg.norm(gradient) / np.sqrt(gradient.size)
             history.append(loss=hyper.loss, gradient_norm=gradient_norm,
-                           lower_gradient_norm=hyper.lower_gradient_norm,
-                           lower_iterations=hyper.lower.iterations + (first.iterations if u == 0 else 0),
+                           lower_gradient_norm=hyper.diagnostics["lower_residual"],
+                           lower_iterations=hyper.lower_iterations + (first.iterations if u == 0 else 0),
                            cg_iterations=hyper.cg_iterations, elapsed=time.perf_counter() - start)
             bar.update(1)
             if stop_gradient_norm is not None and gradient_norm < stop_gradient_norm:
@@ -149,6 +180,8 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
             if stop_relative_change is not None and change < stop_relative_change:
                 message = f"stopped at step {u}: relative change of γ {change:.2e} < {stop_relative_change:g}"
                 break
+    if unconverged:
+        message += f"; {unconverged} estimate(s) missed a tolerance (see HypergradientResult.message)"
     return TrainingResult(params, history, x, message, settings)
 
 
@@ -170,18 +203,17 @@ def train_ttsa(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *
     settings = dict(parts=list(parts), n_steps=n_steps, upper_step=upper_step, upper_decay=upper_decay,
                     cg_tol=cg_tol, method="TTSA")
     start = time.perf_counter()
-    x = cost.forward_model.adjoint(cost.y).copy() if x0 is None else np.array(x0, dtype=np.float64)
+    x = starting_point(cost, x0)
     q = None
     history = TrainingHistory()
     vector = params.flatten(parts)
     with progress_bar(n_steps, progress, "TTSA") as bar:
         for u in range(n_steps):
             x = x - cost.gradient(x, params) / cost.lipschitz(params)
-            rhs = loss.gradient(x)
-            cg = conjugate_gradient(cost.hessian_operator(x, params), rhs, x0=q, tol=cg_tol, max_iter=cg_max_iter,
-                                    relative_to="initial", warn=False)
-            q = cg.x
-            gradient = (cost.mixed_transpose(x, params, q) * -1.0).flatten(parts)
+            step = implicit_step(cost, params, loss, x, q, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
+                                 cg_relative_to="initial")
+            q, cg = step.q, step.cg
+            gradient = step.gradient.flatten(parts)
             history.append(loss=loss.value(x), gradient_norm=np.linalg.norm(gradient) / np.sqrt(gradient.size),
                            lower_gradient_norm=cost.gradient_norm(x, params).max(), lower_iterations=1,
                            cg_iterations=cg.iterations, elapsed=time.perf_counter() - start)

@@ -2,7 +2,8 @@
 
 Every method reports how many lower-level solves and iterations it spent, the currency in which
 the review compares them (Sec. 3.2).  Lower-level solves are warm-started from the nearest
-previous solution.
+previous solution and stop at ``lower_tol`` (or ``lower_max_iter``); ``n_steps`` counts upper-level
+iterations, as in the training loops.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class DescentResult:
 
 
 def grid_search_beta0(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, grid, *,
-                      tol: float = 1e-6, max_iter: int = 20_000) -> SearchResult:
+                      lower_tol: float = 1e-6, lower_max_iter: int = 20_000) -> SearchResult:
     """ℓ on a grid of β0 values (other parts of γ fixed), warm-starting along the grid.
 
     This is how the review's experiments choose β0 before learning the rest (App. D).
@@ -71,8 +72,8 @@ def grid_search_beta0(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
         raise ValueError(f"grid must be a non-empty 1-D array of β0 values; got shape {grid.shape}")
     losses, x, iterations = np.empty(grid.size), None, 0
     for i, beta0 in enumerate(grid):
-        result = solve_lower_level(cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=tol,
-                                   max_iter=max_iter)
+        result = solve_lower_level(cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=lower_tol,
+                                   max_iter=lower_max_iter)
         x, iterations = result.x, iterations + result.iterations
         losses[i] = loss.value(result.x)
     best = int(np.argmin(losses))
@@ -81,7 +82,8 @@ def grid_search_beta0(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
 
 
 def random_search_beta(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, n_samples: int, rng, *,
-                       low: float = -2.0, high: float = 2.0, tol: float = 1e-6, max_iter: int = 20_000) -> SearchResult:
+                       low: float = -2.0, high: float = 2.0, lower_tol: float = 1e-6,
+                       lower_max_iter: int = 20_000) -> SearchResult:
     """ℓ at ``n_samples`` random vectors β with entries uniform in [low, high] (β0 and filters fixed).
 
     Samples come from ``rng`` (a seed or Generator); each solve is warm-started from the solution
@@ -93,8 +95,8 @@ def random_search_beta(cost: LowerLevelCost, params: Hyperparameters, loss: Uppe
     candidates = rng.uniform(low, high, size=(n_samples, params.n_filters))
     losses, iterations, best_x = np.empty(n_samples), 0, None
     for i, beta in enumerate(candidates):
-        result = solve_lower_level(cost, Hyperparameters(params.beta0, beta, params.filters), x0=best_x, tol=tol,
-                                   max_iter=max_iter)
+        result = solve_lower_level(cost, Hyperparameters(params.beta0, beta, params.filters), x0=best_x,
+                                   tol=lower_tol, max_iter=lower_max_iter)
         iterations += result.iterations
         losses[i] = loss.value(result.x)
         if losses[i] <= losses[: i + 1].min():
@@ -105,7 +107,7 @@ def random_search_beta(cost: LowerLevelCost, params: Hyperparameters, loss: Uppe
 
 
 def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta",),
-                          n_iter: int = 20, step: float = 1.0, lower_tol: float = 1e-8, cg_tol: float = 1e-8,
+                          n_steps: int = 20, step: float = 1.0, lower_tol: float = 1e-8, cg_tol: float = 1e-8,
                           lower_max_iter: int = 20_000, shrink: float = 0.5, grow: float = 1.5,
                           max_backtracks: int = 30) -> DescentResult:
     """Gradient descent on the chosen parts of γ with the implicit hypergradient (eq. 4.8).
@@ -117,9 +119,9 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
     out = DescentResult(params=params)
     hyper = implicit_hypergradient(cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol,
                                    lower_max_iter=lower_max_iter)
-    out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower.iterations, hyper.cg_iterations
-    current, x, q = params, hyper.x, hyper.q
-    for _ in range(n_iter):
+    out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower_iterations, hyper.cg_iterations
+    current, x, state = params, hyper.x, hyper.state
+    for _ in range(n_steps):
         gradient = hyper.gradient.flatten(parts)
         out.loss.append(hyper.loss)
         out.gradient_norm.append(float(np.linalg.norm(gradient)))
@@ -137,12 +139,12 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
         else:
             break  # no decrease found: at a stationary point to working accuracy
         current = trial
-        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, q0=q, lower_tol=lower_tol, cg_tol=cg_tol,
+        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, state=state, lower_tol=lower_tol, cg_tol=cg_tol,
                                        lower_max_iter=lower_max_iter)
         out.n_solves += 1
-        out.lower_iterations += hyper.lower.iterations
+        out.lower_iterations += hyper.lower_iterations
         out.cg_iterations += hyper.cg_iterations
-        x, q = hyper.x, hyper.q
+        x, state = hyper.x, hyper.state
         step *= grow
     out.params = current
     out.solves.append(out.n_solves)

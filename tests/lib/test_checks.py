@@ -116,27 +116,10 @@ def test_mixed_beta_check_names_the_mistake(wrong, fragment):
 
 # ----------------------------------------------------------------------------- unrolling-ex1
 def right_forward_ogm(cost, gamma, loss, T, alpha, mistake=None):
-    from bilevel_lib.hypergrad import unrolling as ur
-
-    A = cost.forward_model
-    a, b = ur.ogm_coefficients(T)
-    x = y_prev = A.adjoint(cost.y)
-    z = z_y = np.zeros_like(x)
-    for t in range(T):
-        gradient = cost.gradient(x, gamma)
-        mixed = 0.0 if mistake == "no mixed" else gradient - A.adjoint(A.forward(x) - cost.y)
-        z_next = z - alpha * (cost.hessian_vector_product(x, gamma, z) + mixed)
-        y_next = x - alpha * gradient
-        c = 1 + a[t] + b[t]
-        x_next = c * y_next - a[t] * y_prev - b[t] * x
-        if mistake == "momentum constant":
-            z = c * z_next - b[t] * z
-        elif mistake == "gd tangent":
-            z = z_next
-        else:
-            z = c * z_next - a[t] * z_y - b[t] * z
-        x, y_prev, z_y = x_next, y_next, z_next
-    return np.sum(z * loss.gradient(x))
+    """The forward-mode dℓ_T/dβ0 through OGM written out (the checks' own, independent of the library's
+    forward mode), or one of its typical mistakes."""
+    variant = {None: "correct", "gd tangent": "tangent of y"}.get(mistake, mistake)
+    return checks._ogm_forward_beta0(cost, gamma, loss, T, alpha, variant)
 
 
 def test_forward_ogm_check_accepts_the_right_answer():
@@ -148,14 +131,14 @@ def test_forward_ogm_check_accepts_the_library_as_a_size_one_array():
     from bilevel_lib.hypergrad import unrolling as ur
 
     result = checks.check_forward_beta0_ogm(lambda c, g, l, T, a: ur.forward_mode_hypergradient(
-        c, g, l, T, solver="ogm", parts=("beta0",), step=a).flat)
+        c, g, l, T, solver="ogm", parts=("beta0",), step=a).flat())
     assert result.passed, result.message
 
 
 def _gd_forward(c, g, l, T, a):
     from bilevel_lib.hypergrad import unrolling as ur
 
-    return ur.forward_mode_hypergradient(c, g, l, T, solver="gd", parts=("beta0",), step=a).flat[0]
+    return ur.forward_mode_hypergradient(c, g, l, T, solver="gd", parts=("beta0",), step=a).flat()[0]
 
 
 @pytest.mark.parametrize(

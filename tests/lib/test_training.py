@@ -19,7 +19,7 @@ def quadratic_toy():
     params = bl.Hyperparameters(beta0=0.0, beta=[0.0], filters=filters.finite_differences(1))
 
     def derivative(b):
-        gradient, _ = closed_form.quadratic_hypergradient(y, truth, params.unflatten(np.array([b]), ("beta",)))
+        gradient = closed_form.quadratic_hypergradient(y, truth, params.unflatten(np.array([b]), ("beta",))).gradient
         return gradient.beta[0]
 
     optimum = brentq(derivative, -8.0, 6.0, xtol=1e-12)

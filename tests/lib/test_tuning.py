@@ -20,7 +20,7 @@ def bars():
 def test_grid_search_returns_the_best_grid_point(bars):
     cost, params, loss = bars
     grid = np.arange(-6.0, 0.01, 0.5)
-    result = tuning.grid_search_beta0(cost, params, loss, grid, tol=1e-8)
+    result = tuning.grid_search_beta0(cost, params, loss, grid, lower_tol=1e-8)
     direct = [loss.value(bl.solve_lower_level(cost, bl.Hyperparameters(b, params.beta, params.filters),
                                               tol=1e-8).x) for b in grid]
     np.testing.assert_allclose(result.losses, direct, rtol=1e-6)
@@ -41,7 +41,7 @@ def test_random_search_is_seeded_and_keeps_its_best(bars):
 
 def test_gradient_descent_on_beta_decreases_the_loss_and_the_gradient(bars):
     cost, params, loss = bars
-    result = tuning.gradient_descent_beta(cost, params, loss, n_iter=8, step=1.0)
+    result = tuning.gradient_descent_beta(cost, params, loss, n_steps=8, step=1.0)
     assert np.all(np.diff(result.loss) < 0)  # Armijo steps only
     assert result.gradient_norm[-1] < 0.2 * result.gradient_norm[0]
     assert result.n_solves >= len(result.loss)

@@ -12,7 +12,7 @@ from bilevel_lib.problem import losses
 from bilevel_lib.hypergrad import unrolling as ur
 from bilevel_lib.problem.forward_models import CircularBlur, gaussian_kernel
 
-from problems import relative_error
+from bilevel_lib.problem.metrics import relative_error
 
 GEOMETRIES = {"1d": ((16,), (3,), 2), "2d": ((8, 6), (2, 2), 2)}
 MODELS = ["identity", "blur"]
@@ -40,28 +40,28 @@ def test_reverse_equals_forward_and_both_match_finite_differences_of_the_unrolle
     T = 6
     reverse = ur.reverse_mode_hypergradient(cost, params, loss, T, solver=solver)
     forward = ur.forward_mode_hypergradient(cost, params, loss, T, solver=solver)
-    assert relative_error(forward.flat, reverse.flat) <= 1e-10
+    assert relative_error(forward.flat(), reverse.flat()) <= 1e-10
     assert forward.loss == pytest.approx(reverse.loss, rel=1e-14)
     # the same fixed step and x_0 as the analytic estimators use
-    fd = ur.finite_difference_unrolled_hypergradient(cost, params, loss, T, solver=solver, step=reverse.step, h=1e-5)
-    assert relative_error(reverse.flat, fd) <= 1e-7
-    assert relative_error(forward.flat, fd) <= 1e-7
+    fd = ur.finite_difference_unrolled_hypergradient(cost, params, loss, T, solver=solver, step=reverse.diagnostics["step"], h=1e-5)
+    assert relative_error(reverse.flat(), fd) <= 1e-7
+    assert relative_error(forward.flat(), fd) <= 1e-7
     # part by part, so that a wrong block cannot hide behind a large one
     sizes = np.cumsum([0, 1, params.n_filters, params.filters.size])
     for start, stop, name in zip(sizes[:-1], sizes[1:], ["beta0", "beta", "filters"]):
-        assert relative_error(reverse.flat[start:stop], fd[start:stop]) <= 1e-7, name
+        assert relative_error(reverse.flat()[start:stop], fd[start:stop]) <= 1e-7, name
 
 
 def test_forward_mode_on_a_subset_of_parts_matches_those_entries_of_reverse_mode():
     cost, params, loss = problem("2d", "blur")
     reverse = ur.reverse_mode_hypergradient(cost, params, loss, 8, solver="ogm")
     forward = ur.forward_mode_hypergradient(cost, params, loss, 8, solver="ogm", parts=("beta",))
-    assert forward.parts == ("beta",) and forward.flat.shape == (params.n_filters,)
-    assert relative_error(forward.flat, reverse.gradient.beta) <= 1e-10
+    assert forward.parts == ("beta",) and forward.flat().shape == (params.n_filters,)
+    assert relative_error(forward.flat(), reverse.gradient.beta) <= 1e-10
     assert forward.gradient.beta0 == 0.0 and not np.any(forward.gradient.filters)  # not differentiated
     # cost model of Table 4.1: forward mode pays R Hessian-vector products per iteration
-    assert forward.hessian_vector_products == 8 * params.n_filters
-    assert reverse.hessian_vector_products == 7 and reverse.mixed_products == 8
+    assert forward.diagnostics["hessian_vector_products"] == 8 * params.n_filters
+    assert reverse.diagnostics["hessian_vector_products"] == 7 and reverse.diagnostics["mixed_products"] == 8
 
 
 def test_a_custom_step_and_start_are_used_and_held_fixed():
@@ -69,11 +69,11 @@ def test_a_custom_step_and_start_are_used_and_held_fixed():
     x0 = np.zeros_like(cost.y)
     step = 0.5 * ur.default_step(cost, params)
     result = ur.reverse_mode_hypergradient(cost, params, loss, 5, step=step, x0=x0)
-    assert result.step == step
+    assert result.diagnostics["step"] == step
     fd = ur.finite_difference_unrolled_hypergradient(cost, params, loss, 5, step=step, x0=x0)
-    assert relative_error(result.flat, fd) <= 1e-7
+    assert relative_error(result.flat(), fd) <= 1e-7
     # with the default start A'y the gradient is a different one
-    assert relative_error(ur.reverse_mode_hypergradient(cost, params, loss, 5, step=step).flat, fd) > 1e-3
+    assert relative_error(ur.reverse_mode_hypergradient(cost, params, loss, 5, step=step).flat(), fd) > 1e-3
 
 
 def test_unrolled_ogm_is_the_library_ogm_without_restart():
@@ -112,21 +112,21 @@ def test_truncated_with_k_equal_to_T_is_reverse_mode_and_shorter_truncations_dif
     T = 12
     reverse = ur.reverse_mode_hypergradient(cost, params, loss, T, solver=solver, record_truncations=True)
     full = ur.truncated_hypergradient(cost, params, loss, T, T, solver=solver)
-    np.testing.assert_array_equal(full.flat, reverse.flat)
-    assert full.stored_bytes == reverse.stored_bytes == T * cost.y.nbytes
+    np.testing.assert_array_equal(full.flat(), reverse.flat())
+    assert full.diagnostics["stored_bytes"] == reverse.diagnostics["stored_bytes"] == T * cost.y.nbytes
     for k in (1, 3, 7):
         truncated = ur.truncated_hypergradient(cost, params, loss, T, k, solver=solver)
-        assert truncated.stored_bytes == k * cost.y.nbytes  # memory O(kN)
-        np.testing.assert_allclose(truncated.flat, reverse.truncated_gradients[k - 1], rtol=1e-12, atol=1e-15)
-        assert relative_error(truncated.flat, reverse.flat) > 1e-6
-    np.testing.assert_array_equal(reverse.truncated_gradients[-1], reverse.flat)
+        assert truncated.diagnostics["stored_bytes"] == k * cost.y.nbytes  # memory O(kN)
+        np.testing.assert_allclose(truncated.flat(), reverse.diagnostics["truncated_gradients"][k - 1], rtol=1e-12, atol=1e-15)
+        assert relative_error(truncated.flat(), reverse.flat()) > 1e-6
+    np.testing.assert_array_equal(reverse.diagnostics["truncated_gradients"][-1], reverse.flat())
 
 
 def test_truncation_error_falls_with_k_near_the_fixed_point():
     cost, params, loss = problem("2d", "identity")
     x_hat = bl.solve_lower_level(cost, params, tol=1e-10).x
     reverse = ur.reverse_mode_hypergradient(cost, params, loss, 60, x0=x_hat, record_truncations=True)
-    errors = [relative_error(g, reverse.flat) for g in reverse.truncated_gradients[[0, 4, 14, 29, 44]]]
+    errors = [relative_error(g, reverse.flat()) for g in reverse.diagnostics["truncated_gradients"][[0, 4, 14, 29, 44]]]
     assert np.all(np.diff(errors) < 0), errors
 
 
@@ -136,13 +136,13 @@ def test_unrolled_gradient_tends_to_the_implicit_one_as_T_grows(solver):
     cost, params, loss = problem("2d", "identity")  # CR1N ε = 0.1, A = I: strongly convex
     implicit = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12,
                                                 lower_max_iter=100_000).gradient.flatten()
-    errors = np.array([relative_error(ur.reverse_mode_hypergradient(cost, params, loss, T, solver=solver).flat,
+    errors = np.array([relative_error(ur.reverse_mode_hypergradient(cost, params, loss, T, solver=solver).flat(),
                                       implicit) for T in (5, 10, 20, 40, 80)])
     assert np.all(np.diff(errors) < 0), errors
     assert errors[-1] < 0.1 * errors[0]
     # and long enough, it is the implicit gradient
     long = ur.reverse_mode_hypergradient(cost, params, loss, 2000 if solver == "gd" else 800, solver=solver)
-    assert relative_error(long.flat, implicit) <= 1e-6
+    assert relative_error(long.flat(), implicit) <= 1e-6
 
 
 # ----------------------------------------------------------------------------- Jacobian-free
@@ -153,12 +153,12 @@ def test_jacobian_free_gradient_is_a_descent_direction_near_the_fixed_point(geom
     implicit = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12,
                                                 lower_max_iter=100_000)
     jfb = ur.jacobian_free_hypergradient(cost, params, loss, 0, x0=implicit.x)
-    assert jfb.hessian_vector_products == 0 and jfb.stored_bytes == 0
+    assert jfb.diagnostics["hessian_vector_products"] == 0 and jfb.diagnostics["stored_bytes"] == 0
     g_true = implicit.gradient.flatten()
-    assert np.dot(jfb.flat, g_true) > 0
+    assert np.dot(jfb.flat(), g_true) > 0
     # at the fixed point it is the one-step truncation (x_{T−1} = x_T = x̂)
     one_step = ur.truncated_hypergradient(cost, params, loss, 1, 1, x0=implicit.x)
-    assert relative_error(one_step.flat, jfb.flat) <= 1e-6
+    assert relative_error(one_step.flat(), jfb.flat()) <= 1e-6
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -196,7 +196,7 @@ def test_zero_iterations_give_a_zero_gradient():
     cost, params, loss = problem("1d", "identity")
     for mode in ("reverse", "forward"):
         result = ur.unrolled_hypergradient(cost, params, loss, 0, mode=mode)
-        assert not np.any(result.flat) and result.loss == pytest.approx(loss.value(cost.y))
+        assert not np.any(result.flat()) and result.loss == pytest.approx(loss.value(cost.y))
 
 
 # ----------------------------------------------------------------------------- profiling
