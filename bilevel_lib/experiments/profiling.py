@@ -13,6 +13,7 @@ only what the method itself needs is counted.
 from __future__ import annotations
 
 import time
+import statistics
 import tracemalloc
 from typing import Any, Callable, NamedTuple
 
@@ -25,7 +26,7 @@ class Measurement(NamedTuple):
     Attributes
     ----------
     result : object        what the function returned (from the traced run, or the last timed run)
-    seconds : float        shortest wall-clock time over the timed runs
+    seconds : float        shortest (or median) wall-clock time over the timed runs
     peak_bytes : int       peak of the memory allocated while the function ran (0 if not traced)
     """
 
@@ -34,7 +35,7 @@ class Measurement(NamedTuple):
     peak_bytes: int
 
 
-def measure(fn: Callable[[], Any], *, repeat: int = 1, memory: bool = True) -> Measurement:
+def measure(fn: Callable[[], Any], *, repeat: int = 1, memory: bool = True, statistic: str = "min") -> Measurement:
     """Run ``fn()`` and report (result, seconds, peak_bytes).
 
     Parameters
@@ -42,8 +43,10 @@ def measure(fn: Callable[[], Any], *, repeat: int = 1, memory: bool = True) -> M
     fn : callable without arguments
         The computation, e.g. ``lambda: reverse_mode_hypergradient(cost, params, loss, 50)``.
     repeat : int
-        Number of timed runs; the shortest time is reported (the least disturbed by other work
-        on the machine).
+        Number of timed runs.
+    statistic : "min" or "median"
+        Which of the ``repeat`` times to report: the shortest (the default; the run least
+        disturbed by other work on the machine) or the median.
     memory : bool
         Also run ``fn`` once under :mod:`tracemalloc` and report the peak of the memory it
         allocated above what was allocated when it started.
@@ -57,12 +60,15 @@ def measure(fn: Callable[[], Any], *, repeat: int = 1, memory: bool = True) -> M
         raise TypeError(f"fn must be a callable without arguments; got {type(fn).__name__}")
     if int(repeat) != repeat or repeat < 1:
         raise ValueError(f"repeat must be a positive integer; got {repeat!r}")
-    best = float("inf")
+    if statistic not in ("min", "median"):
+        raise ValueError(f"statistic must be 'min' or 'median'; got {statistic!r}")
+    times = []
     result = None
     for _ in range(int(repeat)):
         start = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
+    best = min(times) if statistic == "min" else float(statistics.median(times))
     peak = 0
     if memory:
         already = tracemalloc.is_tracing()

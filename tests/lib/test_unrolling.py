@@ -218,6 +218,16 @@ def test_measure_reports_the_peak_of_what_a_function_allocates():
         profiling.measure(42)
 
 
+def test_measure_reports_the_shortest_or_the_median_time(monkeypatch):
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])  # three runs of 3, 1 and 2 seconds
+    monkeypatch.setattr(profiling.time, "perf_counter", lambda: next(ticks))
+    assert profiling.measure(lambda: None, repeat=3, memory=False).seconds == 1.0
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])
+    assert profiling.measure(lambda: None, repeat=3, memory=False, statistic="median").seconds == 2.0
+    with pytest.raises(ValueError, match="statistic"):
+        profiling.measure(lambda: None, statistic="mean")
+
+
 def test_reverse_mode_memory_grows_with_T_and_forward_mode_memory_with_R():
     cost, params, loss = problem("2d", "identity")
     peaks = {T: profiling.measure(lambda: ur.reverse_mode_hypergradient(cost, params, loss, T)).peak_bytes
