@@ -32,7 +32,7 @@ import scipy.fft as sfft
 from scipy.linalg.lapack import dgeqrf as _geqrf, dorgqr as _orgqr, dtrtrs as _trtrs
 
 from ..util.validation import as_float_array, positive_scalar
-from ..solvers.lower import ConvergenceWarning
+from ..solvers.lower import ConvergenceWarning, ogm_momentum
 from ..problem.ops import FilterBankOperator, correlation_matrix
 
 __all__ = [
@@ -416,8 +416,8 @@ def _fista(Y, T, d, step, target, budget):
                 break
         change = d_new - d
         restart = ((v - d_new) * change).sum(axis=1) > 0
-        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-        momentum = np.where(restart, 0.0, (t - 1.0) / t_new)
+        t_new, momentum, _ = ogm_momentum(t)  # FISTA's momentum is OGM's first factor
+        momentum = np.where(restart, 0.0, momentum)
         t = np.where(restart, 1.0, t_new)
         v = d_new + momentum[:, None] * change
         d = d_new
