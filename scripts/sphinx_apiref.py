@@ -1,0 +1,88 @@
+"""Sphinx extension (``sphinx.local_extensions`` in _config.yml) for the library reference page.
+
+It adds one directive, ``bilevel-module``, used by ``chapters/library_reference.md``::
+
+    ```{bilevel-module} bilevel_lib.problem.cost
+    ```
+
+It writes, for that module, its docstring (``automodule``), a table of the names in its
+``__all__`` (``autosummary``) and the documentation of each of them (``autofunction``,
+``autoclass`` with its public methods, ``autodata``). A name the module only re-exports is listed
+in the table and linked to the module that defines it, where it is documented: every object is
+described once (re-exports would otherwise be "duplicate object descriptions"). For a package
+(``bilevel_lib.problem``) only the docstring is written, since its ``__all__`` only re-exports.
+
+Which modules the page must show is checked by ``tests/lib/test_docstrings.py``.
+"""
+
+import importlib
+import inspect
+import types
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
+
+
+def _home(obj, default):
+    """The module that documents ``obj``: where it is defined, if that module exports it."""
+    module_name = getattr(obj, "__module__", None)
+    name = getattr(obj, "__name__", None)
+    if not (isinstance(obj, (type, types.FunctionType)) and module_name and name):
+        return default
+    if module_name == default or not module_name.startswith("bilevel_lib"):
+        return default
+    try:
+        home = importlib.import_module(module_name)
+    except ImportError:  # pragma: no cover - the module was imported to make obj
+        return default
+    return module_name if name in getattr(home, "__all__", ()) else default
+
+
+def module_lines(module_name):
+    """The reStructuredText written for one module (a list of lines)."""
+    module = importlib.import_module(module_name)
+    lines = [f".. automodule:: {module_name}", ""]
+    if hasattr(module, "__path__"):  # a package: its docstring only
+        return lines
+    names = list(getattr(module, "__all__", ()))
+    if not names:
+        return lines
+    table = [".. autosummary::", "   :nosignatures:", ""]
+    entries = []
+    for name in names:
+        obj = getattr(module, name)
+        home = _home(obj, module_name)
+        table.append(f"   ~{home}.{name}")
+        if home != module_name:
+            continue
+        if inspect.isclass(obj):
+            entries += [f".. autoclass:: {module_name}.{name}", "   :members:", ""]
+        elif callable(obj):
+            entries += [f".. autofunction:: {module_name}.{name}", ""]
+        elif isinstance(obj, types.ModuleType):
+            continue
+        else:
+            entries += [f".. autodata:: {module_name}.{name}", "   :no-value:", ""]
+    return lines + table + [""] + entries
+
+
+class BilevelModule(SphinxDirective):
+    """``bilevel-module``: docstring, table of ``__all__`` and entries of one module."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self):
+        module_name = self.arguments[0].strip()
+        source = self.get_source_info()[0]
+        content = StringList(module_lines(module_name), source=source)
+        container = nodes.container()
+        nested_parse_with_titles(self.state, content, container)
+        return container.children
+
+
+def setup(app):
+    app.add_directive("bilevel-module", BilevelModule)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
