@@ -1,9 +1,8 @@
 """Sphinx extension (``sphinx.local_extensions`` in _config.yml) for the library reference page.
 
-It adds one directive, ``bilevel-module``, used by ``chapters/library_reference.md``::
+It adds one directive, ``bilevel-module``, used by the reStructuredText page ``chapters/library_reference.rst``::
 
-    ```{bilevel-module} bilevel_lib.problem.cost
-    ```
+    .. bilevel-module:: bilevel_lib.problem.cost
 
 It writes, for that module, its docstring (``automodule``), a table of the names in its
 ``__all__`` (``autosummary``) and the documentation of each of them (``autofunction``,
@@ -54,9 +53,10 @@ def module_lines(module_name):
     for name in names:
         obj = getattr(module, name)
         home = _home(obj, module_name)
-        table.append(f"   ~{home}.{name}")
         if home != module_name:
+            table.append(f"   ~{home}.{name}")
             continue
+        table.append(f"   {name}")
         if inspect.isclass(obj):
             entries += [f".. autoclass:: {module_name}.{name}", "   :members:", ""]
         elif callable(obj):

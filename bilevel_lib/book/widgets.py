@@ -4,12 +4,12 @@ Each explorer comes in two parts, as the book's style asks of widgets:
 
 * ``plot_…(data, setting)`` draws one setting from results the chapter computed once; it has no
   state and returns a matplotlib figure, so it also makes the frames of a
-  :func:`~bilevel_lib.viz.static_slider` for readers without a kernel;
+  :func:`~bilevel_lib.book.viz.static_slider` for readers without a kernel;
 * ``…_widget(data, defaults)`` wraps it in ``ipywidgets`` sliders (``continuous_update=False``)
   whose callback only looks results up and redraws.
 
 The figures use fixed layouts (``subplots_adjust``), which are faster to redraw than constrained
-layouts, and are shown as PNG (:func:`~bilevel_lib.viz.figure_png`).
+layouts, and are shown as PNG (:func:`~bilevel_lib.book.viz.figure_png`).
 
 ==============================  =========================  ========================================
 explorer                        chapter                    what moves
@@ -85,7 +85,7 @@ def plot_beta0_curves(curves, sigma: float, eps: float):
     Parameters
     ----------
     curves : dict[(float, float), tuning.SearchResult]
-        A grid search over β0 (:func:`bilevel_lib.tuning.grid_search_beta0`) for every pair
+        A grid search over β0 (:func:`bilevel_lib.training.tuning.grid_search_beta0`) for every pair
         (σ, ε) of a full grid; the order of first appearance orders the σ and ε values.
     sigma, eps : float
         The chosen pair, drawn in bold and circled; it must be one of the keys.

@@ -55,7 +55,7 @@ class LowerLevelCost:
         penalty = CornerRounded1Norm() if penalty is None else penalty
         forward_model = Identity() if forward_model is None else forward_model
         if not isinstance(penalty, Penalty):
-            raise TypeError(f"penalty must be a bilevel_lib.penalties.Penalty; got {type(penalty).__name__}")
+            raise TypeError(f"penalty must be a bilevel_lib.problem.penalties.Penalty; got {type(penalty).__name__}")
         if not isinstance(forward_model, ForwardModel):
             raise TypeError(f"forward_model must be a ForwardModel; got {type(forward_model).__name__}")
         signal_shape = y.shape[1:]
@@ -197,7 +197,7 @@ class HessianOperator:
     * ``"stencil"``: the filter term (and A'A when it is diagonal: denoising, inpainting) is
       assembled once as a (2f − 1)^d-point stencil with one weight per offset and pixel, whatever
       K is (:meth:`FilterBankOperator.scaled_gram_stencil`), and each product is one compiled pass
-      (:mod:`bilevel_lib.stencil`, 1-D and 2-D signals); :func:`~bilevel_lib.cg.conjugate_gradient`
+      (:mod:`bilevel_lib.problem.stencil`, 1-D and 2-D signals); :func:`~bilevel_lib.solvers.cg.conjugate_gradient`
       then also runs its whole loop compiled (:attr:`compiled_cg`);
     * ``"sparse"``: the same stencil as a scipy sparse matrix (:attr:`matrix`), one sparse
       matrix-vector product each (plus A'A v for other models).
@@ -273,7 +273,7 @@ class HessianOperator:
         return self._matrix
 
     def _compiled_weights(self) -> np.ndarray:
-        """:attr:`stencil` in the layout of the compiled kernels (:func:`bilevel_lib.stencil.row_padded`)."""
+        """:attr:`stencil` in the layout of the compiled kernels (:func:`bilevel_lib.problem.stencil.row_padded`)."""
         if self._row_padded is None:
             from .stencil import row_padded
 
@@ -289,8 +289,8 @@ class HessianOperator:
     def compiled_cg(self):
         """With method "stencil" and a diagonal A'A: ``loop(x, r, limit, max_iter) -> (iterations,
         squared residual norms)``, conjugate gradient's iteration loop compiled
-        (:func:`bilevel_lib.stencil.cg_loop`; x and r of shape (J, *signal), updated in place);
-        otherwise None.  Used by :func:`~bilevel_lib.cg.conjugate_gradient`."""
+        (:func:`bilevel_lib.problem.stencil.cg_loop`; x and r of shape (J, *signal), updated in place);
+        otherwise None.  Used by :func:`~bilevel_lib.solvers.cg.conjugate_gradient`."""
         if self.method != "stencil" or not self.matrix_is_hessian:
             return None
         from .stencil import cg_loop

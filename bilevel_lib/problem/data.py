@@ -65,7 +65,7 @@ def vertical_bars(shape=(32, 32), period: int = 4) -> np.ndarray:
     Every ``period``-th column, starting with the first, is 1, the others 0, then the mean is
     removed: columns 0.75, −0.25, −0.25, −0.25 repeating for period 4 (the authors' script,
     ``xtrue[:, 1:4:end] .= 1``; the phase matters only with their noise, see
-    :func:`~bilevel_lib.experiments.vertical_bars_draws`).  For 32×32, ‖x‖² = 192.
+    :func:`~bilevel_lib.experiments.recipes.vertical_bars_draws`).  For 32×32, ‖x‖² = 192.
     """
     rows, cols = (int(s) for s in shape)
     if cols % period:

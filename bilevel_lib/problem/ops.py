@@ -322,7 +322,7 @@ class FilterBankOperator:
         ``scale`` has shape (…, K, *signal), one d per image of the batch; the result has shape
         (batch, *stencil_shape, *signal) with ``result[j, e, i]`` the weight of v_{i+e} in
         (H_j v)_i (offsets e from −(f − 1) to f − 1 per axis, in C order; indices modulo the
-        signal size), the layout of the compiled products in :mod:`bilevel_lib.stencil`.
+        signal size), the layout of the compiled products in :mod:`bilevel_lib.problem.stencil`.
         ``diagonal`` (shape (…, *signal) or a scalar, e.g. the A'A of a diagonal forward model) is
         added to the centre weight.  :meth:`scaled_gram_matrix` gives the same as a sparse matrix.
         """
