@@ -20,6 +20,7 @@ import types
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
@@ -48,6 +49,10 @@ def module_lines(module_name):
     names = list(getattr(module, "__all__", ()))
     if not names:
         return lines
+    try:  # the ``#:`` comments that document module-level data
+        comments = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+    except Exception:  # pragma: no cover - no source
+        comments = {}
     table = [".. autosummary::", "   :nosignatures:", ""]
     entries = []
     for name in names:
@@ -63,8 +68,10 @@ def module_lines(module_name):
             entries += [f".. autofunction:: {module_name}.{name}", ""]
         elif isinstance(obj, types.ModuleType):
             continue
-        else:
+        elif ("", name) in comments:
             entries += [f".. autodata:: {module_name}.{name}", "   :no-value:", ""]
+        else:  # no ``#:`` comment: autodata would show the docstring of the value's type
+            entries += [f".. py:data:: {name}", f"   :module: {module_name}", ""]
     return lines + table + [""] + entries
 
 

@@ -11,23 +11,23 @@ Each explorer comes in two parts, as the book's style asks of widgets:
 The figures use fixed layouts (``subplots_adjust``), which are faster to redraw than constrained
 layouts, and are shown as PNG (:func:`~bilevel_lib.book.viz.figure_png`).
 
-==============================  =========================  ========================================
-explorer                        chapter                    what moves
-==============================  =========================  ========================================
-:class:`DenoisingExplorer`      "The running example"      the denoised image with ε, σ, β0 and the
-                                                           filter bank (the one explorer that
-                                                           solves live, warm-started)
-:func:`plot_beta0_curves`       "Tuning β"                 ℓ(β0) and the best β0 with σ and ε
-:func:`plot_tolerance_errors`   "Implicit differentiation" hypergradient error over the (lower-level,
-                                                           CG) tolerance grid
-:func:`plot_threshold`          "Translation to a single   gradient error against the zero-set
-                                level"                     threshold τ, for a noise level σ
-:func:`plot_truncation`         "Unrolling"                truncated back-propagation: error
-                                                           against k, T and the step α
-:func:`plot_work_budget`        "Single- vs double-loop    loss and lower-level accuracy of
-                                algorithms"                training runs against work, for a
-                                                           choice of methods and a work budget
-==============================  =========================  ========================================
+==============================  ===========================  ========================================
+explorer                        chapter                      what moves
+==============================  ===========================  ========================================
+:class:`DenoisingExplorer`      "The running example"        the denoised image with ε, σ, β0 and the
+                                                             filter bank (the one explorer that
+                                                             solves live, warm-started)
+:func:`plot_beta0_curves`       "Tuning β"                   ℓ(β0) and the best β0 with σ and ε
+:func:`plot_tolerance_errors`   "Implicit differentiation"   hypergradient error over the (lower-level,
+                                                             CG) tolerance grid
+:func:`plot_threshold`          "Translation to a single     gradient error against the zero-set
+                                level"                       threshold τ, for a noise level σ
+:func:`plot_truncation`         "Unrolling"                  truncated back-propagation: error
+                                                             against k, T and the step α
+:func:`plot_work_budget`        "Single- vs double-loop      loss and lower-level accuracy of
+                                algorithms"                  training runs against work, for a
+                                                             choice of methods and a work budget
+==============================  ===========================  ========================================
 """
 
 from __future__ import annotations

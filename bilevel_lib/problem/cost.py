@@ -35,11 +35,11 @@ __all__ = ["LowerLevelCost", "HessianOperator", "SPARSE_HESSIAN_MAX_WORK"]
 
 
 class LowerLevelCost:
-    """Φ(x; γ) for a batch of J measurements ``y`` of shape (J, *signal_shape).
+    """Φ(x; γ) for a batch of J measurements ``y`` of shape ``(J, *signal_shape)``.
 
     Parameters
     ----------
-    y : array, shape (J, *signal_shape)
+    y : array, shape ``(J, *signal_shape)``
         Measurements, one per training pair (use ``y[None]`` for a single signal).
     penalty : Penalty, default CornerRounded1Norm(eps=0.01)
         The sparsifying function φ with its ε.
@@ -115,7 +115,7 @@ class LowerLevelCost:
         return data_fit + penalty_sums @ params.strengths
 
     def gradient(self, x, params: Hyperparameters) -> np.ndarray:
-        """∇ₓΦ(x; γ), shape (J, *signal_shape) (review eq. 4.9, first line)."""
+        """∇ₓΦ(x; γ), shape ``(J, *signal_shape)`` (review eq. 4.9, first line)."""
         x = self._check_x(x)
         op = self.operator(params)
         data_grad = self.forward_model.adjoint(self.forward_model.forward(x) - self.y)
@@ -189,7 +189,7 @@ class HessianOperator:
 
         ∇ₓₓΦ = A'A + Σ_k w_k C_k' diag(φ̈.(C_k x)) C_k,      w_k = e^{β0+β_k},
 
-    as a callable ``v -> ∇ₓₓΦ v`` on batches of x's shape (J, *signal), block diagonal over the
+    as a callable ``v -> ∇ₓₓΦ v`` on batches of x's shape ``(J, *signal)``, block diagonal over the
     J images.  Build it with :meth:`LowerLevelCost.hessian_operator`.  Three ways to multiply:
 
     * ``"implicit"``: through the filter bank every time (eq. 4.11): two passes over the K
@@ -214,10 +214,10 @@ class HessianOperator:
     Attributes
     ----------
     method : str                        "implicit", "stencil" or "sparse" (after resolving "auto")
-    shape : tuple                       (J, *signal), the shape of the vectors it acts on
+    shape : tuple                       ``(J, *signal)``, the shape of the vectors it acts on
     filter_bank : FilterBankOperator    the filters c_k
     weights : array (K,)                w_k = e^{β0+β_k}
-    curvature : array (J, K, *signal)   φ̈.(C_k x)
+    curvature : array ``(J, K, *signal)``   φ̈.(C_k x)
     forward_model : ForwardModel        A
     """
 
@@ -254,7 +254,7 @@ class HessianOperator:
 
     @property
     def stencil(self) -> np.ndarray:
-        """The Hessian's stencil weights, shape (J, *stencil_shape, *signal)
+        """The Hessian's stencil weights, shape ``(J, *stencil_shape, *signal)``
         (:meth:`FilterBankOperator.scaled_gram_stencil`): the filter term, plus A'A when A'A is
         diagonal (see :attr:`matrix_is_hessian`).  Assembled on first use, whatever :attr:`method` is."""
         if self._stencil is None:
@@ -282,14 +282,14 @@ class HessianOperator:
 
     @staticmethod
     def _compiled_view(v: np.ndarray) -> np.ndarray:
-        """v of shape (J, *signal) as the (J, n0, n1) array the compiled kernels take (a view)."""
+        """v of shape ``(J, *signal)`` as the (J, n0, n1) array the compiled kernels take (a view)."""
         return v.reshape(v.shape[:1] + (1,) * (3 - v.ndim) + v.shape[1:])
 
     @property
     def compiled_cg(self):
-        """With method "stencil" and a diagonal A'A: ``loop(x, r, limit, max_iter) -> (iterations,
+        """With method "stencil" and a diagonal A'A, ``loop(x, r, limit, max_iter) -> (iterations,
         squared residual norms)``, conjugate gradient's iteration loop compiled
-        (:func:`bilevel_lib.problem.stencil.cg_loop`; x and r of shape (J, *signal), updated in place);
+        (:func:`bilevel_lib.problem.stencil.cg_loop`; x and r of shape ``(J, *signal)``, updated in place);
         otherwise None.  Used by :func:`~bilevel_lib.solvers.cg.conjugate_gradient`."""
         if self.method != "stencil" or not self.matrix_is_hessian:
             return None

@@ -22,8 +22,8 @@ __all__ = [
     "add_noise",
 ]
 
-# Row and column ranges of the three 50×50 training patches of App. D.2 (0-based, end exclusive);
-# the review's 1-based ranges are 311:360 × 221:270, 221:270 × 371:420 and 101:150 × 251:300.
+#: Row and column ranges of the three 50×50 training patches of App. D.2 (0-based, end exclusive);
+#: the review's 1-based ranges are 311:360 × 221:270, 221:270 × 371:420 and 101:150 × 251:300.
 CAMERAMAN_PATCHES = ((slice(310, 360), slice(220, 270)), (slice(220, 270), slice(370, 420)), (slice(100, 150), slice(250, 300)))
 
 

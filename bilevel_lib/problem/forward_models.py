@@ -1,7 +1,7 @@
 """Forward models A with their adjoints A' (Ch. "The running example").
 
 Every model maps signals of ``signal_shape`` to measurements of the same shape (a mask zeroes the
-missing pixels instead of dropping them), so a batch of J signals of shape (J, *signal_shape) goes
+missing pixels instead of dropping them), so a batch of J signals of shape ``(J, *signal_shape)`` goes
 through unchanged.  ``sigma1_squared`` is σ₁(A)², the first term of the Lipschitz bound (4.19).
 """
 
@@ -45,7 +45,7 @@ class ForwardModel:
 
     @property
     def sigma_min_squared(self) -> float:  # pragma: no cover - interface
-        """Smallest eigenvalue of A'A: a strong-convexity modulus of the data-fit term."""
+        """Smallest eigenvalue of A'A, a strong-convexity modulus of the data-fit term."""
         raise TypeError(f"{type(self).__name__} does not define sigma_min_squared")
 
 

@@ -41,7 +41,7 @@ class Penalty:
 
     @property
     def third_derivative_bound(self) -> float:  # pragma: no cover - interface
-        """max |third derivative of φ|, a Lipschitz constant of φ̈ (used by MAID's error bound)."""
+        """The maximum of ``|φ'''(z)|``, a Lipschitz constant of φ̈ (used by MAID's error bound)."""
         raise TypeError(f"{type(self).__name__} does not define third_derivative_bound")
 
 
@@ -50,7 +50,7 @@ class CornerRounded1Norm(Penalty):
     """φ(z) = sqrt(z² + ε²), the corner-rounded 1-norm (CR1N) of the review, Sec. 1.3.
 
     φ̇(z) = z / sqrt(z² + ε²) ∈ (−1, 1) and φ̈(z) = ε² / (z² + ε²)^{3/2} ∈ (0, 1/ε], so L_φ̇ = 1/ε.
-    As ε → 0 it tends to |z| (up to the constant ε at the origin).
+    As ε → 0 it tends to ``|z|`` (up to the constant ε at the origin).
     """
 
     eps: float = 0.01
@@ -156,4 +156,5 @@ class Quadratic(Penalty):
         return 0.0
 
 
+#: the penalties φ by short name (``"cr1n"``, ``"log"``, ``"quadratic"``): the classes, to call with ε
 PENALTIES = {"cr1n": CornerRounded1Norm, "log": LogSquare, "quadratic": Quadratic}

@@ -42,7 +42,7 @@ _jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 
 
 def row_padded(stencil: np.ndarray, signal_ndim: int) -> np.ndarray:
-    """The kernels' layout of a stencil array (J, *stencil_shape, *signal) of a 1-D or 2-D signal.
+    """The kernels' layout of a stencil array ``(J, *stencil_shape, *signal)`` of a 1-D or 2-D signal.
 
     Returns weights of shape (J, E0, E1, n0·m1), m1 = n1 + E1 − 1: every image row is followed by
     E1 − 1 zero weights, so that each stencil offset becomes one long contiguous pass over the

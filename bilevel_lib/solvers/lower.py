@@ -21,6 +21,8 @@ from ..problem.params import Hyperparameters
 
 __all__ = ["LowerLevelResult", "ConvergenceWarning", "solve_lower_level", "METHODS"]
 
+#: the lower-level solvers :func:`solve_lower_level` accepts as ``method``: OGM with adaptive
+#: restart (the default) and gradient descent with step 1/L
 METHODS = ("ogm", "gd")
 
 
@@ -34,7 +36,7 @@ class LowerLevelResult:
 
     Attributes
     ----------
-    x : array (J, *signal_shape)   the final iterate x̂
+    x : array ``(J, *signal_shape)``   the final iterate x̂
     iterations : int               number of iterations (gradient evaluations after the first)
     gradient_norm : array (J,)     ‖∇ₓΦ(x̂_j; γ)‖₂/√N for each image
     converged : bool               every image reached ``tol`` (False when no tol was given)
@@ -77,7 +79,7 @@ def solve_lower_level(
     ----------
     cost : LowerLevelCost
     params : Hyperparameters
-    x0 : array (J, *signal_shape), optional
+    x0 : array ``(J, *signal_shape)``, optional
         Starting point (warm start).  Default: A'y.
     method : {"ogm", "gd"}
     tol : float or None

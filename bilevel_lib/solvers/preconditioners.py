@@ -2,7 +2,7 @@
 
 Pass one to :func:`~bilevel_lib.solvers.cg.conjugate_gradient` (``preconditioner=``) or name it in
 :func:`~bilevel_lib.hypergrad.implicit_hypergradient` (``cg_preconditioner=``).  Each is a
-callable r -> M⁻¹ r on batches of shape (J, *signal), one independent block per image, built from
+callable r -> M⁻¹ r on batches of shape ``(J, *signal)``, one independent block per image, built from
 a :class:`~bilevel_lib.problem.cost.HessianOperator` by ``from_hessian``:
 
 * :class:`CirculantPreconditioner` (``"circulant"``): T. Chan's optimal circulant approximation
@@ -54,17 +54,17 @@ class CirculantPreconditioner:
 
     Parameters
     ----------
-    eigenvalues : array (J, *rfft_shape)
+    eigenvalues : array ``(J, *rfft_shape)``
         The spectrum of M_j on the real-FFT grid of the signal (last axis n_d // 2 + 1); positive.
     signal_shape : tuple of int
 
     :meth:`from_hessian` builds T. Chan's optimal circulant approximation of eq. 4.10, term by
-    term: the circulant nearest in Frobenius norm to C_k' diag(d) C_k is mean(d)·C_k'C_k, so
+    term: the circulant nearest in Frobenius norm to C_k' diag(d) C_k is mean(d)·C_k'C_k, so::
 
         M_j = circ(A'A) + Σ_k w_k mean_i(φ̈.(C_k x_j)) C_k'C_k,
         eigenvalues  λ_j(ω) = a(ω) + Σ_k w_k mean(φ̈_jk) |ĉ_k(ω)|²,
 
-    with a(ω) = 1 for denoising, mean(mask) for inpainting and |ĥ(ω)|² for a circular blur.
+    with a(ω) = 1 for denoising, mean(mask) for inpainting and ``|ĥ(ω)|²`` for a circular blur.
     """
 
     def __init__(self, eigenvalues, signal_shape):
@@ -123,9 +123,9 @@ class BandedCholesky:
     ----------
     matrix : scipy sparse matrix, (J·N)×(J·N)
         Symmetric (only its lower triangle is read) and block diagonal over the J images, rows in
-        C order of (J, *signal), e.g. :attr:`HessianOperator.matrix <bilevel_lib.problem.cost.HessianOperator.matrix>`.
+        C order of ``(J, *signal)``, e.g. :attr:`HessianOperator.matrix <bilevel_lib.problem.cost.HessianOperator.matrix>`.
     shape : tuple
-        (J, *signal).
+        ``(J, *signal)``.
     reach : tuple of int
         Largest circular distance, per signal axis, between two coupled pixels (f − 1 for f-tap
         filters in the Hessian of eq. 4.10).
