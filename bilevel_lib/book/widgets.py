@@ -154,14 +154,19 @@ class ThresholdSweep:
 
     Attributes
     ----------
-    signal : array (n,)              the true test signal
-    sigmas : array (S,)              noise levels
+    signal : array (n,)
+        the true test signal
+    sigmas : array (S,)
+        noise levels
     noisy, learned, finite : arrays (S, n)
         the noisy signal and its ℓ1-analysis denoisings with the learned transform and with the
         tuned finite differences, at each σ
-    exponents : int array (E,)       log₁₀ of the zero-set thresholds τ, consecutive integers
-    errors : array (S, E)            relative error of the closed-form gradient at each (σ, τ)
-    z_accuracy : array (S,)          the certified bound on the solver's error in Wx, at each σ
+    exponents : int array (E,)
+        log₁₀ of the zero-set thresholds τ, consecutive integers
+    errors : array (S, E)
+        relative error of the closed-form gradient at each (σ, τ)
+    z_accuracy : array (S,)
+        the certified bound on the solver's error in Wx, at each σ
     """
 
     signal: np.ndarray
@@ -357,15 +362,20 @@ class WorkCurves:
 
     Attributes
     ----------
-    work : int array (U,)        cumulative lower-level + CG iterations after each upper step
-                                 (``TrainingHistory.work``), non-decreasing
-    loss : array (U,)            the loss recorded at each step (``TrainingHistory.loss``)
-    accuracy : array (U,)        the lower-level accuracy at which each hypergradient was taken,
-                                 on the scale max_j ‖∇ₓΦ(x_j)‖/√N (``TrainingHistory.lower_gradient_norm``
-                                 for the double loops and TTSA; a method that records another
-                                 measure, such as MAID's ε, must be converted by the caller)
-    color : str, optional        matplotlib colour; default the style's colour cycle
-    linestyle : str              matplotlib line style, default solid
+    work : int array (U,)
+        cumulative lower-level + CG iterations after each upper step
+        (``TrainingHistory.work``), non-decreasing
+    loss : array (U,)
+        the loss recorded at each step (``TrainingHistory.loss``)
+    accuracy : array (U,)
+        the lower-level accuracy at which each hypergradient was taken,
+        on the scale max_j ‖∇ₓΦ(x_j)‖/√N (``TrainingHistory.lower_gradient_norm``
+        for the double loops and TTSA; a method that records another
+        measure, such as MAID's ε, must be converted by the caller)
+    color : str, optional
+        matplotlib colour; default the style's colour cycle
+    linestyle : str
+        matplotlib line style, default solid
     """
 
     work: np.ndarray

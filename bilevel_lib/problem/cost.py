@@ -16,7 +16,7 @@ Derivatives (review eq. 4.9, 4.11 and App. C.1), with z_k = c_k ⊛ x and w_k = 
 * Lipschitz bound     L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁²                       (4.19)
 
 Introduced in the chapter "The running example"; the implicit-differentiation chapter uses the
-Hessian-vector and mixed products.  :meth:`LowerLevelCost.hessian_operator` returns the Hessian
+Hessian-vector and mixed products.  :meth:`~bilevel_lib.problem.cost.LowerLevelCost.hessian_operator` returns the Hessian
 at one point as a :class:`HessianOperator` for conjugate gradient on eq. 4.10; on small images it
 assembles the Hessian once as a stencil, whose (compiled) products are many times cheaper.
 """
@@ -46,6 +46,8 @@ class LowerLevelCost:
     forward_model : ForwardModel, default Identity()
         The system matrix A; its measurements have the signal's shape.
 
+    Notes
+    -----
     The FFTs of the filters are cached for the last γ seen, so repeated calls at one γ (as in a
     lower-level solve) cost only the transforms of x.
     """
@@ -146,7 +148,7 @@ class LowerLevelCost:
     def mixed_transpose(self, x, params: Hyperparameters, v) -> Hyperparameters:
         """(∇ₓγΦ(x; γ))' v summed over the batch: the γ-gradient of ⟨v, ∇ₓΦ(x; γ)⟩.
 
-        Returns a :class:`Hyperparameters` holding the derivative for β0, every β_k and every
+        Returns a :class:`~bilevel_lib.problem.params.Hyperparameters` holding the derivative for β0, every β_k and every
         filter tap c_{k,s} (review eq. 4.9 and App. C.1).
         """
         x = self._check_x(x)
@@ -190,13 +192,13 @@ class HessianOperator:
         ∇ₓₓΦ = A'A + Σ_k w_k C_k' diag(φ̈.(C_k x)) C_k,      w_k = e^{β0+β_k},
 
     as a callable ``v -> ∇ₓₓΦ v`` on batches of x's shape ``(J, *signal)``, block diagonal over the
-    J images.  Build it with :meth:`LowerLevelCost.hessian_operator`.  Three ways to multiply:
+    J images.  Build it with :meth:`~bilevel_lib.problem.cost.LowerLevelCost.hessian_operator`.  Three ways to multiply:
 
     * ``"implicit"``: through the filter bank every time (eq. 4.11): two passes over the K
       filters, about 2KSN multiply-adds for S-tap filters, nothing stored;
     * ``"stencil"``: the filter term (and A'A when it is diagonal: denoising, inpainting) is
       assembled once as a (2f − 1)^d-point stencil with one weight per offset and pixel, whatever
-      K is (:meth:`FilterBankOperator.scaled_gram_stencil`), and each product is one compiled pass
+      K is (:meth:`~bilevel_lib.problem.ops.FilterBankOperator.scaled_gram_stencil`), and each product is one compiled pass
       (:mod:`bilevel_lib.problem.stencil`, 1-D and 2-D signals); :func:`~bilevel_lib.solvers.cg.conjugate_gradient`
       then also runs its whole loop compiled (:attr:`compiled_cg`);
     * ``"sparse"``: the same stencil as a scipy sparse matrix (:attr:`matrix`), one sparse
@@ -213,12 +215,18 @@ class HessianOperator:
 
     Attributes
     ----------
-    method : str                        "implicit", "stencil" or "sparse" (after resolving "auto")
-    shape : tuple                       ``(J, *signal)``, the shape of the vectors it acts on
-    filter_bank : FilterBankOperator    the filters c_k
-    weights : array (K,)                w_k = e^{β0+β_k}
-    curvature : array ``(J, K, *signal)``   φ̈.(C_k x)
-    forward_model : ForwardModel        A
+    method : str
+        "implicit", "stencil" or "sparse" (after resolving "auto")
+    shape : tuple
+        ``(J, *signal)``, the shape of the vectors it acts on
+    filter_bank : FilterBankOperator
+        the filters c_k
+    weights : array (K,)
+        w_k = e^{β0+β_k}
+    curvature : array ``(J, K, *signal)``
+        φ̈.(C_k x)
+    forward_model : ForwardModel
+        A
     """
 
     def __init__(self, cost: LowerLevelCost, filter_bank: FilterBankOperator, curvature: np.ndarray,
@@ -255,8 +263,8 @@ class HessianOperator:
     @property
     def stencil(self) -> np.ndarray:
         """The Hessian's stencil weights, shape ``(J, *stencil_shape, *signal)``
-        (:meth:`FilterBankOperator.scaled_gram_stencil`): the filter term, plus A'A when A'A is
-        diagonal (see :attr:`matrix_is_hessian`).  Assembled on first use, whatever :attr:`method` is."""
+        (:meth:`~bilevel_lib.problem.ops.FilterBankOperator.scaled_gram_stencil`): the filter term, plus A'A when A'A is
+        diagonal (see :attr:`matrix_is_hessian`).  Assembled on first use, whatever ``method`` is."""
         if self._stencil is None:
             self._stencil = self.filter_bank.scaled_gram_stencil(self.curvature, weights=self.weights,
                                                                  diagonal=self._diagonal_gram)
@@ -266,7 +274,7 @@ class HessianOperator:
     def matrix(self):
         """The Hessian assembled as a sparse (J·N)×(J·N) matrix, block diagonal over the images, rows in
         C order: the filter term, plus A'A when A'A is diagonal (see :attr:`matrix_is_hessian`).
-        Assembled on first use, whatever :attr:`method` is."""
+        Assembled on first use, whatever ``method`` is."""
         if self._matrix is None:
             self._matrix = self.filter_bank.scaled_gram_matrix(self.curvature, weights=self.weights,
                                                                diagonal=self._diagonal_gram)

@@ -38,9 +38,12 @@ class CGResult:
 
     Attributes
     ----------
-    x : array (J, …)          the solution estimate q
-    iterations : int          CG iterations (Hessian-vector products after the first residual)
-    residual : array (J,)     final ‖b_j − H q_j‖ / reference_j, the quantity compared with ``tol``
+    x : array (J, …)
+        the solution estimate q
+    iterations : int
+        CG iterations (Hessian-vector products after the first residual)
+    residual : array (J,)
+        final ‖b_j − H q_j‖ / reference_j, the quantity compared with ``tol``
     converged : bool
     message : str
     """
@@ -80,7 +83,7 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
     Parameters
     ----------
     apply_hessian : callable
-        v -> H v for a batch v of b's shape (e.g. :meth:`LowerLevelCost.hessian_operator`).
+        v -> H v for a batch v of b's shape (e.g. :meth:`~bilevel_lib.problem.cost.LowerLevelCost.hessian_operator`).
     b : array (J, …)
     x0 : array, optional
         Warm start (e.g. the previous upper iteration's solution).  Default zero.

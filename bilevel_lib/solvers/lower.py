@@ -36,14 +36,20 @@ class LowerLevelResult:
 
     Attributes
     ----------
-    x : array ``(J, *signal_shape)``   the final iterate x̂
-    iterations : int               number of iterations (gradient evaluations after the first)
-    gradient_norm : array (J,)     ‖∇ₓΦ(x̂_j; γ)‖₂/√N for each image
-    converged : bool               every image reached ``tol`` (False when no tol was given)
+    x : array ``(J, *signal_shape)``
+        the final iterate x̂
+    iterations : int
+        number of iterations (gradient evaluations after the first)
+    gradient_norm : array (J,)
+        ‖∇ₓΦ(x̂_j; γ)‖₂/√N for each image
+    converged : bool
+        every image reached ``tol`` (False when no tol was given)
     message : str
     method : str
-    restarts : int                 OGM momentum restarts (summed over images)
-    history : array (iterations+1,) max over images of ‖∇ₓΦ‖/√N at each iterate, if recorded
+    restarts : int
+        OGM momentum restarts (summed over images)
+    history : array (iterations+1,)
+        max over images of ‖∇ₓΦ‖/√N at each iterate, if recorded
     """
 
     x: np.ndarray
@@ -90,7 +96,7 @@ def solve_lower_level(
     restart : bool
         OGM only: use gradient-based adaptive restart.
     step : float, optional
-        Step size; default 1/L with L from :meth:`LowerLevelCost.lipschitz` (eq. 4.19).
+        Step size; default 1/L with L from :meth:`~bilevel_lib.problem.cost.LowerLevelCost.lipschitz` (eq. 4.19).
     record_history : bool
         Keep the convergence measure at every iterate in ``result.history``.
     warn : bool

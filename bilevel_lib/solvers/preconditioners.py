@@ -52,12 +52,6 @@ def _positive_finite(values, name: str) -> np.ndarray:
 class CirculantPreconditioner:
     """M⁻¹ r by FFT for a circulant M_j per image, given by its eigenvalues (its real-FFT spectrum).
 
-    Parameters
-    ----------
-    eigenvalues : array ``(J, *rfft_shape)``
-        The spectrum of M_j on the real-FFT grid of the signal (last axis n_d // 2 + 1); positive.
-    signal_shape : tuple of int
-
     :meth:`from_hessian` builds T. Chan's optimal circulant approximation of eq. 4.10, term by
     term: the circulant nearest in Frobenius norm to C_k' diag(d) C_k is mean(d)·C_k'C_k, so::
 
@@ -65,6 +59,13 @@ class CirculantPreconditioner:
         eigenvalues  λ_j(ω) = a(ω) + Σ_k w_k mean(φ̈_jk) |ĉ_k(ω)|²,
 
     with a(ω) = 1 for denoising, mean(mask) for inpainting and ``|ĥ(ω)|²`` for a circular blur.
+
+    Parameters
+    ----------
+    eigenvalues : array ``(J, *rfft_shape)``
+        The spectrum of M_j on the real-FFT grid of the signal (last axis n_d // 2 + 1); positive.
+    signal_shape : tuple of int
+        The shape of one signal.
     """
 
     def __init__(self, eigenvalues, signal_shape):
