@@ -19,6 +19,7 @@ import inspect
 import types
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docutils import SphinxDirective
@@ -40,9 +41,35 @@ def _home(obj, default):
     return module_name if name in getattr(home, "__all__", ()) else default
 
 
-def module_lines(module_name):
-    """The reStructuredText written for one module (a list of lines)."""
+#: full names whose docstring is left out of the page (``:no-docstring:`` of the directive)
+_LEFT_OUT = set()
+
+_LEFT_OUT_TEXT = ("(Its docstring is left out of this page until it builds without warnings; "
+                  "see the source.)")
+
+
+#: full names of module-level data without a ``#:`` comment (autodoc would show the docstring
+#: of the value's type, e.g. dict's)
+_NO_COMMENT = set()
+
+
+def _drop_docstring(app, what, name, obj, options, lines):
+    """``autodoc-process-docstring``: replace the docstring of a left-out name by a note."""
+    if name in _LEFT_OUT:
+        lines[:] = [_LEFT_OUT_TEXT, ""]
+    elif name in _NO_COMMENT:
+        lines[:] = ["(Not documented yet: no ``#:`` comment.)", ""]
+
+
+def module_lines(module_name, left_out=()):
+    """The reStructuredText written for one module (a list of lines).
+
+    ``left_out``: names in the module (``name``, ``Class.method``, or ``module`` for the module's
+    own docstring) whose docstrings are replaced by a note; they keep their entry and link target.
+    """
     module = importlib.import_module(module_name)
+    for name in left_out:
+        _LEFT_OUT.add(module_name if name == "module" else f"{module_name}.{name}")
     lines = [f".. automodule:: {module_name}", ""]
     if hasattr(module, "__path__"):  # a package: its docstring only
         return lines
@@ -54,12 +81,15 @@ def module_lines(module_name):
     except Exception:  # pragma: no cover - no source
         comments = {}
     table = [".. autosummary::", "   :nosignatures:", ""]
-    entries = []
+    entries, reexports = [], []
     for name in names:
         obj = getattr(module, name)
         home = _home(obj, module_name)
         if home != module_name:
-            table.append(f"   ~{home}.{name}")
+            role = "class" if inspect.isclass(obj) else "func"
+            reexports.append(f":py:{role}:`~{home}.{name}`")
+            continue
+        if isinstance(obj, types.ModuleType):
             continue
         table.append(f"   {name}")
         if inspect.isclass(obj):
@@ -68,11 +98,15 @@ def module_lines(module_name):
             entries += [f".. autofunction:: {module_name}.{name}", ""]
         elif isinstance(obj, types.ModuleType):
             continue
-        elif ("", name) in comments:
+        else:
+            if ("", name) not in comments:
+                _NO_COMMENT.add(f"{module_name}.{name}")
             entries += [f".. autodata:: {module_name}.{name}", "   :no-value:", ""]
-        else:  # no ``#:`` comment: autodata would show the docstring of the value's type
-            entries += [f".. py:data:: {name}", f"   :module: {module_name}", ""]
-    return lines + table + [""] + entries
+    if len(table) > 3:
+        lines += table + [""]
+    if reexports:
+        lines += ["Also exported here, documented where they are defined: " + ", ".join(reexports) + ".", ""]
+    return lines + entries
 
 
 class BilevelModule(SphinxDirective):
@@ -80,11 +114,13 @@ class BilevelModule(SphinxDirective):
 
     required_arguments = 1
     has_content = False
+    option_spec = {"no-docstring": directives.unchanged}
 
     def run(self):
         module_name = self.arguments[0].strip()
+        left_out = [n.strip() for n in self.options.get("no-docstring", "").split(",") if n.strip()]
         source = self.get_source_info()[0]
-        content = StringList(module_lines(module_name), source=source)
+        content = StringList(module_lines(module_name, left_out), source=source)
         container = nodes.container()
         nested_parse_with_titles(self.state, content, container)
         return container.children
@@ -92,4 +128,5 @@ class BilevelModule(SphinxDirective):
 
 def setup(app):
     app.add_directive("bilevel-module", BilevelModule)
+    app.connect("autodoc-process-docstring", _drop_docstring)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,7 +1,7 @@
 """Preconditioners M ≈ ∇ₓₓΦ for the Hessian system ∇ₓₓΦ q = ∇ₓℓ (review eq. 4.10).
 
 Pass one to :func:`~bilevel_lib.solvers.cg.conjugate_gradient` (``preconditioner=``) or name it in
-:func:`~bilevel_lib.hypergrad.implicit_hypergradient` (``cg_preconditioner=``).  Each is a
+:func:`~bilevel_lib.hypergrad.implicit.implicit_hypergradient` (``cg_preconditioner=``).  Each is a
 callable r -> M⁻¹ r on batches of shape ``(J, *signal)``, one independent block per image, built from
 a :class:`~bilevel_lib.problem.cost.HessianOperator` by ``from_hessian``:
 
