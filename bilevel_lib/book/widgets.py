@@ -621,6 +621,7 @@ class DenoisingExplorer:
         self.last_result = None
 
     def noisy(self, sigma: float) -> np.ndarray:
+        """The measurement y = x^true + σ n at noise level σ, with one fixed draw n (from ``seed``)."""
         return self.truth + sigma * self._noise
 
     def denoise(self, eps: float, sigma: float, beta0: float, bank: str, *, warm_start: bool = True) -> np.ndarray:
@@ -637,6 +638,10 @@ class DenoisingExplorer:
         return result.x[0]
 
     def figure(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
+        """The truth, the noisy image and x̂ side by side for one setting, a matplotlib figure.
+
+        The caption gives the setting and OGM's iteration count and final ‖∇Φ‖/√N.
+        """
         x_hat = self.denoise(eps, sigma, beta0, bank)
         caption = (f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
                    f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}")

@@ -30,9 +30,11 @@ class ForwardModel:
     signal_shape: tuple[int, ...] | None = None
 
     def forward(self, x):  # pragma: no cover - interface
+        """A x for a batch x of shape ``(..., *signal_shape)``; the measurements have the same shape."""
         raise TypeError(f"{type(self).__name__} does not define forward()")
 
     def adjoint(self, y):  # pragma: no cover - interface
+        """A' y, the adjoint applied to measurements y of shape ``(..., *signal_shape)``."""
         raise TypeError(f"{type(self).__name__} does not define adjoint()")
 
     def gram(self, x):
@@ -41,6 +43,7 @@ class ForwardModel:
 
     @property
     def sigma1_squared(self) -> float:  # pragma: no cover - interface
+        """Largest eigenvalue σ₁² = ‖A‖₂² of A'A, the data-fit part of the Lipschitz constant of ∇ₓΦ."""
         raise TypeError(f"{type(self).__name__} does not define sigma1_squared")
 
     @property

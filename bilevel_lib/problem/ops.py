@@ -147,6 +147,7 @@ class FilterBankOperator:
 
     @property
     def filter_shape(self) -> tuple[int, ...]:
+        """The support of one filter, ``filters.shape[1:]`` (e.g. (3, 3))."""
         return self.filters.shape[1:]
 
     @property

@@ -73,6 +73,7 @@ class Hyperparameters:
 
     @property
     def filter_shape(self) -> tuple[int, ...]:
+        """The support of one filter c_k, ``filters.shape[1:]``."""
         return self.filters.shape[1:]
 
     @property
@@ -112,6 +113,7 @@ class Hyperparameters:
         return Hyperparameters(**values)
 
     def copy(self) -> "Hyperparameters":
+        """A copy that shares no array with this γ (β and the filters are copied)."""
         return Hyperparameters(self.beta0, self.beta.copy(), self.filters.copy())
 
     def __add__(self, other: "Hyperparameters") -> "Hyperparameters":

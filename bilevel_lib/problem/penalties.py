@@ -23,20 +23,25 @@ class Penalty:
     # Each function takes an optional ``out`` array (z's shape, never z itself) to write into,
     # so hot loops can reuse memory; without it a new array is returned.
     def value(self, z, out=None):  # pragma: no cover - interface
+        """φ(z; ε) elementwise, an array of z's shape (written into ``out`` if given)."""
         raise TypeError(f"{type(self).__name__} does not define value()")
 
     def derivative(self, z, out=None):  # pragma: no cover - interface
+        """φ̇(z; ε) elementwise, the factor of the gradient ∇ₓΦ (review eq. 4.9, first line)."""
         raise TypeError(f"{type(self).__name__} does not define derivative()")
 
     def second_derivative(self, z, out=None):  # pragma: no cover - interface
+        """φ̈(z; ε) elementwise, the curvature in the Hessian ∇ₓₓΦ (review eq. 4.10)."""
         raise TypeError(f"{type(self).__name__} does not define second_derivative()")
 
     @property
     def lipschitz(self) -> float:  # pragma: no cover - interface
+        """L_φ̇ = max φ̈, the Lipschitz constant of φ̇ (a float; it enters the step size 1/L)."""
         raise TypeError(f"{type(self).__name__} does not define lipschitz")
 
     @property
     def is_convex(self) -> bool:
+        """Whether φ is convex, so that Φ is strictly convex and x̂(γ) unique (True but for LogSquare)."""
         return True
 
     @property
@@ -126,6 +131,7 @@ class LogSquare(Penalty):
 
     @property
     def is_convex(self) -> bool:
+        """False: log(1 + z²/ε²) is concave for ``|z| > ε``, so Φ may have several minimizers."""
         return False
 
 
