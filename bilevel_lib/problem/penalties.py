@@ -131,7 +131,7 @@ class LogSquare(Penalty):
 
     @property
     def is_convex(self) -> bool:
-        """False: log(1 + z²/ε²) is concave for ``|z| > ε``, so Φ may have several minimizers."""
+        """Always False, since log(1 + z²/ε²) is concave for ``|z| > ε``; Φ may have several minimizers."""
         return False
 
 
@@ -162,5 +162,5 @@ class Quadratic(Penalty):
         return 0.0
 
 
-#: the penalties φ by short name (``"cr1n"``, ``"log"``, ``"quadratic"``): the classes, to call with ε
+#: the penalty classes φ by short name (``"cr1n"``, ``"log"``, ``"quadratic"``), to call with ε
 PENALTIES = {"cr1n": CornerRounded1Norm, "log": LogSquare, "quadratic": Quadratic}

@@ -21,7 +21,7 @@ from ..problem.params import Hyperparameters
 
 __all__ = ["LowerLevelResult", "ConvergenceWarning", "solve_lower_level", "METHODS"]
 
-#: the lower-level solvers :func:`solve_lower_level` accepts as ``method``: OGM with adaptive
+#: the lower-level solvers :func:`solve_lower_level` accepts as ``method``, OGM with adaptive
 #: restart (the default) and gradient descent with step 1/L
 METHODS = ("ogm", "gd")
 
