@@ -1,8 +1,13 @@
 """Sphinx extension (``sphinx.local_extensions`` in _config.yml) for the library reference page.
 
-It adds one directive, ``bilevel-module``, used by the reStructuredText page ``chapters/library_reference.rst``::
+It adds one directive, ``bilevel-module``, used by ``chapters/library_reference.md`` inside
+``{eval-rst}`` blocks (docstrings are reStructuredText, so the directive must run in an rST
+parser, not in MyST's)::
 
+    ```{eval-rst}
     .. bilevel-module:: bilevel_lib.problem.cost
+       :no-docstring: some_function, SomeClass.method
+    ```
 
 It writes, for that module, its docstring (``automodule``), a table of the names in its
 ``__all__`` (``autosummary``) and the documentation of each of them (``autofunction``,

@@ -4,7 +4,7 @@ Public means: listed in its module's ``__all__``, for every module found by walk
 plus the public methods and properties a public class defines itself (dunder and inherited ones
 are not its own; an override may inherit the docstring of the method it overrides, as the
 reference page shows it). Module-level data is documented by a ``#:`` comment, which is what
-Sphinx's autodoc reads (``chapters/library_reference.rst``). A failure lists every missing name
+Sphinx's autodoc reads (``chapters/library_reference.md``). A failure lists every missing name
 at once.
 """
 
@@ -23,7 +23,7 @@ from sphinx.pycode import ModuleAnalyzer
 import bilevel_lib
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE_PAGE = REPO / "chapters" / "library_reference.rst"
+REFERENCE_PAGE = REPO / "chapters" / "library_reference.md"
 
 #: modules whose optional dependencies may be missing (the ``cvx`` and ``book`` extras)
 OPTIONAL = {"cvxpy", "diffcp", "matplotlib", "ipywidgets", "skimage", "PIL", "IPython"}
@@ -169,7 +169,7 @@ def test_reference_page_shows_every_module():
     page = REFERENCE_PAGE.read_text(encoding="utf-8")
     shown = re.findall(r"^\.\. bilevel-module:: (\S+)\s*$", page, flags=re.MULTILINE)
     names = [name for name, _ in MODULES] + SKIPPED
-    assert sorted(set(names) - set(shown)) == [], "modules missing from chapters/library_reference.rst"
+    assert sorted(set(names) - set(shown)) == [], "modules missing from chapters/library_reference.md"
     assert sorted(set(shown) - set(names)) == [], "the reference page names modules that do not exist"
     assert len(shown) == len(set(shown)), "a module is shown twice on the reference page"
 
@@ -177,8 +177,8 @@ def test_reference_page_shows_every_module():
 def test_reference_page_in_layer_order():
     # One section per layer, in the order of bilevel_lib.LAYERS, each opened by its package.
     page = REFERENCE_PAGE.read_text(encoding="utf-8")
-    heads = re.findall(r"^Layer (\d+): (\w+)$", page, flags=re.MULTILINE)
+    heads = re.findall(r"^## Layer (\d+): (\w+)$", page, flags=re.MULTILINE)
     assert heads == [(str(i), name) for i, name in enumerate(bilevel_lib.LAYERS)]
     for i, layer in enumerate(bilevel_lib.LAYERS):
-        section = page.split(f"\nLayer {i}: {layer}\n", 1)[1]
+        section = page.split(f"\n## Layer {i}: {layer}\n", 1)[1]
         assert section.split("\n.. bilevel-module:: ", 1)[1].split()[0] == f"bilevel_lib.{layer}"
