@@ -81,6 +81,7 @@ def cameraman() -> np.ndarray:
     Since scikit-image 0.18 this is a newer, freely licensed photograph of a photographer, not the
     classic "cameraman" test image the review used: the review's patch coordinates therefore cut
     different content, and its numbers on the full image (e.g. BM3D's 26.87 dB) are not comparable.
+    Needs scikit-image (the ``book`` extra, ``pip install -e .[book]``).
     """
     from skimage import data as skdata
 
