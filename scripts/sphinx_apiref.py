@@ -74,6 +74,8 @@ def module_lines(module_name, left_out=()):
     """
     module = importlib.import_module(module_name)
     for name in left_out:
+        if name != "module" and name.split(".")[0] not in getattr(module, "__all__", ()):
+            raise ValueError(f":no-docstring: names {name!r}, which is not in {module_name}.__all__")
         _LEFT_OUT.add(module_name if name == "module" else f"{module_name}.{name}")
     lines = [f".. automodule:: {module_name}", ""]
     if hasattr(module, "__path__"):  # a package: its docstring only
@@ -101,8 +103,6 @@ def module_lines(module_name, left_out=()):
             entries += [f".. autoclass:: {module_name}.{name}", "   :members:", ""]
         elif callable(obj):
             entries += [f".. autofunction:: {module_name}.{name}", ""]
-        elif isinstance(obj, types.ModuleType):
-            continue
         else:
             if ("", name) not in comments:
                 _NO_COMMENT.add(f"{module_name}.{name}")
@@ -125,7 +125,11 @@ class BilevelModule(SphinxDirective):
         module_name = self.arguments[0].strip()
         left_out = [n.strip() for n in self.options.get("no-docstring", "").split(",") if n.strip()]
         source = self.get_source_info()[0]
-        content = StringList(module_lines(module_name, left_out), source=source)
+        try:
+            lines = module_lines(module_name, left_out)
+        except (ImportError, ValueError) as err:
+            raise self.error(f"bilevel-module {module_name}: {err}") from err
+        content = StringList(lines, source=source)
         container = nodes.container()
         nested_parse_with_titles(self.state, content, container)
         return container.children
