@@ -3,7 +3,7 @@
 Every chapter calls :func:`use_book_style` once, so all figures share one look.  Figures are shown
 as PNG (:func:`figure_png`); :func:`static_slider` turns precomputed frames into a slider that works
 in the static HTML book, without a kernel.  The live ``ipywidgets`` explorers are in
-:mod:`bilevel_lib.widgets`.
+:mod:`bilevel_lib.book.widgets`.
 """
 
 from __future__ import annotations

@@ -4,30 +4,30 @@ Each explorer comes in two parts, as the book's style asks of widgets:
 
 * ``plot_…(data, setting)`` draws one setting from results the chapter computed once; it has no
   state and returns a matplotlib figure, so it also makes the frames of a
-  :func:`~bilevel_lib.viz.static_slider` for readers without a kernel;
+  :func:`~bilevel_lib.book.viz.static_slider` for readers without a kernel;
 * ``…_widget(data, defaults)`` wraps it in ``ipywidgets`` sliders (``continuous_update=False``)
   whose callback only looks results up and redraws.
 
 The figures use fixed layouts (``subplots_adjust``), which are faster to redraw than constrained
-layouts, and are shown as PNG (:func:`~bilevel_lib.viz.figure_png`).
+layouts, and are shown as PNG (:func:`~bilevel_lib.book.viz.figure_png`).
 
-==============================  =========================  ========================================
-explorer                        chapter                    what moves
-==============================  =========================  ========================================
-:class:`DenoisingExplorer`      "The running example"      the denoised image with ε, σ, β0 and the
-                                                           filter bank (the one explorer that
-                                                           solves live, warm-started)
-:func:`plot_beta0_curves`       "Tuning β"                 ℓ(β0) and the best β0 with σ and ε
-:func:`plot_tolerance_errors`   "Implicit differentiation" hypergradient error over the (lower-level,
-                                                           CG) tolerance grid
-:func:`plot_threshold`          "Translation to a single   gradient error against the zero-set
-                                level"                     threshold τ, for a noise level σ
-:func:`plot_truncation`         "Unrolling"                truncated back-propagation: error
-                                                           against k, T and the step α
-:func:`plot_work_budget`        "Single- vs double-loop    loss and lower-level accuracy of
-                                algorithms"                training runs against work, for a
-                                                           choice of methods and a work budget
-==============================  =========================  ========================================
+==============================  ===========================  ========================================
+explorer                        chapter                      what moves
+==============================  ===========================  ========================================
+:class:`DenoisingExplorer`      "The running example"        the denoised image with ε, σ, β0 and the
+                                                             filter bank (the one explorer that
+                                                             solves live, warm-started)
+:func:`plot_beta0_curves`       "Tuning β"                   ℓ(β0) and the best β0 with σ and ε
+:func:`plot_tolerance_errors`   "Implicit differentiation"   hypergradient error over the (lower-level,
+                                                             CG) tolerance grid
+:func:`plot_threshold`          "Translation to a single     gradient error against the zero-set
+                                level"                       threshold τ, for a noise level σ
+:func:`plot_truncation`         "Unrolling"                  truncated back-propagation: error
+                                                             against k, T and the step α
+:func:`plot_work_budget`        "Single- vs double-loop      loss and lower-level accuracy of
+                                algorithms"                  training runs against work, for a
+                                                             choice of methods and a work budget
+==============================  ===========================  ========================================
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def plot_beta0_curves(curves, sigma: float, eps: float):
     Parameters
     ----------
     curves : dict[(float, float), tuning.SearchResult]
-        A grid search over β0 (:func:`bilevel_lib.tuning.grid_search_beta0`) for every pair
+        A grid search over β0 (:func:`bilevel_lib.training.tuning.grid_search_beta0`) for every pair
         (σ, ε) of a full grid; the order of first appearance orders the σ and ε values.
     sigma, eps : float
         The chosen pair, drawn in bold and circled; it must be one of the keys.
@@ -154,14 +154,19 @@ class ThresholdSweep:
 
     Attributes
     ----------
-    signal : array (n,)              the true test signal
-    sigmas : array (S,)              noise levels
+    signal : array (n,)
+        the true test signal
+    sigmas : array (S,)
+        noise levels
     noisy, learned, finite : arrays (S, n)
         the noisy signal and its ℓ1-analysis denoisings with the learned transform and with the
         tuned finite differences, at each σ
-    exponents : int array (E,)       log₁₀ of the zero-set thresholds τ, consecutive integers
-    errors : array (S, E)            relative error of the closed-form gradient at each (σ, τ)
-    z_accuracy : array (S,)          the certified bound on the solver's error in Wx, at each σ
+    exponents : int array (E,)
+        log₁₀ of the zero-set thresholds τ, consecutive integers
+    errors : array (S, E)
+        relative error of the closed-form gradient at each (σ, τ)
+    z_accuracy : array (S,)
+        the certified bound on the solver's error in Wx, at each σ
     """
 
     signal: np.ndarray
@@ -357,15 +362,20 @@ class WorkCurves:
 
     Attributes
     ----------
-    work : int array (U,)        cumulative lower-level + CG iterations after each upper step
-                                 (``TrainingHistory.work``), non-decreasing
-    loss : array (U,)            the loss recorded at each step (``TrainingHistory.loss``)
-    accuracy : array (U,)        the lower-level accuracy at which each hypergradient was taken,
-                                 on the scale max_j ‖∇ₓΦ(x_j)‖/√N (``TrainingHistory.lower_gradient_norm``
-                                 for the double loops and TTSA; a method that records another
-                                 measure, such as MAID's ε, must be converted by the caller)
-    color : str, optional        matplotlib colour; default the style's colour cycle
-    linestyle : str              matplotlib line style, default solid
+    work : int array (U,)
+        cumulative lower-level + CG iterations after each upper step
+        (``TrainingHistory.work``), non-decreasing
+    loss : array (U,)
+        the loss recorded at each step (``TrainingHistory.loss``)
+    accuracy : array (U,)
+        the lower-level accuracy at which each hypergradient was taken,
+        on the scale max_j ‖∇ₓΦ(x_j)‖/√N (``TrainingHistory.lower_gradient_norm``
+        for the double loops and TTSA; a method that records another
+        measure, such as MAID's ε, must be converted by the caller)
+    color : str, optional
+        matplotlib colour; default the style's colour cycle
+    linestyle : str
+        matplotlib line style, default solid
     """
 
     work: np.ndarray
@@ -611,6 +621,7 @@ class DenoisingExplorer:
         self.last_result = None
 
     def noisy(self, sigma: float) -> np.ndarray:
+        """The measurement y = x^true + σ n at noise level σ, with one fixed draw n (from ``seed``)."""
         return self.truth + sigma * self._noise
 
     def denoise(self, eps: float, sigma: float, beta0: float, bank: str, *, warm_start: bool = True) -> np.ndarray:
@@ -627,6 +638,10 @@ class DenoisingExplorer:
         return result.x[0]
 
     def figure(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
+        """The truth, the noisy image and x̂ side by side for one setting, a matplotlib figure.
+
+        The caption gives the setting and OGM's iteration count and final ‖∇Φ‖/√N.
+        """
         x_hat = self.denoise(eps, sigma, beta0, bank)
         caption = (f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
                    f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}")

@@ -17,8 +17,8 @@ noisy image and initial filters: ``JuliaXoshiro(0).randn(32, 32)`` is the noise 
 ``normalize``.
 
 What Julia 1.7 does (read in its stdlib ``Random``: ``Xoshiro.jl``, ``XoshiroSimd.jl``,
-``RNGs.jl``, ``normal.jl``) and what this module repeats
-------------------------------------------------------------------------------------------------
+``RNGs.jl``, ``normal.jl``), and what this module repeats:
+
 * ``seed!(n)`` seeds the task-local xoshiro256++ state: ``n`` (an integer ≥ 0) is split into
   little-endian 32-bit words (at least one word, so 0 gives four zero bytes), the words' bytes are
   hashed with SHA-256, and the 32-byte digest read as four little-endian 64-bit words is the state

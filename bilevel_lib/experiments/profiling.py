@@ -1,7 +1,7 @@
 """Time and peak memory of a computation, for the measured Table 4.1 (Ch. "Unrolling").
 
 :func:`measure` runs a function a few times for its wall-clock time and once more under
-:mod:`tracemalloc` for the peak of the memory it allocates.  NumPy reports its array buffers to
+``tracemalloc`` for the peak of the memory it allocates.  NumPy reports its array buffers to
 ``tracemalloc``, so the peak counts the arrays a hypergradient method creates (stored iterates,
 the forward-mode matrix Z, temporaries), not the interpreter or arrays that existed before.
 
@@ -25,9 +25,12 @@ class Measurement(NamedTuple):
 
     Attributes
     ----------
-    result : object        what the function returned (from the traced run, or the last timed run)
-    seconds : float        shortest (or median) wall-clock time over the timed runs
-    peak_bytes : int       peak of the memory allocated while the function ran (0 if not traced)
+    result : object
+        what the function returned (from the traced run, or the last timed run)
+    seconds : float
+        shortest (or median, see ``statistic``) wall-clock time over the timed runs
+    peak_bytes : int
+        peak of the memory allocated while the function ran (0 if not traced)
     """
 
     result: Any
@@ -48,7 +51,7 @@ def measure(fn: Callable[[], Any], *, repeat: int = 1, memory: bool = True, stat
         Which of the ``repeat`` times to report: the shortest (the default; the run least
         disturbed by other work on the machine) or the median.
     memory : bool
-        Also run ``fn`` once under :mod:`tracemalloc` and report the peak of the memory it
+        Also run ``fn`` once under ``tracemalloc`` and report the peak of the memory it
         allocated above what was allocated when it started.
 
     Returns

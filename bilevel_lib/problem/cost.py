@@ -16,7 +16,7 @@ Derivatives (review eq. 4.9, 4.11 and App. C.1), with z_k = c_k ⊛ x and w_k = 
 * Lipschitz bound     L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁²                       (4.19)
 
 Introduced in the chapter "The running example"; the implicit-differentiation chapter uses the
-Hessian-vector and mixed products.  :meth:`LowerLevelCost.hessian_operator` returns the Hessian
+Hessian-vector and mixed products.  :meth:`~bilevel_lib.problem.cost.LowerLevelCost.hessian_operator` returns the Hessian
 at one point as a :class:`HessianOperator` for conjugate gradient on eq. 4.10; on small images it
 assembles the Hessian once as a stencil, whose (compiled) products are many times cheaper.
 """
@@ -35,17 +35,19 @@ __all__ = ["LowerLevelCost", "HessianOperator", "SPARSE_HESSIAN_MAX_WORK"]
 
 
 class LowerLevelCost:
-    """Φ(x; γ) for a batch of J measurements ``y`` of shape (J, *signal_shape).
+    """Φ(x; γ) for a batch of J measurements ``y`` of shape ``(J, *signal_shape)``.
 
     Parameters
     ----------
-    y : array, shape (J, *signal_shape)
+    y : array, shape ``(J, *signal_shape)``
         Measurements, one per training pair (use ``y[None]`` for a single signal).
     penalty : Penalty, default CornerRounded1Norm(eps=0.01)
         The sparsifying function φ with its ε.
     forward_model : ForwardModel, default Identity()
         The system matrix A; its measurements have the signal's shape.
 
+    Notes
+    -----
     The FFTs of the filters are cached for the last γ seen, so repeated calls at one γ (as in a
     lower-level solve) cost only the transforms of x.
     """
@@ -55,7 +57,7 @@ class LowerLevelCost:
         penalty = CornerRounded1Norm() if penalty is None else penalty
         forward_model = Identity() if forward_model is None else forward_model
         if not isinstance(penalty, Penalty):
-            raise TypeError(f"penalty must be a bilevel_lib.penalties.Penalty; got {type(penalty).__name__}")
+            raise TypeError(f"penalty must be a bilevel_lib.problem.penalties.Penalty; got {type(penalty).__name__}")
         if not isinstance(forward_model, ForwardModel):
             raise TypeError(f"forward_model must be a ForwardModel; got {type(forward_model).__name__}")
         signal_shape = y.shape[1:]
@@ -115,7 +117,7 @@ class LowerLevelCost:
         return data_fit + penalty_sums @ params.strengths
 
     def gradient(self, x, params: Hyperparameters) -> np.ndarray:
-        """∇ₓΦ(x; γ), shape (J, *signal_shape) (review eq. 4.9, first line)."""
+        """∇ₓΦ(x; γ), shape ``(J, *signal_shape)`` (review eq. 4.9, first line)."""
         x = self._check_x(x)
         op = self.operator(params)
         data_grad = self.forward_model.adjoint(self.forward_model.forward(x) - self.y)
@@ -146,7 +148,7 @@ class LowerLevelCost:
     def mixed_transpose(self, x, params: Hyperparameters, v) -> Hyperparameters:
         """(∇ₓγΦ(x; γ))' v summed over the batch: the γ-gradient of ⟨v, ∇ₓΦ(x; γ)⟩.
 
-        Returns a :class:`Hyperparameters` holding the derivative for β0, every β_k and every
+        Returns a :class:`~bilevel_lib.problem.params.Hyperparameters` holding the derivative for β0, every β_k and every
         filter tap c_{k,s} (review eq. 4.9 and App. C.1).
         """
         x = self._check_x(x)
@@ -189,15 +191,15 @@ class HessianOperator:
 
         ∇ₓₓΦ = A'A + Σ_k w_k C_k' diag(φ̈.(C_k x)) C_k,      w_k = e^{β0+β_k},
 
-    as a callable ``v -> ∇ₓₓΦ v`` on batches of x's shape (J, *signal), block diagonal over the
-    J images.  Build it with :meth:`LowerLevelCost.hessian_operator`.  Three ways to multiply:
+    as a callable ``v -> ∇ₓₓΦ v`` on batches of x's shape ``(J, *signal)``, block diagonal over the
+    J images.  Build it with :meth:`~bilevel_lib.problem.cost.LowerLevelCost.hessian_operator`.  Three ways to multiply:
 
     * ``"implicit"``: through the filter bank every time (eq. 4.11): two passes over the K
       filters, about 2KSN multiply-adds for S-tap filters, nothing stored;
     * ``"stencil"``: the filter term (and A'A when it is diagonal: denoising, inpainting) is
       assembled once as a (2f − 1)^d-point stencil with one weight per offset and pixel, whatever
-      K is (:meth:`FilterBankOperator.scaled_gram_stencil`), and each product is one compiled pass
-      (:mod:`bilevel_lib.stencil`, 1-D and 2-D signals); :func:`~bilevel_lib.cg.conjugate_gradient`
+      K is (:meth:`~bilevel_lib.problem.ops.FilterBankOperator.scaled_gram_stencil`), and each product is one compiled pass
+      (:mod:`bilevel_lib.problem.stencil`, 1-D and 2-D signals); :func:`~bilevel_lib.solvers.cg.conjugate_gradient`
       then also runs its whole loop compiled (:attr:`compiled_cg`);
     * ``"sparse"``: the same stencil as a scipy sparse matrix (:attr:`matrix`), one sparse
       matrix-vector product each (plus A'A v for other models).
@@ -213,12 +215,18 @@ class HessianOperator:
 
     Attributes
     ----------
-    method : str                        "implicit", "stencil" or "sparse" (after resolving "auto")
-    shape : tuple                       (J, *signal), the shape of the vectors it acts on
-    filter_bank : FilterBankOperator    the filters c_k
-    weights : array (K,)                w_k = e^{β0+β_k}
-    curvature : array (J, K, *signal)   φ̈.(C_k x)
-    forward_model : ForwardModel        A
+    method : str
+        "implicit", "stencil" or "sparse" (after resolving "auto")
+    shape : tuple
+        ``(J, *signal)``, the shape of the vectors it acts on
+    filter_bank : FilterBankOperator
+        the filters c_k
+    weights : array (K,)
+        w_k = e^{β0+β_k}
+    curvature : array ``(J, K, *signal)``
+        φ̈.(C_k x)
+    forward_model : ForwardModel
+        A
     """
 
     def __init__(self, cost: LowerLevelCost, filter_bank: FilterBankOperator, curvature: np.ndarray,
@@ -254,9 +262,9 @@ class HessianOperator:
 
     @property
     def stencil(self) -> np.ndarray:
-        """The Hessian's stencil weights, shape (J, *stencil_shape, *signal)
-        (:meth:`FilterBankOperator.scaled_gram_stencil`): the filter term, plus A'A when A'A is
-        diagonal (see :attr:`matrix_is_hessian`).  Assembled on first use, whatever :attr:`method` is."""
+        """The Hessian's stencil weights, shape ``(J, *stencil_shape, *signal)``
+        (:meth:`~bilevel_lib.problem.ops.FilterBankOperator.scaled_gram_stencil`): the filter term, plus A'A when A'A is
+        diagonal (see :attr:`matrix_is_hessian`).  Assembled on first use, whatever ``method`` is."""
         if self._stencil is None:
             self._stencil = self.filter_bank.scaled_gram_stencil(self.curvature, weights=self.weights,
                                                                  diagonal=self._diagonal_gram)
@@ -266,14 +274,14 @@ class HessianOperator:
     def matrix(self):
         """The Hessian assembled as a sparse (J·N)×(J·N) matrix, block diagonal over the images, rows in
         C order: the filter term, plus A'A when A'A is diagonal (see :attr:`matrix_is_hessian`).
-        Assembled on first use, whatever :attr:`method` is."""
+        Assembled on first use, whatever ``method`` is."""
         if self._matrix is None:
             self._matrix = self.filter_bank.scaled_gram_matrix(self.curvature, weights=self.weights,
                                                                diagonal=self._diagonal_gram)
         return self._matrix
 
     def _compiled_weights(self) -> np.ndarray:
-        """:attr:`stencil` in the layout of the compiled kernels (:func:`bilevel_lib.stencil.row_padded`)."""
+        """:attr:`stencil` in the layout of the compiled kernels (:func:`bilevel_lib.problem.stencil.row_padded`)."""
         if self._row_padded is None:
             from .stencil import row_padded
 
@@ -282,15 +290,15 @@ class HessianOperator:
 
     @staticmethod
     def _compiled_view(v: np.ndarray) -> np.ndarray:
-        """v of shape (J, *signal) as the (J, n0, n1) array the compiled kernels take (a view)."""
+        """v of shape ``(J, *signal)`` as the (J, n0, n1) array the compiled kernels take (a view)."""
         return v.reshape(v.shape[:1] + (1,) * (3 - v.ndim) + v.shape[1:])
 
     @property
     def compiled_cg(self):
-        """With method "stencil" and a diagonal A'A: ``loop(x, r, limit, max_iter) -> (iterations,
+        """With method "stencil" and a diagonal A'A, ``loop(x, r, limit, max_iter) -> (iterations,
         squared residual norms)``, conjugate gradient's iteration loop compiled
-        (:func:`bilevel_lib.stencil.cg_loop`; x and r of shape (J, *signal), updated in place);
-        otherwise None.  Used by :func:`~bilevel_lib.cg.conjugate_gradient`."""
+        (:func:`bilevel_lib.problem.stencil.cg_loop`; x and r of shape ``(J, *signal)``, updated in place);
+        otherwise None.  Used by :func:`~bilevel_lib.solvers.cg.conjugate_gradient`."""
         if self.method != "stencil" or not self.matrix_is_hessian:
             return None
         from .stencil import cg_loop

@@ -22,8 +22,8 @@ __all__ = [
     "add_noise",
 ]
 
-# Row and column ranges of the three 50×50 training patches of App. D.2 (0-based, end exclusive);
-# the review's 1-based ranges are 311:360 × 221:270, 221:270 × 371:420 and 101:150 × 251:300.
+#: Row and column ranges of the three 50×50 training patches of App. D.2 (0-based, end exclusive);
+#: the review's 1-based ranges are 311:360 × 221:270, 221:270 × 371:420 and 101:150 × 251:300.
 CAMERAMAN_PATCHES = ((slice(310, 360), slice(220, 270)), (slice(220, 270), slice(370, 420)), (slice(100, 150), slice(250, 300)))
 
 
@@ -65,7 +65,7 @@ def vertical_bars(shape=(32, 32), period: int = 4) -> np.ndarray:
     Every ``period``-th column, starting with the first, is 1, the others 0, then the mean is
     removed: columns 0.75, −0.25, −0.25, −0.25 repeating for period 4 (the authors' script,
     ``xtrue[:, 1:4:end] .= 1``; the phase matters only with their noise, see
-    :func:`~bilevel_lib.experiments.vertical_bars_draws`).  For 32×32, ‖x‖² = 192.
+    :func:`~bilevel_lib.experiments.recipes.vertical_bars_draws`).  For 32×32, ‖x‖² = 192.
     """
     rows, cols = (int(s) for s in shape)
     if cols % period:
@@ -81,6 +81,7 @@ def cameraman() -> np.ndarray:
     Since scikit-image 0.18 this is a newer, freely licensed photograph of a photographer, not the
     classic "cameraman" test image the review used: the review's patch coordinates therefore cut
     different content, and its numbers on the full image (e.g. BM3D's 26.87 dB) are not comparable.
+    Needs scikit-image (the ``book`` extra, ``pip install -e .[book]``).
     """
     from skimage import data as skdata
 

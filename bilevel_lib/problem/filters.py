@@ -1,4 +1,4 @@
-"""Hand-crafted and random filter banks, shape (K, *filter_shape) (Ch. "The running example").
+"""Hand-crafted and random filter banks, shape ``(K, *filter_shape)`` (Ch. "The running example").
 
 * finite differences: the filters of (anisotropic) total variation;
 * DCT: the orthonormal DCT-II basis minus its constant (DC) atom, scaled by 1/√S as in the
@@ -59,6 +59,8 @@ def random_filters(n_filters: int, shape, rng: np.random.Generator | int) -> np.
     return bank / np.linalg.norm(bank.reshape(n_filters, -1), axis=1).reshape((-1,) + (1,) * len(shape))
 
 
+#: the hand-crafted banks by name (a function with no argument that returns the bank), as the
+#: widgets of Ch. "The running example" offer them
 FILTER_BANKS = {
     "finite differences": lambda: finite_differences(2),
     "DCT 3×3": lambda: dct_filters(3),

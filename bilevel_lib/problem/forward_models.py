@@ -1,7 +1,7 @@
 """Forward models A with their adjoints A' (Ch. "The running example").
 
 Every model maps signals of ``signal_shape`` to measurements of the same shape (a mask zeroes the
-missing pixels instead of dropping them), so a batch of J signals of shape (J, *signal_shape) goes
+missing pixels instead of dropping them), so a batch of J signals of shape ``(J, *signal_shape)`` goes
 through unchanged.  ``sigma1_squared`` is σ₁(A)², the first term of the Lipschitz bound (4.19).
 """
 
@@ -30,9 +30,11 @@ class ForwardModel:
     signal_shape: tuple[int, ...] | None = None
 
     def forward(self, x):  # pragma: no cover - interface
+        """A x for a batch x of shape ``(..., *signal_shape)``; the measurements have the same shape."""
         raise TypeError(f"{type(self).__name__} does not define forward()")
 
     def adjoint(self, y):  # pragma: no cover - interface
+        """A' y, the adjoint applied to measurements y of shape ``(..., *signal_shape)``."""
         raise TypeError(f"{type(self).__name__} does not define adjoint()")
 
     def gram(self, x):
@@ -41,11 +43,12 @@ class ForwardModel:
 
     @property
     def sigma1_squared(self) -> float:  # pragma: no cover - interface
+        """Largest eigenvalue σ₁² = ‖A‖₂² of A'A, the data-fit part of the Lipschitz constant of ∇ₓΦ."""
         raise TypeError(f"{type(self).__name__} does not define sigma1_squared")
 
     @property
     def sigma_min_squared(self) -> float:  # pragma: no cover - interface
-        """Smallest eigenvalue of A'A: a strong-convexity modulus of the data-fit term."""
+        """Smallest eigenvalue of A'A, a strong-convexity modulus of the data-fit term."""
         raise TypeError(f"{type(self).__name__} does not define sigma_min_squared")
 
 

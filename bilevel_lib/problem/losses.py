@@ -17,9 +17,11 @@ class UpperLoss:
     """Interface of an upper-level loss: ``value(x)`` and ``gradient(x)`` for a batch x (J, …)."""
 
     def value(self, x) -> float:  # pragma: no cover - interface
+        """ℓ(x) for a batch x of shape (J, …) of lower-level solutions, a float."""
         raise TypeError(f"{type(self).__name__} does not define value()")
 
     def gradient(self, x) -> np.ndarray:  # pragma: no cover - interface
+        """∇ₓℓ(x), of x's shape (J, …): the right-hand side of the Hessian system (review eq. 4.10)."""
         raise TypeError(f"{type(self).__name__} does not define gradient()")
 
 

@@ -42,7 +42,7 @@ def snr_db(estimate, truth, per_image: bool = False):
 def psnr_db(estimate, truth, per_image: bool = False, data_range: float | None = None):
     """Peak SNR in dB, 10 log10(peak² / MSE).
 
-    The peak is ``data_range`` if given, else max|x^true|.  (The review's eq. after (3.2) prints the
+    The peak is ``data_range`` if given, else ``max|x^true|``.  (The review's eq. after (3.2) prints the
     peak unsquared; we use the standard squared peak, as scikit-image does.)
     """
     estimate, truth, axes = _pair(estimate, truth, per_image)

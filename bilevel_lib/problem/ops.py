@@ -91,7 +91,7 @@ class FilterBankOperator:
 
     Parameters
     ----------
-    filters : array, shape (K, *filter_shape)
+    filters : array, shape ``(K, *filter_shape)``
         The filters ``c_k``; ``filter_shape`` has one entry per signal axis (e.g. (7, 7) or (4,)).
     signal_shape : tuple of int
         Shape of one signal, e.g. (50, 50) or (64,).  Each filter must fit inside it.
@@ -147,6 +147,7 @@ class FilterBankOperator:
 
     @property
     def filter_shape(self) -> tuple[int, ...]:
+        """The support of one filter, ``filters.shape[1:]`` (e.g. (3, 3))."""
         return self.filters.shape[1:]
 
     @property
@@ -242,17 +243,17 @@ class FilterBankOperator:
         return padded[lead + tuple(slice(0, n) for n in self.signal_shape)]
 
     def _filters_first(self, v: np.ndarray) -> np.ndarray:
-        """(…, K, *signal) -> (K, batch·N), a free reshape when v came from :meth:`forward`."""
+        """``(…, K, *signal)`` -> (K, batch·N), a free reshape when v came from :meth:`forward`."""
         return np.moveaxis(v, -self.ndim - 1, 0).reshape(self.n_filters, -1)
 
     def _to_public(self, z: np.ndarray, batch_shape) -> np.ndarray:
-        """(K, batch·N) -> (…, K, *signal) view."""
+        """(K, batch·N) -> ``(…, K, *signal)`` view."""
         return np.moveaxis(z.reshape((self.n_filters,) + tuple(batch_shape) + self.signal_shape), 0, -self.ndim - 1)
 
     # ------------------------------------------------------------------ public products
     @single_threaded_blas
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """``z_k = c_k ⊛ x`` for every filter.  Shape (..., *signal) -> (..., K, *signal), a new array."""
+        """``z_k = c_k ⊛ x`` for every filter.  Shape ``(..., *signal)`` -> ``(..., K, *signal)``, a new array."""
         x = self._check_signal(x, "x")
         batch_shape = x.shape[: x.ndim - self.ndim]
         if self.method == "fft":
@@ -264,7 +265,7 @@ class FilterBankOperator:
     def adjoint(self, v: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """``Σ_k w_k c̃_k ⊛ v_k`` (the adjoint ``C'``, optionally weighted per filter).
 
-        Shape (..., K, *signal) -> (..., *signal).  ``weights`` has shape (K,).
+        Shape ``(..., K, *signal)`` -> ``(..., *signal)``.  ``weights`` has shape (K,).
         """
         v = self._check_signal(v, "v", stacked=True)
         batch_shape = v.shape[: v.ndim - self.ndim - 1]
@@ -293,7 +294,7 @@ class FilterBankOperator:
 
     @single_threaded_blas
     def adjoint_of_scaled(self, v: np.ndarray, scale: np.ndarray, weights=None) -> np.ndarray:
-        """``Σ_k w_k C_k' (d_k ⊙ C_k v)`` for fixed d = ``scale`` of shape (…, K, *signal).
+        """``Σ_k w_k C_k' (d_k ⊙ C_k v)`` for fixed d = ``scale`` of shape ``(…, K, *signal)``.
 
         With d = φ̈.(C x) this is the regulariser's Hessian-vector product (review eq. 4.11).
         """
@@ -319,11 +320,11 @@ class FilterBankOperator:
 
             (C_k' D_k C_k)[i, i+e] = Σ_a c_{k,a} c_{k,a+e} d_k[i − a]      (taps a, a + e in the filter)
 
-        ``scale`` has shape (…, K, *signal), one d per image of the batch; the result has shape
-        (batch, *stencil_shape, *signal) with ``result[j, e, i]`` the weight of v_{i+e} in
+        ``scale`` has shape ``(…, K, *signal)``, one d per image of the batch; the result has shape
+        ``(batch, *stencil_shape, *signal)`` with ``result[j, e, i]`` the weight of v_{i+e} in
         (H_j v)_i (offsets e from −(f − 1) to f − 1 per axis, in C order; indices modulo the
-        signal size), the layout of the compiled products in :mod:`bilevel_lib.stencil`.
-        ``diagonal`` (shape (…, *signal) or a scalar, e.g. the A'A of a diagonal forward model) is
+        signal size), the layout of the compiled products in :mod:`bilevel_lib.problem.stencil`.
+        ``diagonal`` (shape ``(…, *signal)`` or a scalar, e.g. the A'A of a diagonal forward model) is
         added to the centre weight.  :meth:`scaled_gram_matrix` gives the same as a sparse matrix.
         """
         scale = self._check_signal(scale, "scale", stacked=True)
@@ -351,7 +352,7 @@ class FilterBankOperator:
         """:meth:`scaled_gram_stencil` as a scipy sparse matrix, block diagonal over the batch.
 
         The matrix is (batch·N)×(batch·N), rows and columns in ``scale``'s C order, so
-        ``matrix @ v.ravel()`` is the product with a batch v of shape (…, *signal); row i holds
+        ``matrix @ v.ravel()`` is the product with a batch v of shape ``(…, *signal)``; row i holds
         ``prod(stencil_shape)`` entries whatever K is.
         """
         stencil = self.scaled_gram_stencil(scale, weights=weights, diagonal=diagonal)
@@ -427,7 +428,7 @@ class FilterBankOperator:
 
         * ``per_filter[k] = ⟨C_k v, f'.(C_k x)⟩`` (shape (K,), the β_k part), and
         * ``taps[k, s] = Σ_i f'(z_k)_i v_{i+s} + Σ_i (f''.(z_k) ⊙ C_k v)_i x_{i+s}``
-          (shape (K, *filter_shape), the filter part of review App. C.1),
+          (shape ``(K, *filter_shape)``, the filter part of review App. C.1),
 
         summed over the batch, with z_k = c_k ⊛ x and f', f'' given as ``function(z, out)``.
         """
@@ -455,8 +456,8 @@ class FilterBankOperator:
         """``r_k[s] = Σ_i g_{k,i} x_{i+s}`` for every lag s inside the filter support.
 
         This is the derivative of ``⟨g_k, c_k ⊛ x⟩`` with respect to the filter taps ``c_{k,s}``
-        (App. C.1, eq. C.2).  ``g`` has shape (..., K, *signal) and ``x`` shape (..., *signal) with
-        the same leading axes, which are summed.  Returns shape (K, *filter_shape).
+        (App. C.1, eq. C.2).  ``g`` has shape ``(..., K, *signal)`` and ``x`` shape ``(..., *signal)`` with
+        the same leading axes, which are summed.  Returns shape ``(K, *filter_shape)``.
         """
         g = self._check_signal(g, "g", stacked=True)
         x = self._check_signal(x, "x")
@@ -476,12 +477,12 @@ def correlate(x, filters, method: str = "auto") -> np.ndarray:
 
     Parameters
     ----------
-    x : array, shape (..., *signal_shape)
-    filters : array, shape (K, *filter_shape), with ``len(filter_shape) == len(signal_shape)``
+    x : array, shape ``(..., *signal_shape)``
+    filters : array, shape ``(K, *filter_shape)``, with ``len(filter_shape) == len(signal_shape)``
 
     Returns
     -------
-    array, shape (..., K, *signal_shape)
+    array, shape ``(..., K, *signal_shape)``
     """
     filters = as_float_array(filters, "filters", min_ndim=2)
     x = as_float_array(x, "x")
@@ -496,12 +497,12 @@ def correlate_adjoint(v, filters, method: str = "auto") -> np.ndarray:
 
     Parameters
     ----------
-    v : array, shape (..., K, *signal_shape)
-    filters : array, shape (K, *filter_shape)
+    v : array, shape ``(..., K, *signal_shape)``
+    filters : array, shape ``(K, *filter_shape)``
 
     Returns
     -------
-    array, shape (..., *signal_shape)
+    array, shape ``(..., *signal_shape)``
     """
     filters = as_float_array(filters, "filters", min_ndim=2)
     v = as_float_array(v, "v")

@@ -16,6 +16,7 @@ from ..util.validation import as_float_array
 
 __all__ = ["Hyperparameters", "PARTS"]
 
+#: the names of the three parts of γ, in the order of :meth:`Hyperparameters.flatten`
 PARTS = ("beta0", "beta", "filters")
 
 
@@ -37,7 +38,7 @@ class Hyperparameters:
         Global log-strength β0.
     beta : array, shape (K,)
         Per-filter log-strengths β_k.
-    filters : array, shape (K, *filter_shape)
+    filters : array, shape ``(K, *filter_shape)``
         Filter taps c_k, e.g. (4, 4, 2) for four 4×2 filters or (48, 7, 7).
     """
 
@@ -72,6 +73,7 @@ class Hyperparameters:
 
     @property
     def filter_shape(self) -> tuple[int, ...]:
+        """The support of one filter c_k, ``filters.shape[1:]``."""
         return self.filters.shape[1:]
 
     @property
@@ -111,6 +113,7 @@ class Hyperparameters:
         return Hyperparameters(**values)
 
     def copy(self) -> "Hyperparameters":
+        """A copy that shares no array with this γ (β and the filters are copied)."""
         return Hyperparameters(self.beta0, self.beta.copy(), self.filters.copy())
 
     def __add__(self, other: "Hyperparameters") -> "Hyperparameters":

@@ -23,25 +23,30 @@ class Penalty:
     # Each function takes an optional ``out`` array (z's shape, never z itself) to write into,
     # so hot loops can reuse memory; without it a new array is returned.
     def value(self, z, out=None):  # pragma: no cover - interface
+        """φ(z; ε) elementwise, an array of z's shape (written into ``out`` if given)."""
         raise TypeError(f"{type(self).__name__} does not define value()")
 
     def derivative(self, z, out=None):  # pragma: no cover - interface
+        """φ̇(z; ε) elementwise, the factor of the gradient ∇ₓΦ (review eq. 4.9, first line)."""
         raise TypeError(f"{type(self).__name__} does not define derivative()")
 
     def second_derivative(self, z, out=None):  # pragma: no cover - interface
+        """φ̈(z; ε) elementwise, the curvature in the Hessian ∇ₓₓΦ (review eq. 4.10)."""
         raise TypeError(f"{type(self).__name__} does not define second_derivative()")
 
     @property
     def lipschitz(self) -> float:  # pragma: no cover - interface
+        """L_φ̇ = max φ̈, the Lipschitz constant of φ̇ (a float; it enters the step size 1/L)."""
         raise TypeError(f"{type(self).__name__} does not define lipschitz")
 
     @property
     def is_convex(self) -> bool:
+        """Whether φ is convex, so that Φ is strictly convex and x̂(γ) unique (True but for LogSquare)."""
         return True
 
     @property
     def third_derivative_bound(self) -> float:  # pragma: no cover - interface
-        """max |third derivative of φ|, a Lipschitz constant of φ̈ (used by MAID's error bound)."""
+        """The maximum of ``|φ'''(z)|``, a Lipschitz constant of φ̈ (used by MAID's error bound)."""
         raise TypeError(f"{type(self).__name__} does not define third_derivative_bound")
 
 
@@ -50,7 +55,7 @@ class CornerRounded1Norm(Penalty):
     """φ(z) = sqrt(z² + ε²), the corner-rounded 1-norm (CR1N) of the review, Sec. 1.3.
 
     φ̇(z) = z / sqrt(z² + ε²) ∈ (−1, 1) and φ̈(z) = ε² / (z² + ε²)^{3/2} ∈ (0, 1/ε], so L_φ̇ = 1/ε.
-    As ε → 0 it tends to |z| (up to the constant ε at the origin).
+    As ε → 0 it tends to ``|z|`` (up to the constant ε at the origin).
     """
 
     eps: float = 0.01
@@ -126,6 +131,7 @@ class LogSquare(Penalty):
 
     @property
     def is_convex(self) -> bool:
+        """Always False, since log(1 + z²/ε²) is concave for ``|z| > ε``; Φ may have several minimizers."""
         return False
 
 
@@ -156,4 +162,5 @@ class Quadratic(Penalty):
         return 0.0
 
 
+#: the penalty classes φ by short name (``"cr1n"``, ``"log"``, ``"quadratic"``), to call with ε
 PENALTIES = {"cr1n": CornerRounded1Norm, "log": LogSquare, "quadratic": Quadratic}

@@ -5,7 +5,7 @@ On small images the Hessian of (Ex) (review eq. 4.10),
     ∇ₓₓΦ = A'A + Σ_k w_k C_k' diag(φ̈.(C_k x)) C_k,
 
 is a (2f − 1)^d-point stencil with a different weight at every pixel
-(:meth:`~bilevel_lib.ops.FilterBankOperator.scaled_gram_stencil`):
+(:meth:`~bilevel_lib.problem.ops.FilterBankOperator.scaled_gram_stencil`):
 
     (H v)_i = Σ_e s_e[i] · v_{i+e}      (indices modulo the image size).
 
@@ -15,10 +15,10 @@ about 14 µs per scipy sparse product, and as much again for CG's own updates). 
 compiles the product — one pass per stencil offset over the whole (row-padded) image, which the
 compiler turns into SIMD code — and CG's whole iteration loop with numba, so a solve costs a few
 µs per iteration.  The kernels do not check shapes or bounds: their callers do
-(:class:`~bilevel_lib.cost.HessianOperator`), and a test runs them compiled with bounds checking.
+(:class:`~bilevel_lib.problem.cost.HessianOperator`), and a test runs them compiled with bounds checking.
 
-It is used through :class:`~bilevel_lib.cost.HessianOperator` (method ``"stencil"``, chosen by
-``"auto"`` on small 1-D and 2-D problems) and :func:`~bilevel_lib.cg.conjugate_gradient`, which
+It is used through :class:`~bilevel_lib.problem.cost.HessianOperator` (method ``"stencil"``, chosen by
+``"auto"`` on small 1-D and 2-D problems) and :func:`~bilevel_lib.solvers.cg.conjugate_gradient`, which
 runs :func:`cg_loop` instead of its Python loop when it is given such an operator and no
 preconditioner; both give the same iterates as the Python versions up to rounding.  The kernels
 are compiled on first use, once per environment (about 6 s for the CG loop and 2 s for the
@@ -42,7 +42,7 @@ _jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 
 
 def row_padded(stencil: np.ndarray, signal_ndim: int) -> np.ndarray:
-    """The kernels' layout of a stencil array (J, *stencil_shape, *signal) of a 1-D or 2-D signal.
+    """The kernels' layout of a stencil array ``(J, *stencil_shape, *signal)`` of a 1-D or 2-D signal.
 
     Returns weights of shape (J, E0, E1, n0·m1), m1 = n1 + E1 − 1: every image row is followed by
     E1 − 1 zero weights, so that each stencil offset becomes one long contiguous pass over the
@@ -102,7 +102,7 @@ def stencil_product(weights, v, out):
     """out_j = H_j v_j for a batch v, out of shape (J, n0, n1); weights from :func:`row_padded`.
 
     Offsets run over −(E0 − 1)/2 … (E0 − 1)/2 (and likewise for the second axis), in C order, the
-    layout of :meth:`~bilevel_lib.ops.FilterBankOperator.scaled_gram_stencil`."""
+    layout of :meth:`~bilevel_lib.problem.ops.FilterBankOperator.scaled_gram_stencil`."""
     J, n0, n1 = v.shape
     E0, E1 = weights.shape[1], weights.shape[2]
     m1 = n1 + E1 - 1
@@ -126,7 +126,7 @@ def cg_loop(weights, x, r, limit, max_iter):
     """Conjugate gradient on H_j x_j = b_j for every image j, from x (updated in place) whose
     residual r = b − H x (updated in place) is given; image j stops once ‖r_j‖ ≤ limit[j].
 
-    The recurrences of :func:`~bilevel_lib.cg.conjugate_gradient` without a preconditioner; x and
+    The recurrences of :func:`~bilevel_lib.solvers.cg.conjugate_gradient` without a preconditioner; x and
     r have shape (J, n0, n1), weights come from :func:`row_padded`.  The vectors are kept in the
     row-padded layout (zero padding entries), so every update is one contiguous pass.
     Returns (iterations, squared residual norms (J,)), or iterations = :data:`NOT_POSITIVE_DEFINITE`

@@ -7,13 +7,13 @@ recurrences and vector updates on its own row (BLAS level 1: on small images CG'
 per-call overhead).  Introduced in the chapter "Implicit differentiation".
 
 With a preconditioner M ≈ ∇ₓₓΦ (a callable r -> M⁻¹ r, e.g.
-:class:`~bilevel_lib.preconditioners.CirculantPreconditioner`) this is preconditioned CG: the
+:class:`~bilevel_lib.solvers.preconditioners.CirculantPreconditioner`) this is preconditioned CG: the
 iterates are those of CG on M^{-1/2} H M^{-1/2}, which converges faster when M captures the
 spread of H's eigenvalues.  The stopping test is the same either way, on the true residual
 ‖b_j − H x_j‖, so a preconditioner changes the work but not the accuracy of the answer.
 
-Given a :class:`~bilevel_lib.cost.HessianOperator` that offers a compiled loop (method "stencil",
-see :mod:`bilevel_lib.stencil`) and no preconditioner, the same recurrences run compiled: a few µs
+Given a :class:`~bilevel_lib.problem.cost.HessianOperator` that offers a compiled loop (method "stencil",
+see :mod:`bilevel_lib.problem.stencil`) and no preconditioner, the same recurrences run compiled: a few µs
 per iteration on a small image instead of ~20 µs.
 """
 
@@ -38,9 +38,12 @@ class CGResult:
 
     Attributes
     ----------
-    x : array (J, …)          the solution estimate q
-    iterations : int          CG iterations (Hessian-vector products after the first residual)
-    residual : array (J,)     final ‖b_j − H q_j‖ / reference_j, the quantity compared with ``tol``
+    x : array (J, …)
+        the solution estimate q
+    iterations : int
+        CG iterations (Hessian-vector products after the first residual)
+    residual : array (J,)
+        final ‖b_j − H q_j‖ / reference_j, the quantity compared with ``tol``
     converged : bool
     message : str
     """
@@ -80,7 +83,7 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
     Parameters
     ----------
     apply_hessian : callable
-        v -> H v for a batch v of b's shape (e.g. :meth:`LowerLevelCost.hessian_operator`).
+        v -> H v for a batch v of b's shape (e.g. :meth:`~bilevel_lib.problem.cost.LowerLevelCost.hessian_operator`).
     b : array (J, …)
     x0 : array, optional
         Warm start (e.g. the previous upper iteration's solution).  Default zero.
@@ -92,7 +95,7 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
         then tightens as the warm start improves).
     max_iter : int
     warn : bool
-        Warn with :class:`~bilevel_lib.lower.ConvergenceWarning` when the tolerance is not met.
+        Warn with :class:`~bilevel_lib.solvers.lower.ConvergenceWarning` when the tolerance is not met.
     preconditioner : callable, optional
         r -> M⁻¹ r for a batch r of b's shape, with M symmetric positive definite and block
         diagonal like H (one block per image).  Default none (plain CG).  A result of the wrong
@@ -142,7 +145,7 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
     active = [j for j in range(n_images) if math.sqrt(rr[j]) > limit[j]]  # converged images stop moving
     iterations = 0
     compiled_loop = getattr(apply_hessian, "compiled_cg", None) if precondition is None else None
-    if compiled_loop is not None and active:   # the same recurrences, compiled (bilevel_lib.stencil)
+    if compiled_loop is not None and active:   # the same recurrences, compiled (bilevel_lib.problem.stencil)
         iterations, rr = compiled_loop(x_rows.reshape(b.shape), r_rows.reshape(b.shape), np.array(limit), max_iter)
         if iterations < 0:
             raise ValueError("the Hessian is not positive definite along a CG direction; "

@@ -22,6 +22,8 @@ from ..problem.params import Hyperparameters
 __all__ = ["LowerLevelResult", "ConvergenceWarning", "solve_lower_level", "METHODS", "ogm_momentum",
            "ogm_coefficients", "ogm_extrapolate", "starting_point"]
 
+#: the lower-level solvers :func:`solve_lower_level` accepts as ``method``, OGM with adaptive
+#: restart (the default) and gradient descent with step 1/L
 METHODS = ("ogm", "gd")
 
 
@@ -35,14 +37,20 @@ class LowerLevelResult:
 
     Attributes
     ----------
-    x : array (J, *signal_shape)   the final iterate x̂
-    iterations : int               number of iterations (gradient evaluations after the first)
-    gradient_norm : array (J,)     ‖∇ₓΦ(x̂_j; γ)‖₂/√N for each image
-    converged : bool               every image reached ``tol`` (False when no tol was given)
+    x : array ``(J, *signal_shape)``
+        the final iterate x̂
+    iterations : int
+        number of iterations (gradient evaluations after the first)
+    gradient_norm : array (J,)
+        ‖∇ₓΦ(x̂_j; γ)‖₂/√N for each image
+    converged : bool
+        every image reached ``tol`` (False when no tol was given)
     message : str
     method : str
-    restarts : int                 OGM momentum restarts (summed over images)
-    history : array (iterations+1,) max over images of ‖∇ₓΦ‖/√N at each iterate, if recorded
+    restarts : int
+        OGM momentum restarts (summed over images)
+    history : array (iterations+1,)
+        max over images of ‖∇ₓΦ‖/√N at each iterate, if recorded
     """
 
     x: np.ndarray
@@ -128,7 +136,7 @@ def solve_lower_level(
     ----------
     cost : LowerLevelCost
     params : Hyperparameters
-    x0 : array (J, *signal_shape), optional
+    x0 : array ``(J, *signal_shape)``, optional
         Starting point (warm start).  Default: A'y.
     method : {"ogm", "gd"}
     tol : float or None
@@ -139,7 +147,7 @@ def solve_lower_level(
     restart : bool
         OGM only: use gradient-based adaptive restart.
     step : float, optional
-        Step size; default 1/L with L from :meth:`LowerLevelCost.lipschitz` (eq. 4.19).
+        Step size; default 1/L with L from :meth:`~bilevel_lib.problem.cost.LowerLevelCost.lipschitz` (eq. 4.19).
     record_history : bool
         Keep the convergence measure at every iterate in ``result.history``.
     warn : bool

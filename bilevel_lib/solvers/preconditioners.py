@@ -1,9 +1,9 @@
 """Preconditioners M ≈ ∇ₓₓΦ for the Hessian system ∇ₓₓΦ q = ∇ₓℓ (review eq. 4.10).
 
-Pass one to :func:`~bilevel_lib.cg.conjugate_gradient` (``preconditioner=``) or name it in
-:func:`~bilevel_lib.hypergrad.implicit_hypergradient` (``cg_preconditioner=``).  Each is a
-callable r -> M⁻¹ r on batches of shape (J, *signal), one independent block per image, built from
-a :class:`~bilevel_lib.cost.HessianOperator` by ``from_hessian``:
+Pass one to :func:`~bilevel_lib.solvers.cg.conjugate_gradient` (``preconditioner=``) or name it in
+:func:`~bilevel_lib.hypergrad.implicit.implicit_hypergradient` (``cg_preconditioner=``).  Each is a
+callable r -> M⁻¹ r on batches of shape ``(J, *signal)``, one independent block per image, built from
+a :class:`~bilevel_lib.problem.cost.HessianOperator` by ``from_hessian``:
 
 * :class:`CirculantPreconditioner` (``"circulant"``): T. Chan's optimal circulant approximation
   of each term of eq. 4.10, inverted by FFT.  Cheap (one real FFT pair per application, at any
@@ -21,7 +21,7 @@ a :class:`~bilevel_lib.cost.HessianOperator` by ``from_hessian``:
 
 Both change how fast CG converges, never where to: CG's stopping test is on the true residual.
 With a preconditioner CG runs its Python loop; without one, on small 1-D and 2-D problems, it
-runs a compiled loop (:mod:`bilevel_lib.stencil`) that is faster than either here (32×32 with
+runs a compiled loop (:mod:`bilevel_lib.problem.stencil`) that is faster than either here (32×32 with
 four 3×3 filters, whole gradient step: 0.7–0.8 ms plain, 2.4–2.6 ms with the banded Cholesky,
 4.6–4.7 ms circulant; ``benchmarks/bench_single_level.py``).  They are kept for problems where
 the compiled loop does not apply (blur, 3-D signals) and as a documented negative result.
@@ -52,19 +52,20 @@ def _positive_finite(values, name: str) -> np.ndarray:
 class CirculantPreconditioner:
     """M⁻¹ r by FFT for a circulant M_j per image, given by its eigenvalues (its real-FFT spectrum).
 
-    Parameters
-    ----------
-    eigenvalues : array (J, *rfft_shape)
-        The spectrum of M_j on the real-FFT grid of the signal (last axis n_d // 2 + 1); positive.
-    signal_shape : tuple of int
-
     :meth:`from_hessian` builds T. Chan's optimal circulant approximation of eq. 4.10, term by
-    term: the circulant nearest in Frobenius norm to C_k' diag(d) C_k is mean(d)·C_k'C_k, so
+    term: the circulant nearest in Frobenius norm to C_k' diag(d) C_k is mean(d)·C_k'C_k, so::
 
         M_j = circ(A'A) + Σ_k w_k mean_i(φ̈.(C_k x_j)) C_k'C_k,
         eigenvalues  λ_j(ω) = a(ω) + Σ_k w_k mean(φ̈_jk) |ĉ_k(ω)|²,
 
-    with a(ω) = 1 for denoising, mean(mask) for inpainting and |ĥ(ω)|² for a circular blur.
+    with a(ω) = 1 for denoising, mean(mask) for inpainting and ``|ĥ(ω)|²`` for a circular blur.
+
+    Parameters
+    ----------
+    eigenvalues : array ``(J, *rfft_shape)``
+        The spectrum of M_j on the real-FFT grid of the signal (last axis n_d // 2 + 1); positive.
+    signal_shape : tuple of int
+        The shape of one signal.
     """
 
     def __init__(self, eigenvalues, signal_shape):
@@ -79,7 +80,7 @@ class CirculantPreconditioner:
 
     @classmethod
     def from_hessian(cls, hessian) -> CirculantPreconditioner:
-        """T. Chan's circulant approximation of a :class:`~bilevel_lib.cost.HessianOperator`."""
+        """T. Chan's circulant approximation of a :class:`~bilevel_lib.problem.cost.HessianOperator`."""
         signal_shape = hessian.shape[1:]
         axes = tuple(range(-len(signal_shape), 0))
         bank = hessian.filter_bank
@@ -123,9 +124,9 @@ class BandedCholesky:
     ----------
     matrix : scipy sparse matrix, (J·N)×(J·N)
         Symmetric (only its lower triangle is read) and block diagonal over the J images, rows in
-        C order of (J, *signal), e.g. :attr:`HessianOperator.matrix <bilevel_lib.cost.HessianOperator.matrix>`.
+        C order of ``(J, *signal)``, e.g. :attr:`HessianOperator.matrix <bilevel_lib.problem.cost.HessianOperator.matrix>`.
     shape : tuple
-        (J, *signal).
+        ``(J, *signal)``.
     reach : tuple of int
         Largest circular distance, per signal axis, between two coupled pixels (f − 1 for f-tap
         filters in the Hessian of eq. 4.10).
@@ -197,7 +198,7 @@ class BandedCholesky:
 
     @classmethod
     def from_hessian(cls, hessian) -> BandedCholesky:
-        """Factorise a :class:`~bilevel_lib.cost.HessianOperator` (assembling its sparse matrix)."""
+        """Factorise a :class:`~bilevel_lib.problem.cost.HessianOperator` (assembling its sparse matrix)."""
         if not hessian.matrix_is_hessian:
             raise ValueError(f"the banded Cholesky factorisation needs the whole Hessian as a sparse matrix, i.e. a "
                              f"forward model whose A'A is diagonal (Identity, PixelMask); got "

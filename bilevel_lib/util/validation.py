@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["as_float_array", "positive_scalar"]
+
 
 def as_float_array(value, name: str, *, ndim: int | None = None, min_ndim: int | None = None) -> np.ndarray:
     """Return ``value`` as a finite float64 array, or raise a ``ValueError`` naming ``name``."""
