@@ -12,7 +12,7 @@
 #
 # Needs only Python 3.11 and make: the first run creates .venv from requirements.txt
 # and installs bilevel_lib into it in editable mode. The venv is rebuilt from scratch
-# whenever requirements.txt or pyproject.toml change (the stamp file below).
+# whenever requirements.txt, requirements-dev.txt or pyproject.toml change (the stamp file below).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -31,11 +31,11 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; run: make PYTHON=python3.11 ...")'
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet -r requirements.txt
+	$(VPY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(VPY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

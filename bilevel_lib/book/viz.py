@@ -14,7 +14,7 @@ import numpy as np
 from ..problem.metrics import snr_db
 from ..problem.penalties import CornerRounded1Norm
 
-__all__ = ["use_book_style", "plot_penalty", "show_filters", "show_images", "plot_denoising", "figure_png",
+__all__ = ["use_book_style", "plot_penalty", "show_filters", "show_images", "plot_denoising", "figure_png", "display_png",
            "plot_storage_diagram", "static_slider"]
 
 BOOK_STYLE = {
@@ -76,7 +76,11 @@ def figure_png(fig, dpi: float | None = None, colors: int | None = None) -> byte
     return quantized.getvalue()
 
 
-def _display_png(fig) -> None:
+def display_png(fig) -> None:
+    """Show ``fig`` in a notebook as one PNG image (:func:`figure_png`), the form every explorer uses.
+
+    A PNG keeps the page light and looks the same in the live notebook and in the static book.
+    """
     from IPython.display import Image, display
 
     display(Image(figure_png(fig)))

@@ -137,7 +137,7 @@ def beta0_widget(curves, sigma: float = 0.1, eps: float = 0.01):
     }
 
     def draw(sigma, eps):
-        viz._display_png(plot_beta0_curves(curves, sigma, eps))
+        viz.display_png(plot_beta0_curves(curves, sigma, eps))
 
     return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
 
@@ -255,7 +255,7 @@ def threshold_widget(sweep: ThresholdSweep, sigma: float = 0.1, exponent: int = 
     }
 
     def draw(sigma, exponent):
-        viz._display_png(plot_threshold(sweep, sigma, exponent))
+        viz.display_png(plot_threshold(sweep, sigma, exponent))
 
     return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
 
@@ -344,7 +344,7 @@ def truncation_widget(truncation_errors, unrolled_errors, *, iterate_bytes: int,
     }
 
     def draw(T, k, scale):
-        viz._display_png(plot_truncation(truncation_errors, unrolled_errors, T, k, scale,
+        viz.display_png(plot_truncation(truncation_errors, unrolled_errors, T, k, scale,
                                          iterate_bytes=iterate_bytes))
 
     return ipw.VBox([*controls.values(), ipw.interactive_output(draw, controls)])
@@ -543,7 +543,7 @@ def work_budget_widget(curves, best: float, *, names=None, budget: int = 2000, m
     }
 
     def draw(names, budget):
-        viz._display_png(plot_work_budget(curves, list(names), budget, best))
+        viz.display_png(plot_work_budget(curves, list(names), budget, best))
 
     return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
 
@@ -591,7 +591,7 @@ def tolerance_widget(errors, work, log_lower, log_cg, lower_exp: int = -4, cg_ex
                 "cg_exp": slider(cg_exp, log_cg, "log₁₀ CG tol")}
 
     def draw(lower_exp, cg_exp):
-        viz._display_png(plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp, cg_exp))
+        viz.display_png(plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp, cg_exp))
 
     output = widgets.interactive_output(draw, controls)
     return widgets.VBox([widgets.HBox(list(controls.values())), output])
@@ -663,7 +663,7 @@ class DenoisingExplorer:
         }
 
         def draw(log_eps, sigma, beta0, bank):
-            viz._display_png(self.figure(10.0**log_eps, sigma, beta0, bank))
+            viz.display_png(self.figure(10.0**log_eps, sigma, beta0, bank))
 
         output = widgets.interactive_output(draw, controls)
         box = widgets.VBox([widgets.HBox([controls["log_eps"], controls["sigma"]]),

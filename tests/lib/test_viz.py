@@ -115,7 +115,7 @@ def shown(monkeypatch):
     def record(fig):
         figures.append(fig)
 
-    monkeypatch.setattr(viz, "_display_png", record)
+    monkeypatch.setattr(viz, "display_png", record)
     yield figures
     import matplotlib.pyplot as plt
 
