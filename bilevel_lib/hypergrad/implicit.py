@@ -24,7 +24,7 @@ import numpy as np
 
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..problem.params import PARTS, Hyperparameters, _check_parts
+from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.cg import CGResult, conjugate_gradient
 from ..solvers.lower import solve_lower_level
 from .finite_differences import finite_difference_gradient
@@ -220,7 +220,7 @@ def finite_difference_hypergradient(cost: LowerLevelCost, params: Hyperparameter
     ``converged`` is False if any of the 2R + 1 solves missed ``lower_tol``.
     """
     start = time.perf_counter()
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     base = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
     solves = [base]
 

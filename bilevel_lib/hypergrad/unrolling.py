@@ -57,7 +57,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from ..problem.cost import LowerLevelCost
-from ..problem.params import PARTS, Hyperparameters, _check_parts
+from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.lower import ogm_coefficients, ogm_extrapolate, starting_point
 from .finite_differences import finite_difference_gradient
 from .result import HypergradientResult
@@ -315,8 +315,8 @@ def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=
     -------
     array (R, J, *signal_shape)
     """
-    parts = _check_parts(parts)
-    x = cost._check_x(x)
+    parts = check_parts(parts)
+    x = cost.check_x(x)
     x_dot = np.asarray(x_dot, dtype=np.float64)
     n_cols = params.size(parts)
     if x_dot.shape != (n_cols,) + x.shape:
@@ -375,7 +375,7 @@ def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     for the parts not differentiated; ``result.flat()`` holds the R differentiated entries.
     """
     start = time.perf_counter()
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     a, b = _coefficients(solver, n_iter)
     n_cols = params.size(parts)
@@ -450,7 +450,7 @@ def finite_difference_unrolled_hypergradient(cost: LowerLevelCost, params: Hyper
     evaluation, so this is the derivative of the same map the analytic estimators differentiate.
     Returns the flattened gradient over ``parts``.
     """
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive number; got {h!r}")
