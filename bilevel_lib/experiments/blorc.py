@@ -52,6 +52,9 @@ __all__ = [
     "dct_matrix",
 ]
 
+#: the training signals of the BLORC experiments: ``"piecewise"`` (piecewise-constant signals),
+#: ``"dct"`` (signals sparse in the DCT basis) and ``"stripes-vertical"``/``"stripes-diagonal"``
+#: (images of stripes); see :mod:`bilevel_lib.problem.data`
 SIGNALS = ("piecewise", "dct", "stripes-vertical", "stripes-diagonal")
 
 

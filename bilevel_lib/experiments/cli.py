@@ -29,6 +29,8 @@ import numpy as np
 
 from . import blorc, recipes, store
 
+__all__ = ["main"]
+
 PROG = "python -m bilevel_lib"
 DESCRIPTION = """\
 Run the book's full-size experiments.  Each run saves NAME.npz (arrays) and NAME.json (settings,
@@ -263,6 +265,20 @@ def _run_blorc(args, parser, command: str) -> int:
 
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None) -> int:
+    """Run the command line ``python -m bilevel_lib`` (see the module's description).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; by default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success (the help text, the list of experiments, or a finished and
+        saved run). Invalid arguments, or an existing result without ``--force``, exit through
+        :mod:`argparse` with status 2.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = " ".join([PROG, *map(shlex.quote, argv)])
     parser = build_parser()

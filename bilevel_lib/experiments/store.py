@@ -60,18 +60,22 @@ class StoredResult:
 
     @property
     def command(self) -> str:
+        """The command line that produced the result (e.g. ``python -m bilevel_lib bars``)."""
         return self.record["command"]
 
     @property
     def seconds(self) -> float:
+        """The wall-clock run time of the experiment, in seconds."""
         return self.record["seconds"]
 
     @property
     def settings(self) -> dict:
+        """The settings of the run (sizes, step counts, tolerances, seeds), as a dict."""
         return self.record["settings"]
 
     @property
     def metrics(self) -> dict:
+        """The figures of merit of the run (e.g. final loss, PSNR), as a dict."""
         return self.record["metrics"]
 
 

@@ -78,7 +78,12 @@ __all__ = [
     "gradient_jvp",
 ]
 
+#: the lower-level solvers that can be unrolled: ``"gd"`` (gradient descent with a fixed step,
+#: review Sec. 4) and ``"ogm"`` (the optimised gradient method of :mod:`bilevel_lib.solvers.lower`)
 SOLVERS = ("gd", "ogm")
+#: how the unrolled iterations are differentiated: ``"reverse"`` (back-propagation through the
+#: T iterations), ``"forward"`` (forward mode, one tangent per hyperparameter), ``"truncated"``
+#: (reverse mode through the last iterations only) and ``"jacobian-free"`` (the last iteration only)
 MODES = ("reverse", "forward", "truncated", "jacobian-free")
 
 

@@ -101,14 +101,14 @@ class LowerLevelCost:
 
         Parameters
         ----------
-        x : array_like, shape (J, \\*signal_shape)
+        x : array_like, shape ``(J, *signal_shape)``
             A batch of J signals, one per training pair.
         name : str, optional
             The name used for ``x`` in the error message.
 
         Returns
         -------
-        numpy.ndarray, shape (J, \\*signal_shape)
+        numpy.ndarray, shape ``(J, *signal_shape)``
             ``x`` as a ``float64`` array.
 
         Raises
