@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     int
         The exit status: 0 on success (the help text, the list of experiments, or a finished and
         saved run). Invalid arguments, or an existing result without ``--force``, exit through
-        :mod:`argparse` with status 2.
+        ``argparse`` with status 2.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = " ".join([PROG, *map(shlex.quote, argv)])

@@ -6,13 +6,13 @@ With φ(z) = z² and a circulant A (identity or circular blur), every operator i
 
 is diagonalised by the DFT, so x̂ = M⁻¹A'y is a division of spectra and the hypergradient is
 exact (review Sec. 4.2, Fig. 5.1; Kunisch & Pock discuss this case).  Writing D(ω) for the
-spectrum of M, q = M⁻¹∇ₓℓ and G(ω) = Re Σ_j conj(q̂_j(ω)) x̂_j(ω) (DFT without normalisation),
+spectrum of M, q = M⁻¹∇ₓℓ and G(ω) = Re Σ_j conj(q̂_j(ω)) x̂_j(ω) (DFT without normalisation)::
 
     ∂ℓ/∂β_k   = −(2 w_k / N) Σ_ω G(ω) |ĉ_k(ω)|²
     ∂ℓ/∂c_k,s = −(4 w_k / N) Re Σ_ω G(ω) conj(ĉ_k(ω)) e^{−2πi⟨ω,s⟩/N}
 
 with w_k = e^{β0+β_k}.  This module shares no code with the spatial operators in
-:mod:`bilevel_lib.ops`, so it is an independent check of the implicit hypergradient.
+:mod:`bilevel_lib.problem.ops`, so it is an independent check of the implicit hypergradient.
 Introduced in the chapter "Implicit differentiation".
 """
 
@@ -66,7 +66,7 @@ def quadratic_hypergradient(y, truth, params: Hyperparameters,
     Returns
     -------
     HypergradientResult
-        The gradient as :class:`Hyperparameters`, the loss, x̂; no iterations (everything is a
+        The gradient as :class:`~bilevel_lib.problem.params.Hyperparameters`, the loss, x̂; no iterations (everything is a
         division of spectra), ``converged`` always True, diagnostics ``lower_residual`` = 0.
     """
     start = time.perf_counter()

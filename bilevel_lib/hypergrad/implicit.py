@@ -3,8 +3,10 @@
 * :func:`implicit_step`: from a given x ≈ x̂, the adjoint solve ∇ₓₓΦ q = ∇ₓℓ by CG (review eq.
   4.10–4.11) and the mixed product −(∇ₓγΦ)'q of eq. (4.8).  It is the one place this step is
   written: the implicit estimator, TTSA, MAID's inexact estimate and the recipes all call it.
-* :func:`implicit_hypergradient`: review eq. (4.8),
+* :func:`implicit_hypergradient`: review eq. (4.8)::
+
       ∇ℓ(γ) = ∇_γℓ − (∇ₓγΦ)' (∇ₓₓΦ)⁻¹ ∇ₓℓ,   all at x = x̂(γ),
+
   a lower-level solve followed by :func:`implicit_step`; for (Ex) ∇_γℓ = 0.
 * :func:`kkt_hypergradient`: the same vector from the Lagrangian (KKT) view of Sec. 4.2.2,
   solved with dense linear algebra: a slow, independent check for small problems.

@@ -131,7 +131,7 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
     estimator : callable, optional
         ``estimator(cost, params, loss, *, x0, state, **estimator_settings) -> HypergradientResult``
         (the protocol of :mod:`bilevel_lib.hypergrad.result`), e.g. ``functools.partial(
-        reverse_mode_hypergradient, n_iter=50)``.  Default: :func:`implicit_hypergradient` with
+        reverse_mode_hypergradient, n_iter=50)``.  Default: :func:`~bilevel_lib.hypergrad.implicit.implicit_hypergradient` with
         the lower-level rule and CG settings above (then ``estimator_settings`` must be None).
         With an estimator of your own, the lower-level rule and CG settings do not apply: give
         its settings in ``estimator_settings``.
