@@ -37,7 +37,7 @@ Run the book's full-size experiments.  Each run saves NAME.npz (arrays) and NAME
 the command, run time, versions, machine, date, figures of merit) in the repository's results/
 folder, or at --out; a result is never overwritten without --force."""
 
-#: every full-size experiment: its subcommand, what it is, its defaults
+#: Every full-size experiment, by subcommand, with what it is and its defaults
 EXPERIMENTS = {
     "bars": dict(help="vertical bars, 4 random 4×2 filters and β (review Fig. 1.3, App. D.1); about 1 min",
                  steps=4000, lower=50, result="bars"),

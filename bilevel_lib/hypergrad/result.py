@@ -140,7 +140,7 @@ class HypergradientResult:
 
     @property
     def work(self) -> int:
-        """The work measure of the MAID slides and the training histories, lower-level plus CG iterations. of the MAID slides and the training histories."""
+        """The work measure of the MAID slides and the training histories, lower-level plus CG iterations."""
         return int(self.lower_iterations + self.cg_iterations)
 
     def flat(self, parts=None) -> np.ndarray:
