@@ -40,9 +40,13 @@ def _spectra(y, params: Hyperparameters, forward_model: ForwardModel):
     if isinstance(forward_model, Identity):
         a_hat = np.ones(signal_shape)
     elif isinstance(forward_model, CircularBlur):
-        a_hat = forward_model._spectrum
+        # the full spectrum of A from its public kernel (padded and centred as CircularBlur does)
+        kernel = np.asarray(forward_model.kernel, dtype=np.float64)
         spatial_axes = tuple(range(len(signal_shape)))
-        a_hat = np.fft.fftn(np.fft.irfftn(a_hat, s=signal_shape, axes=spatial_axes))  # full spectrum
+        padded = np.zeros(signal_shape)
+        padded[tuple(slice(0, k) for k in kernel.shape)] = kernel
+        padded = np.roll(padded, tuple(-(k // 2) for k in kernel.shape), axis=spatial_axes)
+        a_hat = np.fft.fftn(padded)
     else:
         raise TypeError(f"the closed form needs a circulant A (Identity or CircularBlur); got {type(forward_model).__name__}")
     c_hat = np.fft.fftn(params.filters, s=signal_shape, axes=tuple(range(1, params.filters.ndim)))
