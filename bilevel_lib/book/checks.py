@@ -86,7 +86,7 @@ def check_denoising_gradient(student_gradient, tol: float = 1e-8, seed: int = 0)
 
     ``student_gradient(x, y, beta0, beta, filters, eps)`` gets x, y of shape (n,), beta of shape
     (K,), filters of shape (K, S) and must return ∇ₓΦ(x; γ) of shape (n,), with the library's
-    convention c ⊛ x = circular correlation (:func:`bilevel_lib.ops.correlate`).
+    convention c ⊛ x = circular correlation (:func:`bilevel_lib.problem.ops.correlate`).
     """
     rng = np.random.default_rng(seed)
     n, eps = 24, 0.1
@@ -144,7 +144,7 @@ def check_mixed_beta(student_mixed, tol: float = 1e-8, seed: int = 1) -> CheckRe
     ``student_mixed(x, y, beta0, beta, filters, eps, k)`` gets 1-D x, y of shape (n,), beta (K,),
     filters (K, S), the corner rounding eps and a filter index k, and returns the derivative of
     ∇ₓΦ with respect to β_k, shape (n,).  The reference is the library's
-    :meth:`~bilevel_lib.cost.LowerLevelCost.mixed_transpose`, read out column by column.
+    :meth:`~bilevel_lib.problem.cost.LowerLevelCost.mixed_transpose`, read out column by column.
     """
     rng = np.random.default_rng(seed)
     n, eps, k = 20, 0.1, 1
@@ -195,7 +195,7 @@ def _scalar(got, what: str):
 
 def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
     """Forward-mode dℓ_T/dβ0 through OGM written out step by step: ``variant="correct"`` (an
-    independent check of :func:`~bilevel_lib.unrolling.forward_mode_hypergradient`, see the tests)
+    independent check of :func:`~bilevel_lib.hypergrad.unrolling.forward_mode_hypergradient`, see the tests)
     or one of the typical mistakes, made on purpose, that :func:`check_forward_beta0_ogm` recognises."""
     if variant not in ("correct", "momentum constant", "tangent of y", "no mixed"):
         raise ValueError("variant must be 'correct', 'momentum constant', 'tangent of y' or 'no mixed'; "
@@ -226,11 +226,11 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
 def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -> CheckResult:
     """Check a student's forward-mode dℓ_T/dβ0 through T unrolled OGM steps (review eq. B.3).
 
-    ``student_forward(cost, gamma, loss, T, alpha)`` gets a :class:`~bilevel_lib.cost.LowerLevelCost`,
-    :class:`~bilevel_lib.params.Hyperparameters`, a :class:`~bilevel_lib.losses.SquaredErrorLoss`,
+    ``student_forward(cost, gamma, loss, T, alpha)`` gets a :class:`~bilevel_lib.problem.cost.LowerLevelCost`,
+    :class:`~bilevel_lib.problem.params.Hyperparameters`, a :class:`~bilevel_lib.problem.losses.SquaredErrorLoss`,
     the number of iterations T and the fixed step α, and returns the number dℓ_T/dβ0 for the OGM
     recursion without restart (chapter "Unrolling", exercise ``unrolling-ex1``).  The reference is
-    :func:`bilevel_lib.unrolling.forward_mode_hypergradient` with ``solver="ogm", parts=("beta0",)``,
+    :func:`bilevel_lib.hypergrad.unrolling.forward_mode_hypergradient` with ``solver="ogm", parts=("beta0",)``,
     on a small seeded denoising problem (one 8×8 image, two random 3×3 filters, T = 8).
     """
     from ..problem.losses import SquaredErrorLoss
@@ -282,7 +282,7 @@ def check_closed_form(student_closed_form, tol: float = 1e-8, seed: int = 3) -> 
     ``student_closed_form(y, W, signs)`` gets one signal y of shape (n,), a transform W of shape
     (k, n) and a sign pattern s of shape (k,) with entries −1, 0, +1 (rows with s_i = 0 form W0),
     and returns x* of shape (n,) (chapter "Single-level reformulation", exercise
-    ``single-level-ex2``).  The reference is :func:`bilevel_lib.single_level.closed_form_solution`
+    ``single-level-ex2``).  The reference is :func:`bilevel_lib.l1.gradients.closed_form_solution`
     on a seeded random problem (k = 8, n = 12, three rows in the zero set), then on the same
     problem with an empty zero set.
     """
@@ -371,13 +371,13 @@ def _golden_section(evaluate, a, b, n_solves, wrong_side=False):
 def check_golden_section(student_search, tol: float = 1e-4, seed: int = 4) -> CheckResult:
     """Check a student's golden-section search on β0 (Kiefer 1953; chapter "Tuning β", ``tuning-beta-ex2``).
 
-    ``student_search(cost, start, loss, a, b, n_solves)`` gets a :class:`~bilevel_lib.cost.LowerLevelCost`,
-    a starting :class:`~bilevel_lib.params.Hyperparameters` (its β and filters are kept), the
+    ``student_search(cost, start, loss, a, b, n_solves)`` gets a :class:`~bilevel_lib.problem.cost.LowerLevelCost`,
+    a starting :class:`~bilevel_lib.problem.params.Hyperparameters` (its β and filters are kept), the
     upper-level loss, the interval [a, b] and the number of lower-level solves, and returns
     ``(beta0, loss_value, bracket_width)``.  The check runs it on a small seeded denoising problem
     (one 8×8 image, the eight 3×3 DCT filters, [a, b] = [−7, −1], 8 solves) with a loss that counts
     its evaluations, and compares with the same search done on losses from
-    :func:`bilevel_lib.lower.solve_lower_level`.  β0 must match to 1e-6 (it only depends on the
+    :func:`bilevel_lib.solvers.lower.solve_lower_level`.  β0 must match to 1e-6 (it only depends on the
     comparisons), ℓ and the width to ``tol`` (relative).
     """
     from ..problem.filters import dct_filters
@@ -463,7 +463,7 @@ def _streak_end(small, patience):
 def check_stopping_rule(student_rule) -> CheckResult:
     """Check a student's stopping rule "‖∇ℓ‖/√R below a threshold for ``patience`` consecutive steps".
 
-    ``student_rule(history, threshold, patience)`` gets a :class:`~bilevel_lib.training.TrainingHistory`
+    ``student_rule(history, threshold, patience)`` gets a :class:`~bilevel_lib.training.loops.TrainingHistory`
     (``history.gradient_norm`` holds ‖∇ℓ‖/√R after each upper step, ``history.work`` the cumulative
     work) and returns the work at which the rule fires, or ``None`` if it never does (chapter
     "Single and double loop", exercise ``single-double-loop-ex2``; the gradient-norm stopping
@@ -549,9 +549,9 @@ def check_sum_gradient(student_sum_gradient, tol: float = 1e-6, seed: int = 5) -
     This is what ``backward()`` of a CVXPY/diffcp layer returns when the output's gradient is left
     unseeded (chapter "CVXPY and diffcp", exercise ``cvxpy-diffcp-ex2``).
     ``student_sum_gradient(y, W)`` gets one signal y of shape (n,) and W of shape (k, n) and returns
-    an array of shape (k, n).  The reference is :func:`bilevel_lib.single_level.closed_form_gradient`
+    an array of shape (k, n).  The reference is :func:`bilevel_lib.l1.gradients.closed_form_gradient`
     with ``x_true = x* − 1`` (so that g = x* − x_true is the vector of ones), at the exact solution of
-    :func:`bilevel_lib.single_level.solve_l1_denoising`, on a seeded problem with k = 8, n = 10.
+    :func:`bilevel_lib.l1.exact.solve_l1_denoising`, on a seeded problem with k = 8, n = 10.
     """
     from ..l1.exact import solve_l1_denoising
     from ..l1.gradients import closed_form_gradient
@@ -595,9 +595,9 @@ def check_strength_correlation(student_correlation, tol: float = 1e-8, seed: int
 
     The learned strengths of DCT filters against frequency are the review's Fig. 6.1 (chapter "Case
     studies", exercise ``case-studies-ex3``).  ``student_correlation(params, frequency)`` gets a
-    :class:`~bilevel_lib.params.Hyperparameters` with K = 48 filters and the (48, 2) table of
+    :class:`~bilevel_lib.problem.params.Hyperparameters` with K = 48 filters and the (48, 2) table of
     frequencies (u, v) of the 7×7 DCT filters, and returns one number: Pearson's correlation
-    of u + v with log e^{β0+β_k}, computed from :attr:`Hyperparameters.strengths`.  The check uses
+    of u + v with log e^{β0+β_k}, computed from :attr:`~bilevel_lib.problem.params.Hyperparameters.strengths`.  The check uses
     seeded strengths that rise with frequency plus noise.
     """
     rng = np.random.default_rng(seed)

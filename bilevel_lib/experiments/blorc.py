@@ -52,6 +52,9 @@ __all__ = [
     "dct_matrix",
 ]
 
+#: The training signals of the BLORC experiments, ``"piecewise"`` (piecewise-constant signals),
+#: ``"dct"`` (signals sparse in the DCT basis), both from :mod:`bilevel_lib.problem.data`, and
+#: ``"stripes-vertical"``/``"stripes-diagonal"`` (patches of images of stripes, see the module docstring)
 SIGNALS = ("piecewise", "dct", "stripes-vertical", "stripes-diagonal")
 
 
@@ -89,15 +92,15 @@ class BlorcSettings:
 
 
 
-#: Sec. 4.1 of the paper as printed: 4000 pairs, batch 100, 750 epochs, α = 1e-4, threshold 1e-3
+#: The setting of Sec. 4.1 of the paper as printed, 4000 pairs, batch 100, 750 epochs, α = 1e-4, threshold 1e-3
 PAPER_SETTINGS = BlorcSettings()
-#: ``--full``: the paper's data, batch, epochs and threshold with α = 1e-2, divided by 10 at epochs
+#: The ``--full`` setting, the paper's data, batch, epochs and threshold with α = 1e-2, divided by 10 at epochs
 #: 650 and 700.  With our batch-*mean* gradient, α = 1e-4 hardly moves W from the identity (mean loss
 #: 14.20 → 14.15 in two epochs); 1e-2 is what 1e-4 would be if applied to the *sum* over a batch of
 #: 100.  A constant 1e-2 leaves minibatch noise of ~0.003 in every entry of W, which costs ~2.5 dB
 #: (23.5 dB after 750 epochs); the two decays remove it.
 FULL_SETTINGS = replace(PAPER_SETTINGS, lr=1e-2, lr_decay_epochs=(650, 700))
-#: the book's small setting: same signals, 400 pairs, batch 20, 25 epochs (seconds, not hours)
+#: The book's small setting, same signals, 400 pairs, batch 20, 25 epochs (seconds, not hours)
 BOOK_SETTINGS = BlorcSettings(n_train=400, batch_size=20, epochs=25, lr=1e-2)
 
 
@@ -107,7 +110,7 @@ def _normalise_peak(x: np.ndarray) -> np.ndarray:
 
 
 def piecewise_signals(n: int, count: int, rng, n_jumps: int = 4) -> np.ndarray:
-    """Piecewise-constant signals with peak |x| = 1, shape (count, n)."""
+    """Piecewise-constant signals with peak ``|x| = 1``, shape (count, n)."""
     return _normalise_peak(data.piecewise_constant_1d(n, count, rng, n_jumps=n_jumps))
 
 

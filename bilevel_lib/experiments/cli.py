@@ -29,13 +29,15 @@ import numpy as np
 
 from . import blorc, recipes, store
 
+__all__ = ["main"]
+
 PROG = "python -m bilevel_lib"
 DESCRIPTION = """\
 Run the book's full-size experiments.  Each run saves NAME.npz (arrays) and NAME.json (settings,
 the command, run time, versions, machine, date, figures of merit) in the repository's results/
 folder, or at --out; a result is never overwritten without --force."""
 
-#: every full-size experiment: its subcommand, what it is, its defaults
+#: Every full-size experiment, by subcommand, with what it is and its defaults
 EXPERIMENTS = {
     "bars": dict(help="vertical bars, 4 random 4×2 filters and β (review Fig. 1.3, App. D.1); about 1 min",
                  steps=4000, lower=50, result="bars"),
@@ -263,6 +265,20 @@ def _run_blorc(args, parser, command: str) -> int:
 
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None) -> int:
+    """Run the command line ``python -m bilevel_lib`` (see the module's description).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; by default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success (the help text, the list of experiments, or a finished and
+        saved run). Invalid arguments, or an existing result without ``--force``, exit through
+        ``argparse`` with status 2.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = " ".join([PROG, *map(shlex.quote, argv)])
     parser = build_parser()

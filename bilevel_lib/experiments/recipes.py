@@ -47,7 +47,7 @@ def angle_error_vs_tolerance(cost: LowerLevelCost, truth, params: Hyperparameter
     For each tolerance the lower level is solved by OGM from ``x0`` (default A'y) until
     ‖∇ₓΦ‖/√N < tol, then (4.8) is applied at that inexact x̂ with an exact linear solve (CG to
     1e-12), so the only error left is the lower level's.  The exact gradient comes from
-    :func:`~bilevel_lib.closed_form.quadratic_hypergradient` (φ(z) = z² only).
+    :func:`~bilevel_lib.hypergrad.closed_form.quadratic_hypergradient` (φ(z) = z² only).
     Returns (angles in degrees, lower-level iterations), one entry per tolerance.
 
     The angle is meaningless where the exact gradient (nearly) vanishes, at the minimiser, and on
@@ -73,7 +73,7 @@ def vertical_bars_draws(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
     ``scripts/vertbars.jl`` (Julia 1.7.1) calls ``seed!(0)``, draws the noise ``randn(32, 32)``,
     calls ``seed!(0)`` again and draws the filters ``normalize(randn(4, 2))`` four times.
-    :class:`~bilevel_lib.julia_random.JuliaXoshiro` repeats Julia's generator, so this returns the
+    :class:`~bilevel_lib.experiments.julia_random.JuliaXoshiro` repeats Julia's generator, so this returns the
     same numbers: the noise before scaling by σ (32×32) and the filters of unit ℓ2 norm (4, 4, 2).
     Julia fills arrays column by column, hence ``order="F"`` inside ``JuliaXoshiro.randn``.
     """

@@ -13,7 +13,7 @@ A result named ``<name>`` is two files side by side:
 Results live in the repository's ``results/`` folder (:func:`results_dir`, found from the package's
 location, not the working directory) unless a path stem is given (``--out`` on the command line;
 ``run``, ``run.npz`` and ``run.json`` all name the pair ``run.npz`` + ``run.json``).  Writes are
-atomic (a temporary file in the same folder, then :func:`os.replace`) and never replace an existing
+atomic (a temporary file in the same folder, then ``os.replace``) and never replace an existing
 result unless ``force=True``.
 
     from bilevel_lib.experiments import store
@@ -60,18 +60,22 @@ class StoredResult:
 
     @property
     def command(self) -> str:
+        """The command line that produced the result (e.g. ``python -m bilevel_lib bars``)."""
         return self.record["command"]
 
     @property
     def seconds(self) -> float:
+        """The wall-clock run time of the experiment, in seconds."""
         return self.record["seconds"]
 
     @property
     def settings(self) -> dict:
+        """The settings of the run (sizes, step counts, tolerances, seeds), as a dict."""
         return self.record["settings"]
 
     @property
     def metrics(self) -> dict:
+        """The figures of merit of the run (e.g. final loss, PSNR), as a dict."""
         return self.record["metrics"]
 
 
@@ -95,7 +99,7 @@ def _stem(source) -> Path:
 
 
 def result_paths(source) -> tuple[Path, Path]:
-    """The two files (``.npz``, ``.json``) of a result given by name or path stem (see :func:`_stem`)."""
+    """The two files (``.npz``, ``.json``) of a result given by name or path stem (a bare name is looked up in :func:`results_dir`, anything with a folder or an ``.npz``/``.json`` suffix is a path)."""
     stem = _stem(source)
     return Path(f"{stem}.npz"), Path(f"{stem}.json")
 
@@ -140,7 +144,7 @@ def check_free(source, *, force: bool = False) -> tuple[Path, Path]:
 
 def _temporary(path: Path, write) -> Path:
     """Call ``write(file)`` on a new temporary file next to ``path`` (same folder, so that
-    :func:`os.replace` is atomic) and return its path; on failure remove it and re-raise."""
+    ``os.replace`` is atomic) and return its path; on failure remove it and re-raise."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -242,7 +246,7 @@ def load(source) -> StoredResult:
 # ----------------------------------------------------------------------------- training runs
 def save_result(result, source, *, command: str, seconds: float, metrics: dict | None = None,
                 force: bool = False) -> tuple[Path, Path]:
-    """Save a :class:`~bilevel_lib.training.TrainingResult`: γ, x̂ and the history as arrays; its
+    """Save a :class:`~bilevel_lib.training.loops.TrainingResult`: γ, x̂ and the history as arrays; its
     settings, message, command, run time and ``metrics`` in the sidecar."""
     params = result.params
     arrays = dict(beta0=params.beta0, beta=params.beta, filters=params.filters, x=result.x,
@@ -253,7 +257,7 @@ def save_result(result, source, *, command: str, seconds: float, metrics: dict |
 
 
 def load_result(source):
-    """A saved training run (by name, e.g. ``"bars"``, or path) as a :class:`~bilevel_lib.training.TrainingResult`.
+    """A saved training run (by name, e.g. ``"bars"``, or path) as a :class:`~bilevel_lib.training.loops.TrainingResult`.
 
     Its ``settings`` are the training settings; :func:`read_record` gives the command, run time and metrics.
     """

@@ -6,13 +6,13 @@ With φ(z) = z² and a circulant A (identity or circular blur), every operator i
 
 is diagonalised by the DFT, so x̂ = M⁻¹A'y is a division of spectra and the hypergradient is
 exact (review Sec. 4.2, Fig. 5.1; Kunisch & Pock discuss this case).  Writing D(ω) for the
-spectrum of M, q = M⁻¹∇ₓℓ and G(ω) = Re Σ_j conj(q̂_j(ω)) x̂_j(ω) (DFT without normalisation),
+spectrum of M, q = M⁻¹∇ₓℓ and G(ω) = Re Σ_j conj(q̂_j(ω)) x̂_j(ω) (DFT without normalisation)::
 
     ∂ℓ/∂β_k   = −(2 w_k / N) Σ_ω G(ω) |ĉ_k(ω)|²
     ∂ℓ/∂c_k,s = −(4 w_k / N) Re Σ_ω G(ω) conj(ĉ_k(ω)) e^{−2πi⟨ω,s⟩/N}
 
 with w_k = e^{β0+β_k}.  This module shares no code with the spatial operators in
-:mod:`bilevel_lib.ops`, so it is an independent check of the implicit hypergradient.
+:mod:`bilevel_lib.problem.ops`, so it is an independent check of the implicit hypergradient.
 Introduced in the chapter "Implicit differentiation".
 """
 
@@ -40,9 +40,13 @@ def _spectra(y, params: Hyperparameters, forward_model: ForwardModel):
     if isinstance(forward_model, Identity):
         a_hat = np.ones(signal_shape)
     elif isinstance(forward_model, CircularBlur):
-        a_hat = forward_model._spectrum
+        # the full spectrum of A from its public kernel (padded and centred as CircularBlur does)
+        kernel = np.asarray(forward_model.kernel, dtype=np.float64)
         spatial_axes = tuple(range(len(signal_shape)))
-        a_hat = np.fft.fftn(np.fft.irfftn(a_hat, s=signal_shape, axes=spatial_axes))  # full spectrum
+        padded = np.zeros(signal_shape)
+        padded[tuple(slice(0, k) for k in kernel.shape)] = kernel
+        padded = np.roll(padded, tuple(-(k // 2) for k in kernel.shape), axis=spatial_axes)
+        a_hat = np.fft.fftn(padded)
     else:
         raise TypeError(f"the closed form needs a circulant A (Identity or CircularBlur); got {type(forward_model).__name__}")
     c_hat = np.fft.fftn(params.filters, s=signal_shape, axes=tuple(range(1, params.filters.ndim)))
@@ -66,7 +70,7 @@ def quadratic_hypergradient(y, truth, params: Hyperparameters,
     Returns
     -------
     HypergradientResult
-        The gradient as :class:`Hyperparameters`, the loss, x̂; no iterations (everything is a
+        The gradient as :class:`~bilevel_lib.problem.params.Hyperparameters`, the loss, x̂; no iterations (everything is a
         division of spectra), ``converged`` always True, diagnostics ``lower_residual`` = 0.
     """
     start = time.perf_counter()

@@ -3,8 +3,10 @@
 * :func:`implicit_step`: from a given x ≈ x̂, the adjoint solve ∇ₓₓΦ q = ∇ₓℓ by CG (review eq.
   4.10–4.11) and the mixed product −(∇ₓγΦ)'q of eq. (4.8).  It is the one place this step is
   written: the implicit estimator, TTSA, MAID's inexact estimate and the recipes all call it.
-* :func:`implicit_hypergradient`: review eq. (4.8),
+* :func:`implicit_hypergradient`: review eq. (4.8)::
+
       ∇ℓ(γ) = ∇_γℓ − (∇ₓγΦ)' (∇ₓₓΦ)⁻¹ ∇ₓℓ,   all at x = x̂(γ),
+
   a lower-level solve followed by :func:`implicit_step`; for (Ex) ∇_γℓ = 0.
 * :func:`kkt_hypergradient`: the same vector from the Lagrangian (KKT) view of Sec. 4.2.2,
   solved with dense linear algebra: a slow, independent check for small problems.
@@ -24,7 +26,7 @@ import numpy as np
 
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..problem.params import PARTS, Hyperparameters, _check_parts
+from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.cg import CGResult, conjugate_gradient
 from ..solvers.lower import solve_lower_level
 from .finite_differences import finite_difference_gradient
@@ -220,7 +222,7 @@ def finite_difference_hypergradient(cost: LowerLevelCost, params: Hyperparameter
     ``converged`` is False if any of the 2R + 1 solves missed ``lower_tol``.
     """
     start = time.perf_counter()
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     base = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
     solves = [base]
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..problem.params import Hyperparameters, _check_parts
+from ..problem.params import Hyperparameters, check_parts
 from ..solvers.lower import solve_lower_level
 from .implicit import implicit_step
 from .result import HypergradientResult
@@ -100,7 +100,7 @@ def inexact_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: U
         ``cg_residual_norm`` (the absolute ‖r‖ ≤ δ the bound uses), state ``q``.
     """
     start = time.perf_counter()
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     if q0 is None and state:
         q0 = state.get("q")
     mu = cost.forward_model.sigma_min_squared

@@ -20,7 +20,7 @@ solution q, the ℓ1 dual d); ``parts`` names the parts of γ that were differen
 
 The estimator protocol
 ----------------------
-An *estimator* of the smooth lower level is a callable
+An *estimator* of the smooth lower level is a callable::
 
     estimator(cost, params, loss, *, x0=None, state=None, **settings) -> HypergradientResult
 
@@ -140,7 +140,7 @@ class HypergradientResult:
 
     @property
     def work(self) -> int:
-        """Lower-level plus CG iterations: the work measure of the MAID slides and the training histories."""
+        """The work measure of the MAID slides and the training histories, lower-level plus CG iterations."""
         return int(self.lower_iterations + self.cg_iterations)
 
     def flat(self, parts=None) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Hypergradients by unrolling T lower-level iterations (review Sec. 4.4, App. B, Sec. 7.2).
 
 The unrolled approach replaces x̂(γ) by the T-th iterate of a solver started at a fixed x_0
-(review eq. 4.17),
+(review eq. 4.17)::
 
     x_t = Ψ(x_{t−1}; γ),  t = 1, …, T,        ℓ_T(γ) = ℓ(x_T(γ)),
 
@@ -9,7 +9,7 @@ and differentiates that map exactly.  Two solvers are unrolled:
 
 * ``"gd"``:  gradient descent, Ψ(x; γ) = x − α ∇ₓΦ(x; γ);
 * ``"ogm"``: the optimized gradient method with the *same* recursion as
-  :func:`bilevel_lib.lower.solve_lower_level` (primary sequence y_t, momentum factors from θ_t),
+  :func:`bilevel_lib.solvers.lower.solve_lower_level` (primary sequence y_t, momentum factors from θ_t),
   but **without restart**: a restart is a yes/no decision on the sign of an inner product, and
   the unrolled map is not differentiable where that decision flips.  The momentum state y_t is
   part of the unrolled map, so ``solve_lower_level(..., method="ogm", restart=False, tol=None,
@@ -57,7 +57,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from ..problem.cost import LowerLevelCost
-from ..problem.params import PARTS, Hyperparameters, _check_parts
+from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.lower import ogm_coefficients, ogm_extrapolate, starting_point
 from .finite_differences import finite_difference_gradient
 from .result import HypergradientResult
@@ -78,7 +78,12 @@ __all__ = [
     "gradient_jvp",
 ]
 
+#: The lower-level solvers that can be unrolled, ``"gd"`` (gradient descent with a fixed step,
+#: review Sec. 4) and ``"ogm"`` (the optimised gradient method of :mod:`bilevel_lib.solvers.lower`)
 SOLVERS = ("gd", "ogm")
+#: How the unrolled iterations are differentiated, ``"reverse"`` (back-propagation through the
+#: T iterations), ``"forward"`` (forward mode, one tangent per hyperparameter), ``"truncated"``
+#: (reverse mode through the last iterations only) and ``"jacobian-free"`` (the last iteration only)
 MODES = ("reverse", "forward", "truncated", "jacobian-free")
 
 
@@ -160,7 +165,7 @@ def unrolled_solution(cost: LowerLevelCost, params: Hyperparameters, n_iter: int
                       step: float | None = None, x0=None) -> np.ndarray:
     """x_T(γ): T iterations of ``solver`` with fixed step α from x_0 (default A'y) (review eq. 4.17).
 
-    Returns an array of shape (J, *signal_shape).
+    Returns an array of shape ``(J, *signal_shape)``.
     """
     n_iter, step, x0 = _check_inputs(cost, params, None, n_iter, solver, step, x0)
     return _run(cost, params, n_iter, solver, step, x0)[0]
@@ -228,7 +233,7 @@ def reverse_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     params : Hyperparameters
         γ at which to differentiate.
     loss : UpperLoss
-        ℓ with ``value(x)`` and ``gradient(x)`` (e.g. :class:`~bilevel_lib.losses.SquaredErrorLoss`).
+        ℓ with ``value(x)`` and ``gradient(x)`` (e.g. :class:`~bilevel_lib.problem.losses.SquaredErrorLoss`).
     n_iter : int
         T ≥ 0 (T = 0 gives a zero gradient: x_0 does not depend on γ).
     solver : {"gd", "ogm"}
@@ -315,8 +320,8 @@ def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=
     -------
     array (R, J, *signal_shape)
     """
-    parts = _check_parts(parts)
-    x = cost._check_x(x)
+    parts = check_parts(parts)
+    x = cost.check_x(x)
     x_dot = np.asarray(x_dot, dtype=np.float64)
     n_cols = params.size(parts)
     if x_dot.shape != (n_cols,) + x.shape:
@@ -363,7 +368,7 @@ def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
                                lower_tol: float | None = None) -> HypergradientResult:
     """Exact ∇ℓ_T(γ) of the unrolled map by forward mode (review eq. B.3).
 
-    Carries the tangents Z_t = ∂x_t/∂γ, an array of shape (R, J, *signal_shape), along with the
+    Carries the tangents Z_t = ∂x_t/∂γ, an array of shape ``(R, J, *signal_shape)``, along with the
     iterates: Z_0 = 0 and, for gradient descent, Z_t = H_t Z_{t−1} + J_t = Z_{t−1} −
     α(∇ₓₓΦ(x_{t−1}) Z_{t−1} + ∇ₓγΦ(x_{t−1})) (:func:`gradient_jvp`); for OGM the tangent of the
     momentum state y_t is carried too.  At the end ∇ℓ_T = Z_T' ∇ₓℓ(x_T).  No iterate is stored:
@@ -371,11 +376,11 @@ def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     Choose ``parts`` to keep R small (e.g. ``("beta",)``: R = K).
 
     Parameters are those of :func:`reverse_mode_hypergradient`, plus ``parts`` (the hyperparameters
-    differentiated, as in :meth:`Hyperparameters.flatten`).  The returned ``gradient`` holds zeros
+    differentiated, as in :meth:`~bilevel_lib.problem.params.Hyperparameters.flatten`).  The returned ``gradient`` holds zeros
     for the parts not differentiated; ``result.flat()`` holds the R differentiated entries.
     """
     start = time.perf_counter()
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     a, b = _coefficients(solver, n_iter)
     n_cols = params.size(parts)
@@ -450,7 +455,7 @@ def finite_difference_unrolled_hypergradient(cost: LowerLevelCost, params: Hyper
     evaluation, so this is the derivative of the same map the analytic estimators differentiate.
     Returns the flattened gradient over ``parts``.
     """
-    parts = _check_parts(parts)
+    parts = check_parts(parts)
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive number; got {h!r}")

@@ -96,7 +96,26 @@ class LowerLevelCost:
             self._cached_filters = filters.copy()
         return self._cached_operator
 
-    def _check_x(self, x, name="x") -> np.ndarray:
+    def check_x(self, x, name="x") -> np.ndarray:
+        """Return ``x`` as a float array after checking it has the shape of the data ``y``.
+
+        Parameters
+        ----------
+        x : array_like, shape ``(J, *signal_shape)``
+            A batch of J signals, one per training pair.
+        name : str, optional
+            The name used for ``x`` in the error message.
+
+        Returns
+        -------
+        numpy.ndarray, shape ``(J, *signal_shape)``
+            ``x`` as a ``float64`` array.
+
+        Raises
+        ------
+        ValueError
+            If the shape of ``x`` is not ``y.shape``.
+        """
         x = np.asarray(x, dtype=np.float64)
         if x.shape != self.y.shape:
             raise ValueError(f"{name} must have the shape of y, (J, *signal_shape) = {self.y.shape}; got {x.shape}")
@@ -109,7 +128,7 @@ class LowerLevelCost:
     # ------------------------------------------------------------- the cost
     def value(self, x, params: Hyperparameters) -> np.ndarray:
         """Φ(x_j; γ) for each image, shape (J,)."""
-        x = self._check_x(x)
+        x = self.check_x(x)
         _, z = self._filter_responses(x, params)
         axes = tuple(range(1, x.ndim))
         data_fit = 0.5 * np.sum(np.square(self.forward_model.forward(x) - self.y), axis=axes)
@@ -118,7 +137,7 @@ class LowerLevelCost:
 
     def gradient(self, x, params: Hyperparameters) -> np.ndarray:
         """∇ₓΦ(x; γ), shape ``(J, *signal_shape)`` (review eq. 4.9, first line)."""
-        x = self._check_x(x)
+        x = self.check_x(x)
         op = self.operator(params)
         data_grad = self.forward_model.adjoint(self.forward_model.forward(x) - self.y)
         data_grad += op.adjoint_of_pointwise(x, self.penalty.derivative, weights=params.strengths)
@@ -141,7 +160,7 @@ class LowerLevelCost:
         once as a stencil, compiled products), "sparse" (assembled as a scipy sparse matrix) or
         "auto"; see :class:`HessianOperator`.
         """
-        x = self._check_x(x)
+        x = self.check_x(x)
         op, z = self._filter_responses(x, params)
         return HessianOperator(self, op, self.penalty.second_derivative(z), params.strengths, method)
 
@@ -151,8 +170,8 @@ class LowerLevelCost:
         Returns a :class:`~bilevel_lib.problem.params.Hyperparameters` holding the derivative for β0, every β_k and every
         filter tap c_{k,s} (review eq. 4.9 and App. C.1).
         """
-        x = self._check_x(x)
-        v = self._check_x(v, "v")
+        x = self.check_x(x)
+        v = self.check_x(v, "v")
         op = self.operator(params)
         weights = params.strengths
         per_filter, taps = op.mixed_terms(x, v, self.penalty.derivative, self.penalty.second_derivative)
@@ -233,7 +252,7 @@ class HessianOperator:
                  weights: np.ndarray, method: str = "auto"):
         if method not in ("auto", "implicit", "stencil", "sparse"):
             raise ValueError(f"method must be 'auto', 'implicit', 'stencil' or 'sparse'; got {method!r}")
-        self._check = cost._check_x
+        self._check = cost.check_x
         self.shape = cost.y.shape
         self.filter_bank, self.curvature, self.weights = filter_bank, curvature, weights
         self.forward_model = cost.forward_model

@@ -20,7 +20,25 @@ __all__ = ["Hyperparameters", "PARTS"]
 PARTS = ("beta0", "beta", "filters")
 
 
-def _check_parts(parts) -> tuple[str, ...]:
+def check_parts(parts) -> tuple[str, ...]:
+    """Validate a selection of parts of γ and put it in the canonical order of :data:`PARTS`.
+
+    Parameters
+    ----------
+    parts : str or iterable of str
+        One name of :data:`PARTS`, or a non-empty collection of them.
+
+    Returns
+    -------
+    tuple of str
+        The selected parts, without repetition, in the order of :data:`PARTS` (the order of
+        :meth:`Hyperparameters.flatten`).
+
+    Raises
+    ------
+    ValueError
+        If ``parts`` is empty or names something that is not in :data:`PARTS`.
+    """
     parts = (parts,) if isinstance(parts, str) else tuple(parts)
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
@@ -90,16 +108,16 @@ class Hyperparameters:
     def size(self, parts=PARTS) -> int:
         """Number of entries R of the chosen parts."""
         sizes = {"beta0": 1, "beta": self.beta.size, "filters": self.filters.size}
-        return sum(sizes[p] for p in _check_parts(parts))
+        return sum(sizes[p] for p in check_parts(parts))
 
     def flatten(self, parts=PARTS) -> np.ndarray:
         """The chosen parts stacked into one float64 vector, in the order β0, β, filters."""
         pieces = {"beta0": np.array([self.beta0]), "beta": self.beta, "filters": self.filters.ravel()}
-        return np.concatenate([pieces[p] for p in _check_parts(parts)])
+        return np.concatenate([pieces[p] for p in check_parts(parts)])
 
     def unflatten(self, vector, parts=PARTS) -> "Hyperparameters":
         """A copy of γ with the chosen parts replaced by the entries of ``vector`` (inverse of flatten)."""
-        parts = _check_parts(parts)
+        parts = check_parts(parts)
         vector = as_float_array(vector, "vector", ndim=1)
         if vector.size != self.size(parts):
             raise ValueError(f"vector must have {self.size(parts)} entries for parts {parts}; got {vector.size}")

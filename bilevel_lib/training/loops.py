@@ -56,6 +56,25 @@ class TrainingHistory:
     seconds: list = field(default_factory=list)               # cumulative wall time
 
     def append(self, *, loss, gradient_norm, lower_gradient_norm, lower_iterations, cg_iterations, elapsed):
+        """Record one upper-level step.
+
+        Parameters
+        ----------
+        loss : float
+            The upper-level loss ℓ(γ) at the step.
+        gradient_norm : float
+            ‖∇ℓ‖/√R over the learned parts of γ.
+        lower_gradient_norm : float
+            max_j ‖∇ₓΦ‖/√N, the lower-level stationarity at which ∇ℓ was taken.
+        lower_iterations : int
+            The lower-level iterations of this step.
+        cg_iterations : int
+            The conjugate-gradient iterations of this step (0 for estimators without CG).
+        elapsed : float
+            The wall time since the start of the run, in seconds (stored as is: cumulative).
+
+        ``work`` gets the previous total plus ``lower_iterations + cg_iterations``.
+        """
         previous = self.work[-1] if self.work else 0
         self.loss.append(float(loss))
         self.gradient_norm.append(float(gradient_norm))
@@ -66,6 +85,7 @@ class TrainingHistory:
         self.seconds.append(float(elapsed))
 
     def as_arrays(self) -> dict:
+        """The history as a dict of 1-D numpy arrays, one per field, each of length the number of steps."""
         return {name: np.asarray(values) for name, values in asdict(self).items()}
 
 
@@ -111,7 +131,7 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
     estimator : callable, optional
         ``estimator(cost, params, loss, *, x0, state, **estimator_settings) -> HypergradientResult``
         (the protocol of :mod:`bilevel_lib.hypergrad.result`), e.g. ``functools.partial(
-        reverse_mode_hypergradient, n_iter=50)``.  Default: :func:`implicit_hypergradient` with
+        reverse_mode_hypergradient, n_iter=50)``.  Default: :func:`~bilevel_lib.hypergrad.implicit.implicit_hypergradient` with
         the lower-level rule and CG settings above (then ``estimator_settings`` must be None).
         With an estimator of your own, the lower-level rule and CG settings do not apply: give
         its settings in ``estimator_settings``.

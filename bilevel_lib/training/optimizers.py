@@ -25,6 +25,20 @@ class GradientDescent:
             raise ValueError(f"learning_rate must be a positive number; got {self.learning_rate!r}")
 
     def step(self, vector: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+        """One step γ − α ∇ℓ.
+
+        Parameters
+        ----------
+        vector : numpy.ndarray, shape (R,)
+            The current hyperparameters γ, flattened (:meth:`bilevel_lib.problem.params.Hyperparameters.flatten`).
+        gradient : numpy.ndarray, shape (R,)
+            The hypergradient ∇ℓ(γ) in the same layout.
+
+        Returns
+        -------
+        numpy.ndarray, shape (R,)
+            The new γ.
+        """
         return vector - self.learning_rate * gradient
 
 
@@ -51,6 +65,25 @@ class Adam:
             raise ValueError(f"beta1 and beta2 must lie in [0, 1); got {self.beta1}, {self.beta2}")
 
     def step(self, vector: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+        """One Adam step: update the moments with ``gradient`` and return the new γ.
+
+        Parameters
+        ----------
+        vector : numpy.ndarray, shape (R,)
+            The current hyperparameters γ, flattened.
+        gradient : numpy.ndarray, shape (R,)
+            The hypergradient ∇ℓ(γ); its shape must stay the same from step to step.
+
+        Returns
+        -------
+        numpy.ndarray, shape (R,)
+            The new γ.
+
+        Raises
+        ------
+        ValueError
+            If the shape of ``gradient`` differs from that of the first step.
+        """
         gradient = np.asarray(gradient, dtype=np.float64)
         if self._m is None:
             self._m = np.zeros_like(gradient)
