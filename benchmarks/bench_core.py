@@ -49,7 +49,12 @@ def bench_gradients(quick: bool) -> None:
     print("∇ₓΦ, K = 48 filters 7×7 (DCT), CR1N ε = 0.01")
     for label, c, x, number in [
         ("J=3, 50×50", cost, y, 20 if quick else 100),
-        ("J=1, 256×256", bl.LowerLevelCost(data.add_noise(data.cameraman()[None, 128:384, 128:384], 0.1, 1)), None, 3 if quick else 15),
+        (
+            "J=1, 256×256",
+            bl.LowerLevelCost(data.add_noise(data.cameraman()[None, 128:384, 128:384], 0.1, 1)),
+            None,
+            3 if quick else 15,
+        ),
     ]:
         x = c.y if x is None else x
         times = {}
@@ -57,15 +62,19 @@ def bench_gradients(quick: bool) -> None:
             variant = with_back_end(c, params, method)
             times[method] = per_call_ms(lambda: variant.gradient(x, params), number)
         chosen = c.operator(params).method
-        print(f"  {label:>14}: {times[chosen]:7.2f} ms per ∇Φ ({chosen}; the other back end: "
-              f"{times['fft' if chosen == 'direct' else 'direct']:.2f} ms, ratio "
-              f"{times['fft' if chosen == 'direct' else 'direct'] / times[chosen]:.1f}×)")
+        print(
+            f"  {label:>14}: {times[chosen]:7.2f} ms per ∇Φ ({chosen}; the other back end: "
+            f"{times['fft' if chosen == 'direct' else 'direct']:.2f} ms, ratio "
+            f"{times['fft' if chosen == 'direct' else 'direct'] / times[chosen]:.1f}×)"
+        )
         if label.startswith("J=3"):
             target = "meets" if times[chosen] <= 5.0 else "MISSES"
             print(f"  {'':>14}  target ≤ 5 ms: {target}")
             hessian = c.hessian_operator(x, params)
-            print(f"  {'':>14}  Hessian-vector product {per_call_ms(lambda: hessian(x), number):.2f} ms, "
-                  f"mixed product (∇ₓγΦ)'v {per_call_ms(lambda: c.mixed_transpose(x, params, x), max(number // 5, 2)):.2f} ms")
+            print(
+                f"  {'':>14}  Hessian-vector product {per_call_ms(lambda: hessian(x), number):.2f} ms, "
+                f"mixed product (∇ₓγΦ)'v {per_call_ms(lambda: c.mixed_transpose(x, params, x), max(number // 5, 2)):.2f} ms"
+            )
 
 
 def bench_ogm_vs_gd() -> None:
@@ -88,9 +97,11 @@ def bench_ogm_vs_gd() -> None:
             runs[method] = bl.solve_lower_level(cost, params, method=method, tol=1e-5, max_iter=200_000)
             runs[method].seconds = time.perf_counter() - start
         ratio = runs["gd"].iterations / runs["ogm"].iterations
-        print(f"  {label}: OGM {runs['ogm'].iterations} it ({runs['ogm'].seconds:.2f} s), "
-              f"GD {runs['gd'].iterations} it ({runs['gd'].seconds:.2f} s): {ratio:.1f}× fewer "
-              f"[target ≥ 3×: {'meets' if ratio >= 3 else 'MISSES'}]")
+        print(
+            f"  {label}: OGM {runs['ogm'].iterations} it ({runs['ogm'].seconds:.2f} s), "
+            f"GD {runs['gd'].iterations} it ({runs['gd'].seconds:.2f} s): {ratio:.1f}× fewer "
+            f"[target ≥ 3×: {'meets' if ratio >= 3 else 'MISSES'}]"
+        )
 
 
 def bench_widget(quick: bool) -> None:
@@ -123,9 +134,11 @@ def bench_widget(quick: bool) -> None:
         solve_ms.append(1e3 * (middle - start))
         total_ms.append(1e3 * (end - middle))
     median = statistics.median(total_ms)
-    print(f"Widget callback (96×96 crop, {len(settings)} slider moves): median {median:.0f} ms "
-          f"(solve alone {statistics.median(solve_ms):.0f} ms, max total {max(total_ms):.0f} ms) "
-          f"[target ≤ 150 ms: {'meets' if median <= 150 else 'MISSES'}]")
+    print(
+        f"Widget callback (96×96 crop, {len(settings)} slider moves): median {median:.0f} ms "
+        f"(solve alone {statistics.median(solve_ms):.0f} ms, max total {max(total_ms):.0f} ms) "
+        f"[target ≤ 150 ms: {'meets' if median <= 150 else 'MISSES'}]"
+    )
 
 
 def main() -> None:

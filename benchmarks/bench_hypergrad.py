@@ -50,22 +50,35 @@ def main() -> None:
     t_cg, cg = timed(lambda: conjugate_gradient(hessian, rhs, tol=1e-6, max_iter=5000), repeat=3)
     t_mixed, _ = timed(lambda: cost.mixed_transpose(lower.x, params, cg.x))
     t_total, cold = timed(lambda: bl.implicit_hypergradient(cost, params, loss, lower_tol=1e-7, cg_tol=1e-6), repeat=3)
-    print(f"cold hypergradient: {1e3 * t_total:.0f} ms in all — lower level {lower.iterations} OGM iterations "
-          f"({1e3 * t_lower:.0f} ms), CG {cg.iterations} iterations ({1e3 * t_cg:.0f} ms), "
-          f"mixed product {1e3 * t_mixed:.1f} ms")
+    print(
+        f"cold hypergradient: {1e3 * t_total:.0f} ms in all — lower level {lower.iterations} OGM iterations "
+        f"({1e3 * t_lower:.0f} ms), CG {cg.iterations} iterations ({1e3 * t_cg:.0f} ms), "
+        f"mixed product {1e3 * t_mixed:.1f} ms"
+    )
 
     # ---- warm double-loop step (review Sec. 5.1, App. D.2: T = 10 OGM, warm CG)
     rng = np.random.default_rng(0)
     moved = params.unflatten(params.flatten() + 1e-3 * rng.standard_normal(params.size()))
 
     def warm_step():
-        return bl.implicit_hypergradient(cost, moved, loss, x0=cold.x, state=cold.state, lower_tol=None,
-                                         lower_max_iter=10, cg_tol=1e-3, cg_relative_to="initial")
+        return bl.implicit_hypergradient(
+            cost,
+            moved,
+            loss,
+            x0=cold.x,
+            state=cold.state,
+            lower_tol=None,
+            lower_max_iter=10,
+            cg_tol=1e-3,
+            cg_relative_to="initial",
+        )
 
     t_warm, warm = timed(warm_step)
-    print(f"warm step (T = 10 OGM from previous x̂, CG from previous q to 1e-3 of its initial residual): "
-          f"{1e3 * t_warm:.1f} ms, {warm.cg_iterations} CG iterations, ‖∇Φ‖/√N after T = "
-          f"{warm.diagnostics['lower_residual']:.1e}")
+    print(
+        f"warm step (T = 10 OGM from previous x̂, CG from previous q to 1e-3 of its initial residual): "
+        f"{1e3 * t_warm:.1f} ms, {warm.cg_iterations} CG iterations, ‖∇Φ‖/√N after T = "
+        f"{warm.diagnostics['lower_residual']:.1e}"
+    )
 
     # ---- peer: finite differences, 2R warm-started solves to the same accuracy
     probes = []
@@ -78,8 +91,10 @@ def main() -> None:
         for p in probes
     )
     t_fd = 2 * params.size() * t_probe
-    print(f"peer — finite differences: 2R = {2 * params.size()} warm solves × {1e3 * t_probe:.0f} ms "
-          f"≈ {t_fd:.0f} s (extrapolated), {t_fd / t_total:.0f}× the cold implicit hypergradient")
+    print(
+        f"peer — finite differences: 2R = {2 * params.size()} warm solves × {1e3 * t_probe:.0f} ms "
+        f"≈ {t_fd:.0f} s (extrapolated), {t_fd / t_total:.0f}× the cold implicit hypergradient"
+    )
 
 
 if __name__ == "__main__":

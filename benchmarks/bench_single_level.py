@@ -44,10 +44,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import bilevel_lib as bl
+from bilevel_lib import l1 as sl
 from bilevel_lib.experiments import blorc
 from bilevel_lib.l1 import cvx
 from bilevel_lib.problem import data, filters
-from bilevel_lib import l1 as sl
 from bilevel_lib.problem.metrics import relative_error
 from bilevel_lib.solvers.preconditioners import make_preconditioner
 
@@ -72,7 +72,7 @@ def table1(pairs: int, repeat: int) -> None:
         noisy = data.add_noise(truths, 0.1, rng)
         W = np.eye(n)
         program = cvx.L1DenoisingProgram(n, n, eps=1e-8, mode="dense")
-        program.gradient(noisy[0], truths[0], W)                     # compile the DPP program once
+        program.gradient(noisy[0], truths[0], W)  # compile the DPP program once
         rows = []
         for truth, y in zip(truths, noisy):
             t_exact, exact = timed(lambda: sl.l1_hypergradient(y, truth, W), repeat)
@@ -85,19 +85,30 @@ def table1(pairs: int, repeat: int) -> None:
                 entries = np.unravel_index(rng.choice(n * n, 400, replace=False), (n, n))
             fd = sl.finite_difference_l1_gradient(y, truth, W, entries=entries, step=1e-6, d0=solve.d)
             pick = lambda g: np.asarray(g)[entries]
-            rows.append((t_exact, t_cvx, t_smooth, relative_error(pick(exact.gradient), fd),
-                         relative_error(pick(reference.gradient), fd), relative_error(pick(smooth.gradient), fd)))
+            rows.append(
+                (
+                    t_exact,
+                    t_cvx,
+                    t_smooth,
+                    relative_error(pick(exact.gradient), fd),
+                    relative_error(pick(reference.gradient), fd),
+                    relative_error(pick(smooth.gradient), fd),
+                )
+            )
         t_exact, t_cvx, t_smooth, e_exact, e_cvx, e_smooth = (statistics.median(c) for c in zip(*rows))
         ratio = t_cvx / t_exact
-        print(f"  {n:3d}   {1e3 * t_exact:9.2f} ms   {1e3 * t_cvx:9.1f} ms   {ratio:5.1f}×  {1e3 * t_smooth:8.1f} ms"
-              f"  |  {e_exact:9.1e}  {e_cvx:8.1e}  {e_smooth:8.1e}"
-              f"   [ratio ≥ 10×: {'meets' if ratio >= 10 else 'MISSES'}; exact error ≤ 1e-8: "
-              f"{'meets' if e_exact <= 1e-8 else 'MISSES'}]")
+        print(
+            f"  {n:3d}   {1e3 * t_exact:9.2f} ms   {1e3 * t_cvx:9.1f} ms   {ratio:5.1f}×  {1e3 * t_smooth:8.1f} ms"
+            f"  |  {e_exact:9.1e}  {e_cvx:8.1e}  {e_smooth:8.1e}"
+            f"   [ratio ≥ 10×: {'meets' if ratio >= 10 else 'MISSES'}; exact error ≤ 1e-8: "
+            f"{'meets' if e_exact <= 1e-8 else 'MISSES'}]"
+        )
 
 
 def derivative_matrix_side(program) -> int:
     """Rows of diffcp's derivative matrix for a CVXPY program: n + m + 1 of its cone program."""
     import cvxpy as cp
+
     A = program.problem.get_problem_data(cp.SCS)[0]["A"]
     return A.shape[0] + A.shape[1] + 1
 
@@ -139,70 +150,103 @@ def accuracy_matched_step(cost, params, x, rhs, reference, target_error):
 
 def filters_2d(quick: bool) -> None:
     print("2-D filters, φ = corner-rounded 1-norm (ε = 0.01), 3×3 filters, β0 = −2.5, one cameraman crop")
-    dense_16 = None                                   # (matrix side, backward seconds) of dense mode at 16×16
+    dense_16 = None  # (matrix side, backward seconds) of dense mode at 16×16
     for size, count in ((16, 2), (32, 4)):
-        truth = data.cameraman()[140:140 + size, 200:200 + size]
+        truth = data.cameraman()[140 : 140 + size, 200 : 200 + size]
         y = data.add_noise(truth, 0.1, rng=0)
         bank = filters.random_filters(count, (3, 3), rng=1)
         params = bl.Hyperparameters.from_filters(bank, beta0=-2.5)
         cost = bl.LowerLevelCost(y[None], bl.CornerRounded1Norm(0.01))
         loss = bl.SquaredErrorLoss(truth[None])
-        t_ift, ift = timed(lambda: bl.implicit_hypergradient(cost, params, loss, lower_tol=1e-9, cg_tol=1e-10,
-                                                            lower_max_iter=100_000), 5)
+        t_ift, ift = timed(
+            lambda: bl.implicit_hypergradient(cost, params, loss, lower_tol=1e-9, cg_tol=1e-10, lower_max_iter=100_000),
+            5,
+        )
         rhs = loss.gradient(ift.x)
         # reference: the Hessian system solved densely (LAPACK) and the same mixed product
         hessian = cost.hessian_operator(ift.x, params, method="sparse")
         q_exact = np.linalg.solve(hessian.matrix.toarray(), rhs.ravel()).reshape(rhs.shape)
         reference = cost.mixed_transpose(ift.x, params, q_exact) * -1.0
-        print(f"  {size}×{size}, K = {count}: library IFT {1e3 * t_ift:7.1f} ms in all "
-              f"({ift.lower.iterations} OGM + {ift.cg_iterations} CG it.); gradient step (Hessian at x̂, CG to 1e-10, "
-              f"mixed product), median of 101, error vs a dense solve:")
+        print(
+            f"  {size}×{size}, K = {count}: library IFT {1e3 * t_ift:7.1f} ms in all "
+            f"({ift.lower.iterations} OGM + {ift.cg_iterations} CG it.); gradient step (Hessian at x̂, CG to 1e-10, "
+            f"mixed product), median of 101, error vs a dense solve:"
+        )
         steps = {}
         for label, method, preconditioner in STEP_VARIANTS:
-            seconds, (gradient, cg) = timed(lambda: gradient_step(cost, params, ift.x, rhs, method, preconditioner), 101)
+            seconds, (gradient, cg) = timed(
+                lambda: gradient_step(cost, params, ift.x, rhs, method, preconditioner), 101
+            )
             steps[label] = seconds
-            print(f"      {label:<52} {1e3 * seconds:6.2f} ms, {cg.iterations:3d} CG it., "
-                  f"gradient error {relative_error(gradient.flatten(), reference.flatten()):.1e}")
+            print(
+                f"      {label:<52} {1e3 * seconds:6.2f} ms, {cg.iterations:3d} CG it., "
+                f"gradient error {relative_error(gradient.flatten(), reference.flatten()):.1e}"
+            )
         t_step = steps[DEFAULT_STEP]
         fastest = min(steps, key=steps.get)
         if quick and size == 32:
             print("      CVXPY skipped (--quick)")
             continue
-        for mode in (("lsqr", "lsmr", "dense") if size == 16 else ("lsqr", "lsmr")):
+        for mode in ("lsqr", "lsmr", "dense") if size == 16 else ("lsqr", "lsmr"):
             start = time.perf_counter()
-            program = cvx.FilterDenoisingProgram((size, size), count, (3, 3), penalty="cr1n", smoothing=0.01,
-                                                 strengths=params.strengths, eps=1e-8, mode=mode)
+            program = cvx.FilterDenoisingProgram(
+                (size, size),
+                count,
+                (3, 3),
+                penalty="cr1n",
+                smoothing=0.01,
+                strengths=params.strengths,
+                eps=1e-8,
+                mode=mode,
+            )
             first = program.gradient(y, truth, bank)
             t_first = time.perf_counter() - start
             second = program.gradient(y, truth, bank)
             error = relative_error(second.gradient, ift.gradient.filters)
             cvx_error = relative_error(second.gradient, reference.filters)
-            matched_tol, matched_seconds, matched_error = accuracy_matched_step(cost, params, ift.x, rhs, reference,
-                                                                                cvx_error)
+            matched_tol, matched_seconds, matched_error = accuracy_matched_step(
+                cost, params, ift.x, rhs, reference, cvx_error
+            )
             ratio_backward = second.diagnostics["backward_seconds"] / t_step
             ratio_fastest = second.diagnostics["backward_seconds"] / steps[fastest]
             ratio_total = second.seconds / t_ift
             if mode == "dense":
                 dense_16 = (derivative_matrix_side(program), second.diagnostics["backward_seconds"])
-            print(f"      CVXPY ({mode}): build + first solve + backward {t_first:.1f} s; again: solve "
-                  f"{second.diagnostics['solve_seconds']:.2f} s, backward() {second.diagnostics['backward_seconds']:.2f} s "
-                  f"(first backward {first.diagnostics['backward_seconds']:.2f} s)")
-            print(f"        backward() / library gradient step = {ratio_backward:,.0f}× (default), "
-                  f"{ratio_fastest:,.0f}× (fastest: {fastest}); solve+backward / library "
-                  f"IFT = {ratio_total:,.0f}×; gradients differ by {error:.1e} (relative)"
-                  + (f"   [≥ 1000× on the larger: {'meets' if ratio_backward >= 1000 else 'MISSES'} (default step), "
-                     f"{'meets' if ratio_fastest >= 1000 else 'MISSES'} (fastest step), "
-                     f"{'meets' if ratio_total >= 1000 else 'misses'} (in all)]" if size == 32 else ""))
+            print(
+                f"      CVXPY ({mode}): build + first solve + backward {t_first:.1f} s; again: solve "
+                f"{second.diagnostics['solve_seconds']:.2f} s, backward() {second.diagnostics['backward_seconds']:.2f} s "
+                f"(first backward {first.diagnostics['backward_seconds']:.2f} s)"
+            )
+            print(
+                f"        backward() / library gradient step = {ratio_backward:,.0f}× (default), "
+                f"{ratio_fastest:,.0f}× (fastest: {fastest}); solve+backward / library "
+                f"IFT = {ratio_total:,.0f}×; gradients differ by {error:.1e} (relative)"
+                + (
+                    f"   [≥ 1000× on the larger: {'meets' if ratio_backward >= 1000 else 'MISSES'} (default step), "
+                    f"{'meets' if ratio_fastest >= 1000 else 'MISSES'} (fastest step), "
+                    f"{'meets' if ratio_total >= 1000 else 'misses'} (in all)]"
+                    if size == 32
+                    else ""
+                )
+            )
             ratio_matched = second.diagnostics["backward_seconds"] / matched_seconds
-            print(f"        at CVXPY's accuracy (its error vs the dense solve {cvx_error:.1e}): library CG to {matched_tol:g}, "
-                  f"error {matched_error:.1e}, {1e3 * matched_seconds:.2f} ms → {ratio_matched:,.0f}×"
-                  + (f"   [≥ 1000×: {'meets' if ratio_matched >= 1000 else 'MISSES'} (accuracy-matched)]" if size == 32 else ""))
+            print(
+                f"        at CVXPY's accuracy (its error vs the dense solve {cvx_error:.1e}): library CG to {matched_tol:g}, "
+                f"error {matched_error:.1e}, {1e3 * matched_seconds:.2f} ms → {ratio_matched:,.0f}×"
+                + (
+                    f"   [≥ 1000×: {'meets' if ratio_matched >= 1000 else 'MISSES'} (accuracy-matched)]"
+                    if size == 32
+                    else ""
+                )
+            )
         if size == 32 and dense_16 is not None:
             side = derivative_matrix_side(program)
             estimate = dense_16[1] * (side / dense_16[0]) ** 3
-            print(f"      CVXPY (dense) not run at 32×32: derivative matrix {side:,} rows ({8 * side ** 2 / 1e9:.1f} GB); "
-                  f"ESTIMATE by n³ scaling from 16×16 ({dense_16[0]:,} rows, {dense_16[1]:.1f} s): "
-                  f"≈{estimate / 60:,.0f} min, ≈{estimate / t_step:,.0f}× the library's gradient step")
+            print(
+                f"      CVXPY (dense) not run at 32×32: derivative matrix {side:,} rows ({8 * side**2 / 1e9:.1f} GB); "
+                f"ESTIMATE by n³ scaling from 16×16 ({dense_16[0]:,} rows, {dense_16[1]:.1f} s): "
+                f"≈{estimate / 60:,.0f} min, ≈{estimate / t_step:,.0f}× the library's gradient step"
+            )
 
 
 def main() -> None:
@@ -213,7 +257,7 @@ def main() -> None:
     pairs = args.pairs or (2 if args.quick else 5)
     print(f"bilevel_lib {bl.__version__}, numpy {np.__version__}; one BLAS thread")
     with threadpool_limits(limits=1), warnings.catch_warnings():
-        warnings.simplefilter("error")               # a solver warning would make the numbers suspect
+        warnings.simplefilter("error")  # a solver warning would make the numbers suspect
         table1(pairs, repeat=3 if args.quick else 9)
         filters_2d(args.quick)
 

@@ -26,9 +26,9 @@ import numpy as np
 
 import bilevel_lib as bl
 from bilevel_lib import hypergrad
-from bilevel_lib.problem import data, filters
-from bilevel_lib.hypergrad import unrolling as ur
 from bilevel_lib.experiments.profiling import format_bytes, measure
+from bilevel_lib.hypergrad import unrolling as ur
+from bilevel_lib.problem import data, filters
 
 
 def problem():
@@ -46,15 +46,18 @@ def main() -> None:
     repeat = 1 if args.quick else 3
     cost, params, loss = problem()
     print(f"bilevel_lib {bl.__version__}, numpy {np.__version__}")
-    print(f"64×64 cameraman crop, J = 1, N = {cost.n_pixels}, K = {params.n_filters} DCT 3×3 filters, "
-          f"R = {params.size()} (forward mode: β only, R = {params.n_filters}); ε = 0.01, β0 = −3.3")
+    print(
+        f"64×64 cameraman crop, J = 1, N = {cost.n_pixels}, K = {params.n_filters} DCT 3×3 filters, "
+        f"R = {params.size()} (forward mode: β only, R = {params.n_filters}); ε = 0.01, β0 = −3.3"
+    )
     print(f"one iterate x_t takes {format_bytes(cost.y.nbytes)}\n")
     print(f"{'T':>5}  {'method':<26}{'time':>10}  {'peak memory':>12}   notes")
     reverse_peak = {}
     for T in (10, 50, 200):
         runs = {
             "implicit (OGM + CG)": lambda: hypergrad.implicit_hypergradient(
-                cost, params, loss, lower_tol=None, lower_max_iter=T, cg_tol=1e-8, warn=False),
+                cost, params, loss, lower_tol=None, lower_max_iter=T, cg_tol=1e-8, warn=False
+            ),
             "reverse (all R)": lambda: ur.reverse_mode_hypergradient(cost, params, loss, T),
             "forward (β only)": lambda: ur.forward_mode_hypergradient(cost, params, loss, T, parts=("beta",)),
         }
@@ -63,16 +66,20 @@ def main() -> None:
             if name.startswith("implicit"):
                 note = f"{result.cg_iterations} CG iterations"
             else:
-                note = (f"{result.diagnostics['hessian_vector_products']} Hessian-vector products, "
-                        f"stores {format_bytes(result.diagnostics['stored_bytes'])}")
+                note = (
+                    f"{result.diagnostics['hessian_vector_products']} Hessian-vector products, "
+                    f"stores {format_bytes(result.diagnostics['stored_bytes'])}"
+                )
             if name.startswith("reverse"):
                 reverse_peak[T] = peak
             print(f"{T:5d}  {name:<26}{1e3 * seconds:8.1f} ms  {format_bytes(peak):>12}   {note}")
         print()
     ratio = reverse_peak[200] / reverse_peak[10]
-    print(f"reverse-mode peak memory, T = 200 vs T = 10: {format_bytes(reverse_peak[200])} / "
-          f"{format_bytes(reverse_peak[10])} = {ratio:.1f}× (the iterates alone grow 20×; the rest is "
-          "the filter bank's work arrays, the same for every T)")
+    print(
+        f"reverse-mode peak memory, T = 200 vs T = 10: {format_bytes(reverse_peak[200])} / "
+        f"{format_bytes(reverse_peak[10])} = {ratio:.1f}× (the iterates alone grow 20×; the rest is "
+        "the filter bank's work arrays, the same for every T)"
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,12 @@ def build(output: Path, capture: bool = False) -> subprocess.CompletedProcess:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=ROOT / "_build" / "student",
-                        help="output folder; the site goes to OUTPUT/html (default: _build/student)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "_build" / "student",
+        help="output folder; the site goes to OUTPUT/html (default: _build/student)",
+    )
     args = parser.parse_args(argv)
     proc = build(args.output)
     if proc.returncode == 0:

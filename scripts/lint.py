@@ -31,8 +31,12 @@ def ruff() -> list[str]:
 def chapter_notebooks() -> list[Path]:
     """The MyST-markdown notebooks of the book: .md files whose front matter has a jupytext header."""
     pages = [ROOT / "intro.md", *sorted((ROOT / "chapters").glob("*.md"))]
-    return [p for p in pages if p.read_text(encoding="utf-8").startswith("---") and "jupytext:" in
-            p.read_text(encoding="utf-8").split("\n---", 1)[0]]
+    return [
+        p
+        for p in pages
+        if p.read_text(encoding="utf-8").startswith("---")
+        and "jupytext:" in p.read_text(encoding="utf-8").split("\n---", 1)[0]
+    ]
 
 
 def main(argv=None) -> int:
@@ -55,15 +59,22 @@ def main(argv=None) -> int:
         for page in chapter_notebooks():
             out = Path(tmp) / page.relative_to(ROOT).with_suffix(".ipynb")
             out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "-o", str(out), str(page)],
-                           cwd=ROOT, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "-o", str(out), str(page)],
+                cwd=ROOT,
+                check=True,
+            )
             notebooks.append(out)
         if not notebooks:
             print("no chapter notebooks found", file=sys.stderr)
             return 1
         # chapters: the linter only (their layout is the prose's, not the formatter's); paths shown as sources
-        run = subprocess.run(ruff() + ["check", *config, "--output-format", "concise", *map(str, notebooks)],
-                             cwd=ROOT, capture_output=True, text=True)
+        run = subprocess.run(
+            ruff() + ["check", *config, "--output-format", "concise", *map(str, notebooks)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         print(run.stdout.replace(tmp + "/", "").replace(".ipynb:", ".md (as notebook):"), end="")
         print(run.stderr, end="", file=sys.stderr)
         failed |= run.returncode != 0

@@ -49,8 +49,7 @@ def _home(obj, default):
 #: full names whose docstring is left out of the page (``:no-docstring:`` of the directive)
 _LEFT_OUT = set()
 
-_LEFT_OUT_TEXT = ("(Its docstring is left out of this page until it builds without warnings; "
-                  "see the source.)")
+_LEFT_OUT_TEXT = "(Its docstring is left out of this page until it builds without warnings; see the source.)"
 
 
 #: full names of module-level data without a ``#:`` comment (autodoc would show the docstring

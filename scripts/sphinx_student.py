@@ -58,15 +58,16 @@ class RemoveGatedSolutions(SphinxTransform):
             parent = marker.parent
             start = parent.index(marker)
             end = next(
-                (i for i in range(start + 1, len(parent.children))
-                 if isinstance(parent.children[i], solution_end_node)),
+                (
+                    i
+                    for i in range(start + 1, len(parent.children))
+                    if isinstance(parent.children[i], solution_end_node)
+                ),
                 None,
             )
             if end is None:
-                raise ValueError(
-                    f"{self.env.docname}: a solution-start has no solution-end after it at the same level"
-                )
-            del parent.children[start:end + 1]
+                raise ValueError(f"{self.env.docname}: a solution-start has no solution-end after it at the same level")
+            del parent.children[start : end + 1]
 
 
 def _student_config(app, config):

@@ -8,8 +8,8 @@ chapter added to the table of contents is checked by every test at once.
 from __future__ import annotations
 
 import os
-import re
 import posixpath
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,9 +105,7 @@ KERNEL_NOISE = "Kernel is running over TCP without encryption"  # printed by eve
 def log_excerpt(log: str, tail: int = 150) -> str:
     lines = [ln for ln in ANSI_ESCAPE.sub("", log).splitlines() if KERNEL_NOISE not in ln]
     flagged = [ln for ln in lines if re.search(r"WARNING|ERROR|Error|Traceback", ln)]
-    return "\n".join(
-        ["--- warnings and errors ---", *flagged[:100], f"--- last {tail} lines ---", *lines[-tail:]]
-    )
+    return "\n".join(["--- warnings and errors ---", *flagged[:100], f"--- last {tail} lines ---", *lines[-tail:]])
 
 
 def jupyter_book_command(out: Path, *extra: str) -> list[str]:

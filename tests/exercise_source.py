@@ -73,7 +73,7 @@ def parse(path: Path) -> ChapterExercises:
             chapter.exercises.append(block)
         elif name == "solution":
             chapter.solutions.append(block)
-            keep[i:end + 1] = [False] * (end + 1 - i)
+            keep[i : end + 1] = [False] * (end + 1 - i)
         elif name == "solution-start":
             chapter.gate_sequence.append(("start", i + 1))
             # the gated content runs from after this block's closing fence to {solution-end}
@@ -83,12 +83,12 @@ def parse(path: Path) -> ChapterExercises:
                 if gate and gate["name"] in ("solution-end", "solution-start"):
                     break
                 j += 1
-            block.body = lines[end + 1:j]
+            block.body = lines[end + 1 : j]
             chapter.solutions.append(block)
             keep[i:j] = [False] * (j - i)
         elif name == "solution-end":
             chapter.gate_sequence.append(("end", i + 1))
-            keep[i:end + 1] = [False] * (end + 1 - i)
+            keep[i : end + 1] = [False] * (end + 1 - i)
         i = end + 1
     chapter.outside_solutions = "\n".join(line for line, kept in zip(lines, keep) if kept)
     return chapter

@@ -83,7 +83,7 @@ class SiteServer:
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "SiteServer":
+    def __enter__(self) -> SiteServer:
         self.thread.start()
         return self
 
@@ -239,8 +239,9 @@ def _wait_until_quiet(page, inflight: dict, timeout_s: float, quiet_s: float = 0
         page.wait_for_timeout(100)
 
 
-def check_page(browser, url: str, site_dir: Path, screenshot: Path | None = None,
-               timeout_ms: int = 60_000) -> PageReport:
+def check_page(
+    browser, url: str, site_dir: Path, screenshot: Path | None = None, timeout_ms: int = 60_000
+) -> PageReport:
     """Load ``url`` as a first-time reader would (a fresh browser context: no cookies, no local
     storage) and report the problems that reader would see."""
     report = PageReport(url)
@@ -262,12 +263,24 @@ def check_page(browser, url: str, site_dir: Path, screenshot: Path | None = None
     page.on("request", _started)
     page.on("requestfinished", _ended)
     page.on("requestfailed", _ended)
-    page.on("console", lambda msg: msg.type == "error" and not _browser_own_message(msg) and console.append(
-        f"console error: {msg.text}" + (f" ({msg.location.get('url', '')})" if msg.location else "")))
+    page.on(
+        "console",
+        lambda msg: (
+            msg.type == "error"
+            and not _browser_own_message(msg)
+            and console.append(
+                f"console error: {msg.text}" + (f" ({msg.location.get('url', '')})" if msg.location else "")
+            )
+        ),
+    )
     page.on("pageerror", lambda err: console.append(f"uncaught exception: {err}"))
     page.on("requestfailed", lambda req: failed.append(f"request failed: {req.url} ({req.failure})"))
-    page.on("response", lambda resp: resp.status >= 400 and not _browser_own(resp.url) and failed.append(
-        f"HTTP {resp.status} for {resp.url}"))
+    page.on(
+        "response",
+        lambda resp: (
+            resp.status >= 400 and not _browser_own(resp.url) and failed.append(f"HTTP {resp.status} for {resp.url}")
+        ),
+    )
     try:
         page.goto(url, wait_until="networkidle", timeout=timeout_ms)
         page.evaluate(_MATHJAX_READY_JS)

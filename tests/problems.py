@@ -55,6 +55,7 @@ def central_difference(f, x, direction, h):
 def relative_error(a, b) -> float:
     """metrics.relative_error of the flattened arrays (tests compare flat vectors with shaped ones)."""
     from bilevel_lib.problem.metrics import relative_error as relative_error_of_arrays
+
     return relative_error_of_arrays(np.ravel(a), np.ravel(b))
 
 

@@ -17,10 +17,19 @@ from ..problem.ops import correlate, correlate_adjoint
 from ..problem.params import Hyperparameters
 from ..problem.penalties import CornerRounded1Norm
 
-__all__ = ["finite_difference_gradient", "CheckResult", "check_penalty_derivative", "check_denoising_gradient",
-           "check_mixed_beta", "check_forward_beta0_ogm", "check_closed_form",
-           "check_golden_section", "check_stopping_rule",
-           "check_sum_gradient", "check_strength_correlation"]
+__all__ = [
+    "finite_difference_gradient",
+    "CheckResult",
+    "check_penalty_derivative",
+    "check_denoising_gradient",
+    "check_mixed_beta",
+    "check_forward_beta0_ogm",
+    "check_closed_form",
+    "check_golden_section",
+    "check_stopping_rule",
+    "check_sum_gradient",
+    "check_strength_correlation",
+]
 
 
 @dataclass
@@ -47,8 +56,11 @@ def _call(student, *args):
         return None, CheckResult(False, f"your function raised {type(err).__name__}: {err}")
     if not np.all(np.isfinite(got)):
         bad = int(got.size - np.count_nonzero(np.isfinite(got)))
-        return None, CheckResult(False, f"your function returned {bad} value(s) that are not a finite number "
-                                        "(NaN or ±inf): look for a division by zero or a log/sqrt of a negative number.")
+        return None, CheckResult(
+            False,
+            f"your function returned {bad} value(s) that are not a finite number "
+            "(NaN or ±inf): look for a division by zero or a log/sqrt of a negative number.",
+        )
     return got, None
 
 
@@ -113,8 +125,11 @@ def check_denoising_gradient(student_gradient, tol: float = 1e-8, seed: int = 0)
     if relative_error(data_only, x - y) > 1e-6:
         if relative_error(data_only, y - x) <= 1e-6:
             return CheckResult(False, "the data-fit term has the wrong sign: the gradient of ½‖x − y‖² is x − y.")
-        return CheckResult(False, "the data-fit part is wrong (tested with all-zero filters, which switch the regulariser off): "
-                           "the gradient of ½‖x − y‖² is x − y.")
+        return CheckResult(
+            False,
+            "the data-fit part is wrong (tested with all-zero filters, which switch the regulariser off): "
+            "the gradient of ½‖x − y‖² is x − y.",
+        )
     z = correlate(x, filters)
     slope = CornerRounded1Norm(eps).derivative(z)
     weights = np.exp(beta0 + beta)[:, None]
@@ -122,11 +137,12 @@ def check_denoising_gradient(student_gradient, tol: float = 1e-8, seed: int = 0)
     wrong_adjoint = (x - y) + np.einsum("k,kn->n", weights[:, 0], np.einsum("kkn->kn", correlate(slope, filters)))
     variants = {
         "you applied c_k ⊛ (correlation) again where the adjoint C_k' is needed: correlate with the reversed filter c̃_k, i.e. convolve.": wrong_adjoint,
-        "the weights are missing: each filter's term is multiplied by e^{β0+β_k}.": (x - y) + correlate_adjoint(slope, filters),
+        "the weights are missing: each filter's term is multiplied by e^{β0+β_k}.": (x - y)
+        + correlate_adjoint(slope, filters),
         "the factor e^{β0} is missing.": (x - y) + correlate_adjoint(slope * np.exp(beta)[:, None], filters),
         "the factor e^{β_k} is missing.": (x - y) + np.exp(beta0) * correlate_adjoint(slope, filters),
-        "φ̇ must be applied to c_k ⊛ x, not to x.": (x - y) + correlate_adjoint(
-            weights * CornerRounded1Norm(eps).derivative(np.broadcast_to(x, z.shape)), filters),
+        "φ̇ must be applied to c_k ⊛ x, not to x.": (x - y)
+        + correlate_adjoint(weights * CornerRounded1Norm(eps).derivative(np.broadcast_to(x, z.shape)), filters),
     }
     for hint, variant in variants.items():
         if relative_error(got, variant) <= 1e-6:
@@ -173,14 +189,17 @@ def check_mixed_beta(student_mixed, tol: float = 1e-8, seed: int = 1) -> CheckRe
         "that is ∇ₓβ0Φ, summed over all filters; β_k touches only filter k.": all_filters,
         "the factor e^{β0+β_k} is missing (the derivative of e^{β_k} is e^{β_k}).": reference / weight,
         "the sign is flipped.": -reference,
-        "use the adjoint C_k' (correlate with the reversed filter), not c_k ⊛ again.":
-            weight * correlate(slope[k], filters[k:k + 1])[0],
+        "use the adjoint C_k' (correlate with the reversed filter), not c_k ⊛ again.": weight
+        * correlate(slope[k], filters[k : k + 1])[0],
     }
     for hint, variant in variants.items():
         if relative_error(got, variant) <= 1e-6:
             return CheckResult(False, f"not yet: {hint}")
-    return CheckResult(False, f"relative error {error:.2e}. Hint: β_k multiplies only the k-th penalty term, "
-                       "so differentiate e^{β0+β_k} C_k' φ̇.(C_k x) with respect to β_k.")
+    return CheckResult(
+        False,
+        f"relative error {error:.2e}. Hint: β_k multiplies only the k-th penalty term, "
+        "so differentiate e^{β0+β_k} C_k' φ̇.(C_k x) with respect to β_k.",
+    )
 
 
 def _scalar(got, what: str):
@@ -198,8 +217,9 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
     independent check of :func:`~bilevel_lib.hypergrad.unrolling.forward_mode_hypergradient`, see the tests)
     or one of the typical mistakes, made on purpose, that :func:`check_forward_beta0_ogm` recognises."""
     if variant not in ("correct", "momentum constant", "tangent of y", "no mixed"):
-        raise ValueError("variant must be 'correct', 'momentum constant', 'tangent of y' or 'no mixed'; "
-                         f"got {variant!r}")
+        raise ValueError(
+            f"variant must be 'correct', 'momentum constant', 'tangent of y' or 'no mixed'; got {variant!r}"
+        )
     from ..solvers.lower import ogm_coefficients, ogm_extrapolate
 
     A = cost.forward_model
@@ -212,11 +232,11 @@ def _ogm_forward_beta0(cost, gamma, loss, n_iter, step, variant):
         z_next = z - step * cost.hessian_vector_product(x, gamma, z) - step * mixed
         y_next = x - step * gradient
         x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
-        if variant == "momentum constant":       # tangent of y_t dropped
+        if variant == "momentum constant":  # tangent of y_t dropped
             z = (1 + a[t] + b[t]) * z_next - b[t] * z
-        elif variant == "tangent of y":          # x's tangent follows the plain gradient step
+        elif variant == "tangent of y":  # x's tangent follows the plain gradient step
             z = z_next
-        else:                                    # correct: the same linear map for the tangents
+        else:  # correct: the same linear map for the tangents
             z = ogm_extrapolate(z_next, z_y, z, a[t], b[t])
         x = x_next
         y_prev, z_y = y_next, z_next
@@ -233,8 +253,8 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
     :func:`bilevel_lib.hypergrad.unrolling.forward_mode_hypergradient` with ``solver="ogm", parts=("beta0",)``,
     on a small seeded denoising problem (one 8×8 image, two random 3×3 filters, T = 8).
     """
-    from ..problem.losses import SquaredErrorLoss
     from ..hypergrad.unrolling import default_step, forward_mode_hypergradient
+    from ..problem.losses import SquaredErrorLoss
 
     rng = np.random.default_rng(seed)
     truth = rng.standard_normal((1, 8, 8))
@@ -243,8 +263,9 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
     gamma = Hyperparameters(-1.0, np.array([0.2, -0.3]), rng.standard_normal((2, 3, 3)))
     n_iter = 8
     step = default_step(cost, gamma)
-    reference = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="ogm", parts=("beta0",),
-                                           step=step).flat()[0]
+    reference = forward_mode_hypergradient(cost, gamma, loss, n_iter, solver="ogm", parts=("beta0",), step=step).flat()[
+        0
+    ]
 
     got, failure = _call(student_forward, cost, gamma, loss, n_iter, step)
     if failure is not None:
@@ -260,8 +281,9 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
         "that is the gradient-descent value: x⁽ᵗ⁺¹⁾ must be the OGM combination "
         "(1 + a_t + b_t) y⁽ᵗ⁺¹⁾ − a_t y⁽ᵗ⁾ − b_t x⁽ᵗ⁾, and its tangent the same combination of tangents.": gd,
         "the tangent of the momentum state y⁽ᵗ⁾ is missing: y⁽ᵗ⁾ depends on β0 too, so carry its tangent "
-        "and use z_x ← (1 + a_t + b_t) z_y⁽ᵗ⁺¹⁾ − a_t z_y⁽ᵗ⁾ − b_t z_x.":
-            _ogm_forward_beta0(cost, gamma, loss, n_iter, step, "momentum constant"),
+        "and use z_x ← (1 + a_t + b_t) z_y⁽ᵗ⁺¹⁾ − a_t z_y⁽ᵗ⁾ − b_t z_x.": _ogm_forward_beta0(
+            cost, gamma, loss, n_iter, step, "momentum constant"
+        ),
         "the iterates follow OGM but the tangent follows a plain gradient step; combine the tangents with "
         "the same a_t, b_t as the iterates.": _ogm_forward_beta0(cost, gamma, loss, n_iter, step, "tangent of y"),
         "the sign is flipped: the tangent step is z ← z − α(∇ₓₓΦ z + ∂∇ₓΦ/∂β0).": -reference,
@@ -270,10 +292,16 @@ def check_forward_beta0_ogm(student_forward, tol: float = 1e-8, seed: int = 2) -
         if abs(got - variant) <= 1e-6 * abs(variant):
             return CheckResult(False, f"not yet: {hint}")
     if abs(got) <= 1e-12 * abs(reference):
-        return CheckResult(False, "you returned 0: the tangent never leaves 0. Each step must add the mixed column "
-                           "∂(∇ₓΦ)/∂β0, the regulariser's part of the gradient, ∇ₓΦ − A'(Ax − y).")
-    return CheckResult(False, f"expected {reference:.6g}, got {got:.6g} (relative error {error:.2e}). Hint: "
-                       "differentiate both lines of the OGM recursion with respect to β0; a_t, b_t are constants.")
+        return CheckResult(
+            False,
+            "you returned 0: the tangent never leaves 0. Each step must add the mixed column "
+            "∂(∇ₓΦ)/∂β0, the regulariser's part of the gradient, ∇ₓΦ − A'(Ax − y).",
+        )
+    return CheckResult(
+        False,
+        f"expected {reference:.6g}, got {got:.6g} (relative error {error:.2e}). Hint: "
+        "differentiate both lines of the OGM recursion with respect to β0; a_t, b_t are constants.",
+    )
 
 
 def check_closed_form(student_closed_form, tol: float = 1e-8, seed: int = 3) -> CheckResult:
@@ -298,18 +326,28 @@ def check_closed_form(student_closed_form, tol: float = 1e-8, seed: int = 3) -> 
     if failure is not None:
         return failure
     if got.shape != (n,):
-        return CheckResult(False, f"expected x* of shape ({n},) like y, got shape {got.shape}"
-                           + (" (return one signal, e.g. x[0])" if got.shape == (1, n) else ""))
+        return CheckResult(
+            False,
+            f"expected x* of shape ({n},) like y, got shape {got.shape}"
+            + (" (return one signal, e.g. x[0])" if got.shape == (1, n) else ""),
+        )
     error = relative_error(got, reference)
     if error <= tol:
         no_zeros = np.where(signs == 0, 1.0, signs)
         got_full, failure = _call(student_closed_form, y, W, no_zeros)
         if failure is not None:
-            return CheckResult(False, "right with three rows in W0, but with an empty zero set (no s_i = 0) "
-                               + failure.message + ". Then there is nothing to project: x* = y − W's.")
+            return CheckResult(
+                False,
+                "right with three rows in W0, but with an empty zero set (no s_i = 0) "
+                + failure.message
+                + ". Then there is nothing to project: x* = y − W's.",
+            )
         if got_full.shape != (n,) or relative_error(got_full, y - W.T @ no_zeros) > tol:
-            return CheckResult(False, "right with three rows in W0, but wrong when the zero set is empty: "
-                               "then N(W0) is everything and x* = y − W's.")
+            return CheckResult(
+                False,
+                "right with three rows in W0, but wrong when the zero set is empty: "
+                "then N(W0) is everything and x* = y − W's.",
+            )
         return CheckResult(True, f"x* is right (relative error {error:.1e}), also with an empty zero set.")
 
     def project(v, rows):
@@ -331,10 +369,16 @@ def check_closed_form(student_closed_form, tol: float = 1e-8, seed: int = 3) -> 
         if relative_error(got, variant) <= 1e-6:
             return CheckResult(False, f"not yet: {hint}")
     if np.max(np.abs(W0 @ got)) > 1e-6 * max(np.linalg.norm(got), 1.0):
-        return CheckResult(False, f"relative error {error:.2e}, and W0 x ≠ 0 (largest |(W0 x)_i| = "
-                           f"{np.max(np.abs(W0 @ got)):.2e}): x* must lie in the null space of W0.")
-    return CheckResult(False, f"relative error {error:.2e}; W0 x = 0 holds, so the projection is onto the right "
-                       "space but of the wrong vector. Hint: x* = P_N(W0)(y − W±'s), with W±'s = W's.")
+        return CheckResult(
+            False,
+            f"relative error {error:.2e}, and W0 x ≠ 0 (largest |(W0 x)_i| = "
+            f"{np.max(np.abs(W0 @ got)):.2e}): x* must lie in the null space of W0.",
+        )
+    return CheckResult(
+        False,
+        f"relative error {error:.2e}; W0 x = 0 holds, so the projection is onto the right "
+        "space but of the wrong vector. Hint: x* = P_N(W0)(y − W±'s), with W±'s = W's.",
+    )
 
 
 class _CountingLoss:
@@ -408,36 +452,61 @@ def check_golden_section(student_search, tol: float = 1e-4, seed: int = 4) -> Ch
         return CheckResult(False, f"your function returned {got}; expected three finite numbers (β0, ℓ, width)")
     got_beta0, got_loss, got_width = got
     if counting.n_values > n_solves:
-        return CheckResult(False, f"you evaluated ℓ {counting.n_values} times for n_solves = {n_solves}. After the two "
-                           "initial points each step needs only one new value: the surviving interior point keeps "
-                           "its ℓ (and its solution, for the warm start).")
+        return CheckResult(
+            False,
+            f"you evaluated ℓ {counting.n_values} times for n_solves = {n_solves}. After the two "
+            "initial points each step needs only one new value: the surviving interior point keeps "
+            "its ℓ (and its solution, for the warm start).",
+        )
     if counting.n_values < n_solves:
-        return CheckResult(False, f"you evaluated ℓ only {counting.n_values} times for n_solves = {n_solves}: "
-                           "the two initial interior points count, then one new value per step.")
+        return CheckResult(
+            False,
+            f"you evaluated ℓ only {counting.n_values} times for n_solves = {n_solves}: "
+            "the two initial interior points count, then one new value per step.",
+        )
     wrong = _golden_section(evaluate, a, b, n_solves, wrong_side=True)
     if abs(got_beta0 - best) > 1e-6:
         if abs(got_beta0 - wrong[0]) <= 1e-6:
-            return CheckResult(False, "you discarded the wrong end: if ℓ(c) < ℓ(d) the minimiser lies in [a, d], "
-                               "so drop [d, b]; otherwise drop [a, c].")
+            return CheckResult(
+                False,
+                "you discarded the wrong end: if ℓ(c) < ℓ(d) the minimiser lies in [a, d], "
+                "so drop [d, b]; otherwise drop [a, c].",
+            )
         if abs(got_beta0 - 0.5 * (final_a + final_b)) <= 1e-6:
-            return CheckResult(False, "you returned the midpoint of the final bracket, whose ℓ was never computed; "
-                               "return the better of the two interior points.")
-        return CheckResult(False, f"expected β0 = {best:.6f}, got {got_beta0:.6f} (final bracket "
-                           f"[{final_a:.4f}, {final_b:.4f}]). Hint: c = b − ρ(b − a), d = a + ρ(b − a), "
-                           "ρ = (√5 − 1)/2; keep the side of the smaller value.")
+            return CheckResult(
+                False,
+                "you returned the midpoint of the final bracket, whose ℓ was never computed; "
+                "return the better of the two interior points.",
+            )
+        return CheckResult(
+            False,
+            f"expected β0 = {best:.6f}, got {got_beta0:.6f} (final bracket "
+            f"[{final_a:.4f}, {final_b:.4f}]). Hint: c = b − ρ(b − a), d = a + ρ(b − a), "
+            "ρ = (√5 − 1)/2; keep the side of the smaller value.",
+        )
     if abs(got_width - width) > tol * width:
         for steps in (n_solves - 1, n_solves - 3):
             if abs(got_width - (b - a) * ((np.sqrt(5.0) - 1.0) / 2.0) ** (steps)) <= tol * width:
-                return CheckResult(False, f"β0 is right, but the width is off by one step: after {n_solves} solves "
-                                   f"the bracket has shrunk {n_solves - 2} times, to (b − a)ρ^{n_solves - 2} = "
-                                   f"{width:.6f}; you returned {got_width:.6f}.")
-        return CheckResult(False, f"β0 is right, but the bracket width should be {width:.6f} "
-                           f"(the final b − a), not {got_width:.6f}.")
+                return CheckResult(
+                    False,
+                    f"β0 is right, but the width is off by one step: after {n_solves} solves "
+                    f"the bracket has shrunk {n_solves - 2} times, to (b − a)ρ^{n_solves - 2} = "
+                    f"{width:.6f}; you returned {got_width:.6f}.",
+                )
+        return CheckResult(
+            False, f"β0 is right, but the bracket width should be {width:.6f} (the final b − a), not {got_width:.6f}."
+        )
     if abs(got_loss - best_loss) > tol * best_loss:
-        return CheckResult(False, f"β0 is right, but ℓ there is {best_loss:.6f}, not {got_loss:.6f}: return the loss "
-                           "of the point you return (and solve the lower level to a tolerance of 1e-6 or tighter).")
-    return CheckResult(True, f"golden-section search is right: β0 = {got_beta0:.4f}, ℓ = {got_loss:.5f}, "
-                       f"bracket width {got_width:.4f}, with exactly {n_solves} solves.")
+        return CheckResult(
+            False,
+            f"β0 is right, but ℓ there is {best_loss:.6f}, not {got_loss:.6f}: return the loss "
+            "of the point you return (and solve the lower level to a tolerance of 1e-6 or tighter).",
+        )
+    return CheckResult(
+        True,
+        f"golden-section search is right: β0 = {got_beta0:.4f}, ℓ = {got_loss:.5f}, "
+        f"bracket width {got_width:.4f}, with exactly {n_solves} solves.",
+    )
 
 
 def _history(gradient_norms, work_increments):
@@ -445,8 +514,9 @@ def _history(gradient_norms, work_increments):
 
     history = TrainingHistory()
     for norm, work in zip(gradient_norms, work_increments):
-        history.append(loss=1.0, gradient_norm=norm, lower_gradient_norm=0.0, lower_iterations=work,
-                       cg_iterations=0, elapsed=0.0)
+        history.append(
+            loss=1.0, gradient_norm=norm, lower_gradient_norm=0.0, lower_iterations=work, cg_iterations=0, elapsed=0.0
+        )
     return history
 
 
@@ -499,21 +569,27 @@ def check_stopping_rule(student_rule) -> CheckResult:
         return failure
     got = as_work(got)
     if got == "bad":
-        return CheckResult(False, "return one number, the cumulative work history.work[i] at the step i where "
-                           "the rule fires (or None if it never fires).")
+        return CheckResult(
+            False,
+            "return one number, the cumulative work history.work[i] at the step i where "
+            "the rule fires (or None if it never fires).",
+        )
     if got is None:
-        return CheckResult(False, f"you returned None, but the rule fires: ‖∇ℓ‖/√R is below {threshold:g} at steps "
-                           f"5 to 10 of the test history, so it fires at step 9 (work {expected}).")
+        return CheckResult(
+            False,
+            f"you returned None, but the rule fires: ‖∇ℓ‖/√R is below {threshold:g} at steps "
+            f"5 to 10 of the test history, so it fires at step 9 (work {expected}).",
+        )
     if got != expected:
         first_below = int(np.flatnonzero(small)[0])
         fifth_below = int(np.flatnonzero(small)[4])
         variants = {
             work[first_below]: "you stopped at the first step below the threshold; the rule needs five "
-                               "consecutive ones.",
+            "consecutive ones.",
             work[fire - 4]: "you returned the work at the start of the streak; the rule can only fire once the "
-                            "fifth consecutive small value has been seen, at the end of the streak.",
+            "fifth consecutive small value has been seen, at the end of the streak.",
             work[fifth_below]: "you counted small values that are not consecutive; reset the count whenever "
-                               "‖∇ℓ‖/√R is at or above the threshold.",
+            "‖∇ℓ‖/√R is at or above the threshold.",
             float(fire): "you returned the step index; return the work, history.work[i].",
             float(fire + 1): "you returned the number of steps; return the work, history.work[i].",
             work[fire - 1]: "off by one: you fired one step early (after four small values).",
@@ -522,25 +598,39 @@ def check_stopping_rule(student_rule) -> CheckResult:
         for value, hint in variants.items():
             if got == value:
                 return CheckResult(False, f"not yet: {hint} Expected work {expected}, got {got:g}.")
-        return CheckResult(False, f"expected work {expected} (the rule fires at step {fire}, the fifth of the "
-                           f"consecutive small values at steps {fire - 4} to {fire}), got {got:g}.")
+        return CheckResult(
+            False,
+            f"expected work {expected} (the rule fires at step {fire}, the fifth of the "
+            f"consecutive small values at steps {fire - 4} to {fire}), got {got:g}.",
+        )
 
     never = _history([1e-2, 4e-4, 3e-4, 2e-4, 1e-4, 6e-4, 1e-4, 2e-4, 3e-4, 4e-4, 9e-4], [5] * 11)
     got, failure = run(never, 5)
     if failure is not None:
-        return CheckResult(False, "right when the rule fires, but on a history where it never fires "
-                           + failure.message + ". Return None then.")
+        return CheckResult(
+            False,
+            "right when the rule fires, but on a history where it never fires "
+            + failure.message
+            + ". Return None then.",
+        )
     if got is not None:
-        return CheckResult(False, f"right when the rule fires, but on a history whose streaks are at most four "
-                           f"steps long you returned {got!r}; return None when the rule never fires.")
+        return CheckResult(
+            False,
+            f"right when the rule fires, but on a history whose streaks are at most four "
+            f"steps long you returned {got!r}; return None when the rule never fires.",
+        )
     got, failure = run(history, 3)
     if failure is not None:
         return failure
     if as_work(got) != work[_streak_end(small, 3)]:
-        return CheckResult(False, "right for patience = 5, but not for patience = 3: use the patience argument "
-                           "instead of a fixed 5.")
-    return CheckResult(True, f"the stopping rule is right (fires at work {expected} on the test history, never "
-                       "fires when it should not, and follows the patience argument).")
+        return CheckResult(
+            False, "right for patience = 5, but not for patience = 3: use the patience argument instead of a fixed 5."
+        )
+    return CheckResult(
+        True,
+        f"the stopping rule is right (fires at work {expected} on the test history, never "
+        "fires when it should not, and follows the patience argument).",
+    )
 
 
 def check_sum_gradient(student_sum_gradient, tol: float = 1e-6, seed: int = 5) -> CheckResult:
@@ -576,18 +666,23 @@ def check_sum_gradient(student_sum_gradient, tol: float = 1e-6, seed: int = 5) -
     if error <= tol:
         return CheckResult(True, f"∇_W Σ x* is right (relative error {error:.1e}).")
     variants = {
-        "the sign is flipped: Lemma 1 uses g = x* − x_true, so x_true = x* − 1 gives g = 1 (x* + 1 gives −1).":
-            lemma1(x_star + 1.0),
-        "that is the gradient of ½‖x*‖² (x_true = 0 makes g = x*); choose x_true = x* − 1 so that g = 1.":
-            lemma1(np.zeros(n)),
+        "the sign is flipped: Lemma 1 uses g = x* − x_true, so x_true = x* − 1 gives g = 1 (x* + 1 gives −1).": lemma1(
+            x_star + 1.0
+        ),
+        "that is the gradient of ½‖x*‖² (x_true = 0 makes g = x*); choose x_true = x* − 1 so that g = 1.": lemma1(
+            np.zeros(n)
+        ),
         "x_true = −1 gives g = x* + 1, not 1; shift the solution itself: x_true = x* − 1.": lemma1(-np.ones(n)),
         "that is the gradient of ½‖x* − y‖² (x_true = y); choose x_true = x* − 1 so that g = 1.": lemma1(y),
     }
     for hint, variant in variants.items():
         if relative_error(got, variant) <= 1e-6:
             return CheckResult(False, f"not yet: {hint}")
-    return CheckResult(False, f"relative error {error:.2e}. Hint: solve for x* and its sign pattern with "
-                       "sl.solve_l1_denoising, then call sl.closed_form_gradient(y, x* − 1, W, signs).")
+    return CheckResult(
+        False,
+        f"relative error {error:.2e}. Hint: solve for x* and its sign pattern with "
+        "sl.solve_l1_denoising, then call sl.closed_form_gradient(y, x* − 1, W, signs).",
+    )
 
 
 def check_strength_correlation(student_correlation, tol: float = 1e-8, seed: int = 6) -> CheckResult:
@@ -611,28 +706,37 @@ def check_strength_correlation(student_correlation, tol: float = 1e-8, seed: int
     if failure is not None:
         return failure
     if got.shape == (2, 2):
-        return CheckResult(False, "np.corrcoef returns the 2×2 correlation matrix; the correlation is its "
-                           "off-diagonal entry, [0, 1].")
+        return CheckResult(
+            False, "np.corrcoef returns the 2×2 correlation matrix; the correlation is its off-diagonal entry, [0, 1]."
+        )
     got, failure = _scalar(got, "a correlation coefficient")
     if failure is not None:
         return failure
     if abs(got - reference) <= tol:
         return CheckResult(True, f"the correlation is right ({got:.3f} on the check's made-up strengths).")
     if abs(got) > 1 + 1e-12:
-        return CheckResult(False, f"{got:.3f} is not a correlation coefficient (those lie in [−1, 1]); "
-                           "use np.corrcoef(x, y)[0, 1], not a covariance or a slope.")
+        return CheckResult(
+            False,
+            f"{got:.3f} is not a correlation coefficient (those lie in [−1, 1]); "
+            "use np.corrcoef(x, y)[0, 1], not a covariance or a slope.",
+        )
     variants = {
-        "take the logarithm of the strengths first: the exercise correlates log e^{β0+β_k} with u + v.":
-            np.corrcoef(total, params.strengths)[0, 1],
-        "the sign is flipped: correlate log e^{β0+β_k} itself (not its negative or reciprocal) with u + v.":
-            -reference,
-        "use the total frequency u + v, not the vertical frequency u alone.":
-            np.corrcoef(frequency[:, 0], log_strength)[0, 1],
-        "use the total frequency u + v, not the horizontal frequency v alone.":
-            np.corrcoef(frequency[:, 1], log_strength)[0, 1],
+        "take the logarithm of the strengths first: the exercise correlates log e^{β0+β_k} with u + v.": np.corrcoef(
+            total, params.strengths
+        )[0, 1],
+        "the sign is flipped: correlate log e^{β0+β_k} itself (not its negative or reciprocal) with u + v.": -reference,
+        "use the total frequency u + v, not the vertical frequency u alone.": np.corrcoef(
+            frequency[:, 0], log_strength
+        )[0, 1],
+        "use the total frequency u + v, not the horizontal frequency v alone.": np.corrcoef(
+            frequency[:, 1], log_strength
+        )[0, 1],
     }
     for hint, value in variants.items():
         if abs(got - value) <= 1e-8:
             return CheckResult(False, f"not yet: {hint}")
-    return CheckResult(False, f"expected {reference:.4f}, got {got:.4f}. Hint: "
-                       "np.corrcoef(frequency.sum(axis=1), np.log(params.strengths))[0, 1].")
+    return CheckResult(
+        False,
+        f"expected {reference:.4f}, got {got:.4f}. Hint: "
+        "np.corrcoef(frequency.sum(axis=1), np.log(params.strengths))[0, 1].",
+    )

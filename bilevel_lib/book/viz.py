@@ -14,8 +14,17 @@ import numpy as np
 from ..problem.metrics import snr_db
 from ..problem.penalties import CornerRounded1Norm
 
-__all__ = ["use_book_style", "plot_penalty", "show_filters", "show_images", "plot_denoising", "figure_png", "display_png",
-           "plot_storage_diagram", "static_slider"]
+__all__ = [
+    "use_book_style",
+    "plot_penalty",
+    "show_filters",
+    "show_images",
+    "plot_denoising",
+    "figure_png",
+    "display_png",
+    "plot_storage_diagram",
+    "static_slider",
+]
 
 BOOK_STYLE = {
     "figure.dpi": 100,
@@ -59,8 +68,9 @@ def figure_png(fig, dpi: float | None = None, colors: int | None = None) -> byte
 
     if dpi is not None and not (isinstance(dpi, numbers.Real) and not isinstance(dpi, bool) and dpi > 0):
         raise ValueError(f"dpi must be a positive number; got {dpi!r}")
-    if colors is not None and not (isinstance(colors, numbers.Integral) and not isinstance(colors, bool)
-                                   and 2 <= colors <= 256):
+    if colors is not None and not (
+        isinstance(colors, numbers.Integral) and not isinstance(colors, bool) and 2 <= colors <= 256
+    ):
         raise ValueError(f"colors must be an integer from 2 to 256; got {colors!r}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
@@ -115,8 +125,15 @@ def plot_penalty(eps_values=(1.0, 0.3, 0.1, 0.01), z_max: float = 2.0, penalty=C
     return fig
 
 
-def show_filters(bank, titles=None, ncols: int | None = None, size: float = 1.1, suptitle: str | None = None,
-                 symmetric: bool = True, fig=None):
+def show_filters(
+    bank,
+    titles=None,
+    ncols: int | None = None,
+    size: float = 1.1,
+    suptitle: str | None = None,
+    symmetric: bool = True,
+    fig=None,
+):
     """Show a bank of 2-D filters (K, h, w) as small images, or 1-D filters (K, S) as stem plots.
 
     Pass ``fig`` (a Figure or SubFigure) to draw into it, e.g. to stack several banks in one figure.
@@ -137,8 +154,12 @@ def show_filters(bank, titles=None, ncols: int | None = None, size: float = 1.1,
             ax.set_xticks([])
         else:
             limit = np.abs(bank[index]).max() or 1.0
-            ax.imshow(bank[index], cmap="RdBu_r" if symmetric else "gray",
-                      vmin=-limit if symmetric else None, vmax=limit if symmetric else None)
+            ax.imshow(
+                bank[index],
+                cmap="RdBu_r" if symmetric else "gray",
+                vmin=-limit if symmetric else None,
+                vmax=limit if symmetric else None,
+            )
             _image_axes(ax)
         if titles is not None:
             ax.set_title(titles[index], fontsize=8)
@@ -152,8 +173,9 @@ def show_images(images, titles=None, size: float = 2.6, vmin=None, vmax=None):
     images = [np.asarray(im) for im in images]
     vmin = min(im.min() for im in images) if vmin is None else vmin
     vmax = max(im.max() for im in images) if vmax is None else vmax
-    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size + 0.3), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(images), figsize=(size * len(images), size + 0.3), squeeze=False, layout="constrained"
+    )
     for index, (ax, image) in enumerate(zip(axes.flat, images)):
         ax.imshow(image, vmin=vmin, vmax=vmax)
         _image_axes(ax)
@@ -181,11 +203,13 @@ def plot_denoising(truth, noisy, denoised, caption: str = "", row: int | None = 
             ax.set_title(caption)
         return fig
     row = truth.shape[0] // 2 if row is None else row
-    fig, axes = plt.subplots(1, 4, figsize=(8.5, 2.4), layout="constrained",
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1.5]})
+    fig, axes = plt.subplots(
+        1, 4, figsize=(8.5, 2.4), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1, 1.5]}
+    )
     vmin, vmax = truth.min(), truth.max()
-    for ax, image, title in zip(axes, (truth, noisy, denoised),
-                                ("truth", f"noisy ({snr_noisy:.1f} dB)", f"denoised ({snr_denoised:.1f} dB)")):
+    for ax, image, title in zip(
+        axes, (truth, noisy, denoised), ("truth", f"noisy ({snr_noisy:.1f} dB)", f"denoised ({snr_denoised:.1f} dB)")
+    ):
         ax.imshow(image, vmin=vmin, vmax=vmax)
         ax.axhline(row, color="#edae49", lw=0.8, ls=":")
         _image_axes(ax)
@@ -231,21 +255,18 @@ def plot_storage_diagram(T: int = 6, current: int = 3):
     xs = np.arange(T + 1) * 1.15
 
     def box(x, y, label, face, width=0.8, height=0.55, text_color="k"):
-        ax.add_patch(Rectangle((x - width / 2, y - height / 2), width, height, facecolor=face,
-                               edgecolor="0.3", lw=1))
+        ax.add_patch(Rectangle((x - width / 2, y - height / 2), width, height, facecolor=face, edgecolor="0.3", lw=1))
         ax.text(x, y, label, ha="center", va="center", fontsize=9, color=text_color)
 
     def arrow(x0, y0, x1, y1, color="0.35"):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10,
-                                     color=color, lw=1))
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10, color=color, lw=1))
 
     # reverse mode: the forward pass keeps every iterate, the backward pass walks back
     top, back = 2.6, 1.85
     ax.text(-0.9, top + 0.55, "reverse mode (B.2): memory O(TN)", fontsize=10, fontweight="bold")
     for t, x in enumerate(xs):
         stored = t < T
-        box(x, top, f"$x^{{({t})}}$", colors[0] if stored else "white",
-            text_color="w" if stored else "k")
+        box(x, top, f"$x^{{({t})}}$", colors[0] if stored else "white", text_color="w" if stored else "k")
         if t:
             arrow(xs[t - 1] + 0.42, top, x - 0.42, top)
             box(x, back, rf"$\bar x^{{({t})}}$", "#f4d3d8")
@@ -269,8 +290,17 @@ def plot_storage_diagram(T: int = 6, current: int = 3):
     return fig
 
 
-def static_slider(frames, labels, *, start: int = 0, title: str = "", alt: str = "", width: int | None = None,
-                  vmin: float | None = None, vmax: float | None = None):
+def static_slider(
+    frames,
+    labels,
+    *,
+    start: int = 0,
+    title: str = "",
+    alt: str = "",
+    width: int | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+):
     """A slider that works without a kernel: precomputed frames, switched in the browser.
 
     For readers of the static book (Ch. "The running example"): the figure for each slider
@@ -308,8 +338,9 @@ def static_slider(frames, labels, *, start: int = 0, title: str = "", alt: str =
 
     frames, labels = list(frames), [str(label) for label in labels]
     if not frames or len(frames) != len(labels):
-        raise ValueError(f"need one label per frame and at least one frame; got {len(frames)} frames "
-                         f"and {len(labels)} labels")
+        raise ValueError(
+            f"need one label per frame and at least one frame; got {len(frames)} frames and {len(labels)} labels"
+        )
     if not 0 <= start < len(frames):
         raise ValueError(f"start must be a frame index in [0, {len(frames) - 1}]; got {start}")
     arrays = [np.asarray(frame, dtype=np.float64) for frame in frames if not isinstance(frame, bytes)]
@@ -330,13 +361,13 @@ def static_slider(frames, labels, *, start: int = 0, title: str = "", alt: str =
     uid = "bl-static-slider-" + hashlib.sha1("".join(encoded + labels).encode()).hexdigest()[:12]
     payload = json.dumps({"frames": encoded, "labels": labels}).replace("</", "<\\/")
     box = f"width:{int(width)}px;" if width else ""
-    markup = f"""<div class="bl-static-slider" id="{uid}" role="group" aria-label="{html.escape(title or 'slider', quote=True)}"
+    markup = f"""<div class="bl-static-slider" id="{uid}" role="group" aria-label="{html.escape(title or "slider", quote=True)}"
  style="{box}display:inline-block;vertical-align:top;margin:0.5em 0">
 <div class="bl-static-slider-title" style="font-weight:600;font-size:0.9em;min-height:2.6em">{html.escape(title)}</div>
 <img src="data:image/png;base64,{encoded[start]}" alt="{html.escape(alt, quote=True)}"
  style="width:100%;image-rendering:pixelated;display:block;margin:0.25em 0">
 <input type="range" min="0" max="{len(frames) - 1}" step="1" value="{start}"
- aria-label="{html.escape(title or 'frame', quote=True)}" style="width:100%">
+ aria-label="{html.escape(title or "frame", quote=True)}" style="width:100%">
 <output style="display:block;font-size:0.85em">{html.escape(labels[start])}</output>
 <script type="application/json">{payload}</script>
 </div>

@@ -39,19 +39,32 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..experiments.profiling import format_bytes
 from ..problem import filters as filter_banks
-from . import viz
 from ..problem.cost import LowerLevelCost
-from ..solvers.lower import solve_lower_level
 from ..problem.metrics import psnr_db
 from ..problem.params import Hyperparameters
 from ..problem.penalties import CornerRounded1Norm
-from ..experiments.profiling import format_bytes
+from ..solvers.lower import solve_lower_level
+from . import viz
 
-__all__ = ["plot_beta0_curves", "beta0_widget", "ThresholdSweep", "plot_threshold", "threshold_widget",
-           "plot_truncation", "truncation_widget", "WorkCurves", "plot_loss_against_work",
-           "plot_accuracy_against_work", "plot_work_budget", "work_budget_widget", "plot_tolerance_errors",
-           "tolerance_widget", "DenoisingExplorer"]
+__all__ = [
+    "plot_beta0_curves",
+    "beta0_widget",
+    "ThresholdSweep",
+    "plot_threshold",
+    "threshold_widget",
+    "plot_truncation",
+    "truncation_widget",
+    "WorkCurves",
+    "plot_loss_against_work",
+    "plot_accuracy_against_work",
+    "plot_work_budget",
+    "work_budget_widget",
+    "plot_tolerance_errors",
+    "tolerance_widget",
+    "DenoisingExplorer",
+]
 
 
 def _grid_axes(keys, names: tuple[str, str]) -> tuple[list, list]:
@@ -130,10 +143,10 @@ def beta0_widget(curves, sigma: float = 0.1, eps: float = 0.01):
     _check_choice(eps, epsilons, "eps")
     style = {"description_width": "30px"}
     controls = {
-        "sigma": ipw.SelectionSlider(options=sigmas, value=sigma, description="σ", style=style,
-                                     continuous_update=False),
-        "eps": ipw.SelectionSlider(options=epsilons, value=eps, description="ε", style=style,
-                                   continuous_update=False),
+        "sigma": ipw.SelectionSlider(
+            options=sigmas, value=sigma, description="σ", style=style, continuous_update=False
+        ),
+        "eps": ipw.SelectionSlider(options=epsilons, value=eps, description="ε", style=style, continuous_update=False),
     }
 
     def draw(sigma, eps):
@@ -183,18 +196,26 @@ class ThresholdSweep:
         self.sigmas = np.asarray(self.sigmas, dtype=np.float64)
         self.exponents = np.asarray(self.exponents)
         if self.signal.ndim != 1 or self.sigmas.ndim != 1 or self.exponents.ndim != 1:
-            raise ValueError("signal, sigmas and exponents must be 1-D; got shapes "
-                             f"{self.signal.shape}, {self.sigmas.shape}, {self.exponents.shape}")
+            raise ValueError(
+                "signal, sigmas and exponents must be 1-D; got shapes "
+                f"{self.signal.shape}, {self.sigmas.shape}, {self.exponents.shape}"
+            )
         if not np.array_equal(self.exponents, np.arange(self.exponents[0], self.exponents[0] + self.exponents.size)):
             raise ValueError(f"exponents must be consecutive integers; got {self.exponents}")
         self.exponents = self.exponents.astype(int)
         s, n, e = self.sigmas.size, self.signal.size, self.exponents.size
-        for name, shape in (("noisy", (s, n)), ("learned", (s, n)), ("finite", (s, n)), ("errors", (s, e)),
-                            ("z_accuracy", (s,))):
+        for name, shape in (
+            ("noisy", (s, n)),
+            ("learned", (s, n)),
+            ("finite", (s, n)),
+            ("errors", (s, e)),
+            ("z_accuracy", (s,)),
+        ):
             value = np.asarray(getattr(self, name), dtype=np.float64)
             if value.shape != shape:
-                raise ValueError(f"{name} must have shape {shape} (S noise levels, n samples, E thresholds); "
-                                 f"got {value.shape}")
+                raise ValueError(
+                    f"{name} must have shape {shape} (S noise levels, n samples, E thresholds); got {value.shape}"
+                )
             setattr(self, name, value)
 
     def sigma_index(self, sigma: float) -> int:
@@ -204,8 +225,9 @@ class ThresholdSweep:
     def exponent_index(self, exponent: int) -> int:
         """Index of the threshold 10**exponent; ValueError outside the precomputed range."""
         if exponent not in self.exponents:
-            raise ValueError(f"exponent must be an integer in [{self.exponents[0]}, {self.exponents[-1]}]; "
-                             f"got {exponent!r}")
+            raise ValueError(
+                f"exponent must be an integer in [{self.exponents[0]}, {self.exponents[-1]}]; got {exponent!r}"
+            )
         return int(exponent - self.exponents[0])
 
 
@@ -223,7 +245,7 @@ def plot_threshold(sweep: ThresholdSweep, sigma: float, exponent: int):
     i, j = sweep.sigma_index(sigma), sweep.exponent_index(exponent)
     signal, noisy, learned, finite = sweep.signal, sweep.noisy[i], sweep.learned[i], sweep.finite[i]
     errors = sweep.errors[i]
-    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.0))        # fixed layout: fast to redraw
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.0))  # fixed layout: fast to redraw
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.17, top=0.84, wspace=0.28)
     axes[0].plot(noisy, ".", color="0.6", ms=3, label=f"noisy ({psnr_db(noisy, signal):.1f} dB)")
     axes[0].plot(signal, "k-", lw=1, label="truth")
@@ -247,11 +269,21 @@ def threshold_widget(sweep: ThresholdSweep, sigma: float = 0.1, exponent: int = 
     sweep.exponent_index(exponent)
     style = {"description_width": "110px"}
     controls = {
-        "sigma": ipw.SelectionSlider(options=[float(s) for s in sweep.sigmas],
-                                     value=float(sweep.sigmas[sweep.sigma_index(sigma)]),
-                                     description="noise σ", continuous_update=False, style=style),
-        "exponent": ipw.IntSlider(value=exponent, min=int(sweep.exponents[0]), max=int(sweep.exponents[-1]),
-                                  description="log₁₀ threshold", continuous_update=False, style=style),
+        "sigma": ipw.SelectionSlider(
+            options=[float(s) for s in sweep.sigmas],
+            value=float(sweep.sigmas[sweep.sigma_index(sigma)]),
+            description="noise σ",
+            continuous_update=False,
+            style=style,
+        ),
+        "exponent": ipw.IntSlider(
+            value=exponent,
+            min=int(sweep.exponents[0]),
+            max=int(sweep.exponents[-1]),
+            description="log₁₀ threshold",
+            continuous_update=False,
+            style=style,
+        ),
     }
 
     def draw(sigma, exponent):
@@ -295,10 +327,12 @@ def plot_truncation(truncation_errors, unrolled_errors, T: int, k: int, scale: f
     if int(k) != k or k < 1:
         raise ValueError(f"k must be an integer ≥ 1; got {k!r}")
     k = min(int(k), T)
-    log_errors = np.log10(truncation_errors[T, scale])   # a linear axis of exponents draws faster than a log axis
+    log_errors = np.log10(truncation_errors[T, scale])  # a linear axis of exponents draws faster than a log axis
     if log_errors.shape != (T,) or np.shape(unrolled_errors[T, scale]) != (T - 1,):
-        raise ValueError(f"for T = {T} expected {T} truncation errors and {T - 1} unrolled errors; got "
-                         f"{log_errors.shape} and {np.shape(unrolled_errors[T, scale])}")
+        raise ValueError(
+            f"for T = {T} expected {T} truncation errors and {T - 1} unrolled errors; got "
+            f"{log_errors.shape} and {np.shape(unrolled_errors[T, scale])}"
+        )
     fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.2))
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.82, wspace=0.28)
     steps = np.arange(1, T + 1)
@@ -318,14 +352,17 @@ def plot_truncation(truncation_errors, unrolled_errors, T: int, k: int, scale: f
     axes[1].set_xlabel("unrolled iterations T (k = T)")
     axes[1].set_title("(b) full back-propagation, vs ∇ℓ")
     axes[1].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"T = {T}, k = {k}: error {10 ** log_errors[k - 1]:.2e}  ·  {T} ∇Φ forward, "
-                 f"{k - 1} Hessian-vector + {k} mixed products back, {format_bytes(k * iterate_bytes)} stored",
-                 fontsize=9)
+    fig.suptitle(
+        f"T = {T}, k = {k}: error {10 ** log_errors[k - 1]:.2e}  ·  {T} ∇Φ forward, "
+        f"{k - 1} Hessian-vector + {k} mixed products back, {format_bytes(k * iterate_bytes)} stored",
+        fontsize=9,
+    )
     return fig
 
 
-def truncation_widget(truncation_errors, unrolled_errors, *, iterate_bytes: int, T: int = 40, k: int = 10,
-                      scale: float = 1.0):
+def truncation_widget(
+    truncation_errors, unrolled_errors, *, iterate_bytes: int, T: int = 40, k: int = 10, scale: float = 1.0
+):
     """Sliders for T, k and the step factor over precomputed errors, redrawing :func:`plot_truncation`."""
     import ipywidgets as ipw
 
@@ -335,17 +372,25 @@ def truncation_widget(truncation_errors, unrolled_errors, *, iterate_bytes: int,
     style = {"description_width": "100px"}
     layout = ipw.Layout(width="420px")
     controls = {
-        "T": ipw.SelectionSlider(options=T_values, value=T, description="iterations T", continuous_update=False,
-                                 style=style, layout=layout),
-        "k": ipw.IntSlider(value=k, min=1, max=max(T_values), description="back-prop k", continuous_update=False,
-                           style=style, layout=layout),
-        "scale": ipw.SelectionSlider(options=scales, value=scale, description="step α·L", continuous_update=False,
-                                     style=style, layout=layout),
+        "T": ipw.SelectionSlider(
+            options=T_values, value=T, description="iterations T", continuous_update=False, style=style, layout=layout
+        ),
+        "k": ipw.IntSlider(
+            value=k,
+            min=1,
+            max=max(T_values),
+            description="back-prop k",
+            continuous_update=False,
+            style=style,
+            layout=layout,
+        ),
+        "scale": ipw.SelectionSlider(
+            options=scales, value=scale, description="step α·L", continuous_update=False, style=style, layout=layout
+        ),
     }
 
     def draw(T, k, scale):
-        viz.display_png(plot_truncation(truncation_errors, unrolled_errors, T, k, scale,
-                                         iterate_bytes=iterate_bytes))
+        viz.display_png(plot_truncation(truncation_errors, unrolled_errors, T, k, scale, iterate_bytes=iterate_bytes))
 
     return ipw.VBox([*controls.values(), ipw.interactive_output(draw, controls)])
 
@@ -392,11 +437,15 @@ class WorkCurves:
         self.accuracy = np.asarray(self.accuracy, dtype=np.float64)
         shapes = (self.work.shape, self.loss.shape, self.accuracy.shape)
         if any(len(shape) != 1 for shape in shapes) or len(set(shapes)) != 1:
-            raise ValueError(f"work, loss and accuracy must be 1-D arrays of one length (one entry per upper "
-                             f"step); got shapes {shapes[0]}, {shapes[1]} and {shapes[2]}")
+            raise ValueError(
+                f"work, loss and accuracy must be 1-D arrays of one length (one entry per upper "
+                f"step); got shapes {shapes[0]}, {shapes[1]} and {shapes[2]}"
+            )
         if np.any(np.diff(self.work) < 0):
-            raise ValueError("work must be cumulative (non-decreasing); got "
-                             f"{self.work[:5].tolist()}{' …' if self.work.size > 5 else ''}")
+            raise ValueError(
+                "work must be cumulative (non-decreasing); got "
+                f"{self.work[:5].tolist()}{' …' if self.work.size > 5 else ''}"
+            )
         if np.any(~np.isfinite(self.accuracy) | (self.accuracy < 0)):
             raise ValueError("accuracy must be finite and ≥ 0 (a norm of ∇ₓΦ)")
 
@@ -412,15 +461,17 @@ class WorkCurves:
 
 def _check_runs(curves, names, budget) -> list:
     if not isinstance(curves, Mapping) or not curves or not all(isinstance(c, WorkCurves) for c in curves.values()):
-        found = ([type(c).__name__ for c in curves.values()][:3] if isinstance(curves, Mapping)
-                 else type(curves).__name__)
+        found = (
+            [type(c).__name__ for c in curves.values()][:3] if isinstance(curves, Mapping) else type(curves).__name__
+        )
         raise ValueError(f"expected a non-empty dict {{name: WorkCurves}}; got {found or 'an empty dict'}")
     names = list(curves) if names is None else list(names)
     unknown = [name for name in names if name not in curves]
     if unknown:
         raise ValueError(f"unknown run(s) {unknown}; the precomputed runs are {list(curves)}")
-    if budget is not None and not (isinstance(budget, numbers.Real) and not isinstance(budget, bool)
-                                   and np.isfinite(budget) and budget > 0):
+    if budget is not None and not (
+        isinstance(budget, numbers.Real) and not isinstance(budget, bool) and np.isfinite(budget) and budget > 0
+    ):
         raise ValueError(f"budget must be a positive amount of work (or None for whole runs); got {budget!r}")
     return names
 
@@ -472,8 +523,14 @@ def plot_accuracy_against_work(ax, curves, names=None, budget=None, *, log_range
     for name in names:
         c = curves[name]
         keep = c.within(budget)
-        ax.plot(c.work[keep], np.log10(np.maximum(c.accuracy[keep], 1e-300)), color=c.color, ls=c.linestyle,
-                lw=1.6, label=name)
+        ax.plot(
+            c.work[keep],
+            np.log10(np.maximum(c.accuracy[keep], 1e-300)),
+            color=c.color,
+            ls=c.linestyle,
+            lw=1.6,
+            label=name,
+        )
     low, high = log_range
     ticks = list(range(int(np.ceil(low / 2) * 2), int(np.floor(high)) + 1, 2))
     ax.set_yticks(ticks, [_power_of_ten(t) for t in ticks])
@@ -520,8 +577,9 @@ def plot_work_budget(curves, names, budget: float, best: float):
     return fig
 
 
-def work_budget_widget(curves, best: float, *, names=None, budget: int = 2000, max_budget: int | None = None,
-                       step: int = 100):
+def work_budget_widget(
+    curves, best: float, *, names=None, budget: int = 2000, max_budget: int | None = None, step: int = 100
+):
     """A menu of runs and a work-budget slider over precomputed ``curves``, redrawing :func:`plot_work_budget`.
 
     ``names`` are the runs selected at first (default all); the slider runs from ``step`` to
@@ -536,10 +594,12 @@ def work_budget_widget(curves, best: float, *, names=None, budget: int = 2000, m
     if not step <= budget <= max_budget:
         raise ValueError(f"budget must lie in [step, max_budget] = [{step}, {max_budget}]; got {budget!r}")
     controls = {
-        "names": ipw.SelectMultiple(options=list(curves), value=tuple(names), rows=min(6, len(curves)),
-                                    description="methods"),
-        "budget": ipw.IntSlider(value=budget, min=step, max=max_budget, step=step, description="work W",
-                                continuous_update=False),
+        "names": ipw.SelectMultiple(
+            options=list(curves), value=tuple(names), rows=min(6, len(curves)), description="methods"
+        ),
+        "budget": ipw.IntSlider(
+            value=budget, min=step, max=max_budget, step=step, description="work W", continuous_update=False
+        ),
     }
 
     def draw(names, budget):
@@ -574,8 +634,11 @@ def plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp: int, cg_ex
     axes[1].set_ylabel("log₁₀ relative error")
     axes[1].legend(loc="upper left", fontsize=8)
     ogm, cg = work[i, j]
-    fig.suptitle(f"lower tol 1e{lower_exp}, CG tol 1e{cg_exp}: relative error {errors[i, j]:.1e}  ·  "
-                 f"{ogm} OGM + {cg} CG iterations", fontsize=10)
+    fig.suptitle(
+        f"lower tol 1e{lower_exp}, CG tol 1e{cg_exp}: relative error {errors[i, j]:.1e}  ·  "
+        f"{ogm} OGM + {cg} CG iterations",
+        fontsize=10,
+    )
     return fig
 
 
@@ -584,11 +647,19 @@ def tolerance_widget(errors, work, log_lower, log_cg, lower_exp: int = -4, cg_ex
     import ipywidgets as widgets
 
     def slider(value, exponents, description):
-        return widgets.IntSlider(value=value, min=int(exponents[0]), max=int(exponents[-1]), description=description,
-                                 continuous_update=False, style={"description_width": "130px"})
+        return widgets.IntSlider(
+            value=value,
+            min=int(exponents[0]),
+            max=int(exponents[-1]),
+            description=description,
+            continuous_update=False,
+            style={"description_width": "130px"},
+        )
 
-    controls = {"lower_exp": slider(lower_exp, log_lower, "log₁₀ lower tol"),
-                "cg_exp": slider(cg_exp, log_cg, "log₁₀ CG tol")}
+    controls = {
+        "lower_exp": slider(lower_exp, log_lower, "log₁₀ lower tol"),
+        "cg_exp": slider(cg_exp, log_cg, "log₁₀ CG tol"),
+    }
 
     def draw(lower_exp, cg_exp):
         viz.display_png(plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp, cg_exp))
@@ -615,8 +686,9 @@ class DenoisingExplorer:
     def __post_init__(self):
         self.truth = np.asarray(self.truth, dtype=np.float64)
         self._noise = np.random.default_rng(self.seed).standard_normal(self.truth.shape)
-        self._bank_arrays = {name: np.asarray(make() if callable(make) else make, dtype=np.float64)
-                             for name, make in self.banks.items()}
+        self._bank_arrays = {
+            name: np.asarray(make() if callable(make) else make, dtype=np.float64) for name, make in self.banks.items()
+        }
         self._last: dict[str, np.ndarray] = {}
         self.last_result = None
 
@@ -631,8 +703,14 @@ class DenoisingExplorer:
         y = self.noisy(sigma)[None]
         params = Hyperparameters.from_filters(self._bank_arrays[bank], beta0=beta0)
         cost = LowerLevelCost(y, CornerRounded1Norm(eps))
-        result = solve_lower_level(cost, params, x0=self._last.get(bank) if warm_start else None, tol=self.tol,
-                                   max_iter=self.max_iter, warn=False)
+        result = solve_lower_level(
+            cost,
+            params,
+            x0=self._last.get(bank) if warm_start else None,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            warn=False,
+        )
         self._last[bank] = result.x
         self.last_result = result
         return result.x[0]
@@ -643,8 +721,10 @@ class DenoisingExplorer:
         The caption gives the setting and OGM's iteration count and final ‖∇Φ‖/√N.
         """
         x_hat = self.denoise(eps, sigma, beta0, bank)
-        caption = (f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
-                   f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}")
+        caption = (
+            f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
+            f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}"
+        )
         return viz.plot_denoising(self.truth, self.noisy(sigma), x_hat, caption)
 
     def widget(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
@@ -653,12 +733,21 @@ class DenoisingExplorer:
 
         style = {"description_width": "70px"}
         controls = {
-            "log_eps": widgets.FloatSlider(value=np.log10(eps), min=-3, max=0, step=0.25, description="log₁₀ ε",
-                                           continuous_update=False, style=style),
-            "sigma": widgets.FloatSlider(value=sigma, min=0.0, max=0.3, step=0.02, description="σ",
-                                         continuous_update=False, style=style),
-            "beta0": widgets.FloatSlider(value=beta0, min=-7, max=1, step=0.25, description="β0",
-                                         continuous_update=False, style=style),
+            "log_eps": widgets.FloatSlider(
+                value=np.log10(eps),
+                min=-3,
+                max=0,
+                step=0.25,
+                description="log₁₀ ε",
+                continuous_update=False,
+                style=style,
+            ),
+            "sigma": widgets.FloatSlider(
+                value=sigma, min=0.0, max=0.3, step=0.02, description="σ", continuous_update=False, style=style
+            ),
+            "beta0": widgets.FloatSlider(
+                value=beta0, min=-7, max=1, step=0.25, description="β0", continuous_update=False, style=style
+            ),
             "bank": widgets.Dropdown(options=list(self._bank_arrays), value=bank, description="filters", style=style),
         }
 
@@ -666,6 +755,11 @@ class DenoisingExplorer:
             viz.display_png(self.figure(10.0**log_eps, sigma, beta0, bank))
 
         output = widgets.interactive_output(draw, controls)
-        box = widgets.VBox([widgets.HBox([controls["log_eps"], controls["sigma"]]),
-                            widgets.HBox([controls["beta0"], controls["bank"]]), output])
+        box = widgets.VBox(
+            [
+                widgets.HBox([controls["log_eps"], controls["sigma"]]),
+                widgets.HBox([controls["beta0"], controls["bank"]]),
+                output,
+            ]
+        )
         return box

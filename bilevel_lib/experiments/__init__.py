@@ -3,11 +3,29 @@ the authors' random start (Julia's generator), profiling, the results store (``s
 and one place for every saved result) and the command line (``cli``, ``python -m bilevel_lib``).
 """
 
-
-from .recipes import two_tap_problem, angle_error_vs_tolerance, vertical_bars_draws, vertical_bars_case, cameraman_case
-from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
-from .profiling import Measurement, measure, format_bytes
 from . import blorc, store
+from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
+from .profiling import Measurement, format_bytes, measure
+from .recipes import angle_error_vs_tolerance, cameraman_case, two_tap_problem, vertical_bars_case, vertical_bars_draws
 from .store import load_result, save_result
 
-__all__ = ["JuliaXoshiro", "Measurement", "ZigguratTables", "angle_error_vs_tolerance", "cameraman_case", "format_bytes", "measure", "two_tap_problem", "vertical_bars_case", "vertical_bars_draws", "ziggurat_tables", "recipes", "julia_random", "profiling", "blorc", "store", "load_result", "save_result"]
+__all__ = [
+    "JuliaXoshiro",
+    "Measurement",
+    "ZigguratTables",
+    "angle_error_vs_tolerance",
+    "cameraman_case",
+    "format_bytes",
+    "measure",
+    "two_tap_problem",
+    "vertical_bars_case",
+    "vertical_bars_draws",
+    "ziggurat_tables",
+    "recipes",
+    "julia_random",
+    "profiling",
+    "blorc",
+    "store",
+    "load_result",
+    "save_result",
+]

@@ -22,8 +22,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.fft as sfft
 
-from ..l1.blorc import (BlorcResult, best_scale, check_decay_epochs, dct_matrix, denoise, finite_difference_matrix,
-                        match_rows, mean_psnr, train_blorc)
+from ..l1.blorc import (
+    BlorcResult,
+    best_scale,
+    check_decay_epochs,
+    dct_matrix,
+    denoise,
+    finite_difference_matrix,
+    match_rows,
+    mean_psnr,
+    train_blorc,
+)
 from ..problem import data
 from ..problem.metrics import psnr_db
 from ..util.validation import positive_scalar
@@ -91,7 +100,6 @@ class BlorcSettings:
             raise ValueError(f"threshold must be ≥ 0; got {self.threshold!r}")
 
 
-
 #: The setting of Sec. 4.1 of the paper as printed, 4000 pairs, batch 100, 750 epochs, α = 1e-4, threshold 1e-3
 PAPER_SETTINGS = BlorcSettings()
 #: The ``--full`` setting, the paper's data, batch, epochs and threshold with α = 1e-2, divided by 10 at epochs
@@ -134,8 +142,9 @@ def stripe_image(kind: str, size: int = 256, width: int = 4) -> np.ndarray:
     raise ValueError(f"kind must be 'vertical' or 'diagonal'; got {kind!r}")
 
 
-def stripe_patches(kind: str, sigma: float, rng, size: int = 256, patch: int = 8, stride: int = 7,
-                   width: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def stripe_patches(
+    kind: str, sigma: float, rng, size: int = 256, patch: int = 8, stride: int = 7, width: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """Clean and noisy patch pairs (vectorised, shape (count, patch²)) from a noisy stripe image."""
     clean = stripe_image(kind, size, width)
     noisy = data.add_noise(clean, sigma, rng)
@@ -162,8 +171,7 @@ def make_pairs(settings: BlorcSettings):
         if total > order.size:
             raise ValueError(f"the stripe image gives {order.size} patches; asked for {total}")
         x, y = x[order[:total]], y[order[:total]]
-    return x[: settings.n_train], y[: settings.n_train], x[settings.n_train:], y[settings.n_train:]
-
+    return x[: settings.n_train], y[: settings.n_train], x[settings.n_train :], y[settings.n_train :]
 
 
 # ----------------------------------------------------------------------------- one run
@@ -186,9 +194,19 @@ def settings_for(signal: str = "piecewise", *, full: bool = False, **overrides) 
 def run(settings: BlorcSettings, *, progress: bool = True) -> dict:
     """Train with ``settings``, evaluate against the tuned finite-difference (or DCT) transform."""
     x_train, y_train, x_test, y_test = make_pairs(settings)
-    result = train_blorc(x_train, y_train, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                         threshold=settings.threshold, seed=settings.seed, x_test=x_test, y_test=y_test,
-                         progress=progress, lr_decay_epochs=settings.lr_decay_epochs)
+    result = train_blorc(
+        x_train,
+        y_train,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        threshold=settings.threshold,
+        seed=settings.seed,
+        x_test=x_test,
+        y_test=y_test,
+        progress=progress,
+        lr_decay_epochs=settings.lr_decay_epochs,
+    )
     baseline = finite_difference_matrix(settings.n) if settings.signal != "dct" else dct_matrix(settings.n)[1:]
     tune = slice(0, min(400, settings.n_train))
     scale, _ = best_scale(baseline, x_train[tune], y_train[tune])

@@ -78,7 +78,7 @@ import hashlib
 import math
 import numbers
 from decimal import Decimal, localcontext
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -164,7 +164,7 @@ def _build(r: Decimal, area: Decimal, f, f_inv, bits: int) -> ZigguratTables:
     return ZigguratTables(tuple(k), tuple(w), tuple(fvals))
 
 
-@lru_cache(maxsize=None)
+@cache
 def ziggurat_tables(kind: str = "normal") -> ZigguratTables:
     """The 256-layer ziggurat tables Julia uses for ``randn`` (``"normal"``) or ``randexp``
     (``"exponential"``), computed once (≈ 0.05 s) and cached."""

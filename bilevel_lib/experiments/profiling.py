@@ -12,10 +12,11 @@ only what the method itself needs is counted.
 
 from __future__ import annotations
 
-import time
 import statistics
+import time
 import tracemalloc
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 __all__ = ["Measurement", "measure", "format_bytes"]
 

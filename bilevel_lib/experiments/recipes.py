@@ -9,21 +9,21 @@ import time
 
 import numpy as np
 
-from ..problem import data
 from ..hypergrad.closed_form import quadratic_hypergradient
-from ..problem.cost import LowerLevelCost
 from ..hypergrad.implicit import gradient_angle_degrees, implicit_step
+from ..problem import data
+from ..problem.cost import LowerLevelCost
 from ..problem.losses import SquaredErrorLoss
-from ..solvers.lower import solve_lower_level
 from ..problem.params import Hyperparameters
 from ..problem.penalties import Quadratic
+from ..solvers.lower import solve_lower_level
 
-__all__ = ["two_tap_problem", "angle_error_vs_tolerance", "vertical_bars_draws", "vertical_bars_case",
-           "cameraman_case"]
+__all__ = ["two_tap_problem", "angle_error_vs_tolerance", "vertical_bars_draws", "vertical_bars_case", "cameraman_case"]
 
 
-def two_tap_problem(n: int = 64, n_signals: int = 20, sigma: float = 0.1, seed: int = 0, beta0: float = 0.0,
-                    beta1: float = -2.0):
+def two_tap_problem(
+    n: int = 64, n_signals: int = 20, sigma: float = 0.1, seed: int = 0, beta0: float = 0.0, beta1: float = -2.0
+):
     """The setting of review Fig. 5.1: 1-D piecewise-constant training signals, one 2-tap filter, φ(z) = z².
 
     Returns (cost, truth, loss, make_params) where ``make_params(c0, c1)`` builds γ for the filter
@@ -40,8 +40,9 @@ def two_tap_problem(n: int = 64, n_signals: int = 20, sigma: float = 0.1, seed: 
     return cost, truth, SquaredErrorLoss(truth), make_params
 
 
-def angle_error_vs_tolerance(cost: LowerLevelCost, truth, params: Hyperparameters, tolerances, *,
-                             parts=("filters",), x0=None):
+def angle_error_vs_tolerance(
+    cost: LowerLevelCost, truth, params: Hyperparameters, tolerances, *, parts=("filters",), x0=None
+):
     """Angle between the implicit hypergradient and the exact one as the lower-level tolerance varies.
 
     For each tolerance the lower level is solved by OGM from ``x0`` (default A'y) until
@@ -85,9 +86,18 @@ def vertical_bars_draws(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return noise, bank / np.linalg.norm(bank, axis=(1, 2), keepdims=True)
 
 
-def vertical_bars_case(*, draws: str = "julia", julia_seed: int = 0, filter_seed: int = 1, noise_seed: int = 0,
-                       n_steps: int = 4000, lower_iterations: int = 50, grid=None, bank: str = "random",
-                       progress: bool = False) -> dict:
+def vertical_bars_case(
+    *,
+    draws: str = "julia",
+    julia_seed: int = 0,
+    filter_seed: int = 1,
+    noise_seed: int = 0,
+    n_steps: int = 4000,
+    lower_iterations: int = 50,
+    grid=None,
+    bank: str = "random",
+    progress: bool = False,
+) -> dict:
     """Review Fig. 1.3 / App. D.1: learn 4 random 4×2 filters and their β on the vertical-bar image.
 
     β0 from a grid search (default −6:0.1:−4) with the starting filters, then frozen; Adam (default
@@ -108,10 +118,10 @@ def vertical_bars_case(*, draws: str = "julia", julia_seed: int = 0, filter_seed
     column/row sums of the filters, strengths e^{β0+β_k}‖c_k‖ (D.1)).
     """
     from ..problem import metrics
-    from ..training.loops import train_double_loop
-    from ..training.tuning import grid_search_beta0
     from ..problem.filters import dct_filters, random_filters
     from ..problem.penalties import CornerRounded1Norm
+    from ..training.loops import train_double_loop
+    from ..training.tuning import grid_search_beta0
 
     if bank not in ("random", "dct"):
         raise ValueError(f"bank must be 'random' or 'dct'; got {bank!r}")
@@ -136,20 +146,42 @@ def vertical_bars_case(*, draws: str = "julia", julia_seed: int = 0, filter_seed
         default_grid = np.arange(-4.0, -1.95, 0.1)
     grid = np.round(default_grid, 2) if grid is None else np.asarray(grid)
     search = grid_search_beta0(cost, initial, loss, grid, lower_tol=1e-7)
-    result = train_double_loop(cost, search.best, loss, parts=("beta", "filters"), n_steps=n_steps,
-                               lower_iterations=lower_iterations, progress=progress)
+    result = train_double_loop(
+        cost,
+        search.best,
+        loss,
+        parts=("beta", "filters"),
+        n_steps=n_steps,
+        lower_iterations=lower_iterations,
+        progress=progress,
+    )
     learned = result.params
     column_sums = learned.filters.sum(axis=1)  # sum down each column of every filter
     row_sums = learned.filters.sum(axis=2)
-    return dict(result=result, search=search, truth=truth, noisy=y, seconds=time.perf_counter() - start,
-                snr_noisy=float(metrics.snr_db(y, truth)), snr_learned=float(metrics.snr_db(result.x, truth)),
-                max_abs_column_sum=float(np.abs(column_sums).max()), row_sum_range=(float(row_sums.min()),
-                                                                                   float(row_sums.max())),
-                strengths=learned.effective_strengths)
+    return dict(
+        result=result,
+        search=search,
+        truth=truth,
+        noisy=y,
+        seconds=time.perf_counter() - start,
+        snr_noisy=float(metrics.snr_db(y, truth)),
+        snr_learned=float(metrics.snr_db(result.x, truth)),
+        max_abs_column_sum=float(np.abs(column_sums).max()),
+        row_sum_range=(float(row_sums.min()), float(row_sums.max())),
+        strengths=learned.effective_strengths,
+    )
 
 
-def cameraman_case(*, parts=("beta",), n_steps: int = 500, lower_iterations: int = 10, beta0: float | None = None,
-                   grid=None, noise_seed: int = 0, progress: bool = False) -> dict:
+def cameraman_case(
+    *,
+    parts=("beta",),
+    n_steps: int = 500,
+    lower_iterations: int = 10,
+    beta0: float | None = None,
+    grid=None,
+    noise_seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Review Fig. 5.2 / 6.1 / 6.2, App. D.2: 48 non-constant 7×7 DCT filters on three 50×50 patches.
 
     β0 from a grid (default −6:0.5:−2) unless given, then frozen; Adam on ``parts`` ("beta" only, or
@@ -175,8 +207,16 @@ def cameraman_case(*, parts=("beta",), n_steps: int = 500, lower_iterations: int
         initial = search.best
     else:
         initial = Hyperparameters(beta0, initial.beta, initial.filters)
-    result = train_double_loop(cost, initial, loss, parts=tuple(parts), n_steps=n_steps,
-                               lower_iterations=lower_iterations, progress=progress)
-    return dict(result=result, search=search, truth=truth, noisy=y, seconds=time.perf_counter() - start,
-                snr_noisy=float(metrics.snr_db(y, truth)), snr_learned=float(metrics.snr_db(result.x, truth)),
-                strengths=result.params.strengths)
+    result = train_double_loop(
+        cost, initial, loss, parts=tuple(parts), n_steps=n_steps, lower_iterations=lower_iterations, progress=progress
+    )
+    return dict(
+        result=result,
+        search=search,
+        truth=truth,
+        noisy=y,
+        seconds=time.perf_counter() - start,
+        snr_noisy=float(metrics.snr_db(y, truth)),
+        snr_learned=float(metrics.snr_db(result.x, truth)),
+        strengths=result.params.strengths,
+    )

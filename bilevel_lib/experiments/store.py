@@ -35,14 +35,26 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMAT", "ResultError", "StoredResult", "results_dir", "result_paths", "make_command",
-           "provenance", "check_free", "write", "load", "read_record", "save_result", "load_result",
-           "save_blorc_run"]
+__all__ = [
+    "FORMAT",
+    "ResultError",
+    "StoredResult",
+    "results_dir",
+    "result_paths",
+    "make_command",
+    "provenance",
+    "check_free",
+    "write",
+    "load",
+    "read_record",
+    "save_result",
+    "load_result",
+    "save_blorc_run",
+]
 
 #: the format tag of every sidecar written by this module
 FORMAT = "bilevel_lib-result/1"
-_RECORD_KEYS = ("format", "kind", "name", "command", "seconds", "versions", "machine", "date", "settings",
-                "metrics")
+_RECORD_KEYS = ("format", "kind", "name", "command", "seconds", "versions", "machine", "date", "settings", "metrics")
 _TRAINING_RUNS = ("bars", "cameraman-beta", "cameraman-filters")
 
 
@@ -123,12 +135,21 @@ def provenance(command: str, seconds: float) -> dict:
 
     from .. import __version__
 
-    return dict(command=command, seconds=round(float(seconds), 1),
-                versions=dict(python=platform.python_version(), numpy=np.__version__, scipy=scipy.__version__,
-                              bilevel_lib=__version__),
-                machine=dict(machine=platform.machine(), system=platform.system(), release=platform.release(),
-                             processor=platform.processor() or None, cpus=os.cpu_count()),
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return dict(
+        command=command,
+        seconds=round(float(seconds), 1),
+        versions=dict(
+            python=platform.python_version(), numpy=np.__version__, scipy=scipy.__version__, bilevel_lib=__version__
+        ),
+        machine=dict(
+            machine=platform.machine(),
+            system=platform.system(),
+            release=platform.release(),
+            processor=platform.processor() or None,
+            cpus=os.cpu_count(),
+        ),
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
 
 
 def check_free(source, *, force: bool = False) -> tuple[Path, Path]:
@@ -153,7 +174,7 @@ def _temporary(path: Path, write) -> Path:
             os.fsync(file.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)     # mkstemp makes 0600; a result is an ordinary file
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; a result is an ordinary file
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -193,11 +214,11 @@ def write(source, arrays: dict, record: dict, *, force: bool = False) -> tuple[P
         temporaries.append(_temporary(sidecar, lambda file: file.write(text.encode("utf-8"))))
         os.replace(temporaries[0], npz)
         replaced = True
-        os.replace(temporaries[1], sidecar)     # the record last: a result exists once its record does
+        os.replace(temporaries[1], sidecar)  # the record last: a result exists once its record does
     except BaseException:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
-        if replaced:                            # arrays without their record are no result
+        if replaced:  # arrays without their record are no result
             npz.unlink(missing_ok=True)
         raise
     return npz, sidecar
@@ -218,8 +239,9 @@ def read_record(source) -> dict:
     try:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ResultError(f"{sidecar} is not a readable result record ({error}); {_how_to_make(npz, force=True)}") \
-            from error
+        raise ResultError(
+            f"{sidecar} is not a readable result record ({error}); {_how_to_make(npz, force=True)}"
+        ) from error
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ResultError(f"{sidecar} is not a result record of format {FORMAT!r}; {_how_to_make(npz, force=True)}")
     missing = [key for key in _RECORD_KEYS if key not in record]
@@ -235,24 +257,36 @@ def load(source) -> StoredResult:
     if not npz.exists():
         raise ResultError(f"no saved arrays at {npz}; {_how_to_make(npz, force=True)}")
     try:
-        with open(npz, "rb") as file, np.load(file, allow_pickle=False) as data:   # closed even when np.load fails
+        with open(npz, "rb") as file, np.load(file, allow_pickle=False) as data:  # closed even when np.load fails
             arrays = {key: data[key] for key in data.files}
-    except Exception as error:   # a truncated or foreign file: zipfile, OSError, ValueError …
-        raise ResultError(f"{npz} is not a readable result ({type(error).__name__}: {error}); "
-                          f"{_how_to_make(npz, force=True)}") from error
+    except Exception as error:  # a truncated or foreign file: zipfile, OSError, ValueError …
+        raise ResultError(
+            f"{npz} is not a readable result ({type(error).__name__}: {error}); {_how_to_make(npz, force=True)}"
+        ) from error
     return StoredResult(arrays, record, npz)
 
 
 # ----------------------------------------------------------------------------- training runs
-def save_result(result, source, *, command: str, seconds: float, metrics: dict | None = None,
-                force: bool = False) -> tuple[Path, Path]:
+def save_result(
+    result, source, *, command: str, seconds: float, metrics: dict | None = None, force: bool = False
+) -> tuple[Path, Path]:
     """Save a :class:`~bilevel_lib.training.loops.TrainingResult`: γ, x̂ and the history as arrays; its
     settings, message, command, run time and ``metrics`` in the sidecar."""
     params = result.params
-    arrays = dict(beta0=params.beta0, beta=params.beta, filters=params.filters, x=result.x,
-                  **{f"history_{key}": value for key, value in result.history.as_arrays().items()})
-    record = dict(kind="training", **provenance(command, seconds), settings=dict(result.settings),
-                  metrics=dict(metrics or {}), message=result.message)
+    arrays = dict(
+        beta0=params.beta0,
+        beta=params.beta,
+        filters=params.filters,
+        x=result.x,
+        **{f"history_{key}": value for key, value in result.history.as_arrays().items()},
+    )
+    record = dict(
+        kind="training",
+        **provenance(command, seconds),
+        settings=dict(result.settings),
+        metrics=dict(metrics or {}),
+        message=result.message,
+    )
     return write(source, arrays, record, force=force)
 
 
@@ -266,17 +300,20 @@ def load_result(source):
 
     stored = load(source)
     if stored.record["kind"] != "training":
-        raise ResultError(f"{stored.path} holds a {stored.record['kind']!r} result, not a training run; "
-                          "load it with store.load")
+        raise ResultError(
+            f"{stored.path} holds a {stored.record['kind']!r} result, not a training run; load it with store.load"
+        )
     arrays = stored.arrays
     try:
         params = Hyperparameters(float(arrays["beta0"]), arrays["beta"], arrays["filters"])
-        history = TrainingHistory(**{key[len("history_"):]: arrays[key].tolist() for key in arrays
-                                     if key.startswith("history_")})
+        history = TrainingHistory(
+            **{key[len("history_") :]: arrays[key].tolist() for key in arrays if key.startswith("history_")}
+        )
         x = arrays["x"]
     except (KeyError, TypeError, ValueError) as error:
-        raise ResultError(f"{stored.path} is not a complete training result ({error!r}); "
-                          f"{_how_to_make(stored.path, force=True)}") from error
+        raise ResultError(
+            f"{stored.path} is not a complete training result ({error!r}); {_how_to_make(stored.path, force=True)}"
+        ) from error
     return TrainingResult(params, history, x, stored.record.get("message", ""), stored.record["settings"])
 
 
@@ -287,10 +324,14 @@ def save_blorc_run(summary: dict, settings, source, *, command: str, force: bool
 
     result = summary["result"]
     arrays = dict(W=result.W, epoch_loss=result.epoch_loss, test_psnr=result.test_psnr)
-    metrics = dict(psnr_learned_db=round(summary["psnr_learned"], 3),
-                   psnr_baseline_db=round(summary["psnr_baseline"], 3),
-                   psnr_noisy_db=round(summary["psnr_noisy"], 3), baseline=summary["baseline"],
-                   baseline_scale=summary["baseline_scale"], fista_iterations=result.fista_iterations,
-                   active_set_rounds=result.active_set_rounds)
+    metrics = dict(
+        psnr_learned_db=round(summary["psnr_learned"], 3),
+        psnr_baseline_db=round(summary["psnr_baseline"], 3),
+        psnr_noisy_db=round(summary["psnr_noisy"], 3),
+        baseline=summary["baseline"],
+        baseline_scale=summary["baseline_scale"],
+        fista_iterations=result.fista_iterations,
+        active_set_rounds=result.active_set_rounds,
+    )
     record = dict(kind="blorc", **provenance(command, result.seconds), settings=asdict(settings), metrics=metrics)
     return write(source, arrays, record, force=force)

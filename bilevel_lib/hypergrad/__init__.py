@@ -5,12 +5,65 @@ Jacobian-free, the exact φ = z² closed form and MAID's inexact estimate with i
 Every estimator returns a :class:`~bilevel_lib.hypergrad.result.HypergradientResult`.
 """
 
-
-from .result import HypergradientResult
-from .implicit import ImplicitStep, implicit_step, implicit_hypergradient, kkt_hypergradient, finite_difference_hypergradient, gradient_angle_degrees
+from .closed_form import quadratic_estimator, quadratic_hypergradient, quadratic_solution
 from .finite_differences import finite_difference_gradient
-from .unrolling import SOLVERS, MODES, default_step, ogm_coefficients, unrolled_solution, unrolled_loss, reverse_mode_hypergradient, forward_mode_hypergradient, truncated_hypergradient, jacobian_free_hypergradient, unrolled_hypergradient, finite_difference_unrolled_hypergradient, gradient_jvp
-from .closed_form import quadratic_solution, quadratic_hypergradient, quadratic_estimator
-from .inexact import inexact_hypergradient, certified_lower_tol
+from .implicit import (
+    ImplicitStep,
+    finite_difference_hypergradient,
+    gradient_angle_degrees,
+    implicit_hypergradient,
+    implicit_step,
+    kkt_hypergradient,
+)
+from .inexact import certified_lower_tol, inexact_hypergradient
+from .result import HypergradientResult
+from .unrolling import (
+    MODES,
+    SOLVERS,
+    default_step,
+    finite_difference_unrolled_hypergradient,
+    forward_mode_hypergradient,
+    gradient_jvp,
+    jacobian_free_hypergradient,
+    ogm_coefficients,
+    reverse_mode_hypergradient,
+    truncated_hypergradient,
+    unrolled_hypergradient,
+    unrolled_loss,
+    unrolled_solution,
+)
 
-__all__ = ["HypergradientResult", "ImplicitStep", "MODES", "SOLVERS", "certified_lower_tol", "default_step", "finite_difference_gradient", "finite_difference_hypergradient", "finite_difference_unrolled_hypergradient", "forward_mode_hypergradient", "gradient_angle_degrees", "gradient_jvp", "implicit_hypergradient", "implicit_step", "inexact_hypergradient", "jacobian_free_hypergradient", "kkt_hypergradient", "ogm_coefficients", "quadratic_estimator", "quadratic_hypergradient", "quadratic_solution", "reverse_mode_hypergradient", "truncated_hypergradient", "unrolled_hypergradient", "unrolled_loss", "unrolled_solution", "implicit", "finite_differences", "unrolling", "closed_form", "inexact", "result"]
+__all__ = [
+    "HypergradientResult",
+    "ImplicitStep",
+    "MODES",
+    "SOLVERS",
+    "certified_lower_tol",
+    "default_step",
+    "finite_difference_gradient",
+    "finite_difference_hypergradient",
+    "finite_difference_unrolled_hypergradient",
+    "forward_mode_hypergradient",
+    "gradient_angle_degrees",
+    "gradient_jvp",
+    "implicit_hypergradient",
+    "implicit_step",
+    "inexact_hypergradient",
+    "jacobian_free_hypergradient",
+    "kkt_hypergradient",
+    "ogm_coefficients",
+    "quadratic_estimator",
+    "quadratic_hypergradient",
+    "quadratic_solution",
+    "reverse_mode_hypergradient",
+    "truncated_hypergradient",
+    "unrolled_hypergradient",
+    "unrolled_loss",
+    "unrolled_solution",
+    "implicit",
+    "finite_differences",
+    "unrolling",
+    "closed_form",
+    "inexact",
+    "result",
+]

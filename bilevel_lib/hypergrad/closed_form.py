@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
-from ..util.validation import as_float_array
 from ..problem.forward_models import CircularBlur, ForwardModel, Identity
 from ..problem.params import Hyperparameters
 from ..problem.penalties import Quadratic
+from ..util.validation import as_float_array
 from .result import HypergradientResult
 
 __all__ = ["quadratic_solution", "quadratic_hypergradient", "quadratic_estimator"]
@@ -48,7 +48,9 @@ def _spectra(y, params: Hyperparameters, forward_model: ForwardModel):
         padded = np.roll(padded, tuple(-(k // 2) for k in kernel.shape), axis=spatial_axes)
         a_hat = np.fft.fftn(padded)
     else:
-        raise TypeError(f"the closed form needs a circulant A (Identity or CircularBlur); got {type(forward_model).__name__}")
+        raise TypeError(
+            f"the closed form needs a circulant A (Identity or CircularBlur); got {type(forward_model).__name__}"
+        )
     c_hat = np.fft.fftn(params.filters, s=signal_shape, axes=tuple(range(1, params.filters.ndim)))
     weights = params.strengths.reshape((-1,) + (1,) * len(signal_shape))
     denominator = np.abs(a_hat) ** 2 + 2.0 * np.sum(weights * np.abs(c_hat) ** 2, axis=0)
@@ -63,8 +65,9 @@ def quadratic_solution(y, params: Hyperparameters, forward_model: ForwardModel |
     return np.real(np.fft.ifftn(np.conj(a_hat) * y_hat / denominator, axes=axes))
 
 
-def quadratic_hypergradient(y, truth, params: Hyperparameters,
-                            forward_model: ForwardModel | None = None) -> HypergradientResult:
+def quadratic_hypergradient(
+    y, truth, params: Hyperparameters, forward_model: ForwardModel | None = None
+) -> HypergradientResult:
     """Exact ∇ℓ(γ) and ℓ(γ) for ℓ = (1/J) Σ_j ½‖x̂_j − x_j^true‖² and φ(z) = z² (review eq. 4.8 in closed form).
 
     Returns
@@ -92,12 +95,21 @@ def quadratic_hypergradient(y, truth, params: Hyperparameters,
     d_filters = -(4.0 / n) * weights * np.real(lag_sums)
     gradient = Hyperparameters(beta0=float(d_beta.sum()), beta=d_beta, filters=d_filters[support])
     loss = float(0.5 * np.sum(np.square(x_hat - truth)) / n_images)
-    return HypergradientResult(gradient=gradient, loss=loss, x=x_hat, diagnostics=dict(lower_residual=0.0),
-                               seconds=time.perf_counter() - start, converged=True,
-                               message="exact: x̂ and ∇ℓ by division of spectra", method="closed-form")
+    return HypergradientResult(
+        gradient=gradient,
+        loss=loss,
+        x=x_hat,
+        diagnostics=dict(lower_residual=0.0),
+        seconds=time.perf_counter() - start,
+        converged=True,
+        message="exact: x̂ and ∇ℓ by division of spectra",
+        method="closed-form",
+    )
 
 
-def quadratic_estimator(cost, params: Hyperparameters, loss, *, x0=None, state: dict | None = None) -> HypergradientResult:
+def quadratic_estimator(
+    cost, params: Hyperparameters, loss, *, x0=None, state: dict | None = None
+) -> HypergradientResult:
     """:func:`quadratic_hypergradient` in the estimator protocol ``(cost, params, loss, *, x0, state)``.
 
     ``cost`` must have φ(z) = z² and a circulant A, ``loss`` be a squared-error loss with a

@@ -51,9 +51,20 @@ class ImplicitStep(NamedTuple):
     cg: CGResult
 
 
-def implicit_step(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x, q0=None, *,
-                  cg_tol: float = 1e-10, cg_max_iter: int = 2000, cg_relative_to: str = "rhs",
-                  cg_preconditioner=None, warn: bool = False, rhs=None) -> ImplicitStep:
+def implicit_step(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    x,
+    q0=None,
+    *,
+    cg_tol: float = 1e-10,
+    cg_max_iter: int = 2000,
+    cg_relative_to: str = "rhs",
+    cg_preconditioner=None,
+    warn: bool = False,
+    rhs=None,
+) -> ImplicitStep:
     """The adjoint step of (4.8) at a given x: CG on ∇ₓₓΦ(x) q = ∇ₓℓ(x), then −(∇ₓγΦ(x))'q.
 
     Review eq. (4.10)–(4.11) for the solve and (4.8) for the product.  x is whatever lower-level
@@ -89,8 +100,16 @@ def implicit_step(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss
         from ..solvers.preconditioners import make_preconditioner
 
         preconditioner = make_preconditioner(cg_preconditioner, hessian)
-    cg = conjugate_gradient(hessian, rhs, x0=q0, tol=cg_tol, max_iter=cg_max_iter, relative_to=cg_relative_to,
-                            warn=warn, preconditioner=preconditioner)
+    cg = conjugate_gradient(
+        hessian,
+        rhs,
+        x0=q0,
+        tol=cg_tol,
+        max_iter=cg_max_iter,
+        relative_to=cg_relative_to,
+        warn=warn,
+        preconditioner=preconditioner,
+    )
     return ImplicitStep(cost.mixed_transpose(x, params, cg.x) * -1.0, cg.x, cg)
 
 
@@ -99,10 +118,22 @@ def _lower_residual(cost, params, x) -> float:
     return float(np.max(cost.gradient_norm(x, params)))
 
 
-def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x0=None, q0=None, *,
-                           state: dict | None = None, lower_tol: float | None = 1e-8, lower_max_iter: int = 20_000,
-                           cg_tol: float = 1e-10, cg_max_iter: int = 2000, cg_relative_to: str = "rhs",
-                           cg_preconditioner=None, warn: bool = True) -> HypergradientResult:
+def implicit_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    x0=None,
+    q0=None,
+    *,
+    state: dict | None = None,
+    lower_tol: float | None = 1e-8,
+    lower_max_iter: int = 20_000,
+    cg_tol: float = 1e-10,
+    cg_max_iter: int = 2000,
+    cg_relative_to: str = "rhs",
+    cg_preconditioner=None,
+    warn: bool = True,
+) -> HypergradientResult:
     """∇ℓ(γ) by implicit differentiation of ∇ₓΦ(x̂; γ) = 0 (review eq. 4.8).
 
     Parameters
@@ -136,24 +167,51 @@ def implicit_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: 
         q0 = state.get("q")
     lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=warn)
     x = lower.x
-    step = implicit_step(cost, params, loss, x, q0, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
-                         cg_relative_to=cg_relative_to, cg_preconditioner=cg_preconditioner, warn=warn)
+    step = implicit_step(
+        cost,
+        params,
+        loss,
+        x,
+        q0,
+        cg_tol=cg_tol,
+        cg_max_iter=cg_max_iter,
+        cg_relative_to=cg_relative_to,
+        cg_preconditioner=cg_preconditioner,
+        warn=warn,
+    )
     cg_residual = float(np.max(step.cg.residual))
     problems = []
     if lower_tol is not None and not lower.converged:
         problems.append(f"lower level: {lower.message}")
     if not step.cg.converged:
-        problems.append(f"CG stopped after {step.cg.iterations} iterations at relative residual "
-                        f"{cg_residual:.3g} > cg_tol = {cg_tol:g}")
-    message = "; ".join(problems) if problems else (
-        f"{lower.message}; CG reached {cg_residual:.2g} ≤ {cg_tol:g} in {step.cg.iterations} iterations")
+        problems.append(
+            f"CG stopped after {step.cg.iterations} iterations at relative residual "
+            f"{cg_residual:.3g} > cg_tol = {cg_tol:g}"
+        )
+    message = (
+        "; ".join(problems)
+        if problems
+        else (f"{lower.message}; CG reached {cg_residual:.2g} ≤ {cg_tol:g} in {step.cg.iterations} iterations")
+    )
     return HypergradientResult(
-        gradient=step.gradient, loss=loss.value(x), x=x, lower_iterations=lower.iterations,
-        cg_iterations=step.cg.iterations, products=0,
-        diagnostics=dict(lower_residual=float(np.max(lower.gradient_norm)), cg_residual=cg_residual,
-                         cg_converged=bool(step.cg.converged)),
-        seconds=time.perf_counter() - start, converged=not problems, message=message, method="implicit",
-        state=dict(q=step.q), lower=lower)
+        gradient=step.gradient,
+        loss=loss.value(x),
+        x=x,
+        lower_iterations=lower.iterations,
+        cg_iterations=step.cg.iterations,
+        products=0,
+        diagnostics=dict(
+            lower_residual=float(np.max(lower.gradient_norm)),
+            cg_residual=cg_residual,
+            cg_converged=bool(step.cg.converged),
+        ),
+        seconds=time.perf_counter() - start,
+        converged=not problems,
+        message=message,
+        method="implicit",
+        state=dict(q=step.q),
+        lower=lower,
+    )
 
 
 def _dense_columns(apply, shape):
@@ -163,9 +221,17 @@ def _dense_columns(apply, shape):
     return np.stack([np.ravel(apply(unit[i].reshape(shape))) for i in range(n)], axis=1)
 
 
-def kkt_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, x=None, *, x0=None,
-                      state: dict | None = None, lower_tol: float = 1e-12,
-                      lower_max_iter: int = 200_000) -> HypergradientResult:
+def kkt_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    x=None,
+    *,
+    x0=None,
+    state: dict | None = None,
+    lower_tol: float = 1e-12,
+    lower_max_iter: int = 200_000,
+) -> HypergradientResult:
     """∇ℓ(γ) from the Lagrangian L(x, γ, ν) = ℓ(x) + ν'∇ₓΦ(x; γ) (review Sec. 4.2.2), densely.
 
     Stationarity in x gives ∇ₓₓΦ ν = −∇ₓℓ; then ∇ℓ(γ) = ∇_γℓ + (∇ₓγΦ)'ν.  Here the Hessian and
@@ -190,30 +256,47 @@ def kkt_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
     total = np.zeros(params.size())
     unit = np.eye(n)
     for j in range(cost.n_images):  # a dense reference: clarity over speed
-        single = LowerLevelCost(cost.y[j:j + 1], cost.penalty, cost.forward_model)
-        xj = x[j:j + 1]
+        single = LowerLevelCost(cost.y[j : j + 1], cost.penalty, cost.forward_model)
+        xj = x[j : j + 1]
         hessian = _dense_columns(lambda v: single.hessian_vector_product(xj, params, v[None]), cost.signal_shape)
         # column r of ∇ₓγΦ is the derivative of ∇ₓΦ in γ_r; its rows are ⟨e_i, ∂∇ₓΦ/∂γ_r⟩
-        jacobian = np.stack([single.mixed_transpose(xj, params, unit[i].reshape((1,) + cost.signal_shape)).flatten()
-                             for i in range(n)])  # (N, R)
+        jacobian = np.stack(
+            [single.mixed_transpose(xj, params, unit[i].reshape((1,) + cost.signal_shape)).flatten() for i in range(n)]
+        )  # (N, R)
         multiplier = np.linalg.solve(hessian, -rhs[j].ravel())
         total += jacobian.T @ multiplier
     residual = _lower_residual(cost, params, x)
     converged = lower is None or lower.converged
-    message = ("dense KKT solve at the given x" if lower is None else lower.message)
+    message = "dense KKT solve at the given x" if lower is None else lower.message
     if not converged:
         message = f"lower level: {lower.message}"
     return HypergradientResult(
-        gradient=params.unflatten(total), loss=loss.value(x), x=x,
-        lower_iterations=0 if lower is None else lower.iterations, products=2 * n * cost.n_images,
-        diagnostics=dict(lower_residual=residual), seconds=time.perf_counter() - start, converged=converged,
-        message=message, method="kkt", lower=lower)
+        gradient=params.unflatten(total),
+        loss=loss.value(x),
+        x=x,
+        lower_iterations=0 if lower is None else lower.iterations,
+        products=2 * n * cost.n_images,
+        diagnostics=dict(lower_residual=residual),
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        message=message,
+        method="kkt",
+        lower=lower,
+    )
 
 
-def finite_difference_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *,
-                                    parts=PARTS, step: float = 1e-5, lower_tol: float = 1e-11,
-                                    lower_max_iter: int = 200_000, x0=None,
-                                    state: dict | None = None) -> HypergradientResult:
+def finite_difference_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    *,
+    parts=PARTS,
+    step: float = 1e-5,
+    lower_tol: float = 1e-11,
+    lower_max_iter: int = 200_000,
+    x0=None,
+    state: dict | None = None,
+) -> HypergradientResult:
     """Central differences (ℓ(γ + h e_r) − ℓ(γ − h e_r)) / 2h over the flattened ``parts`` of γ.
 
     Each ℓ evaluation solves the lower level to ‖∇ₓΦ‖/√N < ``lower_tol``, warm-started from the
@@ -227,22 +310,33 @@ def finite_difference_hypergradient(cost: LowerLevelCost, params: Hyperparameter
     solves = [base]
 
     def upper(vector):
-        solved = solve_lower_level(cost, params.unflatten(vector, parts), x0=base.x, tol=lower_tol,
-                                   max_iter=lower_max_iter, warn=False)
+        solved = solve_lower_level(
+            cost, params.unflatten(vector, parts), x0=base.x, tol=lower_tol, max_iter=lower_max_iter, warn=False
+        )
         solves.append(solved)
         return loss.value(solved.x)
 
     flat = finite_difference_gradient(upper, params.flatten(parts), step)
     missed = [s for s in solves if not s.converged]
-    message = (f"{len(missed)} of {len(solves)} lower-level solves missed lower_tol = {lower_tol:g} "
-               f"(worst ‖∇Φ‖/√N = {max(float(np.max(s.gradient_norm)) for s in missed):.3g})" if missed
-               else f"{len(solves)} lower-level solves to ‖∇Φ‖/√N < {lower_tol:g}, step h = {step:g}")
+    message = (
+        f"{len(missed)} of {len(solves)} lower-level solves missed lower_tol = {lower_tol:g} "
+        f"(worst ‖∇Φ‖/√N = {max(float(np.max(s.gradient_norm)) for s in missed):.3g})"
+        if missed
+        else f"{len(solves)} lower-level solves to ‖∇Φ‖/√N < {lower_tol:g}, step h = {step:g}"
+    )
     return HypergradientResult(
-        gradient=(params * 0.0).unflatten(flat, parts), loss=loss.value(base.x), x=base.x,
+        gradient=(params * 0.0).unflatten(flat, parts),
+        loss=loss.value(base.x),
+        x=base.x,
         lower_iterations=sum(s.iterations for s in solves),
         diagnostics=dict(lower_residual=float(np.max(base.gradient_norm)), step=step),
-        seconds=time.perf_counter() - start, converged=not missed, message=message,
-        method="finite-differences", parts=parts, lower=base)
+        seconds=time.perf_counter() - start,
+        converged=not missed,
+        message=message,
+        method="finite-differences",
+        parts=parts,
+        lower=base,
+    )
 
 
 def gradient_angle_degrees(estimate, reference) -> float:

@@ -60,8 +60,14 @@ def _column_bounds(cost: LowerLevelCost, params: Hyperparameters, x, parts):
     signal_axes = tuple(range(2, slope.ndim))
     # exact norms of the β_k columns, stacked over the batch
     columns = w.reshape((-1,) + (1,) * (slope.ndim - 2)) * slope
-    beta_cols = np.stack([op.adjoint(np.where(np.arange(params.n_filters).reshape((1, -1) + (1,) * len(signal_axes)) == k,
-                                               columns, 0.0)) for k in range(params.n_filters)])  # (K, J, *signal)
+    beta_cols = np.stack(
+        [
+            op.adjoint(
+                np.where(np.arange(params.n_filters).reshape((1, -1) + (1,) * len(signal_axes)) == k, columns, 0.0)
+            )
+            for k in range(params.n_filters)
+        ]
+    )  # (K, J, *signal)
     beta_norms = np.sqrt(np.sum(beta_cols**2, axis=tuple(range(1, beta_cols.ndim))))
     beta0_norm = np.sqrt(np.sum(beta_cols.sum(axis=0) ** 2))
     slope_norms = np.sqrt(np.sum(slope**2, axis=(0,) + signal_axes))  # ‖φ̇(z_k)‖ stacked over J
@@ -82,9 +88,20 @@ def _column_bounds(cost: LowerLevelCost, params: Hyperparameters, x, parts):
     return np.sqrt(fro2), np.sqrt(lip_b2), lip_h, x_inf
 
 
-def inexact_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, eps: float, delta: float,
-                          *, parts=("beta", "filters"), x0=None, q0=None, state: dict | None = None,
-                          lower_max_iter: int = 200_000, cg_max_iter: int = 10_000) -> HypergradientResult:
+def inexact_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    eps: float,
+    delta: float,
+    *,
+    parts=("beta", "filters"),
+    x0=None,
+    q0=None,
+    state: dict | None = None,
+    lower_max_iter: int = 200_000,
+    cg_max_iter: int = 10_000,
+) -> HypergradientResult:
     """z ≈ ∇ℓ(γ) from x with ‖x − x̂‖ ≤ ε (certified by strong convexity) and CG residual ≤ δ, and its bound ω.
 
     The estimate is (4.8) at the ε-accurate x (:func:`~bilevel_lib.hypergrad.implicit.implicit_step`
@@ -111,13 +128,16 @@ def inexact_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: U
     rhs = loss.gradient(x)
     rhs_norm = np.linalg.norm(rhs)
     cg_tol = max(delta / max(rhs_norm, 1e-300), 1e-15)
-    step = implicit_step(cost, params, loss, x, q0, cg_tol=cg_tol, cg_relative_to="rhs",
-                         cg_max_iter=cg_max_iter, rhs=rhs)
+    step = implicit_step(
+        cost, params, loss, x, q0, cg_tol=cg_tol, cg_relative_to="rhs", cg_max_iter=cg_max_iter, rhs=rhs
+    )
     residual = np.linalg.norm(rhs - cost.hessian_vector_product(x, params, step.q))
     b_norm, lip_b, lip_h, _ = _column_bounds(cost, params, x, parts)
     lip_g = loss.lipschitz
     g_bound = rhs_norm + lip_g * eps_x
-    bound = b_norm * (residual / mu + lip_g * eps_x / mu + lip_h * eps_x * g_bound / mu**2) + lip_b * eps_x * g_bound / mu
+    bound = (
+        b_norm * (residual / mu + lip_g * eps_x / mu + lip_h * eps_x * g_bound / mu**2) + lip_b * eps_x * g_bound / mu
+    )
     problems = []
     if not lower.converged:
         problems.append(f"lower level: {lower.message} (ε = {eps:g} not certified)")
@@ -126,10 +146,26 @@ def inexact_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss: U
     message = "; ".join(problems) if problems else f"ε = {eps:g}, δ = {delta:g}: error bound ω = {bound:.3g}"
     zero = params * 0.0
     return HypergradientResult(
-        gradient=zero.unflatten(step.gradient.flatten(parts), parts), loss=loss.value(x), x=x,
-        lower_iterations=lower.iterations, cg_iterations=step.cg.iterations, products=1,
-        diagnostics=dict(error_bound=float(bound), x_error_bound=float(eps_x),
-                         cg_residual=float(np.max(step.cg.residual)), cg_residual_norm=float(residual),
-                         lower_residual=float(np.max(lower.gradient_norm)), eps=eps, delta=delta),
-        seconds=time.perf_counter() - start, converged=not problems, message=message, method="maid-inexact",
-        state=dict(q=step.q), parts=parts, lower=lower)
+        gradient=zero.unflatten(step.gradient.flatten(parts), parts),
+        loss=loss.value(x),
+        x=x,
+        lower_iterations=lower.iterations,
+        cg_iterations=step.cg.iterations,
+        products=1,
+        diagnostics=dict(
+            error_bound=float(bound),
+            x_error_bound=float(eps_x),
+            cg_residual=float(np.max(step.cg.residual)),
+            cg_residual_norm=float(residual),
+            lower_residual=float(np.max(lower.gradient_norm)),
+            eps=eps,
+            delta=delta,
+        ),
+        seconds=time.perf_counter() - start,
+        converged=not problems,
+        message=message,
+        method="maid-inexact",
+        state=dict(q=step.q),
+        parts=parts,
+        lower=lower,
+    )

@@ -87,23 +87,60 @@ SOLVERS = ("gd", "ogm")
 MODES = ("reverse", "forward", "truncated", "jacobian-free")
 
 
-def _result(cost, params, loss, gradient, x_T, *, mode, solver, n_iter, backprop_steps, step, parts, hvps, mixed,
-            stored_bytes, lower_tol, start, truncated_gradients=None) -> HypergradientResult:
+def _result(
+    cost,
+    params,
+    loss,
+    gradient,
+    x_T,
+    *,
+    mode,
+    solver,
+    n_iter,
+    backprop_steps,
+    step,
+    parts,
+    hvps,
+    mixed,
+    stored_bytes,
+    lower_tol,
+    start,
+    truncated_gradients=None,
+) -> HypergradientResult:
     """The contract's result for an unrolled estimate; x_T's residual decides ``converged`` only with ``lower_tol``."""
     residual = float(np.max(cost.gradient_norm(x_T, params)))
     converged = lower_tol is None or residual < lower_tol
-    message = (f"differentiated T = {n_iter} {solver.upper()} iterations exactly ({backprop_steps} back-propagated); "
-               f"x_T has ‖∇Φ‖/√N = {residual:.3g}")
+    message = (
+        f"differentiated T = {n_iter} {solver.upper()} iterations exactly ({backprop_steps} back-propagated); "
+        f"x_T has ‖∇Φ‖/√N = {residual:.3g}"
+    )
     if not converged:
         message = f"x_T after T = {n_iter} iterations has ‖∇Φ‖/√N = {residual:.3g} > lower_tol = {lower_tol:g}"
-    diagnostics = dict(lower_residual=residual, solver=solver, n_iter=n_iter, backprop_steps=backprop_steps,
-                       step=step, hessian_vector_products=hvps, mixed_products=mixed, stored_bytes=stored_bytes)
+    diagnostics = dict(
+        lower_residual=residual,
+        solver=solver,
+        n_iter=n_iter,
+        backprop_steps=backprop_steps,
+        step=step,
+        hessian_vector_products=hvps,
+        mixed_products=mixed,
+        stored_bytes=stored_bytes,
+    )
     if truncated_gradients is not None:
         diagnostics["truncated_gradients"] = truncated_gradients
     return HypergradientResult(
-        gradient=gradient, loss=loss.value(x_T), x=x_T, lower_iterations=n_iter, products=hvps + mixed,
-        diagnostics=diagnostics, seconds=time.perf_counter() - start, converged=converged, message=message,
-        method=mode if mode == "jacobian-free" else f"unrolled-{mode}", parts=parts)
+        gradient=gradient,
+        loss=loss.value(x_T),
+        x=x_T,
+        lower_iterations=n_iter,
+        products=hvps + mixed,
+        diagnostics=diagnostics,
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        message=message,
+        method=mode if mode == "jacobian-free" else f"unrolled-{mode}",
+        parts=parts,
+    )
 
 
 # ----------------------------------------------------------------------------- checks
@@ -161,8 +198,15 @@ def _run(cost, params, n_iter, solver, step, x0, keep: int = 0):
     return x, (list(stored) if stored is not None else [])
 
 
-def unrolled_solution(cost: LowerLevelCost, params: Hyperparameters, n_iter: int, *, solver: str = "gd",
-                      step: float | None = None, x0=None) -> np.ndarray:
+def unrolled_solution(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    n_iter: int,
+    *,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+) -> np.ndarray:
     """x_T(γ): T iterations of ``solver`` with fixed step α from x_0 (default A'y) (review eq. 4.17).
 
     Returns an array of shape ``(J, *signal_shape)``.
@@ -171,8 +215,16 @@ def unrolled_solution(cost: LowerLevelCost, params: Hyperparameters, n_iter: int
     return _run(cost, params, n_iter, solver, step, x0)[0]
 
 
-def unrolled_loss(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *, solver: str = "gd",
-                  step: float | None = None, x0=None) -> float:
+def unrolled_loss(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss,
+    n_iter: int,
+    *,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+) -> float:
     """ℓ_T(γ) = ℓ(x_T(γ)), the upper-level loss of the unrolled problem (review eq. 4.17)."""
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     return loss.value(_run(cost, params, n_iter, solver, step, x0)[0])
@@ -207,17 +259,40 @@ def _reverse(cost, params, loss, n_iter, solver, step, x0, backprop_steps, recor
                 adj_y = -a[t] * adj_x
             adj_x = new_x
     stored_bytes = sum(int(s.nbytes) for s in stored)
-    return _result(cost, params, loss, params.unflatten(total), x_T, mode=mode, solver=solver, n_iter=n_iter,
-                   backprop_steps=backprop_steps, step=step, parts=PARTS, hvps=hvps, mixed=mixed,
-                   stored_bytes=stored_bytes, lower_tol=lower_tol, start=start,
-                   truncated_gradients=None if history is None
-                   else np.array(history).reshape(len(history), params.size()))
+    return _result(
+        cost,
+        params,
+        loss,
+        params.unflatten(total),
+        x_T,
+        mode=mode,
+        solver=solver,
+        n_iter=n_iter,
+        backprop_steps=backprop_steps,
+        step=step,
+        parts=PARTS,
+        hvps=hvps,
+        mixed=mixed,
+        stored_bytes=stored_bytes,
+        lower_tol=lower_tol,
+        start=start,
+        truncated_gradients=None if history is None else np.array(history).reshape(len(history), params.size()),
+    )
 
 
-def reverse_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
-                               solver: str = "gd", step: float | None = None, x0=None,
-                               record_truncations: bool = False, state: dict | None = None,
-                               lower_tol: float | None = None) -> HypergradientResult:
+def reverse_mode_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss,
+    n_iter: int,
+    *,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+    record_truncations: bool = False,
+    state: dict | None = None,
+    lower_tol: float | None = None,
+) -> HypergradientResult:
     """Exact ∇ℓ_T(γ) of the unrolled map by reverse mode (back-propagation; review eq. B.2).
 
     The forward pass stores x_0, …, x_{T−1} (memory O(TN)); the backward pass starts from
@@ -255,14 +330,25 @@ def reverse_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     """
     start = time.perf_counter()
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
-    return _reverse(cost, params, loss, n_iter, solver, step, x0, n_iter, record_truncations, "reverse",
-                    lower_tol, start)
+    return _reverse(
+        cost, params, loss, n_iter, solver, step, x0, n_iter, record_truncations, "reverse", lower_tol, start
+    )
 
 
-def truncated_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, backprop_steps: int,
-                            *, solver: str = "gd", step: float | None = None, x0=None,
-                            record_truncations: bool = False, state: dict | None = None,
-                            lower_tol: float | None = None) -> HypergradientResult:
+def truncated_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss,
+    n_iter: int,
+    backprop_steps: int,
+    *,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+    record_truncations: bool = False,
+    state: dict | None = None,
+    lower_tol: float | None = None,
+) -> HypergradientResult:
     """∇ℓ_T(γ) back-propagated through the last k = ``backprop_steps`` iterations only (review Sec. 7.2).
 
     The first T − k iterations are treated as if they did not depend on γ: the backward sweep of
@@ -274,12 +360,28 @@ def truncated_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss,
     """
     start = time.perf_counter()
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
-    if isinstance(backprop_steps, bool) or int(backprop_steps) != backprop_steps or not 1 <= backprop_steps <= max(n_iter, 1):
+    if (
+        isinstance(backprop_steps, bool)
+        or int(backprop_steps) != backprop_steps
+        or not 1 <= backprop_steps <= max(n_iter, 1)
+    ):
         raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
     if n_iter == 0:
         raise ValueError("truncated back-propagation needs at least one iteration (T ≥ 1)")
-    return _reverse(cost, params, loss, n_iter, solver, step, x0, int(backprop_steps), record_truncations,
-                    "truncated", lower_tol, start)
+    return _reverse(
+        cost,
+        params,
+        loss,
+        n_iter,
+        solver,
+        step,
+        x0,
+        int(backprop_steps),
+        record_truncations,
+        "truncated",
+        lower_tol,
+        start,
+    )
 
 
 # ----------------------------------------------------------------------------- forward mode
@@ -325,8 +427,9 @@ def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=
     x_dot = np.asarray(x_dot, dtype=np.float64)
     n_cols = params.size(parts)
     if x_dot.shape != (n_cols,) + x.shape:
-        raise ValueError(f"x_dot must have shape (R, *x.shape) = {(n_cols,) + x.shape} for parts {parts}; "
-                         f"got {x_dot.shape}")
+        raise ValueError(
+            f"x_dot must have shape (R, *x.shape) = {(n_cols,) + x.shape} for parts {parts}; got {x_dot.shape}"
+        )
     op = cost.operator(params)
     d = len(cost.signal_shape)
     weights = params.strengths
@@ -362,10 +465,19 @@ def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=
     return out
 
 
-def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
-                               parts=PARTS, solver: str = "gd", step: float | None = None,
-                               x0=None, state: dict | None = None,
-                               lower_tol: float | None = None) -> HypergradientResult:
+def forward_mode_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss,
+    n_iter: int,
+    *,
+    parts=PARTS,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+    state: dict | None = None,
+    lower_tol: float | None = None,
+) -> HypergradientResult:
     """Exact ∇ℓ_T(γ) of the unrolled map by forward mode (review eq. B.3).
 
     Carries the tangents Z_t = ∂x_t/∂γ, an array of shape ``(R, J, *signal_shape)``, along with the
@@ -401,15 +513,39 @@ def forward_mode_hypergradient(cost: LowerLevelCost, params: Hyperparameters, lo
     flat = np.tensordot(z_x, loss.gradient(x), axes=x.ndim) if n_iter else np.zeros(n_cols)
     zero = params * 0.0
     stored = int(z_x.nbytes) + (int(z_y.nbytes) if z_y is not None else 0)
-    return _result(cost, params, loss, zero.unflatten(flat, parts), x, mode="forward", solver=solver, n_iter=n_iter,
-                   backprop_steps=n_iter, step=step, parts=parts, hvps=n_iter * n_cols, mixed=n_iter * n_cols,
-                   stored_bytes=stored, lower_tol=lower_tol, start=start)
+    return _result(
+        cost,
+        params,
+        loss,
+        zero.unflatten(flat, parts),
+        x,
+        mode="forward",
+        solver=solver,
+        n_iter=n_iter,
+        backprop_steps=n_iter,
+        step=step,
+        parts=parts,
+        hvps=n_iter * n_cols,
+        mixed=n_iter * n_cols,
+        stored_bytes=stored,
+        lower_tol=lower_tol,
+        start=start,
+    )
 
 
 # ----------------------------------------------------------------------------- Jacobian-free
-def jacobian_free_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
-                                solver: str = "gd", step: float | None = None, x0=None,
-                                state: dict | None = None, lower_tol: float | None = None) -> HypergradientResult:
+def jacobian_free_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss,
+    n_iter: int,
+    *,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+    state: dict | None = None,
+    lower_tol: float | None = None,
+) -> HypergradientResult:
     """The Jacobian-free gradient −α (∇ₓγΦ(x_T; γ))' ∇ₓℓ(x_T) (review Sec. 7.2; Fung et al.).
 
     Run T iterations, then differentiate one gradient step Ψ(x; γ) = x − α∇ₓΦ(x; γ) at x = x_T
@@ -422,15 +558,41 @@ def jacobian_free_hypergradient(cost: LowerLevelCost, params: Hyperparameters, l
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     x_T = _run(cost, params, n_iter, solver, step, x0)[0]
     flat = -step * cost.mixed_transpose(x_T, params, loss.gradient(x_T)).flatten()
-    return _result(cost, params, loss, params.unflatten(flat), x_T, mode="jacobian-free", solver=solver,
-                   n_iter=n_iter, backprop_steps=1, step=step, parts=PARTS, hvps=0, mixed=1, stored_bytes=0,
-                   lower_tol=lower_tol, start=start)
+    return _result(
+        cost,
+        params,
+        loss,
+        params.unflatten(flat),
+        x_T,
+        mode="jacobian-free",
+        solver=solver,
+        n_iter=n_iter,
+        backprop_steps=1,
+        step=step,
+        parts=PARTS,
+        hvps=0,
+        mixed=1,
+        stored_bytes=0,
+        lower_tol=lower_tol,
+        start=start,
+    )
 
 
-def unrolled_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
-                           mode: str = "reverse", backprop_steps: int | None = None, parts=PARTS,
-                           solver: str = "gd", step: float | None = None, x0=None, state: dict | None = None,
-                           lower_tol: float | None = None) -> HypergradientResult:
+def unrolled_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss,
+    n_iter: int,
+    *,
+    mode: str = "reverse",
+    backprop_steps: int | None = None,
+    parts=PARTS,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+    state: dict | None = None,
+    lower_tol: float | None = None,
+) -> HypergradientResult:
     """Dispatch to one of the four estimators by ``mode`` (see the module docstring)."""
     common = dict(solver=solver, step=step, x0=x0, lower_tol=lower_tol)
     if mode == "reverse":
@@ -446,9 +608,18 @@ def unrolled_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, 
     raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
 
 
-def finite_difference_unrolled_hypergradient(cost: LowerLevelCost, params: Hyperparameters, loss, n_iter: int, *,
-                                             parts=PARTS, solver: str = "gd", step: float | None = None, x0=None,
-                                             h: float = 1e-5) -> np.ndarray:
+def finite_difference_unrolled_hypergradient(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss,
+    n_iter: int,
+    *,
+    parts=PARTS,
+    solver: str = "gd",
+    step: float | None = None,
+    x0=None,
+    h: float = 1e-5,
+) -> np.ndarray:
     """Central differences (ℓ_T(γ + h e_r) − ℓ_T(γ − h e_r)) / 2h of the *unrolled* loss.
 
     The step α (default 1/L at ``params``, computed once) and x_0 are the same for every
@@ -459,6 +630,7 @@ def finite_difference_unrolled_hypergradient(cost: LowerLevelCost, params: Hyper
     n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive number; got {h!r}")
+
     def unrolled(vector):
         return loss.value(_run(cost, params.unflatten(vector, parts), n_iter, solver, step, x0)[0])
 

@@ -63,9 +63,7 @@ class LowerLevelCost:
         signal_shape = y.shape[1:]
         model_shape = getattr(forward_model, "signal_shape", None)
         if model_shape is not None and tuple(model_shape) != signal_shape:
-            raise ValueError(
-                f"y must have shape (J, *{tuple(model_shape)}) to match the forward model; got {y.shape}"
-            )
+            raise ValueError(f"y must have shape (J, *{tuple(model_shape)}) to match the forward model; got {y.shape}")
         self.y = y
         self.penalty = penalty
         self.forward_model = forward_model
@@ -89,8 +87,10 @@ class LowerLevelCost:
         if not isinstance(params, Hyperparameters):
             raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
         filters = params.filters
-        if self._cached_filters is None or self._cached_filters.shape != filters.shape or not np.array_equal(
-            self._cached_filters, filters
+        if (
+            self._cached_filters is None
+            or self._cached_filters.shape != filters.shape
+            or not np.array_equal(self._cached_filters, filters)
         ):
             self._cached_operator = FilterBankOperator(filters, self.signal_shape)
             self._cached_filters = filters.copy()
@@ -248,8 +248,14 @@ class HessianOperator:
         A
     """
 
-    def __init__(self, cost: LowerLevelCost, filter_bank: FilterBankOperator, curvature: np.ndarray,
-                 weights: np.ndarray, method: str = "auto"):
+    def __init__(
+        self,
+        cost: LowerLevelCost,
+        filter_bank: FilterBankOperator,
+        curvature: np.ndarray,
+        weights: np.ndarray,
+        method: str = "auto",
+    ):
         if method not in ("auto", "implicit", "stencil", "sparse"):
             raise ValueError(f"method must be 'auto', 'implicit', 'stencil' or 'sparse'; got {method!r}")
         self._check = cost.check_x
@@ -272,7 +278,12 @@ class HessianOperator:
     def assembly_work(self) -> int:
         """Multiply-adds to assemble :attr:`stencil`: (2f − 1)^d · K · S per pixel of the batch."""
         bank = self.filter_bank
-        return int(np.prod(bank.stencil_shape)) * bank.n_filters * int(np.prod(bank.filter_shape)) * int(np.prod(self.shape))
+        return (
+            int(np.prod(bank.stencil_shape))
+            * bank.n_filters
+            * int(np.prod(bank.filter_shape))
+            * int(np.prod(self.shape))
+        )
 
     @property
     def matrix_is_hessian(self) -> bool:
@@ -285,8 +296,9 @@ class HessianOperator:
         (:meth:`~bilevel_lib.problem.ops.FilterBankOperator.scaled_gram_stencil`): the filter term, plus A'A when A'A is
         diagonal (see :attr:`matrix_is_hessian`).  Assembled on first use, whatever ``method`` is."""
         if self._stencil is None:
-            self._stencil = self.filter_bank.scaled_gram_stencil(self.curvature, weights=self.weights,
-                                                                 diagonal=self._diagonal_gram)
+            self._stencil = self.filter_bank.scaled_gram_stencil(
+                self.curvature, weights=self.weights, diagonal=self._diagonal_gram
+            )
         return self._stencil
 
     @property
@@ -295,8 +307,9 @@ class HessianOperator:
         C order: the filter term, plus A'A when A'A is diagonal (see :attr:`matrix_is_hessian`).
         Assembled on first use, whatever ``method`` is."""
         if self._matrix is None:
-            self._matrix = self.filter_bank.scaled_gram_matrix(self.curvature, weights=self.weights,
-                                                               diagonal=self._diagonal_gram)
+            self._matrix = self.filter_bank.scaled_gram_matrix(
+                self.curvature, weights=self.weights, diagonal=self._diagonal_gram
+            )
         return self._matrix
 
     def _compiled_weights(self) -> np.ndarray:
@@ -325,12 +338,19 @@ class HessianOperator:
         weights = self._compiled_weights()
 
         def loop(x, r, limit, max_iter):
-            for name, array in (("x", x), ("r", r)):   # the kernel trusts its shapes: check them here
+            for name, array in (("x", x), ("r", r)):  # the kernel trusts its shapes: check them here
                 if array.shape != self.shape or array.dtype != np.float64 or not array.flags.c_contiguous:
-                    raise ValueError(f"{name} must be a C-contiguous float64 array of the Hessian's shape "
-                                     f"{self.shape}; got {array.dtype} {array.shape}")
-            return cg_loop(weights, self._compiled_view(x), self._compiled_view(r),
-                           np.asarray(limit, dtype=np.float64), int(max_iter))
+                    raise ValueError(
+                        f"{name} must be a C-contiguous float64 array of the Hessian's shape "
+                        f"{self.shape}; got {array.dtype} {array.shape}"
+                    )
+            return cg_loop(
+                weights,
+                self._compiled_view(x),
+                self._compiled_view(r),
+                np.asarray(limit, dtype=np.float64),
+                int(max_iter),
+            )
 
         return loop
 
@@ -340,12 +360,15 @@ class HessianOperator:
             from .stencil import stencil_product
 
             result = np.empty(v.shape)
-            stencil_product(self._compiled_weights(), self._compiled_view(np.ascontiguousarray(v)),
-                            self._compiled_view(result))
+            stencil_product(
+                self._compiled_weights(), self._compiled_view(np.ascontiguousarray(v)), self._compiled_view(result)
+            )
         elif self.method == "sparse":
             result = (self.matrix @ v.reshape(-1)).reshape(v.shape)
         else:
-            return self.forward_model.gram(v) + self.filter_bank.adjoint_of_scaled(v, self.curvature, weights=self.weights)
+            return self.forward_model.gram(v) + self.filter_bank.adjoint_of_scaled(
+                v, self.curvature, weights=self.weights
+            )
         if self._diagonal_gram is None:
             result += self.forward_model.gram(v)
         return result

@@ -24,7 +24,11 @@ __all__ = [
 
 #: Row and column ranges of the three 50×50 training patches of App. D.2 (0-based, end exclusive);
 #: the review's 1-based ranges are 311:360 × 221:270, 221:270 × 371:420 and 101:150 × 251:300.
-CAMERAMAN_PATCHES = ((slice(310, 360), slice(220, 270)), (slice(220, 270), slice(370, 420)), (slice(100, 150), slice(250, 300)))
+CAMERAMAN_PATCHES = (
+    (slice(310, 360), slice(220, 270)),
+    (slice(220, 270), slice(370, 420)),
+    (slice(100, 150), slice(250, 300)),
+)
 
 
 def piecewise_constant_1d(n: int, n_signals: int, rng, n_jumps: int = 4, amplitude: float = 1.0) -> np.ndarray:
@@ -33,7 +37,9 @@ def piecewise_constant_1d(n: int, n_signals: int, rng, n_jumps: int = 4, amplitu
     Levels are uniform in [−amplitude, amplitude].  Returns shape (n_signals, n).
     """
     if n < 2 or n_signals < 1 or not 0 <= n_jumps < n:
-        raise ValueError(f"need n ≥ 2, n_signals ≥ 1 and 0 ≤ n_jumps < n; got n={n}, n_signals={n_signals}, n_jumps={n_jumps}")
+        raise ValueError(
+            f"need n ≥ 2, n_signals ≥ 1 and 0 ≤ n_jumps < n; got n={n}, n_signals={n_signals}, n_jumps={n_jumps}"
+        )
     rng = np.random.default_rng(rng)
     # choose jump positions without replacement per signal, vectorised by ranking random keys
     keys = rng.random((n_signals, n - 1))

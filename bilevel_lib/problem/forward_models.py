@@ -19,7 +19,9 @@ __all__ = ["ForwardModel", "Identity", "CircularBlur", "PixelMask", "gaussian_ke
 
 def _check_batch(x, signal_shape, name):
     x = np.asarray(x, dtype=np.float64)
-    if signal_shape is not None and (x.ndim < len(signal_shape) or x.shape[x.ndim - len(signal_shape):] != tuple(signal_shape)):
+    if signal_shape is not None and (
+        x.ndim < len(signal_shape) or x.shape[x.ndim - len(signal_shape) :] != tuple(signal_shape)
+    ):
         raise ValueError(f"{name} must have shape (..., *{tuple(signal_shape)}); got {x.shape}")
     return x
 

@@ -87,6 +87,7 @@ def relative_error(estimate, reference, per_image: bool = False):
         distance = np.linalg.norm((estimate - reference).reshape(items, -1), axis=1)
     if np.any(scale == 0):
         which = "" if axes is None else f" for item(s) {np.flatnonzero(scale == 0).tolist()}"
-        raise ValueError(f"the reference is zero{which}, so the relative error is undefined; "
-                         "compare absolute errors instead")
+        raise ValueError(
+            f"the reference is zero{which}, so the relative error is undefined; compare absolute errors instead"
+        )
     return float(distance / scale) if axes is None else distance / scale

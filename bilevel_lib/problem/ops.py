@@ -157,7 +157,7 @@ class FilterBankOperator:
     def _check_signal(self, x: np.ndarray, name: str, *, stacked: bool = False) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         expected = ((self.n_filters,) if stacked else ()) + self.signal_shape
-        if x.ndim < len(expected) or x.shape[x.ndim - len(expected):] != expected:
+        if x.ndim < len(expected) or x.shape[x.ndim - len(expected) :] != expected:
             raise ValueError(f"{name} must have shape (..., *{expected}); got {x.shape}")
         return x
 
@@ -192,13 +192,17 @@ class FilterBankOperator:
         """(tap a, slices of the padded signal that start at a), for every tap, computed once."""
         if "tap windows" not in self._workspace:
             self._workspace["tap windows"] = [
-                (tap, tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape))) for tap in np.ndindex(self.filter_shape)]
+                (tap, tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape)))
+                for tap in np.ndindex(self.filter_shape)
+            ]
         return self._workspace["tap windows"]
 
     def _wrap_padded(self, x: np.ndarray) -> np.ndarray:
         """x extended circularly by f − 1 samples at the end of each signal axis (a work array)."""
         batch_shape = x.shape[: x.ndim - self.ndim]
-        padded = self._buffer("padded", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape)))
+        padded = self._buffer(
+            "padded", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape))
+        )
         lead = len(batch_shape)
         padded[(Ellipsis,) + tuple(slice(0, n) for n in self.signal_shape)] = x
         for axis, (n, f) in enumerate(zip(self.signal_shape, self.filter_shape)):
@@ -227,7 +231,9 @@ class FilterBankOperator:
         Returns a view into a work array: copy it (or add it to something) before the next call.
         """
         columns = columns.reshape(self.filter_shape + batch_shape + self.signal_shape)
-        padded = self._buffer("fold", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape)))
+        padded = self._buffer(
+            "fold", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape))
+        )
         padded.fill(0.0)
         lead = (slice(None),) * len(batch_shape)
         for tap in np.ndindex(self.filter_shape):
@@ -271,9 +277,13 @@ class FilterBankOperator:
         batch_shape = v.shape[: v.ndim - self.ndim - 1]
         taps = self._weighted_taps(weights)
         if self.method == "fft":
-            spectra = sfft.rfftn(taps.reshape(self.filters.shape), s=self.signal_shape, axes=self._axes, workers=_WORKERS)
+            spectra = sfft.rfftn(
+                taps.reshape(self.filters.shape), s=self.signal_shape, axes=self._axes, workers=_WORKERS
+            )
             v_spec = sfft.rfftn(v, axes=self._axes, workers=_WORKERS)
-            return sfft.irfftn(np.sum(spectra * v_spec, axis=-self.ndim - 1), s=self.signal_shape, axes=self._axes, workers=_WORKERS)
+            return sfft.irfftn(
+                np.sum(spectra * v_spec, axis=-self.ndim - 1), s=self.signal_shape, axes=self._axes, workers=_WORKERS
+            )
         return self._adjoint_filters_first(self._filters_first(v), taps, batch_shape).copy()
 
     @single_threaded_blas
@@ -339,11 +349,11 @@ class FilterBankOperator:
             coefficients = coefficients * np.tile(np.asarray(weights, dtype=np.float64), self._taps.shape[1])
         # shifted[b, (a, k), i] = d_k[b, i − a] (circularly), gathered in one call, so that one matrix
         # product per image gives every offset's weights over the whole image
-        shifted = np.take(scale.reshape(n_batch, -1), self._shift_gather(), axis=1)       # (batch, S·K, N)
+        shifted = np.take(scale.reshape(n_batch, -1), self._shift_gather(), axis=1)  # (batch, S·K, N)
         stencil = np.empty((n_batch, n_offsets, shifted.shape[-1]))
         np.matmul(coefficients, shifted, out=stencil[:, : centre + 1])
         # the other half by symmetry, H[i, i − e] = H[i − e, i]: weight_{−e}[i] = weight_e[i − e]
-        stencil[:, centre + 1:] = np.take(stencil[:, :centre].reshape(n_batch, -1), self._mirror_gather(), axis=1)
+        stencil[:, centre + 1 :] = np.take(stencil[:, :centre].reshape(n_batch, -1), self._mirror_gather(), axis=1)
         if diagonal is not None:
             stencil[:, centre] += np.broadcast_to(diagonal, batch_shape + self.signal_shape).reshape(n_batch, -1)
         return stencil.reshape((n_batch,) + self.stencil_shape + self.signal_shape)
@@ -357,7 +367,7 @@ class FilterBankOperator:
         """
         stencil = self.scaled_gram_stencil(scale, weights=weights, diagonal=diagonal)
         n_batch, width = stencil.shape[0], int(np.prod(self.stencil_shape))
-        data = np.moveaxis(stencil.reshape(n_batch, width, -1), 1, 2)                   # (batch, N, E): CSR rows
+        data = np.moveaxis(stencil.reshape(n_batch, width, -1), 1, 2)  # (batch, N, E): CSR rows
         indices, indptr = self._stencil_structure(n_batch)
         size = indptr.shape[0] - 1
         # fresh index arrays: scipy may rewrite them in place (sum_duplicates, sort_indices)
@@ -370,10 +380,11 @@ class FilterBankOperator:
         """c_{k,a} c_{k,a+e} for every stencil offset e, tap a and filter k, shape (E, S·K), computed once."""
         if "pair products" not in self._workspace:
             n_taps = self._taps.shape[1]
-            first, second = np.indices((n_taps, n_taps)).reshape(2, -1)                         # taps a, b
+            first, second = np.indices((n_taps, n_taps)).reshape(2, -1)  # taps a, b
             a, b = np.unravel_index(first, self.filter_shape), np.unravel_index(second, self.filter_shape)
-            offset = np.ravel_multi_index(tuple(bb - aa + f - 1 for aa, bb, f in zip(a, b, self.filter_shape)),
-                                          self.stencil_shape)                                   # e = b − a
+            offset = np.ravel_multi_index(
+                tuple(bb - aa + f - 1 for aa, bb, f in zip(a, b, self.filter_shape)), self.stencil_shape
+            )  # e = b − a
             products = np.zeros((n_taps, self.n_filters, int(np.prod(self.stencil_shape))))
             products[first, :, offset] = (self._taps[:, first] * self._taps[:, second]).T
             self._workspace["pair products"] = np.ascontiguousarray(products.reshape(n_taps * self.n_filters, -1).T)
@@ -384,10 +395,11 @@ class FilterBankOperator:
         if "shift gather" not in self._workspace:
             pixel = np.indices(self.signal_shape).reshape(self.ndim, -1, 1)
             tap = np.indices(self.filter_shape).reshape(self.ndim, 1, -1)
-            shifted = np.ravel_multi_index(tuple((pixel[ax] - tap[ax]) % n for ax, n in enumerate(self.signal_shape)),
-                                           self.signal_shape)                                   # (N, S)
+            shifted = np.ravel_multi_index(
+                tuple((pixel[ax] - tap[ax]) % n for ax, n in enumerate(self.signal_shape)), self.signal_shape
+            )  # (N, S)
             n_pixels = shifted.shape[0]
-            gather = shifted[:, :, None] + n_pixels * np.arange(self.n_filters)                   # (N, S, K)
+            gather = shifted[:, :, None] + n_pixels * np.arange(self.n_filters)  # (N, S, K)
             self._workspace["shift gather"] = np.ascontiguousarray(gather.reshape(n_pixels, -1).T)
         return self._workspace["shift gather"]
 
@@ -398,11 +410,16 @@ class FilterBankOperator:
         if "mirror gather" not in self._workspace:
             n_offsets = int(np.prod(self.stencil_shape))
             centre = n_offsets // 2
-            half = np.arange(centre - 1, -1, -1)                # half-row mirrored into row centre + 1 + m
-            offset = np.array(np.unravel_index(half, self.stencil_shape)) - np.array([f - 1 for f in self.filter_shape])[:, None]
+            half = np.arange(centre - 1, -1, -1)  # half-row mirrored into row centre + 1 + m
+            offset = (
+                np.array(np.unravel_index(half, self.stencil_shape))
+                - np.array([f - 1 for f in self.filter_shape])[:, None]
+            )
             pixel = np.indices(self.signal_shape).reshape(self.ndim, -1)
-            source = np.ravel_multi_index(tuple((pixel[ax][None, :] - offset[ax][:, None]) % n
-                                                for ax, n in enumerate(self.signal_shape)), self.signal_shape)
+            source = np.ravel_multi_index(
+                tuple((pixel[ax][None, :] - offset[ax][:, None]) % n for ax, n in enumerate(self.signal_shape)),
+                self.signal_shape,
+            )
             self._workspace["mirror gather"] = half[:, None] * pixel.shape[1] + source
         return self._workspace["mirror gather"]
 
@@ -410,16 +427,22 @@ class FilterBankOperator:
         """CSR column indices (row i: the pixels i + e, circularly, in stencil order) and row pointers."""
         key = ("stencil", n_batch)
         if key not in self._workspace:
-            pixel = np.indices(self.signal_shape).reshape(self.ndim, -1)                        # (d, N)
-            offset = (np.indices(self.stencil_shape).reshape(self.ndim, -1)
-                      - np.array([f - 1 for f in self.filter_shape])[:, None])                    # (d, E)
-            columns = np.ravel_multi_index(tuple((pixel[ax][:, None] + offset[ax][None, :]) % n
-                                                 for ax, n in enumerate(self.signal_shape)), self.signal_shape)
+            pixel = np.indices(self.signal_shape).reshape(self.ndim, -1)  # (d, N)
+            offset = (
+                np.indices(self.stencil_shape).reshape(self.ndim, -1)
+                - np.array([f - 1 for f in self.filter_shape])[:, None]
+            )  # (d, E)
+            columns = np.ravel_multi_index(
+                tuple((pixel[ax][:, None] + offset[ax][None, :]) % n for ax, n in enumerate(self.signal_shape)),
+                self.signal_shape,
+            )
             n_pixels, width = columns.shape
             columns = columns[None] + n_pixels * np.arange(n_batch)[:, None, None]
             index_dtype = np.int32 if n_batch * n_pixels < 2**31 else np.int64
-            self._workspace[key] = (columns.reshape(-1).astype(index_dtype),
-                                    np.arange(0, n_batch * n_pixels * width + 1, width, dtype=index_dtype))
+            self._workspace[key] = (
+                columns.reshape(-1).astype(index_dtype),
+                np.arange(0, n_batch * n_pixels * width + 1, width, dtype=index_dtype),
+            )
         return self._workspace[key]
 
     @single_threaded_blas
@@ -462,11 +485,13 @@ class FilterBankOperator:
         g = self._check_signal(g, "g", stacked=True)
         x = self._check_signal(x, "x")
         if g.shape[: g.ndim - self.ndim - 1] != x.shape[: x.ndim - self.ndim]:
-            raise ValueError(f"g (..., K, *signal) and x (..., *signal) need the same leading axes; got {g.shape} and {x.shape}")
+            raise ValueError(
+                f"g (..., K, *signal) and x (..., *signal) need the same leading axes; got {g.shape} and {x.shape}"
+            )
         if self.method == "fft":
             x_spec = np.expand_dims(sfft.rfftn(x, axes=self._axes, workers=_WORKERS), -self.ndim - 1)
             cross = np.conj(sfft.rfftn(g, axes=self._axes, workers=_WORKERS)) * x_spec
-            cross = cross.reshape((-1,) + cross.shape[-self.ndim - 1:]).sum(axis=0)
+            cross = cross.reshape((-1,) + cross.shape[-self.ndim - 1 :]).sum(axis=0)
             full = sfft.irfftn(cross, s=self.signal_shape, axes=self._axes, workers=_WORKERS)
             return full[(slice(None),) + tuple(slice(0, f) for f in self.filter_shape)]
         return (self._filters_first(g) @ self._patches(x).T).reshape(self.filters.shape)
@@ -489,7 +514,7 @@ def correlate(x, filters, method: str = "auto") -> np.ndarray:
     d = filters.ndim - 1
     if x.ndim < d:
         raise ValueError(f"x must have at least {d} axes to be filtered by {d}-D filters; got shape {x.shape}")
-    return FilterBankOperator(filters, x.shape[x.ndim - d:], method).forward(x)
+    return FilterBankOperator(filters, x.shape[x.ndim - d :], method).forward(x)
 
 
 def correlate_adjoint(v, filters, method: str = "auto") -> np.ndarray:
@@ -509,7 +534,7 @@ def correlate_adjoint(v, filters, method: str = "auto") -> np.ndarray:
     d = filters.ndim - 1
     if v.ndim < d + 1:
         raise ValueError(f"v must have shape (..., K, *signal_shape); got shape {v.shape}")
-    return FilterBankOperator(filters, v.shape[v.ndim - d:], method).adjoint(v)
+    return FilterBankOperator(filters, v.shape[v.ndim - d :], method).adjoint(v)
 
 
 def correlation_matrix(filter_, signal_shape) -> np.ndarray:

@@ -77,7 +77,7 @@ class Hyperparameters:
         object.__setattr__(self, "filters", filters)
 
     @classmethod
-    def from_filters(cls, filters, beta0: float = 0.0, beta=None) -> "Hyperparameters":
+    def from_filters(cls, filters, beta0: float = 0.0, beta=None) -> Hyperparameters:
         """γ with the given filters, β0 and β_k = 0 (e^{β_k} = 1) unless ``beta`` is given."""
         filters = np.asarray(filters, dtype=np.float64)
         if beta is None:
@@ -115,7 +115,7 @@ class Hyperparameters:
         pieces = {"beta0": np.array([self.beta0]), "beta": self.beta, "filters": self.filters.ravel()}
         return np.concatenate([pieces[p] for p in check_parts(parts)])
 
-    def unflatten(self, vector, parts=PARTS) -> "Hyperparameters":
+    def unflatten(self, vector, parts=PARTS) -> Hyperparameters:
         """A copy of γ with the chosen parts replaced by the entries of ``vector`` (inverse of flatten)."""
         parts = check_parts(parts)
         vector = as_float_array(vector, "vector", ndim=1)
@@ -125,19 +125,19 @@ class Hyperparameters:
         start = 0
         for p in parts:
             n = self.size(p)
-            chunk = vector[start:start + n]
+            chunk = vector[start : start + n]
             values[p] = float(chunk[0]) if p == "beta0" else chunk.reshape(np.shape(values[p])).copy()
             start += n
         return Hyperparameters(**values)
 
-    def copy(self) -> "Hyperparameters":
+    def copy(self) -> Hyperparameters:
         """A copy that shares no array with this γ (β and the filters are copied)."""
         return Hyperparameters(self.beta0, self.beta.copy(), self.filters.copy())
 
-    def __add__(self, other: "Hyperparameters") -> "Hyperparameters":
+    def __add__(self, other: Hyperparameters) -> Hyperparameters:
         return Hyperparameters(self.beta0 + other.beta0, self.beta + other.beta, self.filters + other.filters)
 
-    def __mul__(self, scale: float) -> "Hyperparameters":
+    def __mul__(self, scale: float) -> Hyperparameters:
         return Hyperparameters(self.beta0 * scale, self.beta * scale, self.filters * scale)
 
     __rmul__ = __mul__

@@ -67,9 +67,9 @@ def _pad_circular(image, h0, h1, padded):
     for p in range(n0 + 2 * h0):
         source = image[(p - h0) % n0]
         row = padded[p]
-        row[:h1] = source[n1 - h1:]
-        row[h1:h1 + n1] = source
-        row[h1 + n1:] = source[:padded.shape[1] - h1 - n1]
+        row[:h1] = source[n1 - h1 :]
+        row[h1 : h1 + n1] = source
+        row[h1 + n1 :] = source[: padded.shape[1] - h1 - n1]
 
 
 @_jit
@@ -91,7 +91,7 @@ def _image_product(weights, image, out, padded):
     out[:] = 0.0
     for a in range(E0):
         for b in range(E1):
-            shifted = source[a * m1 + b: a * m1 + b + length]   # v_{i+e} for e = (a − h0, b − h1)
+            shifted = source[a * m1 + b : a * m1 + b + length]  # v_{i+e} for e = (a − h0, b − h1)
             weight = weights[a, b]
             for i in range(length):
                 out[i] += weight[i] * shifted[i]
@@ -152,7 +152,7 @@ def cg_loop(weights, x, r, limit, max_iter):
         active = False
         for j in range(J):
             if np.sqrt(rr[j]) <= limit[j]:
-                continue                       # converged images stop moving
+                continue  # converged images stop moving
             xj, rj, pj = x_flat[j], r_flat[j], p_flat[j]
             _image_product(weights[j], ps[j, :, :n1], hp, padded)
             curvature = _dot(pj, hp)

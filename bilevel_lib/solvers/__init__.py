@@ -3,8 +3,16 @@
 The optional CG preconditioners (:mod:`bilevel_lib.solvers.preconditioners`) are not imported here.
 """
 
-
-from .lower import LowerLevelResult, ConvergenceWarning, solve_lower_level, METHODS
 from .cg import CGResult, conjugate_gradient
+from .lower import METHODS, ConvergenceWarning, LowerLevelResult, solve_lower_level
 
-__all__ = ["CGResult", "ConvergenceWarning", "LowerLevelResult", "METHODS", "conjugate_gradient", "solve_lower_level", "lower", "cg"]
+__all__ = [
+    "CGResult",
+    "ConvergenceWarning",
+    "LowerLevelResult",
+    "METHODS",
+    "conjugate_gradient",
+    "solve_lower_level",
+    "lower",
+    "cg",
+]

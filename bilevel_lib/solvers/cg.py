@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import blas
 
-from .lower import ConvergenceWarning
 from ..problem.ops import single_threaded_blas
+from .lower import ConvergenceWarning
 
 __all__ = ["CGResult", "conjugate_gradient"]
 
@@ -68,16 +68,27 @@ def _checked_preconditioner(preconditioner, shape):
     def apply(r):
         z = preconditioner(r)
         if not isinstance(z, np.ndarray) or z.shape != shape:
-            raise ValueError(f"the preconditioner must return an array of the residual's shape {shape}; "
-                             f"got {getattr(z, 'shape', type(z).__name__)}")
+            raise ValueError(
+                f"the preconditioner must return an array of the residual's shape {shape}; "
+                f"got {getattr(z, 'shape', type(z).__name__)}"
+            )
         return z
 
     return apply
 
 
 @single_threaded_blas
-def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_iter: int = 1000,
-                       relative_to: str = "rhs", warn: bool = True, preconditioner=None) -> CGResult:
+def conjugate_gradient(
+    apply_hessian,
+    b,
+    x0=None,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+    relative_to: str = "rhs",
+    warn: bool = True,
+    preconditioner=None,
+) -> CGResult:
     """Solve H x_j = b_j for every image j of a batch (H block diagonal, symmetric positive definite).
 
     Parameters
@@ -145,11 +156,13 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
     active = [j for j in range(n_images) if math.sqrt(rr[j]) > limit[j]]  # converged images stop moving
     iterations = 0
     compiled_loop = getattr(apply_hessian, "compiled_cg", None) if precondition is None else None
-    if compiled_loop is not None and active:   # the same recurrences, compiled (bilevel_lib.problem.stencil)
+    if compiled_loop is not None and active:  # the same recurrences, compiled (bilevel_lib.problem.stencil)
         iterations, rr = compiled_loop(x_rows.reshape(b.shape), r_rows.reshape(b.shape), np.array(limit), max_iter)
         if iterations < 0:
-            raise ValueError("the Hessian is not positive definite along a CG direction; "
-                             "the lower-level cost may be non-convex at this point")
+            raise ValueError(
+                "the Hessian is not positive definite along a CG direction; "
+                "the lower-level cost may be non-convex at this point"
+            )
         rr = list(rr)
         active = [j for j in range(n_images) if math.sqrt(rr[j]) > limit[j]]  # empty unless max_iter was hit
     z_rows, rz = preconditioned(active)
@@ -162,15 +175,17 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
         for j in active:  # each image's own CG step: scalar recurrences, BLAS level-1 vector updates
             curvature = _dot(p_rows[j], hp_rows[j])
             if not curvature > 0:
-                raise ValueError("the Hessian is not positive definite along a CG direction; "
-                                 "the lower-level cost may be non-convex at this point")
+                raise ValueError(
+                    "the Hessian is not positive definite along a CG direction; "
+                    "the lower-level cost may be non-convex at this point"
+                )
             alpha = rz[j] / curvature
-            _axpy(p_rows[j], x_rows[j], a=alpha)       # x_j += α p_j
-            _axpy(hp_rows[j], r_rows[j], a=-alpha)     # r_j −= α H p_j
+            _axpy(p_rows[j], x_rows[j], a=alpha)  # x_j += α p_j
+            _axpy(hp_rows[j], r_rows[j], a=-alpha)  # r_j −= α H p_j
             rr[j] = _dot(r_rows[j], r_rows[j])
         z_rows, rz_new = preconditioned(active)
         for j in active:
-            _scal(rz_new[j] / rz[j], p_rows[j])        # p_j = z_j + β p_j
+            _scal(rz_new[j] / rz[j], p_rows[j])  # p_j = z_j + β p_j
             _axpy(z_rows[j], p_rows[j])
         rz.update(rz_new)
         active = [j for j in active if math.sqrt(rr[j]) > limit[j]]
@@ -183,4 +198,6 @@ def conjugate_gradient(apply_hessian, b, x0=None, *, tol: float = 1e-10, max_ite
         message = f"CG stopped at max_iter={max_iter} with relative residual {residual.max():.3g} > tol = {tol:g}"
         if warn:
             warnings.warn(message, ConvergenceWarning, stacklevel=3)  # the caller, past the BLAS-limit wrapper
-    return CGResult(x=x_rows.reshape(b.shape), iterations=iterations, residual=residual, converged=converged, message=message)
+    return CGResult(
+        x=x_rows.reshape(b.shape), iterations=iterations, residual=residual, converged=converged, message=message
+    )

@@ -19,8 +19,16 @@ import numpy as np
 from ..problem.cost import LowerLevelCost
 from ..problem.params import Hyperparameters
 
-__all__ = ["LowerLevelResult", "ConvergenceWarning", "solve_lower_level", "METHODS", "ogm_momentum",
-           "ogm_coefficients", "ogm_extrapolate", "starting_point"]
+__all__ = [
+    "LowerLevelResult",
+    "ConvergenceWarning",
+    "solve_lower_level",
+    "METHODS",
+    "ogm_momentum",
+    "ogm_coefficients",
+    "ogm_extrapolate",
+    "starting_point",
+]
 
 #: the lower-level solvers :func:`solve_lower_level` accepts as ``method``, OGM with adaptive
 #: restart (the default) and gradient descent with step 1/L
@@ -206,9 +214,7 @@ def solve_lower_level(
     elif converged:
         message = f"reached ‖∇Φ‖/√N < {tol:g} in {iterations} iterations"
     else:
-        message = (
-            f"stopped at max_iter={max_iter} with max ‖∇Φ‖/√N = {norms.max():.3g} > tol = {tol:g}"
-        )
+        message = f"stopped at max_iter={max_iter} with max ‖∇Φ‖/√N = {norms.max():.3g} > tol = {tol:g}"
         if warn:
             warnings.warn(f"{method.upper()}: {message}", ConvergenceWarning, stacklevel=2)
     return LowerLevelResult(

@@ -73,8 +73,10 @@ class CirculantPreconditioner:
         expected = self.signal_shape[:-1] + (self.signal_shape[-1] // 2 + 1,)
         eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
         if eigenvalues.ndim != len(expected) + 1 or eigenvalues.shape[1:] != expected:
-            raise ValueError(f"eigenvalues must have shape (J, *{expected}) for signals of shape "
-                             f"{self.signal_shape}; got {eigenvalues.shape}")
+            raise ValueError(
+                f"eigenvalues must have shape (J, *{expected}) for signals of shape "
+                f"{self.signal_shape}; got {eigenvalues.shape}"
+            )
         self.eigenvalues = _positive_finite(eigenvalues, "eigenvalues")
         self._axes = tuple(range(-len(self.signal_shape), 0))
 
@@ -84,10 +86,12 @@ class CirculantPreconditioner:
         signal_shape = hessian.shape[1:]
         axes = tuple(range(-len(signal_shape), 0))
         bank = hessian.filter_bank
-        filter_power = np.abs(sfft.rfftn(bank.filters, s=signal_shape, axes=axes)) ** 2   # (K, *rfft)
-        mean_curvature = hessian.curvature.mean(axis=axes)                                  # (J, K)
+        filter_power = np.abs(sfft.rfftn(bank.filters, s=signal_shape, axes=axes)) ** 2  # (K, *rfft)
+        mean_curvature = hessian.curvature.mean(axis=axes)  # (J, K)
         strength = mean_curvature * hessian.weights
-        eigenvalues = np.tensordot(strength, filter_power, axes=1) + _circulant_gram(hessian.forward_model, signal_shape)
+        eigenvalues = np.tensordot(strength, filter_power, axes=1) + _circulant_gram(
+            hessian.forward_model, signal_shape
+        )
         return cls(eigenvalues, signal_shape)
 
     def __call__(self, r) -> np.ndarray:
@@ -145,7 +149,9 @@ class BandedCholesky:
         signal_shape, n_images = shape[1:], shape[0]
         reach = tuple(int(t) for t in reach)
         if len(reach) != len(signal_shape) or any(t < 0 for t in reach):
-            raise ValueError(f"reach must give one non-negative distance per signal axis of {signal_shape}; got {reach}")
+            raise ValueError(
+                f"reach must give one non-negative distance per signal axis of {signal_shape}; got {reach}"
+            )
         n_pixels = int(np.prod(signal_shape))
         size = n_images * n_pixels
         if matrix.shape != (size, size):
@@ -160,9 +166,11 @@ class BandedCholesky:
         pixel_at = np.ravel_multi_index(tuple(coordinates), signal_shape)
         entries = (self.bandwidth + 1) * size
         if entries > self.MAX_BAND_ENTRIES:
-            raise ValueError(f"the banded Cholesky factor would hold {entries:,} numbers ({8 * entries / 1e9:.1f} GB, "
-                             f"bandwidth {self.bandwidth}); use plain or circulant-preconditioned CG for this size")
-        order = (pixel_at[None] + n_pixels * np.arange(n_images)[:, None]).ravel()   # order[k]: pixel at position k
+            raise ValueError(
+                f"the banded Cholesky factor would hold {entries:,} numbers ({8 * entries / 1e9:.1f} GB, "
+                f"bandwidth {self.bandwidth}); use plain or circulant-preconditioned CG for this size"
+            )
+        order = (pixel_at[None] + n_pixels * np.arange(n_images)[:, None]).ravel()  # order[k]: pixel at position k
         position = np.empty(size, dtype=np.int64)
         position[order] = np.arange(size)
         matrix = matrix.tocsr()
@@ -172,8 +180,9 @@ class BandedCholesky:
         if np.any(rows - cols > self.bandwidth):
             raise ValueError("matrix couples pixels farther apart than reach allows")
         # band storage ab[i − j, j] = H[i, j] for i ≥ j; bincount also adds up duplicate entries
-        band = np.bincount((rows[lower] - cols[lower]) * size + cols[lower], weights=matrix.data[lower],
-                           minlength=entries).reshape(self.bandwidth + 1, size)
+        band = np.bincount(
+            (rows[lower] - cols[lower]) * size + cols[lower], weights=matrix.data[lower], minlength=entries
+        ).reshape(self.bandwidth + 1, size)
         try:
             self._factor = sla.cholesky_banded(band, lower=True, check_finite=False)
         except np.linalg.LinAlgError as err:
@@ -185,7 +194,7 @@ class BandedCholesky:
     @staticmethod
     def _best_axis_order(signal_shape, reach) -> tuple[list[int], int]:
         """Nesting of the axes (slowest first) with the smallest bandwidth, and that bandwidth."""
-        spread = [min(2 * t, n - 1) for t, n in zip(reach, signal_shape)]   # folded positions apart
+        spread = [min(2 * t, n - 1) for t, n in zip(reach, signal_shape)]  # folded positions apart
         best = None
         for axes in itertools.permutations(range(len(signal_shape))):
             stride, width = 1, 0
@@ -200,9 +209,11 @@ class BandedCholesky:
     def from_hessian(cls, hessian) -> BandedCholesky:
         """Factorise a :class:`~bilevel_lib.problem.cost.HessianOperator` (assembling its sparse matrix)."""
         if not hessian.matrix_is_hessian:
-            raise ValueError(f"the banded Cholesky factorisation needs the whole Hessian as a sparse matrix, i.e. a "
-                             f"forward model whose A'A is diagonal (Identity, PixelMask); got "
-                             f"{type(hessian.forward_model).__name__}: use the circulant preconditioner instead")
+            raise ValueError(
+                f"the banded Cholesky factorisation needs the whole Hessian as a sparse matrix, i.e. a "
+                f"forward model whose A'A is diagonal (Identity, PixelMask); got "
+                f"{type(hessian.forward_model).__name__}: use the circulant preconditioner instead"
+            )
         reach = tuple(f - 1 for f in hessian.filter_bank.filter_shape)
         return cls(hessian.matrix, hessian.shape, reach)
 
@@ -228,5 +239,7 @@ def make_preconditioner(spec, hessian):
         return PRECONDITIONERS[spec](hessian)
     if callable(spec):
         return spec(hessian)
-    raise TypeError(f"a preconditioner is None, a name in {sorted(PRECONDITIONERS)} or a callable "
-                    f"hessian -> preconditioner; got {type(spec).__name__}")
+    raise TypeError(
+        f"a preconditioner is None, a name in {sorted(PRECONDITIONERS)} or a callable "
+        f"hessian -> preconditioner; got {type(spec).__name__}"
+    )

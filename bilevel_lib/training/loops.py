@@ -18,19 +18,17 @@ Introduced in the chapter "Single- vs double-loop algorithms".
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..problem.cost import LowerLevelCost
-from ..util.progress import progress_bar
 from ..hypergrad.implicit import implicit_hypergradient, implicit_step
+from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..solvers.lower import solve_lower_level, starting_point
 from ..problem.params import Hyperparameters
+from ..solvers.lower import solve_lower_level, starting_point
+from ..util.progress import progress_bar
 from .optimizers import Adam
 
 __all__ = ["TrainingHistory", "TrainingResult", "hoag_schedule", "train_double_loop", "train_ttsa"]
@@ -48,12 +46,12 @@ class TrainingHistory:
     """One entry per upper-level step (lists of floats/ints; ``work`` and ``seconds`` are cumulative)."""
 
     loss: list = field(default_factory=list)
-    gradient_norm: list = field(default_factory=list)       # ‖∇ℓ‖/√R over the learned parts
+    gradient_norm: list = field(default_factory=list)  # ‖∇ℓ‖/√R over the learned parts
     lower_gradient_norm: list = field(default_factory=list)  # max_j ‖∇ₓΦ‖/√N when ∇ℓ was taken
     lower_iterations: list = field(default_factory=list)
     cg_iterations: list = field(default_factory=list)
-    work: list = field(default_factory=list)                  # cumulative lower + CG iterations
-    seconds: list = field(default_factory=list)               # cumulative wall time
+    work: list = field(default_factory=list)  # cumulative lower + CG iterations
+    seconds: list = field(default_factory=list)  # cumulative wall time
 
     def append(self, *, loss, gradient_norm, lower_gradient_norm, lower_iterations, cg_iterations, elapsed):
         """Record one upper-level step.
@@ -100,13 +98,29 @@ class TrainingResult:
     settings: dict = field(default_factory=dict)
 
 
-def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta", "filters"),
-                      n_steps: int = 100, optimizer=None, lower_iterations: int | None = None,
-                      lower_tol: float | None = None, schedule=None, initial_tol: float = 1e-7,
-                      cg_tol: float = 1e-3, cg_relative_to: str = "initial", cg_max_iter: int = 500,
-                      stop_gradient_norm: float | None = None, stop_relative_change: float | None = None,
-                      warm_start: bool = True, progress: bool = False, x0=None, estimator=None,
-                      estimator_settings: dict | None = None) -> TrainingResult:
+def train_double_loop(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    *,
+    parts=("beta", "filters"),
+    n_steps: int = 100,
+    optimizer=None,
+    lower_iterations: int | None = None,
+    lower_tol: float | None = None,
+    schedule=None,
+    initial_tol: float = 1e-7,
+    cg_tol: float = 1e-3,
+    cg_relative_to: str = "initial",
+    cg_max_iter: int = 500,
+    stop_gradient_norm: float | None = None,
+    stop_relative_change: float | None = None,
+    warm_start: bool = True,
+    progress: bool = False,
+    x0=None,
+    estimator=None,
+    estimator_settings: dict | None = None,
+) -> TrainingResult:
     """Double-loop bilevel training (review Alg. 1) with a hypergradient estimator and warm starts.
 
     Parameters
@@ -145,26 +159,49 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
     if sum(rule is not None for rule in (lower_iterations, lower_tol, schedule)) > 1:
         raise ValueError("give exactly one lower-level rule: lower_iterations (fixed T), lower_tol, or schedule")
     if estimator is not None and (lower_tol is not None or schedule is not None or lower_iterations is not None):
-        raise ValueError("lower_iterations, lower_tol and schedule configure the default estimator; "
-                         "give a custom estimator's settings in estimator_settings")
+        raise ValueError(
+            "lower_iterations, lower_tol and schedule configure the default estimator; "
+            "give a custom estimator's settings in estimator_settings"
+        )
     if estimator is None and estimator_settings is not None:
         raise ValueError("estimator_settings need an estimator")
     if estimator is None and lower_tol is None and schedule is None and lower_iterations is None:
         lower_iterations = 10
     optimizer = Adam() if optimizer is None else optimizer
-    settings = dict(parts=list(parts), n_steps=n_steps, lower_iterations=lower_iterations, lower_tol=lower_tol,
-                    schedule="hoag" if schedule else None, initial_tol=initial_tol, cg_tol=cg_tol,
-                    cg_relative_to=cg_relative_to, optimizer=type(optimizer).__name__, warm_start=warm_start,
-                    estimator=getattr(estimator, "__name__", type(estimator).__name__) if estimator else "implicit")
+    settings = dict(
+        parts=list(parts),
+        n_steps=n_steps,
+        lower_iterations=lower_iterations,
+        lower_tol=lower_tol,
+        schedule="hoag" if schedule else None,
+        initial_tol=initial_tol,
+        cg_tol=cg_tol,
+        cg_relative_to=cg_relative_to,
+        optimizer=type(optimizer).__name__,
+        warm_start=warm_start,
+        estimator=getattr(estimator, "__name__", type(estimator).__name__) if estimator else "implicit",
+    )
 
     def default_settings(u):
         """Today's settings of the implicit estimator for step u."""
         if schedule is not None:
             tol_u = schedule(u)
-            return dict(lower_tol=tol_u, lower_max_iter=100_000, cg_tol=tol_u, cg_relative_to="rhs",
-                        cg_max_iter=cg_max_iter, warn=False)
-        return dict(lower_tol=lower_tol, lower_max_iter=lower_iterations if lower_tol is None else 100_000,
-                    cg_tol=cg_tol, cg_relative_to=cg_relative_to, cg_max_iter=cg_max_iter, warn=False)
+            return dict(
+                lower_tol=tol_u,
+                lower_max_iter=100_000,
+                cg_tol=tol_u,
+                cg_relative_to="rhs",
+                cg_max_iter=cg_max_iter,
+                warn=False,
+            )
+        return dict(
+            lower_tol=lower_tol,
+            lower_max_iter=lower_iterations if lower_tol is None else 100_000,
+            cg_tol=cg_tol,
+            cg_relative_to=cg_relative_to,
+            cg_max_iter=cg_max_iter,
+            warn=False,
+        )
 
     start = time.perf_counter()
     first = solve_lower_level(cost, params, x0=x0, tol=initial_tol, max_iter=200_000)
@@ -185,10 +222,14 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
             unconverged += not hyper.converged
             gradient = hyper.gradient.flatten(parts)
             gradient_norm = np.linalg.norm(gradient) / np.sqrt(gradient.size)
-            history.append(loss=hyper.loss, gradient_norm=gradient_norm,
-                           lower_gradient_norm=hyper.diagnostics["lower_residual"],
-                           lower_iterations=hyper.lower_iterations + (first.iterations if u == 0 else 0),
-                           cg_iterations=hyper.cg_iterations, elapsed=time.perf_counter() - start)
+            history.append(
+                loss=hyper.loss,
+                gradient_norm=gradient_norm,
+                lower_gradient_norm=hyper.diagnostics["lower_residual"],
+                lower_iterations=hyper.lower_iterations + (first.iterations if u == 0 else 0),
+                cg_iterations=hyper.cg_iterations,
+                elapsed=time.perf_counter() - start,
+            )
             bar.update(1)
             if stop_gradient_norm is not None and gradient_norm < stop_gradient_norm:
                 message = f"stopped at step {u}: ‖∇ℓ‖/√R = {gradient_norm:.2e} < {stop_gradient_norm:g}"
@@ -205,9 +246,20 @@ def train_double_loop(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
     return TrainingResult(params, history, x, message, settings)
 
 
-def train_ttsa(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta", "filters"),
-               n_steps: int = 1000, upper_step: float = 1e-2, upper_decay: float = 0.75, cg_tol: float = 1e-2,
-               cg_max_iter: int = 50, progress: bool = False, x0=None) -> TrainingResult:
+def train_ttsa(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    *,
+    parts=("beta", "filters"),
+    n_steps: int = 1000,
+    upper_step: float = 1e-2,
+    upper_decay: float = 0.75,
+    cg_tol: float = 1e-2,
+    cg_max_iter: int = 50,
+    progress: bool = False,
+    x0=None,
+) -> TrainingResult:
     """TTSA, the single-loop method of review Alg. 2: per iteration u,
 
         x ← x − (1/L(γ)) ∇ₓΦ(x; γ)                      (one lower-level gradient step)
@@ -220,8 +272,9 @@ def train_ttsa(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *
     """
     if not (upper_step > 0 and 0 < upper_decay <= 1):
         raise ValueError(f"need upper_step > 0 and 0 < upper_decay ≤ 1; got {upper_step}, {upper_decay}")
-    settings = dict(parts=list(parts), n_steps=n_steps, upper_step=upper_step, upper_decay=upper_decay,
-                    cg_tol=cg_tol, method="TTSA")
+    settings = dict(
+        parts=list(parts), n_steps=n_steps, upper_step=upper_step, upper_decay=upper_decay, cg_tol=cg_tol, method="TTSA"
+    )
     start = time.perf_counter()
     x = starting_point(cost, x0)
     q = None
@@ -230,13 +283,19 @@ def train_ttsa(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *
     with progress_bar(n_steps, progress, "TTSA") as bar:
         for u in range(n_steps):
             x = x - cost.gradient(x, params) / cost.lipschitz(params)
-            step = implicit_step(cost, params, loss, x, q, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
-                                 cg_relative_to="initial")
+            step = implicit_step(
+                cost, params, loss, x, q, cg_tol=cg_tol, cg_max_iter=cg_max_iter, cg_relative_to="initial"
+            )
             q, cg = step.q, step.cg
             gradient = step.gradient.flatten(parts)
-            history.append(loss=loss.value(x), gradient_norm=np.linalg.norm(gradient) / np.sqrt(gradient.size),
-                           lower_gradient_norm=cost.gradient_norm(x, params).max(), lower_iterations=1,
-                           cg_iterations=cg.iterations, elapsed=time.perf_counter() - start)
+            history.append(
+                loss=loss.value(x),
+                gradient_norm=np.linalg.norm(gradient) / np.sqrt(gradient.size),
+                lower_gradient_norm=cost.gradient_norm(x, params).max(),
+                lower_iterations=1,
+                cg_iterations=cg.iterations,
+                elapsed=time.perf_counter() - start,
+            )
             vector = vector - upper_step * (u + 1) ** (-upper_decay) * gradient
             params = params.unflatten(vector, parts)
             bar.update(1)

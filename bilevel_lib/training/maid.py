@@ -31,10 +31,25 @@ from .loops import TrainingHistory, TrainingResult
 __all__ = ["inexact_hypergradient", "train_maid"]
 
 
-def train_maid(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta", "filters"),
-               n_steps: int = 50, eps: float = 1e-1, delta: float = 1e-1, step: float = 1.0, shrink: float = 0.5,
-               reduce: float = 0.5, increase: float = 1.25, eta: float = 0.5, sufficient: float = 1e-4,
-               backtracks: int = 3, max_rounds: int = 30, progress: bool = False) -> TrainingResult:
+def train_maid(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    *,
+    parts=("beta", "filters"),
+    n_steps: int = 50,
+    eps: float = 1e-1,
+    delta: float = 1e-1,
+    step: float = 1.0,
+    shrink: float = 0.5,
+    reduce: float = 0.5,
+    increase: float = 1.25,
+    eta: float = 0.5,
+    sufficient: float = 1e-4,
+    backtracks: int = 3,
+    max_rounds: int = 30,
+    progress: bool = False,
+) -> TrainingResult:
     """MAID (slides' Algorithm: inexact gradient, inexact backtracking, adaptive ε and δ).
 
     Each upper step: compute z with accuracies (ε, δ) until ω ≤ (1 − η)‖z‖ (a sure descent
@@ -73,12 +88,14 @@ def train_maid(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *
                 alpha = step
                 for _j in range(budget):
                     trial = params.unflatten(params.flatten(parts) - alpha * z, parts)
-                    lower = solve_lower_level(cost, trial, x0=hyper.x, tol=certified_lower_tol(cost, eps),
-                                              max_iter=200_000, warn=False)
+                    lower = solve_lower_level(
+                        cost, trial, x0=hyper.x, tol=certified_lower_tol(cost, eps), max_iter=200_000, warn=False
+                    )
                     lower_work += lower.iterations
                     trial_loss = loss.value(lower.x)
-                    slack = (np.linalg.norm(loss.gradient(lower.x)) * eps + grad_x_here * eps
-                             + 0.5 * loss.lipschitz * eps**2)
+                    slack = (
+                        np.linalg.norm(loss.gradient(lower.x)) * eps + grad_x_here * eps + 0.5 * loss.lipschitz * eps**2
+                    )
                     if trial_loss <= hyper.loss - sufficient * alpha * z_norm**2 - slack:
                         accepted = True
                         break
@@ -89,9 +106,14 @@ def train_maid(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *
             if not accepted:
                 message = f"MAID stopped: no sufficient decrease after {max_rounds} accuracy reductions"
                 break
-            history.append(loss=hyper.loss, gradient_norm=z_norm / np.sqrt(z.size),
-                           lower_gradient_norm=eps, lower_iterations=lower_work, cg_iterations=cg_work,
-                           elapsed=time.perf_counter() - start)
+            history.append(
+                loss=hyper.loss,
+                gradient_norm=z_norm / np.sqrt(z.size),
+                lower_gradient_norm=eps,
+                lower_iterations=lower_work,
+                cg_iterations=cg_work,
+                elapsed=time.perf_counter() - start,
+            )
             params, x = trial, lower.x
             step = alpha / shrink
             eps, delta = eps * increase, delta * increase

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..problem.cost import LowerLevelCost
 from ..hypergrad.implicit import implicit_hypergradient
+from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..solvers.lower import solve_lower_level
 from ..problem.params import Hyperparameters
+from ..solvers.lower import solve_lower_level
 
 __all__ = ["SearchResult", "DescentResult", "grid_search_beta0", "random_search_beta", "gradient_descent_beta"]
 
@@ -61,8 +61,15 @@ class DescentResult:
     cg_iterations: int = 0
 
 
-def grid_search_beta0(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, grid, *,
-                      lower_tol: float = 1e-6, lower_max_iter: int = 20_000) -> SearchResult:
+def grid_search_beta0(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    grid,
+    *,
+    lower_tol: float = 1e-6,
+    lower_max_iter: int = 20_000,
+) -> SearchResult:
     """ℓ on a grid of β0 values (other parts of γ fixed), warm-starting along the grid.
 
     This is how the review's experiments choose β0 before learning the rest (App. D).
@@ -72,18 +79,34 @@ def grid_search_beta0(cost: LowerLevelCost, params: Hyperparameters, loss: Upper
         raise ValueError(f"grid must be a non-empty 1-D array of β0 values; got shape {grid.shape}")
     losses, x, iterations = np.empty(grid.size), None, 0
     for i, beta0 in enumerate(grid):
-        result = solve_lower_level(cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=lower_tol,
-                                   max_iter=lower_max_iter)
+        result = solve_lower_level(
+            cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=lower_tol, max_iter=lower_max_iter
+        )
         x, iterations = result.x, iterations + result.iterations
         losses[i] = loss.value(result.x)
     best = int(np.argmin(losses))
-    return SearchResult(Hyperparameters(grid[best], params.beta, params.filters), float(losses[best]), grid, losses,
-                        grid.size, iterations)
+    return SearchResult(
+        Hyperparameters(grid[best], params.beta, params.filters),
+        float(losses[best]),
+        grid,
+        losses,
+        grid.size,
+        iterations,
+    )
 
 
-def random_search_beta(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, n_samples: int, rng, *,
-                       low: float = -2.0, high: float = 2.0, lower_tol: float = 1e-6,
-                       lower_max_iter: int = 20_000) -> SearchResult:
+def random_search_beta(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    n_samples: int,
+    rng,
+    *,
+    low: float = -2.0,
+    high: float = 2.0,
+    lower_tol: float = 1e-6,
+    lower_max_iter: int = 20_000,
+) -> SearchResult:
     """ℓ at ``n_samples`` random vectors β with entries uniform in [low, high] (β0 and filters fixed).
 
     Samples come from ``rng`` (a seed or Generator); each solve is warm-started from the solution
@@ -95,21 +118,39 @@ def random_search_beta(cost: LowerLevelCost, params: Hyperparameters, loss: Uppe
     candidates = rng.uniform(low, high, size=(n_samples, params.n_filters))
     losses, iterations, best_x = np.empty(n_samples), 0, None
     for i, beta in enumerate(candidates):
-        result = solve_lower_level(cost, Hyperparameters(params.beta0, beta, params.filters), x0=best_x,
-                                   tol=lower_tol, max_iter=lower_max_iter)
+        result = solve_lower_level(
+            cost, Hyperparameters(params.beta0, beta, params.filters), x0=best_x, tol=lower_tol, max_iter=lower_max_iter
+        )
         iterations += result.iterations
         losses[i] = loss.value(result.x)
         if losses[i] <= losses[: i + 1].min():
             best_x = result.x
     best = int(np.argmin(losses))
-    return SearchResult(Hyperparameters(params.beta0, candidates[best], params.filters), float(losses[best]),
-                        candidates, losses, n_samples, iterations)
+    return SearchResult(
+        Hyperparameters(params.beta0, candidates[best], params.filters),
+        float(losses[best]),
+        candidates,
+        losses,
+        n_samples,
+        iterations,
+    )
 
 
-def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: UpperLoss, *, parts=("beta",),
-                          n_steps: int = 20, step: float = 1.0, lower_tol: float = 1e-8, cg_tol: float = 1e-8,
-                          lower_max_iter: int = 20_000, shrink: float = 0.5, grow: float = 1.5,
-                          max_backtracks: int = 30) -> DescentResult:
+def gradient_descent_beta(
+    cost: LowerLevelCost,
+    params: Hyperparameters,
+    loss: UpperLoss,
+    *,
+    parts=("beta",),
+    n_steps: int = 20,
+    step: float = 1.0,
+    lower_tol: float = 1e-8,
+    cg_tol: float = 1e-8,
+    lower_max_iter: int = 20_000,
+    shrink: float = 0.5,
+    grow: float = 1.5,
+    max_backtracks: int = 30,
+) -> DescentResult:
     """Gradient descent on the chosen parts of γ with the implicit hypergradient (eq. 4.8).
 
     Each iteration takes the step γ − s ∇ℓ, accepting it when ℓ decreases by at least
@@ -117,8 +158,9 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
     ``grow``.  Lower-level and CG solves are warm-started from the previous iterate.
     """
     out = DescentResult(params=params)
-    hyper = implicit_hypergradient(cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol,
-                                   lower_max_iter=lower_max_iter)
+    hyper = implicit_hypergradient(
+        cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol, lower_max_iter=lower_max_iter
+    )
     out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower_iterations, hyper.cg_iterations
     current, x, state = params, hyper.x, hyper.state
     for _ in range(n_steps):
@@ -139,8 +181,16 @@ def gradient_descent_beta(cost: LowerLevelCost, params: Hyperparameters, loss: U
         else:
             break  # no decrease found: at a stationary point to working accuracy
         current = trial
-        hyper = implicit_hypergradient(cost, current, loss, x0=result.x, state=state, lower_tol=lower_tol, cg_tol=cg_tol,
-                                       lower_max_iter=lower_max_iter)
+        hyper = implicit_hypergradient(
+            cost,
+            current,
+            loss,
+            x0=result.x,
+            state=state,
+            lower_tol=lower_tol,
+            cg_tol=cg_tol,
+            lower_max_iter=lower_max_iter,
+        )
         out.n_solves += 1
         out.lower_iterations += hyper.lower_iterations
         out.cg_iterations += hyper.cg_iterations

@@ -27,7 +27,9 @@ class _PlainProgress:
             print(f"\r{self.description}: {self.done}/{self.total}", end="", file=sys.stderr, flush=True)
 
     def set_postfix(self, **values) -> None:
-        self.description = self.description.split(" [")[0] + " [" + ", ".join(f"{k}={v}" for k, v in values.items()) + "]"
+        self.description = (
+            self.description.split(" [")[0] + " [" + ", ".join(f"{k}={v}" for k, v in values.items()) + "]"
+        )
 
     def close(self) -> None:
         if self.enabled and self.done:

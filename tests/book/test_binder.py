@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from bookbuild import ROOT, is_notebook, source_file, toc_pages
 
 # The fresh-environment check pip-installs the whole pinned environment and runs every chapter a
@@ -104,8 +103,9 @@ print(json.dumps(overrides.get("@jupyterlab/docmanager-extension:plugin", {}).ge
 
 
 def _default_viewers(python, env, app_settings_dir: Path) -> dict:
-    proc = subprocess.run([str(python), "-c", READ_DEFAULT_VIEWERS, str(app_settings_dir)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [str(python), "-c", READ_DEFAULT_VIEWERS, str(app_settings_dir)], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0, f"reading the JupyterLab settings failed:\n{proc.stderr[-2000:]}"
     return json.loads(proc.stdout)
 
@@ -123,15 +123,18 @@ def test_jupytext_brings_the_notebook_viewer_for_md():
     """The pinned jupytext installs its JupyterLab extension (which defines the viewer postBuild
     names) and enables its server extension (which reads .md files as notebooks)."""
     labextension = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "jupyterlab-jupytext"
-    assert (labextension / "package.json").is_file(), f"jupytext's JupyterLab extension is not installed: {labextension}"
-    assert any(JUPYTEXT_VIEWER in path.read_text(encoding="utf-8", errors="replace")
-               for path in (labextension / "static").glob("*.js")), (
-        f"jupytext's JupyterLab extension defines no {JUPYTEXT_VIEWER!r} viewer: postBuild's setting would be ignored"
+    assert (labextension / "package.json").is_file(), (
+        f"jupytext's JupyterLab extension is not installed: {labextension}"
     )
+    assert any(
+        JUPYTEXT_VIEWER in path.read_text(encoding="utf-8", errors="replace")
+        for path in (labextension / "static").glob("*.js")
+    ), f"jupytext's JupyterLab extension defines no {JUPYTEXT_VIEWER!r} viewer: postBuild's setting would be ignored"
     server = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "jupytext.json"
     assert server.is_file(), f"jupytext's server extension is not enabled: no {server}"
     assert json.loads(server.read_text(encoding="utf-8"))["ServerApp"]["jpserver_extensions"].get(
-        "jupyterlab_jupytext"), f"{server} does not enable jupyterlab_jupytext"
+        "jupyterlab_jupytext"
+    ), f"{server} does not enable jupyterlab_jupytext"
 
 
 def test_postbuild_makes_jupyterlab_open_md_chapters_as_notebooks(tmp_path):
@@ -148,19 +151,25 @@ def test_postbuild_makes_jupyterlab_open_md_chapters_as_notebooks(tmp_path):
         encoding="utf-8",
     )
     shim.chmod(0o755)
-    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-           "PATH": os.pathsep.join([str(shim_dir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")}
-    post = subprocess.run(["bash", str(ROOT / "postBuild")], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=120)
+    env = {
+        **os.environ,
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "PATH": os.pathsep.join([str(shim_dir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
+    }
+    post = subprocess.run(
+        ["bash", str(ROOT / "postBuild")], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120
+    )
     assert post.returncode == 0, f"postBuild failed:\n{post.stdout[-3000:]}\n{post.stderr[-3000:]}"
     assert pip_log.is_file() and "-e ." in pip_log.read_text(), "postBuild did not call `python -m pip install -e .`"
     written = tmp_path / "jupyter-config" / "labconfig" / "default_setting_overrides.json"
     assert written.is_file(), f"postBuild wrote no JupyterLab setting overrides to the Jupyter config dir ({written})"
     _assert_md_opens_as_notebook(_default_viewers(sys.executable, env, tmp_path / "app-settings"), "postBuild")
     # it sets only the Markdown types: .py files of the library still open in the editor
-    viewers = json.loads(written.read_text(encoding="utf-8"))["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    viewers = json.loads(written.read_text(encoding="utf-8"))["@jupyterlab/docmanager-extension:plugin"][
+        "defaultViewers"
+    ]
     assert "python" not in viewers, "postBuild should not make .py files (the library) open as notebooks"
 
 
@@ -238,14 +247,20 @@ def fresh_env(tmp_path_factory):
     env.pop("PYTHONPATH", None)
     base = _python_for_runtime()
     # the base interpreter of this venv, not the venv itself, so nothing of .venv leaks in
-    base = subprocess.run([base, "-c", "import sys; print(sys._base_executable)"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    base = subprocess.run(
+        [base, "-c", "import sys; print(sys._base_executable)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     timings = {}
     start = time.perf_counter()
     subprocess.run([base, "-m", "venv", str(venv)], check=True, env=env)
     python = venv / "bin" / "python"
-    pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
-                         capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT_S)
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.txt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=PIP_TIMEOUT_S,
+    )
     assert pip.returncode == 0, f"pip install -r requirements.txt failed:\n{pip.stdout[-3000:]}\n{pip.stderr[-3000:]}"
     timings["pip install -r requirements.txt"] = time.perf_counter() - start
     # postBuild as Binder runs it: from the repository, with the environment's python first on PATH
@@ -255,8 +270,9 @@ def fresh_env(tmp_path_factory):
     env["JUPYTER_CONFIG_DIR"] = str(work / "jupyter-config")
     env["JUPYTER_PREFER_ENV_PATH"] = "1"
     start = time.perf_counter()
-    post = subprocess.run(["bash", str(ROOT / "postBuild")], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=PIP_TIMEOUT_S)
+    post = subprocess.run(
+        ["bash", str(ROOT / "postBuild")], cwd=ROOT, capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT_S
+    )
     assert post.returncode == 0, f"postBuild failed:\n{post.stdout[-3000:]}\n{post.stderr[-3000:]}"
     timings["postBuild"] = time.perf_counter() - start
     return python, env, timings
@@ -266,24 +282,36 @@ def fresh_env(tmp_path_factory):
 @FRESH_ENV_CHECK
 def test_fresh_environment_is_exactly_the_pinned_one(fresh_env):
     python, env, _ = fresh_env
-    freeze = subprocess.run([str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
-                            env=env, check=True).stdout.splitlines()
+    freeze = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True, env=env, check=True
+    ).stdout.splitlines()
     installed = {}
     for line in freeze:
         match = REQUIREMENT.match(line.strip())
         if match:
             installed[_canonical(match["name"])] = match["version"]
     pins = _requirements()
-    unpinned = sorted(f"{name}=={version}" for name, version in installed.items()
-                      if name not in pins and name not in {"pip", "bilevel-lib"})
+    unpinned = sorted(
+        f"{name}=={version}"
+        for name, version in installed.items()
+        if name not in pins and name not in {"pip", "bilevel-lib"}
+    )
     assert not unpinned, f"installed but not pinned in requirements.txt (keep it a full freeze): {unpinned}"
-    different = sorted(f"{name}: pinned {pins[name]}, installed {version}" for name, version in installed.items()
-                       if name in pins and pins[name] != version)
+    different = sorted(
+        f"{name}: pinned {pins[name]}, installed {version}"
+        for name, version in installed.items()
+        if name in pins and pins[name] != version
+    )
     assert not different, f"pip installed other versions than requirements.txt pins: {different}"
     check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True, env=env)
     assert check.returncode == 0, f"pip check: {check.stdout}{check.stderr}"
-    where = subprocess.run([str(python), "-c", "import bilevel_lib; print(bilevel_lib.__file__)"],
-                           capture_output=True, text=True, env=env, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "import bilevel_lib; print(bilevel_lib.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
     assert Path(where).resolve().is_relative_to(ROOT), f"postBuild did not install this repo's library: {where}"
 
 
@@ -291,8 +319,9 @@ def test_fresh_environment_is_exactly_the_pinned_one(fresh_env):
 @FRESH_ENV_CHECK
 def test_fresh_environment_opens_md_chapters_as_notebooks(fresh_env, tmp_path):
     python, env, _ = fresh_env
-    _assert_md_opens_as_notebook(_default_viewers(python, env, tmp_path / "app-settings"),
-                                 "the fresh environment after postBuild")
+    _assert_md_opens_as_notebook(
+        _default_viewers(python, env, tmp_path / "app-settings"), "the fresh environment after postBuild"
+    )
     venv = Path(python).parent.parent
     assert (venv / "share" / "jupyter" / "labextensions" / "jupyterlab-jupytext" / "package.json").is_file(), (
         "the fresh environment has no jupytext JupyterLab extension"
@@ -307,8 +336,14 @@ def test_fresh_environment_opens_md_chapters_as_notebooks(fresh_env, tmp_path):
 def test_every_chapter_runs_in_the_fresh_environment(fresh_env):
     python, env, timings = fresh_env
     paths = [source_file(doc) for doc in toc_pages() if is_notebook(source_file(doc))]
-    proc = subprocess.run([str(python), "-c", RUNNER, *map(str, paths)], cwd=ROOT, capture_output=True,
-                          text=True, env=env, timeout=EXECUTE_TIMEOUT_S)
+    proc = subprocess.run(
+        [str(python), "-c", RUNNER, *map(str, paths)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=EXECUTE_TIMEOUT_S,
+    )
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and len(results) == len(paths), (
         f"the chapter runner failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from bookbuild import ROOT, log_excerpt as _log_excerpt, toc_pages
+from bookbuild import ROOT, toc_pages
+from bookbuild import log_excerpt as _log_excerpt
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +31,7 @@ SCRIPT_TAG = re.compile(r"<script\b[^>]*>", re.IGNORECASE)
 STYLESHEET_TAG = re.compile(r"<link\b[^>]*\brel=\"stylesheet\"[^>]*>", re.IGNORECASE)
 SRC_ATTR = re.compile(r"\bsrc=\"([^\"]*)\"")
 HREF_ATTR = re.compile(r"\bhref=\"([^\"]*)\"")
-WIDGET_STATE = re.compile(
-    r"<script type=\"application/vnd\.jupyter\.widget-state\+json\">(.*?)</script>", re.DOTALL
-)
+WIDGET_STATE = re.compile(r"<script type=\"application/vnd\.jupyter\.widget-state\+json\">(.*?)</script>", re.DOTALL)
 ERROR_OUTPUT = re.compile(r"class=\"output (?:traceback|error)\b")
 STDERR_OUTPUT = re.compile(r"<div class=\"output stderr[^\"]*\">(.*?)</pre>", re.DOTALL)
 PYTHON_WARNING = re.compile(r"\b\w*Warning:")
@@ -140,6 +138,5 @@ def test_vendored_widget_shim_matches_its_source():
     source = ROOT / "scripts" / "widgets-setup.js"
     vendored = ROOT / "_vendor" / "jupyter-widgets" / "widgets-setup.js"
     assert vendored.read_bytes() == source.read_bytes(), (
-        "_vendor/jupyter-widgets/widgets-setup.js differs from scripts/widgets-setup.js: "
-        "run scripts/vendor_assets.sh"
+        "_vendor/jupyter-widgets/widgets-setup.js differs from scripts/widgets-setup.js: run scripts/vendor_assets.sh"
     )

@@ -26,7 +26,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from bookbuild import ROOT, source_file, toc_pages
 from pagecheck import INSTALL_HINT, SiteServer, check_page, find_chromium, launch
 
@@ -59,8 +58,7 @@ def browser():
 @pytest.fixture(scope="session")
 def site(book):
     if book.proc.returncode != 0 and not (book.html_dir / "index.html").is_file():
-        pytest.fail("the book build failed; see test_book.py::test_build_succeeds_without_warnings",
-                    pytrace=False)
+        pytest.fail("the book build failed; see test_book.py::test_build_succeeds_without_warnings", pytrace=False)
     with SiteServer(book.html_dir) as server:
         yield server
 
@@ -83,12 +81,11 @@ def page_reports():
 
 @pytest.mark.parametrize("docname", TOC_PAGES)
 def test_page_renders_cleanly_in_chromium(browser, site, book, page_reports, docname):
-    report = check_page(browser, site.url(f"{docname}.html"), book.html_dir,
-                        screenshot=SCREENSHOTS / _shot_name(docname))
-    page_reports[docname] = report
-    assert not report.problems, (
-        f"{docname} in Chromium ({report.url}):\n  " + "\n  ".join(report.problems)
+    report = check_page(
+        browser, site.url(f"{docname}.html"), book.html_dir, screenshot=SCREENSHOTS / _shot_name(docname)
     )
+    page_reports[docname] = report
+    assert not report.problems, f"{docname} in Chromium ({report.url}):\n  " + "\n  ".join(report.problems)
 
 
 def _static_slider_pages(book) -> list[str]:
@@ -216,9 +213,20 @@ def voila_notebook(tmp_path_factory):
         "JUPYTER_CONFIG_DIR": str(work / "config"),  # no user configuration
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(path), "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            str(path),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--show_tracebacks=True",
+        ],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         try:
@@ -305,8 +313,9 @@ def test_live_widget_redraws_in_voila(browser, voila_notebook):
     labels = ["log₁₀ ε", "σ"]
     try:
         page.goto(url, wait_until="load", timeout=VOILA_RENDER_TIMEOUT_S * 1000)
-        page.wait_for_function(f"() => ({_FIND_WIDGET_JS})({labels!r})",
-                               timeout=VOILA_RENDER_TIMEOUT_S * 1000, polling=500)
+        page.wait_for_function(
+            f"() => ({_FIND_WIDGET_JS})({labels!r})", timeout=VOILA_RENDER_TIMEOUT_S * 1000, polling=500
+        )
         first = _image_src(page, labels)
         assert first.startswith("data:image/png"), "the widget shows no image before the sliders move"
 

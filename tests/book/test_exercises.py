@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from bookbuild import source_file, toc_chapters
 from exercise_source import parse
 
@@ -38,8 +37,11 @@ def test_chapter_has_enough_labelled_exercises(docname):
     )
     slug = _slug(docname)
     pattern = re.compile(rf"^{re.escape(slug)}-ex(\d+)$")
-    bad = [label or f"(no :label:, line {block.line})" for label, block in zip(labels, chapter.exercises)
-           if not pattern.match(label)]
+    bad = [
+        label or f"(no :label:, line {block.line})"
+        for label, block in zip(labels, chapter.exercises)
+        if not pattern.match(label)
+    ]
     assert not bad, f"{docname}: exercise labels must read {slug}-ex<n>; got {bad}"
     numbers = [int(pattern.match(label)[1]) for label in labels]
     assert numbers == list(range(1, len(numbers) + 1)), (
@@ -58,8 +60,11 @@ def test_every_exercise_has_one_dropdown_solution(docname):
     assert not twice, f"{docname}: exercises with more than one solution: {twice}"
     orphans = [t for t in targets if t not in labels]
     assert not orphans, f"{docname}: solutions for exercises that are not in this chapter: {orphans}"
-    not_dropdown = [f"{b.argument} (line {b.line})" for b in chapter.solutions
-                    if "dropdown" not in b.options.get("class", "").split()]
+    not_dropdown = [
+        f"{b.argument} (line {b.line})"
+        for b in chapter.solutions
+        if "dropdown" not in b.options.get("class", "").split()
+    ]
     assert not not_dropdown, f"{docname}: solutions need `:class: dropdown`: {not_dropdown}"
     lines = {block.argument: block.line for block in chapter.solutions}
     before = [label for label, block in zip(labels, chapter.exercises) if lines[label] < block.line]
@@ -71,8 +76,7 @@ def test_gated_solutions_are_closed(docname):
     sequence = parse(source_file(docname)).gate_sequence
     kinds = [kind for kind, _ in sequence]
     assert kinds == ["start", "end"] * (len(kinds) // 2) and len(kinds) % 2 == 0, (
-        f"{docname}: every {{solution-start}} needs a {{solution-end}} before the next one; "
-        f"found {sequence}"
+        f"{docname}: every {{solution-start}} needs a {{solution-end}} before the next one; found {sequence}"
     )
 
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
 from bookbuild import ROOT, source_file, toc_chapters
 from exercise_source import parse
 
@@ -109,9 +107,11 @@ def test_instructor_page_covers_every_chapter():
 def test_the_check_fails_on_a_page_that_misses_things():
     """The check above can fail: a missing chapter, a missing part, an unknown and an unmentioned
     exercise, a stale section and a wrong order are all reported."""
-    chapters = [Chapter("chapters/a", "Alpha", ["a-ex1", "a-ex2"]),
-                Chapter("chapters/b", "Beta", ["b-ex1"]),
-                Chapter("chapters/c", "Gamma", ["c-ex1"])]
+    chapters = [
+        Chapter("chapters/a", "Alpha", ["a-ex1", "a-ex2"]),
+        Chapter("chapters/b", "Beta", ["b-ex1"]),
+        Chapter("chapters/c", "Gamma", ["c-ex1"]),
+    ]
     good = (
         "# For instructors\n\n## Chapter by chapter\n\n"
         "### Alpha\n\n**What students should leave with.** A.\n\n**In class (about 60 minutes).** A.\n\n"
@@ -125,9 +125,11 @@ def test_the_check_fails_on_a_page_that_misses_things():
     assert problems(good, chapters) == []
     without_gamma = good.split("### Gamma")[0] + "## Course plans\n"
     assert problems(without_gamma, chapters) == ["chapters/c: no section '### Gamma'"]
-    broken = (good.replace("{ref}`a-ex2`", "{ref}`a-ex3`")
-                  .replace("**In class (about 45 minutes).** B.", "B in class.")
-                  .replace("### Gamma", "### Delta"))
+    broken = (
+        good.replace("{ref}`a-ex2`", "{ref}`a-ex3`")
+        .replace("**In class (about 45 minutes).** B.", "B in class.")
+        .replace("### Gamma", "### Delta")
+    )
     found = problems(broken, chapters)
     assert any("not in the chapter: ['a-ex3']" in p for p in found), found
     assert any("do not mention ['a-ex2']" in p for p in found), found

@@ -14,7 +14,6 @@ import re
 import sys
 
 import pytest
-
 from bookbuild import ROOT, log_excerpt, source_file, toc_chapters, toc_pages
 from exercise_source import distinctive_snippets, normalize, parse
 
@@ -42,8 +41,10 @@ def student(tmp_path_factory):
     out = tmp_path_factory.mktemp("student")
     proc = build_student.build(out, capture=True)
     if proc.returncode != 0:
-        pytest.fail(f"the student build failed (exit {proc.returncode}):\n"
-                    f"{log_excerpt(proc.stdout + proc.stderr)}", pytrace=False)
+        pytest.fail(
+            f"the student build failed (exit {proc.returncode}):\n{log_excerpt(proc.stdout + proc.stderr)}",
+            pytrace=False,
+        )
     return out / "html"
 
 
@@ -104,6 +105,9 @@ def test_no_solution_markup_in_the_student_build(student, docname):
 
 
 def test_student_site_has_no_page_sources(student):
-    sources = sorted(str(p.relative_to(student)) for p in (student / "_sources").rglob("*")
-                     if p.is_file()) if (student / "_sources").exists() else []
+    sources = (
+        sorted(str(p.relative_to(student)) for p in (student / "_sources").rglob("*") if p.is_file())
+        if (student / "_sources").exists()
+        else []
+    )
     assert not sources, f"the student site carries the page sources (with solutions): {sources[:5]}"

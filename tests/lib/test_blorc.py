@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bilevel_lib.experiments import blorc, cli, store
 from bilevel_lib import l1 as sl
+from bilevel_lib.experiments import blorc, cli, store
 
 
 def small(signal="piecewise", **changes):
@@ -21,7 +21,7 @@ def test_pairs_have_the_paper_shape_and_are_reproducible(signal):
     x, y, xt, yt = blorc.make_pairs(settings)
     assert x.shape == y.shape == (40, settings.n) and xt.shape == yt.shape == (5, settings.n)
     if not signal.startswith("stripes"):
-        assert np.allclose(np.max(np.abs(np.vstack([x, xt])), axis=1), 1.0)   # peak normalised
+        assert np.allclose(np.max(np.abs(np.vstack([x, xt])), axis=1), 1.0)  # peak normalised
     again = blorc.make_pairs(settings)
     assert np.array_equal(again[1], y)
     noise = np.std(np.vstack([y - x, yt - xt]))
@@ -30,7 +30,7 @@ def test_pairs_have_the_paper_shape_and_are_reproducible(signal):
 
 def test_stripe_patches_overlap_by_one_pixel():
     clean, noisy = blorc.stripe_patches("diagonal", 0.1, rng=0, size=22, patch=8, stride=7)
-    assert clean.shape == (9, 64)                               # starts 0, 7, 14 on each axis
+    assert clean.shape == (9, 64)  # starts 0, 7, 14 on each axis
     image = blorc.stripe_image("diagonal", 22)
     assert np.array_equal(clean[1].reshape(8, 8), image[0:8, 7:15])
 
@@ -57,7 +57,7 @@ def test_step_decay_divides_the_step_by_ten():
     expected = first.W - 0.005 * sl.closed_form_gradient(y, x, first.W, solve.signs).gradient
     assert np.allclose(decayed.W, expected, atol=1e-12)
     constant = blorc.train_blorc(x, y, W0=W0, epochs=2, batch_size=10, lr=0.05)
-    assert not np.allclose(constant.W, decayed.W, atol=1e-6)      # the decay changed the second step
+    assert not np.allclose(constant.W, decayed.W, atol=1e-6)  # the decay changed the second step
 
 
 def test_training_lowers_the_training_loss():
@@ -78,8 +78,9 @@ def test_test_psnr_history_and_callback():
     settings = small()
     x, y, xt, yt = blorc.make_pairs(settings)
     seen = []
-    result = blorc.train_blorc(x, y, epochs=2, batch_size=10, lr=1e-2, x_test=xt, y_test=yt,
-                               callback=lambda epoch, W: seen.append(epoch))
+    result = blorc.train_blorc(
+        x, y, epochs=2, batch_size=10, lr=1e-2, x_test=xt, y_test=yt, callback=lambda epoch, W: seen.append(epoch)
+    )
     assert seen == [0, 1]
     assert result.test_psnr.shape == (3,)
     assert result.test_psnr[0] == pytest.approx(blorc.mean_psnr(np.eye(16), xt, yt))
@@ -128,8 +129,26 @@ def test_bad_settings_raise():
 
 def test_command_line_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli.main(["blorc", "--signal", "dct", "--n", "16", "--pairs", "20", "--test", "4", "--batch", "10",
-                     "--epochs", "1", "--out", str(out), "--no-progress"])
+    code = cli.main(
+        [
+            "blorc",
+            "--signal",
+            "dct",
+            "--n",
+            "16",
+            "--pairs",
+            "20",
+            "--test",
+            "4",
+            "--batch",
+            "10",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     saved = store.load(out)
     assert saved.settings["n_train"] == 20 and saved.settings["signal"] == "dct"
@@ -143,11 +162,28 @@ def test_command_line_writes_results(tmp_path, capsys):
 
 def test_full_preset_decays_and_scales_its_decays_with_the_epochs(tmp_path, capsys):
     assert blorc.FULL_SETTINGS.lr_decay_epochs == (650, 700)
-    assert blorc.settings_for(full=True, epochs=15).lr_decay_epochs == (13, 14)   # 650/750, 700/750 of 15
+    assert blorc.settings_for(full=True, epochs=15).lr_decay_epochs == (13, 14)  # 650/750, 700/750 of 15
     assert blorc.settings_for(full=True, epochs=15, lr_decay_epochs=[]).lr_decay_epochs == ()
-    assert blorc.settings_for("dct", lr=None) == replace(blorc.BOOK_SETTINGS, signal="dct")   # None: the preset's
+    assert blorc.settings_for("dct", lr=None) == replace(blorc.BOOK_SETTINGS, signal="dct")  # None: the preset's
     out = tmp_path / "run"
-    cli.main(["blorc", "--full", "--n", "16", "--pairs", "20", "--test", "4", "--batch", "10", "--epochs", "15",
-              "--out", str(out), "--no-progress"])
+    cli.main(
+        [
+            "blorc",
+            "--full",
+            "--n",
+            "16",
+            "--pairs",
+            "20",
+            "--test",
+            "4",
+            "--batch",
+            "10",
+            "--epochs",
+            "15",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert store.read_record(out)["settings"]["lr_decay_epochs"] == [13, 14]
     assert "÷10 at epochs 13, 14" in capsys.readouterr().out

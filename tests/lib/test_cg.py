@@ -5,14 +5,13 @@ clearly.  (Speed is measured in benchmarks/bench_single_level.py, not here.)"""
 
 import numpy as np
 import pytest
+from problems import GEOMETRIES, random_problem, relative_error
 
 import bilevel_lib as bl
 from bilevel_lib import hypergrad
 from bilevel_lib.problem import data, filters
 from bilevel_lib.solvers.cg import conjugate_gradient
 from bilevel_lib.solvers.preconditioners import BandedCholesky, CirculantPreconditioner, make_preconditioner
-
-from problems import GEOMETRIES, random_problem, relative_error
 
 GEOMS = list(GEOMETRIES)
 MODELS = ["identity", "blur", "mask"]
@@ -22,8 +21,9 @@ def dense_hessians(hessian):
     """The explicit Hessian of each image, formed column by column from the implicit products."""
     shape = hessian.shape
     n = int(np.prod(shape[1:]))
-    columns = [hessian(np.broadcast_to(np.eye(n)[i].reshape(shape[1:]), shape).copy()).reshape(shape[0], n)
-               for i in range(n)]
+    columns = [
+        hessian(np.broadcast_to(np.eye(n)[i].reshape(shape[1:]), shape).copy()).reshape(shape[0], n) for i in range(n)
+    ]
     return np.stack(columns, axis=-1)  # (J, N, N)
 
 
@@ -85,8 +85,9 @@ def test_circulant_preconditioner_is_the_inverse_of_t_chans_circulant(geometry, 
             C = bl.problem.ops.correlation_matrix(params.filters[k], shape)
             matrix += params.strengths[k] * hessian.curvature[j, k].mean() * C.T @ C
         expected = np.linalg.solve(matrix, r[j].ravel())
-        np.testing.assert_allclose(CirculantPreconditioner.from_hessian(hessian)(r)[j].ravel(), expected,
-                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            CirculantPreconditioner.from_hessian(hessian)(r)[j].ravel(), expected, rtol=1e-10, atol=1e-12
+        )
 
 
 def test_batched_pcg_treats_each_image_as_its_own_system():
@@ -99,17 +100,18 @@ def test_batched_pcg_treats_each_image_as_its_own_system():
         batch = conjugate_gradient(hessian, b, tol=1e-11, preconditioner=make_preconditioner(name, hessian))
         assert np.all(batch.x[1] == 0.0)
         for j in (0, 2):
-            single_cost = bl.LowerLevelCost(cost.y[j:j + 1], cost.penalty, cost.forward_model)
-            single_hessian = single_cost.hessian_operator(x[j:j + 1], params)
-            single = conjugate_gradient(single_hessian, b[j:j + 1], tol=1e-11,
-                                        preconditioner=make_preconditioner(name, single_hessian))
+            single_cost = bl.LowerLevelCost(cost.y[j : j + 1], cost.penalty, cost.forward_model)
+            single_hessian = single_cost.hessian_operator(x[j : j + 1], params)
+            single = conjugate_gradient(
+                single_hessian, b[j : j + 1], tol=1e-11, preconditioner=make_preconditioner(name, single_hessian)
+            )
             assert relative_error(batch.x[j], single.x[0]) <= 1e-12
 
 
 # --------------------------------------------------------------------------- fewer iterations
 def smooth_denoising_problem(size=24):
     """A strongly regularised crop (finite differences, β0 = 0, ε = 0.1): nearly uniform φ̈."""
-    truth = data.cameraman()[140:140 + size, 200:200 + size]
+    truth = data.cameraman()[140 : 140 + size, 200 : 200 + size]
     y = data.add_noise(truth, 0.1, rng=0)
     params = bl.Hyperparameters.from_filters(filters.finite_differences(2), beta0=0.0)
     cost = bl.LowerLevelCost(y[None], bl.CornerRounded1Norm(0.1))
@@ -122,7 +124,9 @@ def test_preconditioners_need_fewer_iterations_where_they_should():
     hessian = cost.hessian_operator(x, params)
     rhs = loss.gradient(x)
     plain = conjugate_gradient(hessian, rhs, tol=1e-10)
-    circulant = conjugate_gradient(hessian, rhs, tol=1e-10, preconditioner=CirculantPreconditioner.from_hessian(hessian))
+    circulant = conjugate_gradient(
+        hessian, rhs, tol=1e-10, preconditioner=CirculantPreconditioner.from_hessian(hessian)
+    )
     cholesky = conjugate_gradient(hessian, rhs, tol=1e-10, preconditioner=BandedCholesky.from_hessian(hessian))
     assert plain.converged and circulant.converged and cholesky.converged
     assert circulant.iterations < plain.iterations / 3, (circulant.iterations, plain.iterations)
@@ -137,8 +141,9 @@ def test_implicit_hypergradient_with_a_preconditioner_matches_finite_differences
     cost, params, x, rng = random_problem(geometry, "identity")
     loss = bl.SquaredErrorLoss(cost.y + 0.05 * rng.standard_normal(cost.y.shape))
     plain = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12, lower_max_iter=200_000)
-    pre = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12, lower_max_iter=200_000,
-                                           cg_preconditioner=name)
+    pre = hypergrad.implicit_hypergradient(
+        cost, params, loss, lower_tol=1e-12, cg_tol=1e-12, lower_max_iter=200_000, cg_preconditioner=name
+    )
     assert pre.cg_converged and pre.cg_iterations <= plain.cg_iterations
     assert relative_error(pre.gradient.flatten(), plain.gradient.flatten()) <= 1e-9
     fd = hypergrad.finite_difference_hypergradient(cost, params, loss, step=1e-5, lower_tol=1e-12)

@@ -88,8 +88,8 @@ def test_gradient_check_names_the_mistake(kind, fragment):
 
 
 def right_mixed(x, y, beta0, beta, filters, eps, k):
-    z = correlate(x, filters[k:k + 1])
-    return np.exp(beta0 + beta[k]) * correlate_adjoint(z / np.sqrt(z**2 + eps**2), filters[k:k + 1])
+    z = correlate(x, filters[k : k + 1])
+    return np.exp(beta0 + beta[k]) * correlate_adjoint(z / np.sqrt(z**2 + eps**2), filters[k : k + 1])
 
 
 def test_mixed_beta_check_accepts_the_right_answer():
@@ -130,8 +130,9 @@ def test_forward_ogm_check_accepts_the_right_answer():
 def test_forward_ogm_check_accepts_the_library_as_a_size_one_array():
     from bilevel_lib.hypergrad import unrolling as ur
 
-    result = checks.check_forward_beta0_ogm(lambda c, g, l, T, a: ur.forward_mode_hypergradient(
-        c, g, l, T, solver="ogm", parts=("beta0",), step=a).flat())
+    result = checks.check_forward_beta0_ogm(
+        lambda c, g, l, T, a: ur.forward_mode_hypergradient(c, g, l, T, solver="ogm", parts=("beta0",), step=a).flat()
+    )
     assert result.passed, result.message
 
 
@@ -223,8 +224,9 @@ def golden_section_beta0(cost, start, loss, a, b, n_solves, mistake=None):
     rho = (np.sqrt(5.0) - 1.0) / 2.0
 
     def evaluate(beta0, x0):
-        x = solve_lower_level(cost, Hyperparameters(beta0, start.beta, start.filters), x0=x0, tol=1e-6,
-                              max_iter=20_000).x
+        x = solve_lower_level(
+            cost, Hyperparameters(beta0, start.beta, start.filters), x0=x0, tol=1e-6, max_iter=20_000
+        ).x
         return loss.value(x), x
 
     c, d = b - rho * (b - a), a + rho * (b - a)
@@ -298,8 +300,11 @@ def _stop_variant(kind):
             return history.work[fire[0] + patience - 1] if fire.size else history.work[-1]
         if not fire.size:
             return None
-        return {"start": history.work[fire[0]], "index": fire[0] + patience - 1,
-                "late": history.work[fire[0] + patience]}[kind]
+        return {
+            "start": history.work[fire[0]],
+            "index": fire[0] + patience - 1,
+            "late": history.work[fire[0] + patience],
+        }[kind]
 
     return rule
 
@@ -402,7 +407,7 @@ def test_strength_correlation_check_accepts_the_right_answer():
         (lambda p, f: np.corrcoef(f[:, 1], np.log(p.strengths))[0, 1], "horizontal frequency v alone"),
         (lambda p, f: np.cov(f.sum(axis=1), np.log(p.strengths))[0, 1], "not a correlation coefficient"),
         (lambda p, f: np.corrcoef(f.sum(axis=1), np.log(p.strengths)), "off-diagonal"),
-        (lambda p, f: np.corrcoef(f.sum(axis=1), p.beta ** 2)[0, 1], "expected"),
+        (lambda p, f: np.corrcoef(f.sum(axis=1), p.beta**2)[0, 1], "expected"),
         (lambda p, f: f.sum(axis=1), "shape (48,)"),
         (lambda p, f: np.corrcoef(f.sum(axis=1), np.zeros(48))[0, 1], "finite"),
         (lambda p, f: p.strength, "AttributeError"),

@@ -22,7 +22,7 @@ from bilevel_lib.problem.metrics import relative_error
 
 GEOMETRIES = {"1d": ((16,), (3,), 2, 2), "2d": ((6, 5), (2, 2), 2, 1)}  # signal, filter, K, J
 TIGHT = 1e-12
-T_LONG = 800       # OGM iterations after which x_T agrees with x̂ far below the tolerances used
+T_LONG = 800  # OGM iterations after which x_T agrees with x̂ far below the tolerances used
 
 
 def make_problem(geometry, penalty, seed=0):
@@ -30,8 +30,11 @@ def make_problem(geometry, penalty, seed=0):
     signal_shape, filter_shape, k, n_images = GEOMETRIES[geometry]
     truth = rng.standard_normal((n_images,) + signal_shape)
     y = truth + 0.3 * rng.standard_normal(truth.shape)
-    params = bl.Hyperparameters(beta0=-0.5, beta=rng.uniform(-0.5, 0.5, k),
-                                filters=rng.standard_normal((k,) + filter_shape) / np.sqrt(np.prod(filter_shape)))
+    params = bl.Hyperparameters(
+        beta0=-0.5,
+        beta=rng.uniform(-0.5, 0.5, k),
+        filters=rng.standard_normal((k,) + filter_shape) / np.sqrt(np.prod(filter_shape)),
+    )
     return bl.LowerLevelCost(y, penalty), params, bl.SquaredErrorLoss(truth)
 
 
@@ -47,7 +50,7 @@ def central_differences(cost, params, loss, h=1e-5):
     return finite_difference_gradient(upper, params.flatten(), h)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def setting(geometry, quadratic=False):
     """(cost, params, loss, reference gradient, x̂) for one geometry, cached across the tests."""
     cost, params, loss = make_problem(geometry, bl.Quadratic() if quadratic else bl.CornerRounded1Norm(0.1))
@@ -63,36 +66,61 @@ def setting(geometry, quadratic=False):
 METHODS = {
     # CG to 1e-12 at an x̂ solved to 1e-12: exact to far below the reference's own error (~1e-8 from
     # h² and the 1e-12 solves divided by h), so the bound is the reference's accuracy, 1e-6
-    "implicit": (functools.partial(hypergrad.implicit_hypergradient, lower_tol=TIGHT, lower_max_iter=500_000,
-                                   cg_tol=TIGHT, cg_max_iter=5000),
-                 dict(cg_max_iter=1, warn=False), 1e-6, 1e-10),
+    "implicit": (
+        functools.partial(
+            hypergrad.implicit_hypergradient, lower_tol=TIGHT, lower_max_iter=500_000, cg_tol=TIGHT, cg_max_iter=5000
+        ),
+        dict(cg_max_iter=1, warn=False),
+        1e-6,
+        1e-10,
+    ),
     # dense solves: exact up to rounding; same reference-limited bound
     "kkt": (functools.partial(hypergrad.kkt_hypergradient, lower_tol=TIGHT), dict(lower_max_iter=1), 1e-6, 1e-10),
     # differences with another step (1e-4): truncation O(h²) ≈ 1e-8 relative
-    "finite-differences": (functools.partial(hypergrad.finite_difference_hypergradient, step=1e-4, lower_tol=TIGHT,
-                                             lower_max_iter=500_000),
-                           dict(lower_max_iter=1), 1e-6, 1e-6),
+    "finite-differences": (
+        functools.partial(
+            hypergrad.finite_difference_hypergradient, step=1e-4, lower_tol=TIGHT, lower_max_iter=500_000
+        ),
+        dict(lower_max_iter=1),
+        1e-6,
+        1e-6,
+    ),
     # the unrolled map's exact gradient tends to the implicit one as T grows; at T = 800 OGM
     # iterations x_T is converged far below 1e-10, so what is left is the reference's error (and, vs
     # the dense solve, the decaying transient of the early iterations' Jacobians, ~3e-8 here)
-    "unrolled-reverse": (functools.partial(ur.reverse_mode_hypergradient, n_iter=T_LONG, solver="ogm",
-                                           lower_tol=1e-10),
-                         dict(n_iter=2), 1e-6, 1e-6),
-    "unrolled-forward": (functools.partial(ur.forward_mode_hypergradient, n_iter=T_LONG, solver="ogm",
-                                           lower_tol=1e-10),
-                         dict(n_iter=2), 1e-6, 1e-6),
-    "unrolled-dispatch": (functools.partial(ur.unrolled_hypergradient, n_iter=T_LONG, mode="reverse", solver="ogm",
-                                            lower_tol=1e-10),
-                          dict(n_iter=2), 1e-6, 1e-6),
+    "unrolled-reverse": (
+        functools.partial(ur.reverse_mode_hypergradient, n_iter=T_LONG, solver="ogm", lower_tol=1e-10),
+        dict(n_iter=2),
+        1e-6,
+        1e-6,
+    ),
+    "unrolled-forward": (
+        functools.partial(ur.forward_mode_hypergradient, n_iter=T_LONG, solver="ogm", lower_tol=1e-10),
+        dict(n_iter=2),
+        1e-6,
+        1e-6,
+    ),
+    "unrolled-dispatch": (
+        functools.partial(ur.unrolled_hypergradient, n_iter=T_LONG, mode="reverse", solver="ogm", lower_tol=1e-10),
+        dict(n_iter=2),
+        1e-6,
+        1e-6,
+    ),
     # back-propagating the last k = 600 of T = 800 steps: the neglected early steps sit at the fixed
     # point already, their contribution shrinks geometrically with k (Shaban et al.); ~4e-7 is left
-    "truncated": (functools.partial(ur.truncated_hypergradient, n_iter=T_LONG, backprop_steps=600, solver="ogm",
-                                    lower_tol=1e-10),
-                  dict(n_iter=2, backprop_steps=1), 2e-6, 2e-6),
+    "truncated": (
+        functools.partial(ur.truncated_hypergradient, n_iter=T_LONG, backprop_steps=600, solver="ogm", lower_tol=1e-10),
+        dict(n_iter=2, backprop_steps=1),
+        2e-6,
+        2e-6,
+    ),
     # MAID with ε = 1e-10, δ = 1e-12: ‖x − x̂‖ ≤ 1e-10 is certified, its error bound ω is tiny
-    "maid-inexact": (functools.partial(hypergrad.inexact_hypergradient, eps=1e-10, delta=1e-12,
-                                       parts=("beta0", "beta", "filters")),
-                     dict(cg_max_iter=1), 1e-6, 1e-9),
+    "maid-inexact": (
+        functools.partial(hypergrad.inexact_hypergradient, eps=1e-10, delta=1e-12, parts=("beta0", "beta", "filters")),
+        dict(cg_max_iter=1),
+        1e-6,
+        1e-9,
+    ),
 }
 
 
@@ -163,8 +191,10 @@ def test_the_estimators_with_an_inner_solve_report_its_residuals(geometry):
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_unrolled_estimators_approach_the_reference_as_T_grows(geometry):
     cost, params, loss, reference, _ = setting(geometry)
-    errors = [relative_error(ur.reverse_mode_hypergradient(cost, params, loss, T, solver="ogm").flat(), reference)
-              for T in (5, 20, 80, T_LONG)]
+    errors = [
+        relative_error(ur.reverse_mode_hypergradient(cost, params, loss, T, solver="ogm").flat(), reference)
+        for T in (5, 20, 80, T_LONG)
+    ]
     assert errors[0] > 1e-3 and errors[-1] <= 1e-6 and errors[-1] < 1e-3 * errors[0], errors
 
 
@@ -192,7 +222,8 @@ def test_the_jacobian_free_gradient_is_its_own_definition_and_a_descent_directio
     alpha = result.diagnostics["step"]
     v = loss.gradient(x_hat)
     by_definition = finite_difference_gradient(
-        lambda vector: -alpha * np.sum(v * cost.gradient(x_hat, params.unflatten(vector))), params.flatten(), 1e-5)
+        lambda vector: -alpha * np.sum(v * cost.gradient(x_hat, params.unflatten(vector))), params.flatten(), 1e-5
+    )
     assert relative_error(result.flat(), by_definition) <= 1e-7
     # an approximation of ∇ℓ (the Hessian replaced by 1/α): a descent direction, not the gradient
     cosine = result.flat() @ reference / np.linalg.norm(result.flat()) / np.linalg.norm(reference)
@@ -227,7 +258,7 @@ def test_train_double_loop_takes_any_estimator_and_records_its_fields(name):
     result = training.train_double_loop(cost, params, loss, n_steps=2, estimator=recording)
     history = result.history
     assert len(history.loss) == 2 and len(returned) == 2
-    assert not np.allclose(result.params.flatten(), params.flatten())   # the optimizer moved γ
+    assert not np.allclose(result.params.flatten(), params.flatten())  # the optimizer moved γ
     for u, hyper in enumerate(returned):
         assert history.loss[u] == hyper.loss
         assert history.lower_gradient_norm[u] == hyper.diagnostics["lower_residual"]
@@ -242,8 +273,14 @@ def test_the_default_estimator_of_the_double_loop_is_the_implicit_one_with_its_s
     cost, params, loss, _, _ = setting("1d")
     default = training.train_double_loop(cost, params, loss, n_steps=3)
     explicit = training.train_double_loop(
-        cost, params, loss, n_steps=3, estimator=hypergrad.implicit_hypergradient,
-        estimator_settings=dict(lower_tol=None, lower_max_iter=10, cg_tol=1e-3, cg_relative_to="initial",
-                                cg_max_iter=500, warn=False))
+        cost,
+        params,
+        loss,
+        n_steps=3,
+        estimator=hypergrad.implicit_hypergradient,
+        estimator_settings=dict(
+            lower_tol=None, lower_max_iter=10, cg_tol=1e-3, cg_relative_to="initial", cg_max_iter=500, warn=False
+        ),
+    )
     np.testing.assert_array_equal(default.params.flatten(), explicit.params.flatten())
     assert default.history.work == explicit.history.work

@@ -14,13 +14,12 @@ import warnings
 
 import numpy as np
 import pytest
+from problems import relative_error
 
-from bilevel_lib.hypergrad.result import HypergradientResult
 from bilevel_lib import l1 as sl
+from bilevel_lib.hypergrad.result import HypergradientResult
 from bilevel_lib.l1 import primal_dual as ns
 from bilevel_lib.problem import losses, ops
-
-from problems import relative_error
 
 PROBLEMS = ["identity", "random", "filters"]
 
@@ -51,7 +50,7 @@ def with_parameters(W, p):
 
 def exact_loss(y, truth, W, d0):
     solve = sl.solve_l1_denoising(y, W, d0=d0, tol=1e-12)
-    assert solve.converged and solve.polished.all()          # the reference needs exact solves
+    assert solve.converged and solve.polished.all()  # the reference needs exact solves
     return 0.5 * np.sum((solve.x - truth) ** 2) / y.shape[0]
 
 
@@ -65,21 +64,28 @@ def reference(name, h=1e-5):
     for index in np.ndindex(p.shape):
         bump = np.zeros(p.shape)
         bump[index] = h
-        out[index] = (exact_loss(y, truth, with_parameters(W, p + bump), d0)
-                      - exact_loss(y, truth, with_parameters(W, p - bump), d0)) / (2 * h)
+        out[index] = (
+            exact_loss(y, truth, with_parameters(W, p + bump), d0)
+            - exact_loss(y, truth, with_parameters(W, p - bump), d0)
+        ) / (2 * h)
     return out
 
 
 def unrolled(y, truth, W, n_iter, **options):
-    operator = (ns.AnalysisOperator.from_filters(W.filters, W.signal_shape) if isinstance(W, ops.FilterBankOperator)
-                else ns.AnalysisOperator.from_matrix(W))
+    operator = (
+        ns.AnalysisOperator.from_filters(W.filters, W.signal_shape)
+        if isinstance(W, ops.FilterBankOperator)
+        else ns.AnalysisOperator.from_matrix(W)
+    )
     return ns.unrolled_l1_hypergradient(y, losses.SquaredErrorLoss(truth), operator, 1.0, n_iter, **options)
 
 
 def cvx_estimator(mode):
     def run(y, truth, W, **options):
         from bilevel_lib.l1 import cvx
+
         return cvx.cvx_l1_hypergradient(y, truth, W, mode=mode, **options)
+
     return run
 
 
@@ -87,7 +93,11 @@ def cvx_estimator(mode):
 EXACT = {
     "lemma1": (lambda y, t, W: sl.l1_hypergradient(y, t, W), PROBLEMS, 1e-8),
     "sign-split": (lambda y, t, W: sl.l1_hypergradient(y, t, W, route="sign-split"), PROBLEMS, 1e-8),
-    "finite-differences": (lambda y, t, W: sl.finite_difference_l1_hypergradient(y, t, W), ["identity", "random"], 1e-8),
+    "finite-differences": (
+        lambda y, t, W: sl.finite_difference_l1_hypergradient(y, t, W),
+        ["identity", "random"],
+        1e-8,
+    ),
     "cvx-dense": (cvx_estimator("dense"), ["identity", "random"], 1e-5),
     "cvx-lsqr": (cvx_estimator("lsqr"), ["random"], 1e-5),
     "cvx-lsmr": (cvx_estimator("lsmr"), ["identity", "random"], 1e-5),
@@ -127,7 +137,7 @@ def test_exact_estimators_agree_with_finite_differences_of_the_exact_loss(method
     assert result.loss == pytest.approx(0.5 * np.sum((sl.solve_l1_denoising(y, W).x - truth) ** 2) / 3, rel=1e-5)
     if not method.startswith("cvx"):
         assert result.lower_iterations > 0
-        assert result.state["d"].shape == sl.solve_l1_denoising(y, W).d.shape      # warm start for the next call
+        assert result.state["d"].shape == sl.solve_l1_denoising(y, W).d.shape  # warm start for the next call
         assert result.diagnostics["gap"] <= 1e-10
 
 
@@ -140,7 +150,7 @@ def test_closed_form_diagnostics_report_the_solve_and_the_zero_set(name):
     assert d["kkt_residual"] <= 1e-10 and d["polished"]
     assert d["closed_form_mismatch"] <= 1e-12
     np.testing.assert_array_equal(d["zero_set_size"], (solve.signs.reshape(3, -1) == 0).sum(axis=1))
-    assert 0 < d["zero_set_size"].sum() < solve.signs.size                  # zeros and non-zeros
+    assert 0 < d["zero_set_size"].sum() < solve.signs.size  # zeros and non-zeros
     assert result.lower_iterations == d["fista_iterations"] + d["active_set_rounds"]
     # a warm start from the returned dual at a nearby W is one active-set step
     p = parameters(W)
@@ -157,8 +167,8 @@ def test_smoothed_ift_tends_to_the_exact_gradient_as_eps_shrinks(name):
         check_contract(result, W)
         assert result.converged, result.message
     errors = np.array([relative_error(r.gradient, reference(name)) for r in results])
-    assert np.all(errors[1:] < 0.6 * errors[:-1]) and errors[-1] < 0.02, errors    # the smoothing error → 0
-    assert errors[0] > 0.1                        # and it is not small at ε = 0.1: a different problem
+    assert np.all(errors[1:] < 0.6 * errors[:-1]) and errors[-1] < 0.02, errors  # the smoothing error → 0
+    assert errors[0] > 0.1  # and it is not small at ε = 0.1: a different problem
 
 
 @pytest.mark.parametrize("name", PROBLEMS)
@@ -182,20 +192,33 @@ def starved(method):
     """(estimator on a starved setting, the expected words of its message)."""
     return {
         "lemma1-threshold": (lambda y, t, W: sl.l1_hypergradient(y, t, W, threshold=0.3), "not the minimiser's"),
-        "lemma1-budget": (lambda y, t, W: sl.l1_hypergradient(y, t, W, polish=False, max_iter=0, warn=False),
-                          "lower level not solved"),
-        "sign-split-threshold": (lambda y, t, W: sl.l1_hypergradient(y, t, W, threshold=0.3, route="sign-split"),
-                                 "not the minimiser's"),
-        "finite-differences-step": (lambda y, t, W: sl.finite_difference_l1_hypergradient(y, t, W, step=0.2),
-                                    "changed the sign pattern"),
+        "lemma1-budget": (
+            lambda y, t, W: sl.l1_hypergradient(y, t, W, polish=False, max_iter=0, warn=False),
+            "lower level not solved",
+        ),
+        "sign-split-threshold": (
+            lambda y, t, W: sl.l1_hypergradient(y, t, W, threshold=0.3, route="sign-split"),
+            "not the minimiser's",
+        ),
+        "finite-differences-step": (
+            lambda y, t, W: sl.finite_difference_l1_hypergradient(y, t, W, step=0.2),
+            "changed the sign pattern",
+        ),
         "smoothed-budget": (lambda y, t, W: sl.smoothed_hypergradient(y, t, W, 1e-3, max_iter=1), "max_iter"),
         "unrolled-budget": (lambda y, t, W: unrolled(y, t, W, 10), "increase n_iter"),
         "cvx-budget": (lambda y, t, W: cvx_estimator("dense")(y, t, W, max_iters=5), "not optimal"),
     }[method]
 
 
-STARVED = ["lemma1-threshold", "lemma1-budget", "sign-split-threshold", "finite-differences-step",
-           "smoothed-budget", "unrolled-budget", "cvx-budget"]
+STARVED = [
+    "lemma1-threshold",
+    "lemma1-budget",
+    "sign-split-threshold",
+    "finite-differences-step",
+    "smoothed-budget",
+    "unrolled-budget",
+    "cvx-budget",
+]
 
 
 @pytest.mark.parametrize("method", STARVED)
@@ -207,7 +230,7 @@ def test_starved_settings_report_non_convergence(method, name):
     y, truth, W = problem(name)
     estimator, words = starved(method)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")                               # SCS says "inaccurate"; we check the result
+        warnings.simplefilter("ignore")  # SCS says "inaccurate"; we check the result
         result = estimator(y, truth, W)
     check_contract(result, W)
     assert result.converged is False
@@ -238,7 +261,7 @@ def test_train_blorc_runs_on_the_contract():
     assert isinstance(run, sl.BlorcResult) and run.batch_loss.shape == (2,)
     assert run.unconverged_steps == 0 and run.unconverged_message == ""
     assert not np.allclose(run.W, W0) and run.fista_iterations + run.active_set_rounds > 0
-    batch = np.random.default_rng(0).permutation(20)[:10]                  # train_blorc's first batch (seed 0)
+    batch = np.random.default_rng(0).permutation(20)[:10]  # train_blorc's first batch (seed 0)
     first = sl.l1_hypergradient(y[batch], x[batch], W0, threshold=1e-8)
     assert run.batch_loss[0] == pytest.approx(first.loss, rel=1e-12)
     # a threshold far above the smallest non-zero |W x*| misreads the zero set: reported, not silent

@@ -4,12 +4,11 @@ several filter shapes, each forward model A and two penalties."""
 
 import numpy as np
 import pytest
+from problems import GEOMETRIES, central_difference, explicit_gram, random_problem
 
 import bilevel_lib as bl
 from bilevel_lib.problem import filters, ops
 from bilevel_lib.problem.cost import SPARSE_HESSIAN_MAX_WORK
-
-from problems import GEOMETRIES, central_difference, explicit_gram, random_problem
 
 GEOMS = list(GEOMETRIES)
 MODELS = ["identity", "blur", "mask"]
@@ -70,12 +69,17 @@ def test_hessian_matches_explicit_matrix_formula(geometry, model):
             cost.hessian_vector_product(x, params, v)[j].ravel(), hessian @ v[j].ravel(), rtol=1e-11, atol=1e-11
         )
         for method in ("implicit", "sparse", "stencil"):
-            np.testing.assert_allclose(cost.hessian_operator(x, params, method=method)(v)[j].ravel(),
-                                       hessian @ v[j].ravel(), rtol=1e-11, atol=1e-11)
+            np.testing.assert_allclose(
+                cost.hessian_operator(x, params, method=method)(v)[j].ravel(),
+                hessian @ v[j].ravel(),
+                rtol=1e-11,
+                atol=1e-11,
+            )
         assembled = cost.hessian_operator(x, params, method="sparse")
-        block = assembled.matrix.toarray()[j * n:(j + 1) * n, j * n:(j + 1) * n]
-        np.testing.assert_allclose(block, hessian if assembled.matrix_is_hessian else hessian - gram,
-                                   rtol=1e-11, atol=1e-11)
+        block = assembled.matrix.toarray()[j * n : (j + 1) * n, j * n : (j + 1) * n]
+        np.testing.assert_allclose(
+            block, hessian if assembled.matrix_is_hessian else hessian - gram, rtol=1e-11, atol=1e-11
+        )
         if cost.penalty.is_convex:
             assert np.linalg.eigvalsh(hessian).min() > -1e-10
 
@@ -123,7 +127,9 @@ def test_scaled_gram_matrix_is_the_sum_of_explicit_correlation_matrices():
         n = int(np.prod(signal_shape))
         expected = explicit_gram(bank, signal_shape, scale, weights, diagonal)
         for b in range(2):
-            np.testing.assert_allclose(matrix[b * n:(b + 1) * n, b * n:(b + 1) * n], expected[b], rtol=1e-12, atol=1e-13)
+            np.testing.assert_allclose(
+                matrix[b * n : (b + 1) * n, b * n : (b + 1) * n], expected[b], rtol=1e-12, atol=1e-13
+            )
 
 
 # --------------------------------------------------------------------------- (∇ₓγΦ)' v
@@ -184,7 +190,7 @@ def test_lipschitz_bound_dominates_the_hessian(geometry, model):
     cost, params, x, rng = random_problem(geometry, model, bl.CornerRounded1Norm(0.05))
     bound = cost.lipschitz(params)
     # power iteration on the Hessian at several points never exceeds the bound
-    for trial in range(3):
+    for _trial in range(3):
         point = 3.0 * rng.standard_normal(x.shape)
         v = rng.standard_normal(x.shape)
         for _ in range(200):
@@ -202,9 +208,7 @@ def test_lipschitz_bound_dominates_the_hessian(geometry, model):
 def test_value_is_the_formula_of_ex():
     cost, params, x, rng = random_problem("1d", "identity")
     z = ops.correlate(x, params.filters)
-    expected = 0.5 * np.sum((x - cost.y) ** 2, axis=1) + np.einsum(
-        "k,jkn->j", params.strengths, np.sqrt(z**2 + 0.1**2)
-    )
+    expected = 0.5 * np.sum((x - cost.y) ** 2, axis=1) + np.einsum("k,jkn->j", params.strengths, np.sqrt(z**2 + 0.1**2))
     np.testing.assert_allclose(cost.value(x, params), expected, rtol=1e-13)
 
 

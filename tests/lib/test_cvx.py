@@ -2,18 +2,17 @@
 
 import numpy as np
 import pytest
+from problems import relative_error
 
 import bilevel_lib as bl
+from bilevel_lib import l1 as sl
 from bilevel_lib.l1 import cvx
 from bilevel_lib.problem import ops
-from bilevel_lib import l1 as sl
-
-from problems import relative_error
 
 pytest.importorskip("cvxpy")
 pytest.importorskip("diffcp")
 
-CVX_TOL = 1e-5   # SCS at eps 1e-9 and diffcp's derivative: agreement to about this relative error
+CVX_TOL = 1e-5  # SCS at eps 1e-9 and diffcp's derivative: agreement to about this relative error
 
 
 @pytest.mark.parametrize("transform", ["random", "identity"])
@@ -69,21 +68,25 @@ def test_l1_filter_program_agrees_with_the_exact_solver_and_closed_form():
 def test_smoothed_filter_program_agrees_with_the_implicit_hypergradient():
     filters, truth, y = filter_problem(seed=3)
     strengths = np.exp(np.array([-1.0, -0.5]))
-    program = cvx.FilterDenoisingProgram(y.shape, 2, (2, 2), penalty="cr1n", smoothing=0.1,
-                                         strengths=strengths, eps=1e-9)
+    program = cvx.FilterDenoisingProgram(
+        y.shape, 2, (2, 2), penalty="cr1n", smoothing=0.1, strengths=strengths, eps=1e-9
+    )
     reference = program.gradient(y, truth, filters)
     params = bl.Hyperparameters(beta0=-1.0, beta=np.array([0.0, 0.5]), filters=filters)
     cost = bl.LowerLevelCost(y[None], bl.CornerRounded1Norm(0.1))
-    implicit = bl.implicit_hypergradient(cost, params, bl.SquaredErrorLoss(truth[None]), lower_tol=1e-12,
-                                         cg_tol=1e-12, lower_max_iter=100_000)
+    implicit = bl.implicit_hypergradient(
+        cost, params, bl.SquaredErrorLoss(truth[None]), lower_tol=1e-12, cg_tol=1e-12, lower_max_iter=100_000
+    )
     assert np.max(np.abs(reference.x - implicit.x[0])) <= 1e-7
     assert relative_error(reference.gradient, implicit.gradient.filters) <= CVX_TOL
 
 
 def test_modes_agree():
     filters, truth, y = filter_problem(seed=4, shape=(4, 4))
-    gradients = [cvx.FilterDenoisingProgram(y.shape, 2, (2, 2), eps=1e-9, mode=mode).gradient(y, truth, filters).gradient
-                 for mode in ("dense", "lsqr")]
+    gradients = [
+        cvx.FilterDenoisingProgram(y.shape, 2, (2, 2), eps=1e-9, mode=mode).gradient(y, truth, filters).gradient
+        for mode in ("dense", "lsqr")
+    ]
     assert relative_error(gradients[1], gradients[0]) <= 1e-4
 
 

@@ -100,8 +100,10 @@ def _attribute_comments(module_name: str) -> set[str]:
 
 
 def _defined_in_submodule(package: str, name: str, obj) -> bool:
-    return any(sub_name.startswith(package + ".") and name in getattr(sub, "__all__", ())
-               and getattr(sub, name, None) is obj for sub_name, sub in MODULES)
+    return any(
+        sub_name.startswith(package + ".") and name in getattr(sub, "__all__", ()) and getattr(sub, name, None) is obj
+        for sub_name, sub in MODULES
+    )
 
 
 def _class_missing(cls, qualname: str) -> list[str]:
@@ -162,7 +164,9 @@ def test_every_public_name_has_a_docstring():
 def test_modules_imported():
     # The book environment has every extra; elsewhere only the optional modules may be skipped.
     assert len(MODULES) > 40, [name for name, _ in MODULES]
-    assert not SKIPPED or all(name in {"bilevel_lib.l1.cvx"} or name.startswith("bilevel_lib.book") for name in SKIPPED), SKIPPED
+    assert not SKIPPED or all(
+        name in {"bilevel_lib.l1.cvx"} or name.startswith("bilevel_lib.book") for name in SKIPPED
+    ), SKIPPED
 
 
 def test_reference_page_shows_every_module():

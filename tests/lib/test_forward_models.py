@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from problems import forward_model
 
 from bilevel_lib.problem import forward_models as fm
-
-from problems import forward_model
 
 
 def dense(model, signal_shape):

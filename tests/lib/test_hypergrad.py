@@ -9,10 +9,9 @@ from bilevel_lib import experiments, hypergrad
 from bilevel_lib.book import checks
 from bilevel_lib.hypergrad import closed_form
 from bilevel_lib.problem import losses
-from bilevel_lib.solvers.cg import conjugate_gradient
 from bilevel_lib.problem.forward_models import CircularBlur, gaussian_kernel
-
 from bilevel_lib.problem.metrics import relative_error
+from bilevel_lib.solvers.cg import conjugate_gradient
 
 GEOMETRIES = {"1d": ((16,), (3,), 2), "2d": ((8, 6), (2, 2), 2)}
 
@@ -36,8 +35,7 @@ def problem(geometry, model, penalty=None, seed=0, n_images=2):
 @pytest.mark.parametrize("model", ["identity", "blur"])
 def test_implicit_hypergradient_matches_finite_differences(geometry, model):
     cost, params, loss, _ = problem(geometry, model)
-    result = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12,
-                                              lower_max_iter=200_000)
+    result = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12, lower_max_iter=200_000)
     assert result.converged and result.lower.converged and result.diagnostics["cg_converged"]
     fd = hypergrad.finite_difference_hypergradient(cost, params, loss, step=1e-5, lower_tol=1e-12)
     assert fd.converged, fd.message
@@ -56,12 +54,14 @@ def test_closed_form_quadratic_case_matches_implicit_and_finite_differences(geom
     cost, params, loss, truth = problem(geometry, model, penalty=bl.Quadratic())
     closed = closed_form.quadratic_hypergradient(cost.y, truth, params, cost.forward_model)
     exact, exact_loss = closed.gradient, closed.loss
-    implicit = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-13, cg_tol=1e-14,
-                                                lower_max_iter=500_000)
+    implicit = hypergrad.implicit_hypergradient(
+        cost, params, loss, lower_tol=1e-13, cg_tol=1e-14, lower_max_iter=500_000
+    )
     assert relative_error(implicit.gradient.flatten(), exact.flatten()) <= 1e-8
     assert implicit.loss == pytest.approx(exact_loss, rel=1e-10)
-    np.testing.assert_allclose(closed_form.quadratic_solution(cost.y, params, cost.forward_model), implicit.x,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        closed_form.quadratic_solution(cost.y, params, cost.forward_model), implicit.x, atol=1e-9
+    )
     fd = hypergrad.finite_difference_hypergradient(cost, params, loss, step=1e-4, lower_tol=1e-13).flat()
     assert relative_error(fd, exact.flatten()) <= 1e-6
 
@@ -76,8 +76,9 @@ def test_closed_form_rejects_non_circulant_models():
 @pytest.mark.parametrize("model", ["identity", "blur"])
 def test_kkt_view_gives_the_same_vector_as_the_ift(geometry, model):
     cost, params, loss, _ = problem(geometry, model)
-    implicit = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-13,
-                                                lower_max_iter=200_000)
+    implicit = hypergrad.implicit_hypergradient(
+        cost, params, loss, lower_tol=1e-12, cg_tol=1e-13, lower_max_iter=200_000
+    )
     kkt = hypergrad.kkt_hypergradient(cost, params, loss, implicit.x)
     assert relative_error(kkt.gradient.flatten(), implicit.gradient.flatten()) <= 1e-10
 
@@ -87,8 +88,9 @@ def test_warm_started_cg_needs_fewer_iterations_on_a_slightly_moved_gamma():
     first = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-10, cg_tol=1e-10)
     moved = params.unflatten(params.flatten() + 1e-3 * np.random.default_rng(1).standard_normal(params.size()))
     cold = hypergrad.implicit_hypergradient(cost, moved, loss, x0=first.x, lower_tol=1e-10, cg_tol=1e-10)
-    warm = hypergrad.implicit_hypergradient(cost, moved, loss, x0=first.x, state=first.state, lower_tol=1e-10,
-                                            cg_tol=1e-10)
+    warm = hypergrad.implicit_hypergradient(
+        cost, moved, loss, x0=first.x, state=first.state, lower_tol=1e-10, cg_tol=1e-10
+    )
     assert warm.converged and cold.converged
     assert warm.cg_iterations < cold.cg_iterations, (warm.cg_iterations, cold.cg_iterations)
     assert relative_error(warm.gradient.flatten(), cold.gradient.flatten()) <= 1e-8
@@ -99,7 +101,7 @@ def test_fig_5_1_angle_error_falls_as_the_lower_level_tolerance_tightens():
     tolerances = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
     for c0, c1 in [(-1.0, 1.2), (0.5, 1.0), (2.0, -1.0)]:
         angles, iterations = experiments.angle_error_vs_tolerance(cost, truth, make_params(c0, c1), tolerances)
-        assert np.all(np.diff(iterations) >= 0)                 # tighter tolerance, more work
+        assert np.all(np.diff(iterations) >= 0)  # tighter tolerance, more work
         assert np.all(np.diff(angles) <= 1e-9 + 1e-3 * angles[:-1])  # and never a worse angle
         assert angles[-1] < 1e-3 * max(angles[0], 1e-3) and angles[-1] < 1e-4
 
@@ -107,8 +109,9 @@ def test_fig_5_1_angle_error_falls_as_the_lower_level_tolerance_tightens():
 def test_fig_5_1_landscape_minimum_is_a_scaled_finite_difference():
     cost, truth, loss, make_params = experiments.two_tap_problem()
     grid = np.linspace(-3, 3, 25)
-    values = np.array([[closed_form.quadratic_hypergradient(cost.y, truth, make_params(a, b)).loss for a in grid]
-                       for b in grid])
+    values = np.array(
+        [[closed_form.quadratic_hypergradient(cost.y, truth, make_params(a, b)).loss for a in grid] for b in grid]
+    )
     row, col = np.unravel_index(np.argmin(values), values.shape)
     c0, c1 = grid[col], grid[row]
     assert abs(c0 + c1) <= 0.25 * abs(c0) and abs(c0) > 0.3  # c ≈ s·[1, −1]

@@ -21,9 +21,18 @@ MASK64 = (1 << 64) - 1
 def test_xoshiro256pp_matches_the_reference_outputs_for_state_1_2_3_4():
     # rust-random/rngs, rand_xoshiro/src/xoshiro256plusplus.rs, test `reference`: "produced with
     # the reference implementation" (Blackman & Vigna's xoshiro256plusplus.c) from state (1,2,3,4).
-    expected = [41943041, 58720359, 3588806011781223, 3591011842654386, 9228616714210784205,
-                9973669472204895162, 14011001112246962877, 12406186145184390807,
-                15849039046786891736, 10450023813501588000]
+    expected = [
+        41943041,
+        58720359,
+        3588806011781223,
+        3591011842654386,
+        9228616714210784205,
+        9973669472204895162,
+        14011001112246962877,
+        12406186145184390807,
+        15849039046786891736,
+        10450023813501588000,
+    ]
     rng = JuliaXoshiro.from_state(1, 2, 3, 4)
     assert [rng.next_uint64() for _ in expected] == expected
 
@@ -47,8 +56,7 @@ def test_seed_state_is_sha256_of_the_little_endian_uint32_words(seed, words):
 def test_seed_zero_state_words():
     # SHA-256 of four zero bytes is df3f6198 04a92fdb 4057192d c43dd748 ea778adc 52bc498c
     # e80524c0 14b81119; read as four little-endian UInt64:
-    assert JuliaXoshiro(0).state == (0xDB2FA90498613FDF, 0x48D73DC42D195740,
-                                     0x8C49BC52DC8A77EA, 0x1911B814C02405E8)
+    assert JuliaXoshiro(0).state == (0xDB2FA90498613FDF, 0x48D73DC42D195740, 0x8C49BC52DC8A77EA, 0x1911B814C02405E8)
 
 
 def test_reseeding_restarts_the_stream():
@@ -64,17 +72,21 @@ def test_rand_matches_julia_doctest_for_seed_1234():
     # the `Random.seed!` docstring (`Random.seed!(1234); rand(2)`); the third value continues the
     # same stream (FillArrays.jl docs, `Random.seed!(1234)` then `rand()` per entry).
     rng = JuliaXoshiro(1234)
-    assert [rng.rand_float64() for _ in range(3)] == [0.32597672886359486, 0.5490511363155669,
-                                                      0.21858665481883066]
+    assert [rng.rand_float64() for _ in range(3)] == [0.32597672886359486, 0.5490511363155669, 0.21858665481883066]
 
 
 def test_rand_matches_julia_1_7_output_for_seed_123():
     # JuliaDataScience/JuliaDataScience issue #234 (Dec. 2021, Julia 1.7): my_seed = seed!(123);
     # rand(my_seed, 3) twice.
     rng = JuliaXoshiro(123)
-    assert [rng.rand_float64() for _ in range(6)] == [0.521213795535383, 0.5868067574533484,
-                                                      0.8908786980927811, 0.19090669902576285,
-                                                      0.5256623915420473, 0.3905882754313441]
+    assert [rng.rand_float64() for _ in range(6)] == [
+        0.521213795535383,
+        0.5868067574533484,
+        0.8908786980927811,
+        0.19090669902576285,
+        0.5256623915420473,
+        0.3905882754313441,
+    ]
 
 
 def test_rand_is_in_the_unit_interval_with_53_bits():
@@ -91,8 +103,7 @@ def test_ziggurat_tables_equal_julias_entries():
     k, w, f = ziggurat_tables("normal")
     assert (k[0], k[1], k[2], k[255]) == (0x0007799EC012F7B2, 0, 0x0006045F4C7DE363, 0x00078D2D25998E24)
     assert (w[0], w[1], w[255]) == (1.7367254121602630e-15, 9.5586603514556339e-17, 1.6227698675312968e-15)
-    assert (f[0], f[1], f[128], f[255]) == (1.0, 9.7710170126767082e-01, 3.0769741250429189e-01,
-                                            1.2602859304985975e-03)
+    assert (f[0], f[1], f[128], f[255]) == (1.0, 9.7710170126767082e-01, 3.0769741250429189e-01, 1.2602859304985975e-03)
     k, w, f = ziggurat_tables("exponential")
     assert (k[0], k[1], k[2], k[255]) == (0x000E290A13924BE3, 0, 0x0009BEADEBCE18BF, 0x000E6DA6ECF27460)
     assert (w[0], w[255]) == (1.9311480126418366e-15, 1.7091034077168055e-15)
@@ -100,8 +111,10 @@ def test_ziggurat_tables_equal_julias_entries():
 
 
 def test_ziggurat_tables_are_consistent_layers():
-    for kind, bits, density in (("normal", 51, lambda x: math.exp(-0.5 * x * x)),
-                                ("exponential", 52, lambda x: math.exp(-x))):
+    for kind, bits, density in (
+        ("normal", 51, lambda x: math.exp(-0.5 * x * x)),
+        ("exponential", 52, lambda x: math.exp(-x)),
+    ):
         k, w, f = ziggurat_tables(kind)
         assert len(k) == len(w) == len(f) == 256
         x = [wi * 2.0**bits for wi in w]
@@ -120,16 +133,19 @@ def test_ziggurat_tables_reject_unknown_kind():
 def test_randn_elementwise_matches_julia_doctest_for_xoshiro_123():
     # Julia's randn! docstring (stdlib/Random/src/normal.jl): randn!(Xoshiro(123), zeros(5)).
     # Five elements (< 7) are drawn one randn() at a time.
-    expected = [-0.6457306721039767, -1.4632513788889214, -1.6236037455860806,
-                -0.21766510678354617, 0.4922456865251828]
+    expected = [-0.6457306721039767, -1.4632513788889214, -1.6236037455860806, -0.21766510678354617, 0.4922456865251828]
     assert JuliaXoshiro(123).randn(5).tolist() == expected
     assert JuliaXoshiro(123).randn_scalar(5).tolist() == expected
 
 
 def test_randn_matches_published_seed_1234_small_vector():
     # UCD4IDS/WaveletsExt.jl, src/mod/wavemult/transforms.jl doctest: seed!(1234); x = randn(4).
-    assert JuliaXoshiro(1234).randn(4).tolist() == [-0.3597289068234817, 1.0872084924285859,
-                                                    -0.4195896169388487, 0.7189099374659392]
+    assert JuliaXoshiro(1234).randn(4).tolist() == [
+        -0.3597289068234817,
+        1.0872084924285859,
+        -0.4195896169388487,
+        0.7189099374659392,
+    ]
     # bankofcanada/TutorialsEcon.jl PR #10: after seed!(1234), randn() is -0.3597289068234817,
     # but spawning one task first (which takes four words) makes it 0.4202471777937789 — the
     # fifth scalar draw.
@@ -142,14 +158,30 @@ def test_randn_bulk_path_matches_published_seed_1234_randn_1000():
     # y = randn(1000) — Julia's bulk randn! (SIMD-forked words) for 1000 elements.
     y = JuliaXoshiro(1234).randn(1000)
     assert y.shape == (1000,)
-    assert y[:10].tolist() == [0.9706563288552144, -0.9792184115351997, 0.9018608835940937,
-                               -0.03280312924463938, -0.6007922233555612, -1.445177115286233,
-                               2.7074239417157804, 1.5244478634355956, 0.759804020007466,
-                               -0.8814369061964817]
-    assert y[990:].tolist() == [-1.0486579479852471, 0.7364167064633866, 0.1919443562483462,
-                                0.764671095596252, 0.4605476610190263, -1.4553495505882335,
-                                -0.731679798166314, -0.4632854431188943, 0.5112192754137074,
-                                -1.2911234902314417]
+    assert y[:10].tolist() == [
+        0.9706563288552144,
+        -0.9792184115351997,
+        0.9018608835940937,
+        -0.03280312924463938,
+        -0.6007922233555612,
+        -1.445177115286233,
+        2.7074239417157804,
+        1.5244478634355956,
+        0.759804020007466,
+        -0.8814369061964817,
+    ]
+    assert y[990:].tolist() == [
+        -1.0486579479852471,
+        0.7364167064633866,
+        0.1919443562483462,
+        0.764671095596252,
+        0.4605476610190263,
+        -1.4553495505882335,
+        -0.731679798166314,
+        -0.4632854431188943,
+        0.5112192754137074,
+        -1.2911234902314417,
+    ]
 
 
 def test_randn_array_is_not_the_elementwise_stream_from_7_elements_on():
@@ -174,8 +206,7 @@ def test_bulk_words_are_eight_forked_lanes_then_the_parent_stream():
     mult = (0x02011CE34BCE797F, 0x5A94851FB48A6E05, 0x3688CF5D48899FA7, 0x867B4BB4C42E5661)
     parent = JuliaXoshiro(5)
     draws = [parent.next_uint64() for _ in range(32)]
-    lanes = [JuliaXoshiro.from_state(*[(mult[w] * draws[8 * w + j]) & MASK64 for w in range(4)])
-             for j in range(8)]
+    lanes = [JuliaXoshiro.from_state(*[(mult[w] * draws[8 * w + j]) & MASK64 for w in range(4)]) for j in range(8)]
     expected = [lanes[j].next_uint64() for _ in range(2) for j in range(8)]
     expected += [parent.next_uint64() for _ in range(3)]
     assert JuliaXoshiro(5).fill_uint64(19) == expected
@@ -235,9 +266,13 @@ def test_randn_rare_paths_are_exercised_by_the_case_study_draws():
 # --------------------------------------------------------------------------- randexp
 def test_randexp_elementwise_matches_julia_doctest_for_xoshiro_123():
     # Julia's randexp! docstring (stdlib/Random/src/normal.jl): randexp!(Xoshiro(123), zeros(5)).
-    assert JuliaXoshiro(123).randexp(5).tolist() == [1.1757716836348473, 1.758884569451514,
-                                                     1.0083623637301151, 0.3510644315565272,
-                                                     0.6348266443720407]
+    assert JuliaXoshiro(123).randexp(5).tolist() == [
+        1.1757716836348473,
+        1.758884569451514,
+        1.0083623637301151,
+        0.3510644315565272,
+        0.6348266443720407,
+    ]
 
 
 def test_randexp_bulk_path_matches_julia_doctest_3x3():
@@ -246,9 +281,11 @@ def test_randexp_bulk_path_matches_julia_doctest_3x3():
     # printed to 6 significant digits.
     rng = JuliaXoshiro(123)
     assert f"{np.float32(rng.randexp()):.8g}" == "1.1757717"
-    shown = [["1.37766", "0.456653", "0.236418"],
-             ["3.40007", "0.229917", "0.0684921"],
-             ["0.48096", "0.577481", "0.71835"]]
+    shown = [
+        ["1.37766", "0.456653", "0.236418"],
+        ["3.40007", "0.229917", "0.0684921"],
+        ["0.48096", "0.577481", "0.71835"],
+    ]
     m = rng.randexp(3, 3)
     assert [[f"{v:.6g}" for v in row] for row in m] == shown
 
@@ -299,10 +336,16 @@ def test_case_study_draws_pinned():
     # first filter equals the first 8 noise values: both calls fork the same 8 lanes.
     rng = JuliaXoshiro(0)
     h1 = rng.randn(4, 2)
-    assert h1.ravel(order="F").tolist() == [-0.23190906957695134, 0.940390210248594,
-                                            0.5967616711335215, 1.9978240930577937,
-                                            -0.05156184220322609, 1.1722448627021573,
-                                            -1.696813019281842, -2.1161459685604527]
+    assert h1.ravel(order="F").tolist() == [
+        -0.23190906957695134,
+        0.940390210248594,
+        0.5967616711335215,
+        1.9978240930577937,
+        -0.05156184220322609,
+        1.1722448627021573,
+        -1.696813019281842,
+        -2.1161459685604527,
+    ]
     assert rng.randn(4, 2)[0, 0] == 0.29818947295846454
     noise = JuliaXoshiro(0).randn(32, 32)
     assert np.array_equal(noise.ravel(order="F")[:8], h1.ravel(order="F"))

@@ -43,7 +43,8 @@ def imports_of(path: Path, text: str | None = None) -> list[tuple[str, int]]:
             for alias in node.names:
                 candidate = f"{prefix}.{alias.name}"
                 if (PACKAGE.parent / Path(*candidate.split("."))).with_suffix(".py").exists() or (
-                        PACKAGE.parent / Path(*candidate.split(".")) / "__init__.py").exists():
+                    PACKAGE.parent / Path(*candidate.split(".")) / "__init__.py"
+                ).exists():
                     found.append((candidate, node.lineno))
     return found
 
@@ -60,8 +61,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def test_every_module_belongs_to_a_layer():
-    stray = [str(p.relative_to(PACKAGE)) for p in MODULES
-             if layer_of(module_name(p)) is None and p.parent != PACKAGE]
+    stray = [str(p.relative_to(PACKAGE)) for p in MODULES if layer_of(module_name(p)) is None and p.parent != PACKAGE]
     top = sorted(p.name for p in MODULES if p.parent == PACKAGE)
     assert not stray, f"modules outside the layers {bilevel_lib.LAYERS}: {stray}"
     assert top == ["__init__.py", "__main__.py"], f"only __init__ and __main__ may sit at the top: {top}"
@@ -73,8 +73,11 @@ def upward_imports(path: Path, text: str | None = None) -> list[str]:
     here = layer_of(module_name(path))
     if here is None:
         return []  # the package root and __main__ may import any layer
-    return [f"line {line}: {name} ({bilevel_lib.LAYERS[layer_of(name)]})" for name, line in imports_of(path, text)
-            if layer_of(name) is not None and layer_of(name) > here]
+    return [
+        f"line {line}: {name} ({bilevel_lib.LAYERS[layer_of(name)]})"
+        for name, line in imports_of(path, text)
+        if layer_of(name) is not None and layer_of(name) > here
+    ]
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -100,7 +103,7 @@ def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
         stack.append(m)
         for n in graph.get(m, []):
             if state.get(n) == "open":
-                cycles.append(stack[stack.index(n):] + [n])
+                cycles.append(stack[stack.index(n) :] + [n])
             elif n not in state:
                 visit(n)
         stack.pop()
@@ -116,8 +119,10 @@ def module_graph() -> dict[str, list[str]]:
     """Edges between modules; a package's ``__init__`` only re-exports, so edges into one are dropped."""
     names = {module_name(p): p for p in MODULES}
     packages = {m for m, p in names.items() if p.name == "__init__.py"}
-    return {m: sorted({n for n, _ in imports_of(p) if n in names and n != m and n not in packages})
-            for m, p in names.items()}
+    return {
+        m: sorted({n for n, _ in imports_of(p) if n in names and n != m and n not in packages})
+        for m, p in names.items()
+    }
 
 
 def test_no_import_cycle_between_modules():
@@ -138,8 +143,10 @@ def test_the_checks_can_fail():
 
 def test_import_bilevel_lib_stays_light():
     """``import bilevel_lib`` loads neither the plotting/widget stack, cvxpy, numba, nor the self-checks."""
-    code = ("import sys, bilevel_lib; heavy = ('matplotlib', 'ipywidgets', 'cvxpy', 'diffcp', 'numba', 'tqdm', "
-            "'skimage', 'bilevel_lib.book', 'bilevel_lib.book.checks', 'bilevel_lib.solvers.preconditioners'); "
-            "print(','.join(m for m in heavy if m in sys.modules))")
+    code = (
+        "import sys, bilevel_lib; heavy = ('matplotlib', 'ipywidgets', 'cvxpy', 'diffcp', 'numba', 'tqdm', "
+        "'skimage', 'bilevel_lib.book', 'bilevel_lib.book.checks', 'bilevel_lib.solvers.preconditioners'); "
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"import bilevel_lib loaded: {out}"

@@ -4,11 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
+from problems import random_problem
 
 import bilevel_lib as bl
 from bilevel_lib.problem import data, filters
-
-from problems import random_problem
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ def problem():
 @pytest.mark.parametrize("eps,delta", [(1e-1, 1e-1), (1e-2, 1e-3), (1e-4, 1e-2), (1e-6, 1e-7)])
 def test_error_bound_is_an_upper_bound_of_the_true_error(problem, parts, eps, delta):
     cost, params, loss = problem
-    exact = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-13, cg_tol=1e-14,
-                                             lower_max_iter=1_000_000).gradient.flatten(parts)
+    exact = hypergrad.implicit_hypergradient(
+        cost, params, loss, lower_tol=1e-13, cg_tol=1e-14, lower_max_iter=1_000_000
+    ).gradient.flatten(parts)
     estimate = maid.inexact_hypergradient(cost, params, loss, eps, delta, parts=parts)
     assert estimate.converged, estimate.message
     error = np.linalg.norm(estimate.flat() - exact)
@@ -33,7 +34,9 @@ def test_error_bound_is_an_upper_bound_of_the_true_error(problem, parts, eps, de
 
 def test_bound_shrinks_with_the_accuracies(problem):
     cost, params, loss = problem
-    bounds = [maid.inexact_hypergradient(cost, params, loss, e, e).diagnostics["error_bound"] for e in (1e-2, 1e-4, 1e-6)]
+    bounds = [
+        maid.inexact_hypergradient(cost, params, loss, e, e).diagnostics["error_bound"] for e in (1e-2, 1e-4, 1e-6)
+    ]
     assert bounds[0] > 10 * bounds[1] > 100 * bounds[2]
 
 

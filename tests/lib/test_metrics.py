@@ -9,7 +9,7 @@ from bilevel_lib.problem import metrics
 def test_relative_error_has_the_exact_value_on_small_arrays():
     assert metrics.relative_error([3.0, 4.0], [0.0, 0.0 + 5.0]) == pytest.approx(np.sqrt(9 + 1) / 5)
     assert metrics.relative_error([1.0, 2.0, 2.0], [1.0, 2.0, 2.0]) == 0.0
-    assert metrics.relative_error([0.0, 0.0], [3.0, 4.0]) == 1.0                  # the zero estimate
+    assert metrics.relative_error([0.0, 0.0], [3.0, 4.0]) == 1.0  # the zero estimate
     # ‖(1, −1, 0, 2)‖ / ‖(1, 2, 2, 4)‖ = √6 / 5, whatever the (equal) shapes
     estimate, reference = np.array([[2.0, 1.0], [2.0, 6.0]]), np.array([[1.0, 2.0], [2.0, 4.0]])
     assert metrics.relative_error(estimate, reference) == pytest.approx(np.sqrt(6) / 5, rel=1e-15)

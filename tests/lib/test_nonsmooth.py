@@ -5,13 +5,12 @@ truncation; the smooth prox (4.23); the analysis operator's adjoint, parameter g
 
 import numpy as np
 import pytest
+from problems import relative_error
 from scipy.optimize import minimize_scalar
 
-from bilevel_lib.problem import data, losses
 from bilevel_lib.l1 import primal_dual as ns
+from bilevel_lib.problem import data, losses
 from bilevel_lib.problem.ops import correlation_matrix
-
-from problems import relative_error
 
 
 def setting(kind, seed=0):
@@ -47,8 +46,7 @@ def test_bregman_dual_update_is_eq_4_22_and_the_argmax_of_the_bregman_prox():
         def negative(v):  # −(⟨v, u⟩ − D_ψ(v, d̃)/step), the dual step (4.20) with (4.21)
             return -(v * u - (psi(v) - psi(d_tilde) - dpsi(d_tilde) * (v - d_tilde)) / step)
 
-        best = minimize_scalar(negative, bounds=(-1 + 1e-12, 1 - 1e-12), method="bounded",
-                               options={"xatol": 1e-12})
+        best = minimize_scalar(negative, bounds=(-1 + 1e-12, 1 - 1e-12), method="bounded", options={"xatol": 1e-12})
         assert d == pytest.approx(best.x, abs=1e-7)
 
 
@@ -66,8 +64,9 @@ def test_bregman_dual_step_keeps_d_inside_the_unit_box():
     assert np.max(np.abs(result.d)) > 0.999  # saturated entries exist: the bound matters
     with pytest.raises(ValueError, match="inside"):
         ns.bregman_dual_update(1.0, 0.5, 1.0)
-    np.testing.assert_array_equal(ns.euclidean_dual_update(np.array([0.5, -0.5]), np.array([2.0, 0.1]), 1.0),
-                                  [1.0, -0.4])
+    np.testing.assert_array_equal(
+        ns.euclidean_dual_update(np.array([0.5, -0.5]), np.array([2.0, 0.1]), 1.0), [1.0, -0.4]
+    )
 
 
 # ----------------------------------------------------------------------------- the solver
@@ -104,8 +103,9 @@ def test_unrolled_l1_gradient_matches_finite_differences(kind, dual_step):
     result = ns.unrolled_l1_hypergradient(y, loss, operator, lam, T, tau=tau, sigma=sigma, dual_step=dual_step)
 
     def value(lam_, parameters):
-        return ns.unrolled_l1_loss(y, loss, operator.with_parameters(parameters), lam_, T, tau=tau, sigma=sigma,
-                                   dual_step=dual_step)
+        return ns.unrolled_l1_loss(
+            y, loss, operator.with_parameters(parameters), lam_, T, tau=tau, sigma=sigma, dual_step=dual_step
+        )
 
     p = operator.parameters
     fd_lam = (value(lam + h, p) - value(lam - h, p)) / (2 * h)
@@ -128,14 +128,15 @@ def test_truncated_l1_sweep_with_k_equal_to_T_is_the_full_sweep():
     np.testing.assert_array_equal(same.gradient, full.gradient)
     short = ns.unrolled_l1_hypergradient(y, loss, operator, 0.3, 20, backprop_steps=3)
     assert short.diagnostics["gradient_lam"] == pytest.approx(full.diagnostics["truncated_lam"][2], rel=1e-12)
-    assert abs(short.diagnostics["gradient_lam"] - full.diagnostics["gradient_lam"]) > 1e-6 * abs(full.diagnostics["gradient_lam"])
+    assert abs(short.diagnostics["gradient_lam"] - full.diagnostics["gradient_lam"]) > 1e-6 * abs(
+        full.diagnostics["gradient_lam"]
+    )
     assert short.diagnostics["stored_bytes"] * 20 == full.diagnostics["stored_bytes"] * 3
 
 
 def test_learning_the_operator_lowers_the_unrolled_loss():
     y, loss, operator = setting("1d-matrix")
-    history = ns.learn_analysis_operator(y, loss, operator, 0.1, 30, backprop_steps=5, n_updates=40,
-                                         learning_rate=0.02)
+    history = ns.learn_analysis_operator(y, loss, operator, 0.1, 30, backprop_steps=5, n_updates=40, learning_rate=0.02)
     assert history.loss.shape == (41,)
     assert history.loss[-1] < 0.8 * history.loss[0]
 
@@ -171,7 +172,8 @@ def test_analysis_operator_adjoint_parameter_gradient_and_norm(kind):
         e = np.zeros(p.size)
         e[i] = 1.0
         numeric[i] = np.sum(d * operator.with_parameters(p + e.reshape(p.shape)).forward(x)) - np.sum(
-            d * operator.forward(x))
+            d * operator.forward(x)
+        )
     assert relative_error(operator.parameter_gradient(d, x), numeric) <= 1e-10
     if operator.kind == "matrix":
         dense = operator.parameters

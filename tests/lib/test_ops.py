@@ -102,7 +102,9 @@ def test_direct_and_fft_back_ends_agree(signal_shape, filter_shape):
     direct = ops.FilterBankOperator(filters, signal_shape, "direct")
     fft = ops.FilterBankOperator(filters, signal_shape, "fft")
     np.testing.assert_allclose(direct.forward(x), fft.forward(x), atol=1e-12)
-    np.testing.assert_allclose(direct.adjoint(g, weights=[1, 2, 3, 4]), fft.adjoint(g, weights=[1, 2, 3, 4]), atol=1e-12)
+    np.testing.assert_allclose(
+        direct.adjoint(g, weights=[1, 2, 3, 4]), fft.adjoint(g, weights=[1, 2, 3, 4]), atol=1e-12
+    )
     np.testing.assert_allclose(direct.lag_correlation(g, x), fft.lag_correlation(g, x), atol=1e-11)
 
 
@@ -123,8 +125,12 @@ def test_fused_products_equal_their_compositions(method):
     scale = rng.standard_normal((2, 3, 7, 6))
     weights = np.array([0.5, 2.0, 1.5])
     expected = op.adjoint(np.tanh(op.forward(x)), weights)
-    np.testing.assert_allclose(op.adjoint_of_pointwise(x, lambda z, out: np.tanh(z, out=out), weights), expected, atol=1e-12)
-    np.testing.assert_allclose(op.adjoint_of_scaled(v, scale, weights), op.adjoint(scale * op.forward(v), weights), atol=1e-12)
+    np.testing.assert_allclose(
+        op.adjoint_of_pointwise(x, lambda z, out: np.tanh(z, out=out), weights), expected, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        op.adjoint_of_scaled(v, scale, weights), op.adjoint(scale * op.forward(v), weights), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)

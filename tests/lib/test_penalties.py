@@ -5,7 +5,13 @@ import pytest
 
 import bilevel_lib as bl
 
-PENALTIES = [bl.CornerRounded1Norm(0.01), bl.CornerRounded1Norm(0.3), bl.LogSquare(1.0), bl.LogSquare(0.2), bl.Quadratic()]
+PENALTIES = [
+    bl.CornerRounded1Norm(0.01),
+    bl.CornerRounded1Norm(0.3),
+    bl.LogSquare(1.0),
+    bl.LogSquare(0.2),
+    bl.Quadratic(),
+]
 
 
 @pytest.mark.parametrize("penalty", PENALTIES, ids=lambda p: f"{type(p).__name__}")
@@ -60,8 +66,9 @@ def test_out_argument_gives_the_same_values_and_leaves_z_alone(penalty):
         np.testing.assert_array_equal(z, z_before)
 
 
-@pytest.mark.parametrize("penalty", [bl.CornerRounded1Norm(0.01), bl.CornerRounded1Norm(0.4), bl.Quadratic()],
-                         ids=lambda p: repr(p))
+@pytest.mark.parametrize(
+    "penalty", [bl.CornerRounded1Norm(0.01), bl.CornerRounded1Norm(0.4), bl.Quadratic()], ids=lambda p: repr(p)
+)
 def test_third_derivative_bound_is_attained_and_bounds_the_finite_differences(penalty):
     z = np.linspace(-3, 3, 600_001)
     third = np.abs(np.gradient(penalty.second_derivative(z), z))

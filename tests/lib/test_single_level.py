@@ -4,13 +4,12 @@ vs the closed form; Lemma 1 vs central finite differences vs the sign-split KKT 
 
 import numpy as np
 import pytest
+from problems import relative_error
 
-from bilevel_lib.problem import ops
 from bilevel_lib import l1 as sl
 from bilevel_lib.l1 import exact
+from bilevel_lib.problem import ops
 from bilevel_lib.solvers.lower import ConvergenceWarning
-
-from problems import relative_error
 
 
 def pairs(n, J, rng, sigma=0.3):
@@ -69,7 +68,7 @@ def test_identity_is_soft_thresholding():
     _, y = pairs(20, 2, rng)
     beta = 0.4
     result = sl.solve_l1_denoising(y, beta * np.eye(20))
-    soft = np.sign(y) * np.maximum(np.abs(y) - beta, 0.0)          # ½(x − y)² + β|x|: threshold β
+    soft = np.sign(y) * np.maximum(np.abs(y) - beta, 0.0)  # ½(x − y)² + β|x|: threshold β
     assert np.max(np.abs(result.x - soft)) <= 1e-12
     assert result.iterations <= 1
 
@@ -117,7 +116,7 @@ def test_lemma1_gradient_matches_finite_differences(case):
 def test_lemma1_gradient_at_the_identity():
     rng = np.random.default_rng(7)
     truth, y = pairs(12, 2, rng, sigma=0.2)
-    W = 0.7 * np.eye(12)                                     # soft threshold 0.49: zeros and non-zeros
+    W = 0.7 * np.eye(12)  # soft threshold 0.49: zeros and non-zeros
     gradient = sl.l1_hypergradient(y, truth, W)
     solve = gradient.state["solve"]
     assert 0 < np.sum(solve.signs == 0) < solve.signs.size
@@ -128,13 +127,13 @@ def test_lemma1_gradient_at_the_identity():
 def test_empty_zero_set():
     rng = np.random.default_rng(8)
     truth, y = pairs(10, 2, rng)
-    W = random_transform(6, 10, rng, 0.02)                     # weak: W x* has no zeros
+    W = random_transform(6, 10, rng, 0.02)  # weak: W x* has no zeros
     gradient = sl.l1_hypergradient(y, truth, W)
     solve = gradient.state["solve"]
     assert np.all(solve.signs != 0)
     numeric = sl.finite_difference_l1_gradient(y, truth, W, step=1e-6, d0=solve.d)
     assert relative_error(gradient.gradient, numeric) <= 1e-7
-    assert np.allclose(gradient.x, y - solve.signs @ W)      # P = I
+    assert np.allclose(gradient.x, y - solve.signs @ W)  # P = I
 
 
 def test_rank_deficient_zero_set_directional_derivative():
@@ -143,12 +142,12 @@ def test_rank_deficient_zero_set_directional_derivative():
     rng = np.random.default_rng(9)
     truth, y = pairs(8, 1, rng)
     base = random_transform(5, 8, rng, 0.4)
-    W = np.vstack([base, base[:1]])                           # row 5 duplicates row 0
+    W = np.vstack([base, base[:1]])  # row 5 duplicates row 0
     gradient = sl.l1_hypergradient(y, truth, W)
     solve = gradient.state["solve"]
     zero = solve.signs[0] == 0
     if not (zero[0] and zero[5]):
-        W[0] *= 3.0                                           # make the duplicated row strong enough to vanish
+        W[0] *= 3.0  # make the duplicated row strong enough to vanish
         W[5] = W[0]
         gradient = sl.l1_hypergradient(y, truth, W)
         solve = gradient.state["solve"]
@@ -271,13 +270,13 @@ def test_zero_set_factor_matches_dense_pseudo_inverses():
     rng = np.random.default_rng(15)
     k, n = 12, 8
     W = rng.standard_normal((k, n))
-    W[7] = 2.0 * W[3]                                               # rows 3 and 7 parallel
+    W[7] = 2.0 * W[3]  # rows 3 and 7 parallel
     zero = np.zeros((5, k), dtype=bool)
-    zero[0, [1, 4, 9]] = True                                       # QR, padded to the largest zero set
-    zero[1, [0, 2, 5, 6, 10, 11]] = True                            # QR, the largest full-rank set
-    zero[2, [3, 7, 8]] = True                                       # rank deficient: SVD
-    zero[3, :10] = True                                             # 10 rows > n = 8 columns: SVD
-    factor = exact.ZeroSetFactor(W, zero)                             # signal 4: empty zero set
+    zero[0, [1, 4, 9]] = True  # QR, padded to the largest zero set
+    zero[1, [0, 2, 5, 6, 10, 11]] = True  # QR, the largest full-rank set
+    zero[2, [3, 7, 8]] = True  # rank deficient: SVD
+    zero[3, :10] = True  # 10 rows > n = 8 columns: SVD
+    factor = exact.ZeroSetFactor(W, zero)  # signal 4: empty zero set
     assert factor.use_svd.tolist() == [False, False, True, True, False]
     v = rng.standard_normal((5, n))
     pair = rng.standard_normal((5, 2, n))
@@ -302,7 +301,7 @@ def test_zero_set_factor_matches_dense_pseudo_inverses():
 
 def test_batched_qr_equals_numpy_qr():
     rng = np.random.default_rng(16)
-    for shape in [(3, 9, 5), (2, 5, 7), (1, 6, 6)]:                  # tall, wide (p = n), square
+    for shape in [(3, 9, 5), (2, 5, 7), (1, 6, 6)]:  # tall, wide (p = n), square
         A = rng.standard_normal(shape)
         Q, R = exact.batched_qr(A)
         Q_np, R_np = np.linalg.qr(A)

@@ -8,21 +8,27 @@ import warnings
 
 import numpy as np
 import pytest
+from problems import GEOMETRIES, explicit_gram, random_problem, relative_error
 
 import bilevel_lib as bl
 from bilevel_lib.problem import ops, stencil
 from bilevel_lib.solvers.cg import conjugate_gradient
 from bilevel_lib.solvers.lower import ConvergenceWarning
 
-from problems import GEOMETRIES, explicit_gram, random_problem, relative_error
-
 GEOMS = list(GEOMETRIES)
 MODELS = ["identity", "blur", "mask"]
 
 # (signal shape, filter shape): 1-D, 2-D, filters as large as the signal, so that the stencil
 # (2f − 1 wide) is wider than the signal and offsets e and e ± n meet at the same pixel
-SHAPES = [((7,), (3,)), ((2,), (2,)), ((6, 5), (3, 3)), ((4, 5), (3, 4)), ((3, 3), (3, 2)), ((4, 2), (2, 2)),
-          ((1, 6), (1, 3))]
+SHAPES = [
+    ((7,), (3,)),
+    ((2,), (2,)),
+    ((6, 5), (3, 3)),
+    ((4, 5), (3, 4)),
+    ((3, 3), (3, 2)),
+    ((4, 2), (2, 2)),
+    ((1, 6), (1, 3)),
+]
 
 
 @pytest.mark.parametrize("signal_shape, filter_shape", SHAPES)
@@ -67,9 +73,10 @@ def test_stencil_weights_follow_the_offset_formula_and_symmetry():
                     for a1 in range(filter_shape[1]):
                         b0, b1 = a0 + e0, a1 + e1
                         if 0 <= b0 < filter_shape[0] and 0 <= b1 < filter_shape[1]:
-                            shifted = np.roll(scale[0, k], (a0, a1), axis=(0, 1))         # d_k[i − a]
+                            shifted = np.roll(scale[0, k], (a0, a1), axis=(0, 1))  # d_k[i − a]
                             expected[e0 + filter_shape[0] - 1, e1 + filter_shape[1] - 1] += (
-                                weights[k] * bank[k, a0, a1] * bank[k, b0, b1] * shifted)
+                                weights[k] * bank[k, a0, a1] * bank[k, b0, b1] * shifted
+                            )
     np.testing.assert_allclose(result, expected, rtol=1e-13, atol=1e-14)
 
 
@@ -79,7 +86,7 @@ def test_stencil_sparse_and_implicit_hessians_agree(geometry, model):
     cost, params, x, rng = random_problem(geometry, model, bl.LogSquare(0.5), n_images=3)
     products = {method: cost.hessian_operator(x, params, method=method) for method in ("implicit", "sparse", "stencil")}
     assert products["stencil"].method == "stencil"
-    assert (products["stencil"].compiled_cg is None) == (model == "blur")   # compiled loop only for a diagonal A'A
+    assert (products["stencil"].compiled_cg is None) == (model == "blur")  # compiled loop only for a diagonal A'A
     assert products["sparse"].compiled_cg is None and products["implicit"].compiled_cg is None
     for _ in range(3):
         v = rng.standard_normal(x.shape)
@@ -132,7 +139,7 @@ def test_compiled_cg_gives_the_python_iterates(geometry, model):
 def test_compiled_cg_warm_start_relative_to_initial_and_zero_right_hand_side():
     cost, params, x, rng = random_problem("2d-4x2", "identity", n_images=3)
     b = rng.standard_normal(x.shape)
-    b[1] = 0.0                                              # a zero right-hand side: q = 0 at once
+    b[1] = 0.0  # a zero right-hand side: q = 0 at once
     x0 = 0.9 * conjugate_gradient(cost.hessian_operator(x, params, method="sparse"), b, tol=1e-12).x
     iterations = {}
     for relative_to in ("rhs", "initial"):
@@ -142,7 +149,7 @@ def test_compiled_cg_warm_start_relative_to_initial_and_zero_right_hand_side():
         np.testing.assert_array_equal(compiled.x[1], 0.0)
         iterations[relative_to] = compiled.iterations
     cold = python_and_compiled(cost, params, x, b, tol=1e-8)[1]
-    assert iterations["rhs"] < cold.iterations              # the warm start helps at a fixed accuracy
+    assert iterations["rhs"] < cold.iterations  # the warm start helps at a fixed accuracy
 
 
 def test_compiled_cg_reports_max_iter_like_the_python_loop():
@@ -161,8 +168,11 @@ def test_compiled_cg_reports_max_iter_like_the_python_loop():
 def test_compiled_cg_rejects_a_hessian_that_is_not_positive_definite():
     """log(1 + z²/ε²) is non-convex: with strong weights the Hessian has negative curvature."""
     cost, params, x, rng = random_problem("2d-4x2", "identity", bl.LogSquare(0.1))
-    params = params.replace(beta0=4.0) if hasattr(params, "replace") else bl.Hyperparameters(
-        beta0=4.0, beta=params.beta, filters=params.filters)
+    params = (
+        params.replace(beta0=4.0)
+        if hasattr(params, "replace")
+        else bl.Hyperparameters(beta0=4.0, beta=params.beta, filters=params.filters)
+    )
     x = 0.5 * rng.standard_normal(x.shape)
     hessian = cost.hessian_operator(x, params, method="stencil")
     assert np.linalg.eigvalsh(hessian.matrix.toarray()).min() < 0
@@ -176,14 +186,15 @@ def test_compiled_product_leaves_its_input_alone_and_accepts_non_contiguous_inpu
     cost, params, x, rng = random_problem("2d-4x2", "mask", n_images=2)
     hessian = cost.hessian_operator(x, params, method="stencil")
     wide = rng.standard_normal(x.shape[:-1] + (2 * x.shape[-1],))
-    v = wide[..., ::2]                                   # a strided view
+    v = wide[..., ::2]  # a strided view
     kept = v.copy()
-    np.testing.assert_allclose(hessian(v), cost.hessian_operator(x, params, method="implicit")(kept),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        hessian(v), cost.hessian_operator(x, params, method="implicit")(kept), rtol=1e-12, atol=1e-12
+    )
     np.testing.assert_array_equal(v, kept)
 
 
-BOUNDS_SCRIPT = r'''
+BOUNDS_SCRIPT = r"""
 import numpy as np
 import bilevel_lib as bl
 from problems import random_problem
@@ -195,7 +206,7 @@ for geometry in ("1d", "2d-4x2", "2d-full"):
     result = bl.conjugate_gradient(hessian, v, tol=1e-12)
     assert result.converged and np.all(np.isfinite(result.x))
 print("in bounds")
-'''
+"""
 
 
 def test_kernels_stay_inside_their_arrays(tmp_path):
@@ -207,8 +218,12 @@ def test_kernels_stay_inside_their_arrays(tmp_path):
     import sys
     from pathlib import Path
 
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        NUMBA_BOUNDSCHECK="1",
+        NUMBA_CACHE_DIR=str(tmp_path),
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    )
     run = subprocess.run([sys.executable, "-c", BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0 and "in bounds" in run.stdout, run.stderr[-3000:]
 

@@ -13,8 +13,12 @@ from bilevel_lib.training.loops import TrainingHistory, TrainingResult
 
 
 def record(**changes):
-    fields = dict(kind="test", **store.provenance("python -m bilevel_lib test --flag", 12.34),
-                  settings=dict(n=3, parts=("beta",)), metrics=dict(psnr_db=21.5))
+    fields = dict(
+        kind="test",
+        **store.provenance("python -m bilevel_lib test --flag", 12.34),
+        settings=dict(n=3, parts=("beta",)),
+        metrics=dict(psnr_db=21.5),
+    )
     fields.update(changes)
     return fields
 
@@ -27,10 +31,21 @@ def tiny_training_result():
     params = Hyperparameters(-4.6, np.array([0.1, -0.2]), np.arange(16.0).reshape(2, 4, 2))
     history = TrainingHistory()
     for step in range(3):
-        history.append(loss=1.0 / (step + 1), gradient_norm=0.1 * step, lower_gradient_norm=1e-3,
-                       lower_iterations=5, cg_iterations=2, elapsed=0.5 * step)
-    return TrainingResult(params, history, np.ones((1, 4, 4)), "ran 3 upper-level steps",
-                          dict(parts=["beta", "filters"], n_steps=3, lower_iterations=5))
+        history.append(
+            loss=1.0 / (step + 1),
+            gradient_norm=0.1 * step,
+            lower_gradient_norm=1e-3,
+            lower_iterations=5,
+            cg_iterations=2,
+            elapsed=0.5 * step,
+        )
+    return TrainingResult(
+        params,
+        history,
+        np.ones((1, 4, 4)),
+        "ran 3 upper-level steps",
+        dict(parts=["beta", "filters"], n_steps=3, lower_iterations=5),
+    )
 
 
 def test_round_trip_of_arrays_and_record(tmp_path):
@@ -47,11 +62,11 @@ def test_round_trip_of_arrays_and_record(tmp_path):
     assert loaded.record["versions"]["numpy"] == np.__version__
     assert loaded.record["machine"]["machine"] and loaded.record["date"].endswith("+00:00")
     assert store.read_record(tmp_path / "run.json") == loaded.record
-    with np.load(npz, allow_pickle=False) as raw:          # plain numbers, no pickles
+    with np.load(npz, allow_pickle=False) as raw:  # plain numbers, no pickles
         assert sorted(raw.files) == sorted(arrays())
     umask = os.umask(0)
     os.umask(umask)
-    assert all(path.stat().st_mode & 0o777 == 0o666 & ~umask for path in (npz, sidecar))   # not mkstemp's 0600
+    assert all(path.stat().st_mode & 0o777 == 0o666 & ~umask for path in (npz, sidecar))  # not mkstemp's 0600
 
 
 def test_stems_names_and_paths(tmp_path):
@@ -78,10 +93,10 @@ def test_refuses_to_overwrite_without_force(tmp_path):
         store.write(tmp_path / "run", dict(W=np.zeros(2)), record())
     with pytest.raises(FileExistsError, match="run.npz"):
         store.check_free(tmp_path / "run")
-    np.testing.assert_array_equal(store.load(tmp_path / "run").arrays["W"], arrays()["W"])   # untouched
+    np.testing.assert_array_equal(store.load(tmp_path / "run").arrays["W"], arrays()["W"])  # untouched
     store.write(tmp_path / "run", dict(W=np.zeros(2)), record(), force=True)
     np.testing.assert_array_equal(store.load(tmp_path / "run").arrays["W"], np.zeros(2))
-    (tmp_path / "run.npz").unlink()                        # a lone sidecar also blocks the name
+    (tmp_path / "run.npz").unlink()  # a lone sidecar also blocks the name
     with pytest.raises(FileExistsError, match="run.json"):
         store.check_free(tmp_path / "run")
 
@@ -146,8 +161,13 @@ def test_malformed_result_names_the_file(tmp_path, damage):
 
 def test_training_result_round_trip(tmp_path):
     result = tiny_training_result()
-    npz, sidecar = store.save_result(result, tmp_path / "run.npz", command="python -m bilevel_lib bars --steps 3",
-                                     seconds=1.25, metrics=dict(snr_learned_db=20.0, row_sum_range=(-1.0, 2.0)))
+    npz, sidecar = store.save_result(
+        result,
+        tmp_path / "run.npz",
+        command="python -m bilevel_lib bars --steps 3",
+        seconds=1.25,
+        metrics=dict(snr_learned_db=20.0, row_sum_range=(-1.0, 2.0)),
+    )
     back = store.load_result(npz)
     np.testing.assert_array_equal(back.params.flatten(), result.params.flatten())
     np.testing.assert_array_equal(back.x, result.x)
@@ -169,8 +189,9 @@ def test_load_result_refuses_other_kinds_and_incomplete_arrays(tmp_path):
         store.load_result(tmp_path / "half")
 
 
-@pytest.mark.parametrize("name", ["bars", "cameraman-beta", "cameraman-filters", "blorc_piecewise_full",
-                                  "blorc_dct_full"])
+@pytest.mark.parametrize(
+    "name", ["bars", "cameraman-beta", "cameraman-filters", "blorc_piecewise_full", "blorc_dct_full"]
+)
 def test_the_saved_results_load(name):
     loaded = store.load(name)
     assert loaded.record["format"] == store.FORMAT and loaded.seconds > 0 and loaded.command.startswith("python -m")

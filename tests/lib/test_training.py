@@ -27,12 +27,22 @@ def quadratic_toy():
     return cost, params, bl.SquaredErrorLoss(truth), optimum
 
 
-@pytest.mark.parametrize("optimizer", [GradientDescent(learning_rate=20.0), Adam(learning_rate=0.05)],
-                         ids=["gd", "adam"])
+@pytest.mark.parametrize(
+    "optimizer", [GradientDescent(learning_rate=20.0), Adam(learning_rate=0.05)], ids=["gd", "adam"]
+)
 def test_optimizers_reach_the_known_optimum_of_a_quadratic_bilevel_toy(quadratic_toy, optimizer):
     cost, params, loss, optimum = quadratic_toy
-    result = training.train_double_loop(cost, params, loss, parts=("beta",), n_steps=600, optimizer=optimizer,
-                                        lower_tol=1e-11, cg_tol=1e-12, cg_relative_to="rhs")
+    result = training.train_double_loop(
+        cost,
+        params,
+        loss,
+        parts=("beta",),
+        n_steps=600,
+        optimizer=optimizer,
+        lower_tol=1e-11,
+        cg_tol=1e-12,
+        cg_relative_to="rhs",
+    )
     assert result.params.beta[0] == pytest.approx(optimum, abs=2e-3)
     assert result.history.loss[-1] < result.history.loss[0]
 
@@ -73,8 +83,9 @@ def test_hoag_schedule_tightens_and_the_run_decreases_the_loss(bars):
     cost, params, loss = bars
     schedule = training.hoag_schedule(1e-2, 0.8)
     assert schedule(0) == 1e-2 and schedule(10) < schedule(5) < schedule(0)
-    result = training.train_double_loop(cost, params, loss, n_steps=30, schedule=schedule,
-                                        optimizer=Adam(learning_rate=0.02))
+    result = training.train_double_loop(
+        cost, params, loss, n_steps=30, schedule=schedule, optimizer=Adam(learning_rate=0.02)
+    )
     assert result.history.loss[-1] < 0.8 * result.history.loss[0]
     assert result.history.lower_gradient_norm[-1] < result.history.lower_gradient_norm[1]
 
@@ -95,7 +106,7 @@ def test_stopping_rules_and_bad_settings(bars):
 
 
 def test_save_and_load_round_trip(bars, tmp_path):
-    from bilevel_lib.experiments import store    # files are the experiments layer's business, not training's
+    from bilevel_lib.experiments import store  # files are the experiments layer's business, not training's
 
     cost, params, loss = bars
     result = training.train_double_loop(cost, params, loss, n_steps=5)

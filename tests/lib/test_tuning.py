@@ -21,8 +21,10 @@ def test_grid_search_returns_the_best_grid_point(bars):
     cost, params, loss = bars
     grid = np.arange(-6.0, 0.01, 0.5)
     result = tuning.grid_search_beta0(cost, params, loss, grid, lower_tol=1e-8)
-    direct = [loss.value(bl.solve_lower_level(cost, bl.Hyperparameters(b, params.beta, params.filters),
-                                              tol=1e-8).x) for b in grid]
+    direct = [
+        loss.value(bl.solve_lower_level(cost, bl.Hyperparameters(b, params.beta, params.filters), tol=1e-8).x)
+        for b in grid
+    ]
     np.testing.assert_allclose(result.losses, direct, rtol=1e-6)
     assert result.best.beta0 == grid[int(np.argmin(direct))]
     assert result.n_solves == grid.size and result.lower_iterations > 0

@@ -8,10 +8,9 @@ import pytest
 import bilevel_lib as bl
 from bilevel_lib import hypergrad
 from bilevel_lib.experiments import profiling
-from bilevel_lib.problem import losses
 from bilevel_lib.hypergrad import unrolling as ur
+from bilevel_lib.problem import losses
 from bilevel_lib.problem.forward_models import CircularBlur, gaussian_kernel
-
 from bilevel_lib.problem.metrics import relative_error
 
 GEOMETRIES = {"1d": ((16,), (3,), 2), "2d": ((8, 6), (2, 2), 2)}
@@ -26,8 +25,11 @@ def problem(geometry="2d", model="identity", seed=0, n_images=2, eps=0.1):
     A = bl.Identity() if model == "identity" else CircularBlur(gaussian_kernel(3, 0.7, len(signal_shape)), signal_shape)
     y = A.forward(truth) + 0.3 * rng.standard_normal(truth.shape)
     cost = bl.LowerLevelCost(y, bl.CornerRounded1Norm(eps), A)
-    params = bl.Hyperparameters(beta0=-0.5, beta=rng.uniform(-0.5, 0.5, k),
-                                filters=rng.standard_normal((k,) + filter_shape) / np.sqrt(np.prod(filter_shape)))
+    params = bl.Hyperparameters(
+        beta0=-0.5,
+        beta=rng.uniform(-0.5, 0.5, k),
+        filters=rng.standard_normal((k,) + filter_shape) / np.sqrt(np.prod(filter_shape)),
+    )
     return cost, params, losses.SquaredErrorLoss(truth)
 
 
@@ -43,7 +45,9 @@ def test_reverse_equals_forward_and_both_match_finite_differences_of_the_unrolle
     assert relative_error(forward.flat(), reverse.flat()) <= 1e-10
     assert forward.loss == pytest.approx(reverse.loss, rel=1e-14)
     # the same fixed step and x_0 as the analytic estimators use
-    fd = ur.finite_difference_unrolled_hypergradient(cost, params, loss, T, solver=solver, step=reverse.diagnostics["step"], h=1e-5)
+    fd = ur.finite_difference_unrolled_hypergradient(
+        cost, params, loss, T, solver=solver, step=reverse.diagnostics["step"], h=1e-5
+    )
     assert relative_error(reverse.flat(), fd) <= 1e-7
     assert relative_error(forward.flat(), fd) <= 1e-7
     # part by part, so that a wrong block cannot hide behind a large one
@@ -83,8 +87,9 @@ def test_unrolled_ogm_is_the_library_ogm_without_restart():
     library = bl.solve_lower_level(cost, params, method="ogm", restart=False, tol=None, max_iter=25, step=step)
     np.testing.assert_allclose(x_T, library.x, rtol=0, atol=1e-12)
     x_gd = ur.unrolled_solution(cost, params, 25, solver="gd")
-    np.testing.assert_allclose(x_gd, bl.solve_lower_level(cost, params, method="gd", tol=None, max_iter=25).x,
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        x_gd, bl.solve_lower_level(cost, params, method="gd", tol=None, max_iter=25).x, rtol=0, atol=1e-12
+    )
     assert ur.unrolled_loss(cost, params, loss, 25, solver="ogm") == pytest.approx(loss.value(x_T), rel=1e-14)
 
 
@@ -117,7 +122,9 @@ def test_truncated_with_k_equal_to_T_is_reverse_mode_and_shorter_truncations_dif
     for k in (1, 3, 7):
         truncated = ur.truncated_hypergradient(cost, params, loss, T, k, solver=solver)
         assert truncated.diagnostics["stored_bytes"] == k * cost.y.nbytes  # memory O(kN)
-        np.testing.assert_allclose(truncated.flat(), reverse.diagnostics["truncated_gradients"][k - 1], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            truncated.flat(), reverse.diagnostics["truncated_gradients"][k - 1], rtol=1e-12, atol=1e-15
+        )
         assert relative_error(truncated.flat(), reverse.flat()) > 1e-6
     np.testing.assert_array_equal(reverse.diagnostics["truncated_gradients"][-1], reverse.flat())
 
@@ -134,10 +141,15 @@ def test_truncation_error_falls_with_k_near_the_fixed_point():
 @pytest.mark.parametrize("solver", ["gd", "ogm"])
 def test_unrolled_gradient_tends_to_the_implicit_one_as_T_grows(solver):
     cost, params, loss = problem("2d", "identity")  # CR1N ε = 0.1, A = I: strongly convex
-    implicit = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12,
-                                                lower_max_iter=100_000).gradient.flatten()
-    errors = np.array([relative_error(ur.reverse_mode_hypergradient(cost, params, loss, T, solver=solver).flat(),
-                                      implicit) for T in (5, 10, 20, 40, 80)])
+    implicit = hypergrad.implicit_hypergradient(
+        cost, params, loss, lower_tol=1e-12, cg_tol=1e-12, lower_max_iter=100_000
+    ).gradient.flatten()
+    errors = np.array(
+        [
+            relative_error(ur.reverse_mode_hypergradient(cost, params, loss, T, solver=solver).flat(), implicit)
+            for T in (5, 10, 20, 40, 80)
+        ]
+    )
     assert np.all(np.diff(errors) < 0), errors
     assert errors[-1] < 0.1 * errors[0]
     # and long enough, it is the implicit gradient
@@ -150,8 +162,9 @@ def test_unrolled_gradient_tends_to_the_implicit_one_as_T_grows(solver):
 @pytest.mark.parametrize("model", MODELS)
 def test_jacobian_free_gradient_is_a_descent_direction_near_the_fixed_point(geometry, model):
     cost, params, loss = problem(geometry, model, seed=4)
-    implicit = hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-12, cg_tol=1e-12,
-                                                lower_max_iter=100_000)
+    implicit = hypergrad.implicit_hypergradient(
+        cost, params, loss, lower_tol=1e-12, cg_tol=1e-12, lower_max_iter=100_000
+    )
     jfb = ur.jacobian_free_hypergradient(cost, params, loss, 0, x0=implicit.x)
     assert jfb.diagnostics["hessian_vector_products"] == 0 and jfb.diagnostics["stored_bytes"] == 0
     g_true = implicit.gradient.flatten()
@@ -230,8 +243,9 @@ def test_measure_reports_the_shortest_or_the_median_time(monkeypatch):
 
 def test_reverse_mode_memory_grows_with_T_and_forward_mode_memory_with_R():
     cost, params, loss = problem("2d", "identity")
-    peaks = {T: profiling.measure(lambda: ur.reverse_mode_hypergradient(cost, params, loss, T)).peak_bytes
-             for T in (10, 100)}
+    peaks = {
+        T: profiling.measure(lambda: ur.reverse_mode_hypergradient(cost, params, loss, T)).peak_bytes for T in (10, 100)
+    }
     assert peaks[100] - peaks[10] >= 90 * cost.y.nbytes  # the stored iterates
     small = profiling.measure(lambda: ur.forward_mode_hypergradient(cost, params, loss, 100, parts=("beta0",)))
     large = profiling.measure(lambda: ur.forward_mode_hypergradient(cost, params, loss, 20))

@@ -9,17 +9,22 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bilevel_lib.book import viz, widgets
-from bilevel_lib.problem import data, filters  # noqa: E402
 from bilevel_lib.experiments.profiling import format_bytes  # noqa: E402
+from bilevel_lib.problem import data, filters  # noqa: E402
 
 
 def test_plots_render_to_png():
     viz.use_book_style()
     truth = data.vertical_bars((16, 16))
     noisy = data.add_noise(truth, 0.1, 0)
-    for fig in (viz.plot_penalty(), viz.show_filters(filters.dct_filters(3)), viz.show_filters(np.ones((2, 3))),
-                viz.show_images([truth, noisy]), viz.plot_denoising(truth, noisy, truth),
-                viz.plot_denoising(truth[0], noisy[0], truth[0])):
+    for fig in (
+        viz.plot_penalty(),
+        viz.show_filters(filters.dct_filters(3)),
+        viz.show_filters(np.ones((2, 3))),
+        viz.show_images([truth, noisy]),
+        viz.plot_denoising(truth, noisy, truth),
+        viz.plot_denoising(truth[0], noisy[0], truth[0]),
+    ):
         png = viz.figure_png(fig)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
@@ -31,7 +36,7 @@ def test_explorer_warm_starts_and_reports_the_solve():
     first = explorer.last_result.iterations
     explorer.denoise(0.01, 0.1, -3.0, "finite differences")  # same setting: warm start is the answer
     assert explorer.last_result.iterations < first and explorer.last_result.converged
-    explorer.denoise(0.01, 0.1, -3.0, "finite differences", warm_start=False)   # afresh: as the first call
+    explorer.denoise(0.01, 0.1, -3.0, "finite differences", warm_start=False)  # afresh: as the first call
     assert explorer.last_result.iterations == first
     np.testing.assert_array_equal(explorer.noisy(0.0), image)
     with pytest.raises(ValueError, match="bank must be one of"):
@@ -47,6 +52,7 @@ def test_tolerance_plot_marks_the_chosen_pair():
 
 
 # --- figure_png options -------------------------------------------------------------------------
+
 
 def _png_size(png):
     import io
@@ -66,7 +72,7 @@ def test_figure_png_scales_with_dpi_and_quantizes_to_a_palette():
         return fig
 
     full = viz.figure_png(figure())
-    assert _png_size(full) == ((400, 200), "RGBA")           # the book's 100 dpi
+    assert _png_size(full) == ((400, 200), "RGBA")  # the book's 100 dpi
     assert _png_size(viz.figure_png(figure(), dpi=50))[0] == (200, 100)
     small = viz.figure_png(figure(), colors=16)
     assert _png_size(small) == ((400, 200), "P") and len(small) < len(full) / 2
@@ -77,6 +83,7 @@ def test_figure_png_scales_with_dpi_and_quantizes_to_a_palette():
 
 
 # --- Ch. "Unrolling": storage diagram -----------------------------------------------------------
+
 
 def test_storage_diagram_draws_every_box_and_arrow_and_highlights_one_step():
     from matplotlib.patches import FancyArrowPatch, Rectangle
@@ -89,7 +96,7 @@ def test_storage_diagram_draws_every_box_and_arrow_and_highlights_one_step():
         assert len(boxes) == 4 * T + 3 and len(arrows) == 3 * T
         forward_colour = plt_colour(3)
         highlighted = [b for b in boxes if np.allclose(b.get_facecolor()[:3], forward_colour)]
-        assert len(highlighted) == 2                           # x and Z at t = current
+        assert len(highlighted) == 2  # x and Z at t = current
         assert {round(b.get_x() + b.get_width() / 2, 6) for b in highlighted} == {round(1.15 * min(3, T), 6)}
         viz.figure_png(fig)
     for bad in ({"T": 0}, {"T": 2.5}, {"T": 6, "current": 7}, {"T": 6, "current": -1}):
@@ -106,6 +113,7 @@ def plt_colour(index):
 
 
 # --- widget callbacks: record what the widget would display --------------------------------------
+
 
 @pytest.fixture
 def shown(monkeypatch):
@@ -138,6 +146,7 @@ def _controls(box):
 
 # --- Ch. "Tuning β": ℓ(β0) against σ and ε --------------------------------------------------------
 
+
 def _beta0_curves(sigmas=(0.05, 0.1, 0.2), epsilons=(0.1, 0.01)):
     from bilevel_lib import Hyperparameters
     from bilevel_lib.training import tuning
@@ -146,13 +155,17 @@ def _beta0_curves(sigmas=(0.05, 0.1, 0.2), epsilons=(0.1, 0.01)):
     curves = {}
     for sigma in sigmas:
         for eps in epsilons:
-            centre = np.log(sigma) - 0.5 * np.log(eps)          # any smooth trend will do
+            centre = np.log(sigma) - 0.5 * np.log(eps)  # any smooth trend will do
             losses = (grid - centre) ** 2 + sigma
             best = int(np.argmin(losses))
             curves[sigma, eps] = tuning.SearchResult(
                 best=Hyperparameters.from_filters(filters.finite_differences(2), beta0=grid[best]),
-                best_loss=float(losses[best]), candidates=grid, losses=losses, n_solves=grid.size,
-                lower_iterations=10 * grid.size)
+                best_loss=float(losses[best]),
+                candidates=grid,
+                losses=losses,
+                n_solves=grid.size,
+                lower_iterations=10 * grid.size,
+            )
     return curves
 
 
@@ -202,26 +215,35 @@ def test_beta0_widget_redraws_the_chosen_setting(shown):
 
 # --- Ch. "Translation to a single level": the zero-set threshold ------------------------------------
 
+
 def _threshold_sweep():
     rng = np.random.default_rng(0)
     n, sigmas, exponents = 16, np.array([0.05, 0.1, 0.2]), np.arange(-6, -1)
     signal = np.repeat([0.0, 1.0], n // 2)
     noisy = signal + sigmas[:, None] * rng.standard_normal((3, n))
     errors = 10.0 ** rng.uniform(-12, 0, (3, exponents.size))
-    return widgets.ThresholdSweep(signal, sigmas, noisy, 0.5 * (noisy + signal), np.tile(signal + 0.01, (3, 1)),
-                                  exponents, errors, z_accuracy=[1e-5, 2e-5, 4e-5])
+    return widgets.ThresholdSweep(
+        signal,
+        sigmas,
+        noisy,
+        0.5 * (noisy + signal),
+        np.tile(signal + 0.01, (3, 1)),
+        exponents,
+        errors,
+        z_accuracy=[1e-5, 2e-5, 4e-5],
+    )
 
 
 def test_threshold_plot_marks_the_threshold_at_the_chosen_noise_level():
     sweep = _threshold_sweep()
     fig = widgets.plot_threshold(sweep, 0.1, -4)
     left, right = fig.axes
-    assert len(left.lines) == 4 and len(right.lines) == 3      # error curve, marker, accuracy line
+    assert len(left.lines) == 4 and len(right.lines) == 3  # error curve, marker, accuracy line
     np.testing.assert_allclose(left.lines[0].get_ydata(), sweep.noisy[1])
     np.testing.assert_allclose(right.lines[1].get_xydata(), [[-4, sweep.errors[1, 2]]])
     np.testing.assert_allclose(right.lines[2].get_xdata(), [np.log10(2e-5)] * 2)
     assert fig._suptitle.get_text() == f"σ = 0.1, τ = 1e-4: gradient error {sweep.errors[1, 2]:.1e}"
-    assert "σ = 0.2" in widgets.plot_threshold(sweep, 0.19, -4)._suptitle.get_text()   # nearest σ
+    assert "σ = 0.2" in widgets.plot_threshold(sweep, 0.19, -4)._suptitle.get_text()  # nearest σ
     with pytest.raises(ValueError, match=r"exponent must be an integer in \[-6, -2\]"):
         widgets.plot_threshold(sweep, 0.1, -1)
 
@@ -229,14 +251,38 @@ def test_threshold_plot_marks_the_threshold_at_the_chosen_noise_level():
 def test_threshold_sweep_checks_shapes():
     good = _threshold_sweep()
     with pytest.raises(ValueError, match=r"errors must have shape \(3, 5\).*got \(3, 4\)"):
-        widgets.ThresholdSweep(good.signal, good.sigmas, good.noisy, good.learned, good.finite,
-                               good.exponents, good.errors[:, :4], good.z_accuracy)
+        widgets.ThresholdSweep(
+            good.signal,
+            good.sigmas,
+            good.noisy,
+            good.learned,
+            good.finite,
+            good.exponents,
+            good.errors[:, :4],
+            good.z_accuracy,
+        )
     with pytest.raises(ValueError, match="consecutive integers"):
-        widgets.ThresholdSweep(good.signal, good.sigmas, good.noisy, good.learned, good.finite,
-                               good.exponents * 2, good.errors, good.z_accuracy)
+        widgets.ThresholdSweep(
+            good.signal,
+            good.sigmas,
+            good.noisy,
+            good.learned,
+            good.finite,
+            good.exponents * 2,
+            good.errors,
+            good.z_accuracy,
+        )
     with pytest.raises(ValueError, match="learned must have shape"):
-        widgets.ThresholdSweep(good.signal, good.sigmas, good.noisy, good.learned.T, good.finite,
-                               good.exponents, good.errors, good.z_accuracy)
+        widgets.ThresholdSweep(
+            good.signal,
+            good.sigmas,
+            good.noisy,
+            good.learned.T,
+            good.finite,
+            good.exponents,
+            good.errors,
+            good.z_accuracy,
+        )
 
 
 def test_threshold_widget_redraws_when_a_slider_moves(shown):
@@ -252,6 +298,7 @@ def test_threshold_widget_redraws_when_a_slider_moves(shown):
 
 
 # --- Ch. "Unrolling": truncated back-propagation ---------------------------------------------------
+
 
 def _truncation_errors(T_values=(5, 10, 20), scales=(0.5, 1.0, 1.9)):
     truncation, unrolled = {}, {}
@@ -271,12 +318,12 @@ def test_truncation_plot_shows_the_chosen_truncation_and_its_cost():
     np.testing.assert_allclose(left.lines[2].get_xydata(), [[4, np.log10(truncation[10, 1.0][3])]])
     np.testing.assert_allclose(right.lines[0].get_xdata(), [5, 10, 20])
     assert [line.get_linewidth() for line in right.lines[:3]] == [0.8, 1.8, 0.8]
-    assert [line.get_linestyle() for line in right.lines[:3]] == [":", "-", ":"]   # the step 1/L is solid
+    assert [line.get_linestyle() for line in right.lines[:3]] == [":", "-", ":"]  # the step 1/L is solid
     title = fig._suptitle.get_text()
     assert "T = 10, k = 4" in title and "3 Hessian-vector + 4 mixed products" in title
     assert f"{format_bytes(4 * 2048)} stored" in title
     clipped = widgets.plot_truncation(truncation, unrolled, 5, 40, 0.5, iterate_bytes=2048)
-    assert "T = 5, k = 5" in clipped._suptitle.get_text()                # k > T is clipped to T
+    assert "T = 5, k = 5" in clipped._suptitle.get_text()  # k > T is clipped to T
 
 
 def test_truncation_plot_rejects_bad_settings():
@@ -305,6 +352,7 @@ def test_truncation_widget_redraws_when_k_or_T_changes(shown):
 
 # --- Ch. "Single- vs double-loop algorithms": training runs against work ---------------------------
 
+
 def _work_curves():
     steps = np.arange(1, 11)
     return {
@@ -324,7 +372,7 @@ def test_work_curves_check_their_inputs():
     with pytest.raises(TypeError, match="work must be numbers"):
         widgets.WorkCurves(["1", "2"], [1.0, 0.9], [1e-3, 1e-3])
     curves = _work_curves()
-    assert curves["fast"].loss_at(350) == pytest.approx(1.0 + 0.01 / 3)    # the last step within the budget
+    assert curves["fast"].loss_at(350) == pytest.approx(1.0 + 0.01 / 3)  # the last step within the budget
     assert curves["late"].loss_at(2000) is None
 
 
@@ -338,14 +386,14 @@ def test_loss_and_accuracy_plots_draw_the_runs_within_the_budget():
     np.testing.assert_array_equal(left.lines[0].get_xdata(), [100, 200, 300, 400, 500, 600])
     np.testing.assert_allclose(left.lines[1].get_ydata(), [1.02, 1.01])
     assert left.lines[0].get_linestyle() == ":" and left.lines[0].get_color() == "#d1495b"
-    np.testing.assert_allclose(left.lines[2].get_ydata(), [1.0, 1.0])          # the dotted best loss
+    np.testing.assert_allclose(left.lines[2].get_ydata(), [1.0, 1.0])  # the dotted best loss
     assert left.get_xlim() == (0, 650) and left.get_ylim() == pytest.approx((1.0 - 0.0015, 1.0 + 0.006))
     widgets.plot_accuracy_against_work(right, curves, budget=650)
-    assert len(right.lines) == 3 and right.lines[2].get_xdata().size == 0      # "late" has no step by W = 650
-    np.testing.assert_allclose(right.lines[0].get_ydata(), -2.0 - 0.5 * np.arange(1, 7))   # log₁₀ accuracy
+    assert len(right.lines) == 3 and right.lines[2].get_xdata().size == 0  # "late" has no step by W = 650
+    np.testing.assert_allclose(right.lines[0].get_ydata(), -2.0 - 0.5 * np.arange(1, 7))  # log₁₀ accuracy
     assert [t.get_text() for t in right.get_yticklabels()] == ["10⁻⁸", "10⁻⁶", "10⁻⁴", "10⁻²"]
     whole = plt.figure().add_subplot()
-    widgets.plot_loss_against_work(whole, curves)                               # whole runs, no reference
+    widgets.plot_loss_against_work(whole, curves)  # whole runs, no reference
     assert len(whole.lines) == 3 and whole.lines[1].get_xdata().size == 10
     plt.close("all")
 
@@ -364,8 +412,11 @@ def test_work_budget_plot_reports_each_loss_at_the_budget():
 
 def test_work_budget_plot_rejects_unknown_runs_and_bad_budgets():
     curves = _work_curves()
-    with pytest.raises(ValueError, match=r"unknown run\(s\) \['TTSA'\]; the precomputed runs are "
-                                         r"\['fast', 'slow', 'late'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown run\(s\) \['TTSA'\]; the precomputed runs are "
+        r"\['fast', 'slow', 'late'\]",
+    ):
         widgets.plot_work_budget(curves, ["fast", "TTSA"], 1000, 1.0)
     for budget in (0, -100, float("nan"), "1000"):
         with pytest.raises(ValueError, match="budget must be a positive amount of work"):
@@ -389,7 +440,7 @@ def test_work_budget_widget_redraws_with_the_new_budget_and_runs(shown):
     controls["methods"].value = ("slow", "late")
     assert [line.get_label() for line in shown[-1].axes[0].lines[:2]] == ["slow", "late"]
     assert "slow: 1.0067, late: –" in shown[-1]._suptitle.get_text()
-    assert widgets.work_budget_widget(curves, 1.0, budget=100) is not None     # default max: largest work
+    assert widgets.work_budget_widget(curves, 1.0, budget=100) is not None  # default max: largest work
     assert _controls(widgets.work_budget_widget(curves, 1.0, budget=100))["work W"].max == 3000
     with pytest.raises(ValueError, match=r"budget must lie in \[step, max_budget\] = \[100, 2600\]"):
         widgets.work_budget_widget(curves, 1.0, budget=3000, max_budget=2600)
