@@ -1,7 +1,7 @@
-"""BLORC: bilevel learning of an ℓ1 analysis transform W with closed-form gradients.
+r"""BLORC: bilevel learning of an ℓ1 analysis transform W with closed-form gradients.
 
 Ghosh, McCann & Ravishankar (ICASSP 2022), Sec. 3–4; review Sec. 4.3.  The upper level is the
-training loss ℓ(W) = (1/J) Σ_j ½‖x*_j(W) − x_true_j‖², the lower level is the exact ℓ1 denoiser of
+training loss ℓ(W) = (1/J) Σ_j ½‖x\*_j(W) − x_true_j‖², the lower level is the exact ℓ1 denoiser of
 :mod:`bilevel_lib.l1.exact`, and every step of minibatch gradient descent
 
 1. solves the lower level for the batch exactly (warm-started from each pair's previous dual),
@@ -46,11 +46,14 @@ __all__ = [
 
 
 def check_decay_epochs(decay_epochs, epochs) -> tuple:
+    """The epochs at which :func:`train_blorc` divides its step by 10, checked: increasing integers in 1 … epochs − 1.
+
+    Returns them as a tuple of ints; raises ``ValueError`` naming ``lr_decay_epochs`` otherwise.
+    """
     decay = tuple(decay_epochs)
     if any(int(e) != e or not 0 < e < epochs for e in decay) or list(decay) != sorted(set(decay)):
         raise ValueError(f"lr_decay_epochs must be increasing epoch numbers in 1…{epochs - 1}; got {decay_epochs!r}")
     return tuple(int(e) for e in decay)
-
 
 
 def finite_difference_matrix(n: int) -> np.ndarray:
@@ -97,17 +100,31 @@ class BlorcResult:
     unconverged_message: str = ""
 
 
-def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int = 100, lr: float = 1e-4,
-                threshold: float = 1e-3, seed: int = 0, x_test=None, y_test=None, progress: bool = False,
-                optimizer: str = "gd", callback=None, lr_decay_epochs=()) -> BlorcResult:
-    """Minibatch gradient descent on ℓ(W) with BLORC's closed-form gradients (paper Sec. 3).
+def train_blorc(
+    x_train,
+    y_train,
+    *,
+    W0=None,
+    epochs: int = 10,
+    batch_size: int = 100,
+    lr: float = 1e-4,
+    threshold: float = 1e-3,
+    seed: int = 0,
+    x_test=None,
+    y_test=None,
+    progress: bool = False,
+    optimizer: str = "gd",
+    callback=None,
+    lr_decay_epochs=(),
+) -> BlorcResult:
+    r"""Minibatch gradient descent on ℓ(W) with BLORC's closed-form gradients (paper Sec. 3).
 
     Parameters
     ----------
     x_train, y_train : arrays (M, n)   clean and noisy training signals
     W0 : array (k, n), optional        initial transform (default: the identity, as in the paper)
     epochs, batch_size, lr             passes over the data, pairs per step, step size α
-    threshold : float                  zero-set threshold γ on |W x*| (the solver is exact, so any
+    threshold : float                  zero-set threshold γ on \|W x*\| (the solver is exact, so any
                                        γ ≥ 1e-12 is above its accuracy; the paper uses 1e-3)
     seed : int                         shuffling of the pairs every epoch
     x_test, y_test : arrays, optional  for the test PSNR after every epoch
@@ -145,7 +162,7 @@ def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int 
     bar = progress_bar(steps, True, "BLORC", unit="step", mininterval=1.0, leave=True) if progress else None
     iterations = rounds = unconverged = 0
     first_message = ""
-    warm_first = True   # try each pair's previous active set first while that keeps working
+    warm_first = True  # try each pair's previous active set first while that keeps working
     start = time.perf_counter()
     for epoch in range(epochs):
         if epoch in decay_epochs:
@@ -153,9 +170,10 @@ def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int 
         order = rng.permutation(M)
         losses = []
         for first in range(0, M, batch_size):
-            batch = order[first:first + batch_size]
-            result = l1_hypergradient(y_train[batch], x_train[batch], W, d0=duals[batch],
-                                      threshold=threshold, active_set_first=warm_first)
+            batch = order[first : first + batch_size]
+            result = l1_hypergradient(
+                y_train[batch], x_train[batch], W, d0=duals[batch], threshold=threshold, active_set_first=warm_first
+            )
             solve = result.state["solve"]
             if not result.converged:
                 unconverged += 1
@@ -168,12 +186,15 @@ def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int 
             losses.append(result.loss)
             if optimizer == "gd":
                 W -= lr * result.gradient
-            else:                                   # Adam (Kingma & Ba), bias-corrected
+            else:  # Adam (Kingma & Ba), bias-corrected
                 step_count += 1
                 first_moment = 0.9 * first_moment + 0.1 * result.gradient
                 second_moment = 0.999 * second_moment + 0.001 * result.gradient**2
-                W -= lr * (first_moment / (1 - 0.9**step_count)) / (
-                    np.sqrt(second_moment / (1 - 0.999**step_count)) + 1e-8)
+                W -= (
+                    lr
+                    * (first_moment / (1 - 0.9**step_count))
+                    / (np.sqrt(second_moment / (1 - 0.999**step_count)) + 1e-8)
+                )
             if bar is not None:
                 bar.update(1)
         batch_loss.extend(losses)
@@ -186,24 +207,32 @@ def train_blorc(x_train, y_train, *, W0=None, epochs: int = 10, batch_size: int 
             callback(epoch, W)
     if bar is not None:
         bar.close()
-    return BlorcResult(W=W, W_init=W_init, batch_loss=np.array(batch_loss), epoch_loss=np.array(epoch_loss),
-                       test_psnr=np.array(test_psnr), seconds=time.perf_counter() - start,
-                       fista_iterations=iterations, active_set_rounds=rounds, unconverged_steps=unconverged,
-                       unconverged_message=first_message)
+    return BlorcResult(
+        W=W,
+        W_init=W_init,
+        batch_loss=np.array(batch_loss),
+        epoch_loss=np.array(epoch_loss),
+        test_psnr=np.array(test_psnr),
+        seconds=time.perf_counter() - start,
+        fista_iterations=iterations,
+        active_set_rounds=rounds,
+        unconverged_steps=unconverged,
+        unconverged_message=first_message,
+    )
 
 
 def denoise(W, y) -> np.ndarray:
-    """x*(W) for every row of y (exact ℓ1 solve)."""
+    r"""x\*(W) for every row of y (exact ℓ1 solve)."""
     return solve_l1_denoising(y, W).x
 
 
 def mean_psnr(W, x, y) -> float:
-    """Mean PSNR (dB, peak = max|x_true| per signal) of the ℓ1 denoiser with transform W."""
+    r"""Mean PSNR (dB, peak = max\|x_true\| per signal) of the ℓ1 denoiser with transform W."""
     return float(np.mean(psnr_db(denoise(W, y), x, per_image=True)))
 
 
 def best_scale(transform, x, y, scales=None) -> tuple[float, np.ndarray]:
-    """Scale β of a fixed transform T maximising the mean PSNR of x*(βT) on (x, y); returns (β, PSNRs).
+    r"""Scale β of a fixed transform T maximising the mean PSNR of x\*(βT) on (x, y); returns (β, PSNRs).
 
     A grid search, so the baseline gets its regularisation strength tuned like the learned W.
     """
@@ -213,7 +242,7 @@ def best_scale(transform, x, y, scales=None) -> tuple[float, np.ndarray]:
 
 
 def match_rows(W, reference) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder and sign-flip the rows of W to best match the rows of ``reference`` (|correlation|).
+    r"""Reorder and sign-flip the rows of W to best match the rows of ``reference`` (\|correlation\|).
 
     Returns (matched W, correlation per matched row); used to compare a learned W with the DCT,
     as the paper does for its Fig. 1(d).
@@ -221,9 +250,7 @@ def match_rows(W, reference) -> tuple[np.ndarray, np.ndarray]:
     W = as_float_array(W, "W", ndim=2)
     reference = as_float_array(reference, "reference", ndim=2)
     unit = lambda A: A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-300)
-    correlation = unit(reference) @ unit(W).T                   # (rows of reference, rows of W)
+    correlation = unit(reference) @ unit(W).T  # (rows of reference, rows of W)
     rows, cols = linear_sum_assignment(-np.abs(correlation))
     signs = np.sign(correlation[rows, cols])
     return W[cols] * signs[:, None], np.abs(correlation[rows, cols])
-
-

@@ -1,4 +1,4 @@
-"""CVXPY/diffcp references for the ℓ1 lower level (Ch. "CVXPY and diffcp").
+r"""CVXPY/diffcp references for the ℓ1 lower level (Ch. "CVXPY and diffcp").
 
 CVXPY (Diamond & Boyd 2016) can differentiate the solution of a convex problem with respect to its
 parameters when the problem follows the rules of *disciplined parametrized programming* (DPP):
@@ -9,7 +9,7 @@ by diffcp (Agrawal et al. 2019).  Two programs are provided:
 * :class:`L1DenoisingProgram`: min ½‖x − y‖² + ‖W x‖₁ with W (k×n) and y as Parameters; W @ x is a
   parameter times a variable, which DPP allows.
 * :class:`FilterDenoisingProgram`: the convolutional case min ½‖x − y‖² + Σ_k w_k Σ_i φ((c_k ⊛ x)_i)
-  with the filter taps as a Parameter, φ = |·| or the corner-rounded √(z² + ε²).  A correlation
+  with the filter taps as a Parameter, φ = \|·\| or the corner-rounded √(z² + ε²).  A correlation
   written with the taps inside a convolution atom would multiply a parameter by a parameter-free
   *expression of a parameter-shaped operator*, which is not DPP; here each filter response is an
   auxiliary variable z_k constrained to Σ_a c_{k,a} · x^{⟨a⟩}, a sum of scalar parameters times
@@ -27,6 +27,7 @@ False unless the status is "optimal"); :func:`cvx_l1_hypergradient` averages ove
 from __future__ import annotations
 
 import time
+
 import numpy as np
 
 from ..hypergrad.result import HypergradientResult
@@ -35,6 +36,7 @@ from .exact import as_batch, check_signals
 
 __all__ = ["L1DenoisingProgram", "FilterDenoisingProgram", "cvx_l1_hypergradient", "circular_shift_indices", "MODES"]
 
+#: the ways diffcp solves its derivative system in ``backward()``: a dense factorisation, LSQR or LSMR
 MODES = ("dense", "lsqr", "lsmr")
 
 
@@ -54,18 +56,35 @@ def _result(parameter_gradient, x, x_true, problem, options, solve_seconds, back
     scs = {key: float(info[key]) for key in ("res_pri", "res_dual", "gap") if key in info}
     detail = ", ".join(f"{key} {value:.1e}" for key, value in scs.items())
     if converged:
-        message = (f"CVXPY/SCS: status {status} after {iterations} iterations ({detail}); diffcp backward() in "
-                   f"mode {options['mode']!r}")
+        message = (
+            f"CVXPY/SCS: status {status} after {iterations} iterations ({detail}); diffcp backward() in "
+            f"mode {options['mode']!r}"
+        )
     else:
-        message = (f"CVXPY/SCS: status {status} after {iterations} of max_iters = {options['max_iters']} iterations "
-                   f"({detail}): the solution, and so the gradient, is not accurate to eps = {options['eps_abs']:g}")
-    diagnostics = {"status": status, "scs_iterations": iterations, "solve_seconds": solve_seconds,
-                   "backward_seconds": backward_seconds, "mode": options["mode"], "eps": options["eps_abs"],
-                   **{f"scs_{key}": value for key, value in scs.items()}}
-    return HypergradientResult(gradient=parameter_gradient, loss=float(0.5 * np.sum((x - x_true) ** 2)), x=x,
-                               lower_iterations=iterations, diagnostics=diagnostics,
-                               seconds=solve_seconds + backward_seconds, converged=converged, message=message,
-                               method=f"cvxpy-diffcp-{options['mode']}")
+        message = (
+            f"CVXPY/SCS: status {status} after {iterations} of max_iters = {options['max_iters']} iterations "
+            f"({detail}): the solution, and so the gradient, is not accurate to eps = {options['eps_abs']:g}"
+        )
+    diagnostics = {
+        "status": status,
+        "scs_iterations": iterations,
+        "solve_seconds": solve_seconds,
+        "backward_seconds": backward_seconds,
+        "mode": options["mode"],
+        "eps": options["eps_abs"],
+        **{f"scs_{key}": value for key, value in scs.items()},
+    }
+    return HypergradientResult(
+        gradient=parameter_gradient,
+        loss=float(0.5 * np.sum((x - x_true) ** 2)),
+        x=x,
+        lower_iterations=iterations,
+        diagnostics=diagnostics,
+        seconds=solve_seconds + backward_seconds,
+        converged=converged,
+        message=message,
+        method=f"cvxpy-diffcp-{options['mode']}",
+    )
 
 
 def _solver_options(eps, mode, max_iters):
@@ -107,12 +126,13 @@ class L1DenoisingProgram:
         y = as_float_array(y, "y", ndim=1)
         W = as_float_array(W, "W", ndim=2)
         if y.shape != (self.n,) or W.shape != (self.k, self.n):
-            raise ValueError(f"expected y of shape ({self.n},) and W of shape ({self.k}, {self.n}); "
-                             f"got {y.shape} and {W.shape}")
+            raise ValueError(
+                f"expected y of shape ({self.n},) and W of shape ({self.k}, {self.n}); got {y.shape} and {W.shape}"
+            )
         self.y.value, self.W.value = y, W
 
     def solve(self, y, W, *, requires_grad: bool = False) -> np.ndarray:
-        """x*(W) by SCS (through diffcp); returns x."""
+        r"""x\*(W) by SCS (through diffcp); returns x."""
         self._set(y, W)
         self.problem.solve(requires_grad=requires_grad, **self.options)
         if self.problem.status not in ("optimal", "optimal_inaccurate"):
@@ -120,7 +140,7 @@ class L1DenoisingProgram:
         return np.array(self.x.value)
 
     def gradient(self, y, x_true, W) -> HypergradientResult:
-        """∇_W ½‖x*(W) − x_true‖² by ``solve(requires_grad=True)`` and ``backward()`` (one signal).
+        r"""∇_W ½‖x\*(W) − x_true‖² by ``solve(requires_grad=True)`` and ``backward()`` (one signal).
 
         Returns a HypergradientResult: ``gradient`` (k, n), ``loss`` = ½‖x − x_true‖² (one signal,
         not averaged), ``x``, ``lower_iterations`` = SCS iterations, ``cg_iterations`` = 0 (diffcp
@@ -135,7 +155,7 @@ class L1DenoisingProgram:
         start = time.perf_counter()
         x = self.solve(y, W, requires_grad=True)
         middle = time.perf_counter()
-        self.x.gradient = x - x_true          # the only variable: seed it with ∇ₓℓ
+        self.x.gradient = x - x_true  # the only variable: seed it with ∇ₓℓ
         self.problem.backward()
         end = time.perf_counter()
         return _result(np.array(self.W.gradient), x, x_true, self.problem, self.options, middle - start, end - middle)
@@ -160,21 +180,32 @@ def circular_shift_indices(signal_shape, filter_shape) -> np.ndarray:
 
 
 class FilterDenoisingProgram:
-    """min_x ½‖x − y‖² + Σ_k w_k Σ_i φ((c_k ⊛ x)_i) for one image, filter taps as a Parameter (DPP).
+    r"""min_x ½‖x − y‖² + Σ_k w_k Σ_i φ((c_k ⊛ x)_i) for one image, filter taps as a Parameter (DPP).
 
     Parameters
     ----------
     signal_shape : tuple       image shape, e.g. (16, 16)
     n_filters : int            K
     filter_shape : tuple       e.g. (3, 3)
-    penalty : {"l1", "cr1n"}   φ(z) = |z| or √(z² + ε²) (the corner-rounded 1-norm of (Ex))
+    penalty : {"l1", "cr1n"}   φ(z) = \|z\| or √(z² + ε²) (the corner-rounded 1-norm of (Ex))
     smoothing : float          ε for "cr1n"
     strengths : array (K,)     w_k = e^{β0+β_k} (default ones; for "l1" fold them into the filters)
     eps, mode, max_iters       SCS tolerance, diffcp mode, SCS budget
     """
 
-    def __init__(self, signal_shape, n_filters: int, filter_shape, *, penalty: str = "l1", smoothing: float = 0.01,
-                 strengths=None, eps: float = 1e-8, mode: str = "dense", max_iters: int = 100_000):
+    def __init__(
+        self,
+        signal_shape,
+        n_filters: int,
+        filter_shape,
+        *,
+        penalty: str = "l1",
+        smoothing: float = 0.01,
+        strengths=None,
+        eps: float = 1e-8,
+        mode: str = "dense",
+        max_iters: int = 100_000,
+    ):
         cp = _cvxpy()
         self.signal_shape = tuple(int(s) for s in signal_shape)
         self.filter_shape = tuple(int(s) for s in filter_shape)
@@ -183,7 +214,7 @@ class FilterDenoisingProgram:
         if int(n_filters) != n_filters or n_filters < 1:
             raise ValueError(f"n_filters must be a positive integer; got {n_filters!r}")
         K = int(n_filters)
-        shifts = circular_shift_indices(self.signal_shape, self.filter_shape)   # (S, N)
+        shifts = circular_shift_indices(self.signal_shape, self.filter_shape)  # (S, N)
         S, N = shifts.shape
         strengths = np.ones(K) if strengths is None else as_float_array(strengths, "strengths", ndim=1)
         if strengths.shape != (K,) or np.any(strengths < 0):
@@ -193,7 +224,7 @@ class FilterDenoisingProgram:
         self.filters = cp.Parameter((K, S), name="filters")
         self.y = cp.Parameter(N, name="y")
         self.x = cp.Variable(N, name="x")
-        self.z = cp.Variable((K, N), name="z")          # auxiliary: the filter responses
+        self.z = cp.Variable((K, N), name="z")  # auxiliary: the filter responses
         shifted = [self.x[shifts[a]] for a in range(S)]
         constraints = [self.z[k] == sum(self.filters[k, a] * shifted[a] for a in range(S)) for k in range(K)]
         if penalty == "l1":
@@ -201,8 +232,10 @@ class FilterDenoisingProgram:
         else:
             smoothing = positive_scalar(smoothing, "smoothing")
             offset = np.full((1, N), smoothing)
-            regulariser = sum(strengths[k] * cp.sum(cp.norm(cp.vstack([cp.reshape(self.z[k], (1, N), order="C"), offset]),
-                                                             2, axis=0)) for k in range(K))
+            regulariser = sum(
+                strengths[k] * cp.sum(cp.norm(cp.vstack([cp.reshape(self.z[k], (1, N), order="C"), offset]), 2, axis=0))
+                for k in range(K)
+            )
         self.problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(self.x - self.y) + regulariser), constraints)
         if not self.problem.is_dcp(dpp=True):  # pragma: no cover
             raise RuntimeError("the filter program is not DPP")
@@ -226,7 +259,7 @@ class FilterDenoisingProgram:
         return np.array(self.x.value).reshape(self.signal_shape)
 
     def gradient(self, y, x_true, filters, *, seed_auxiliary: bool = True) -> HypergradientResult:
-        """∇ of ½‖x̂ − x_true‖² with respect to the filter taps, shape (K, *filter_shape).
+        r"""∇ of ½‖x̂ − x_true‖² with respect to the filter taps, shape (K, \*filter_shape).
 
         The fields are those of :meth:`L1DenoisingProgram.gradient`; ``x`` has shape ``signal_shape``.
 
@@ -247,9 +280,17 @@ class FilterDenoisingProgram:
         return _result(gradient, x, x_true, self.problem, self.options, middle - start, end - middle)
 
 
-def cvx_l1_hypergradient(y, x_true, W, *, eps: float = 1e-9, mode: str = "dense", max_iters: int = 100_000,
-                         program: L1DenoisingProgram | None = None) -> HypergradientResult:
-    """∇_W ℓ for a batch, ℓ(W) = (1/J) Σ_j ½‖x*_j(W) − x_true_j‖², by CVXPY/diffcp, one signal at a time.
+def cvx_l1_hypergradient(
+    y,
+    x_true,
+    W,
+    *,
+    eps: float = 1e-9,
+    mode: str = "dense",
+    max_iters: int = 100_000,
+    program: L1DenoisingProgram | None = None,
+) -> HypergradientResult:
+    r"""∇_W ℓ for a batch, ℓ(W) = (1/J) Σ_j ½‖x\*_j(W) − x_true_j‖², by CVXPY/diffcp, one signal at a time.
 
     The reference with the signature of :func:`~bilevel_lib.l1.gradients.l1_hypergradient`: it
     averages :meth:`L1DenoisingProgram.gradient` over the J signals (the library's loss
@@ -272,19 +313,33 @@ def cvx_l1_hypergradient(y, x_true, W, *, eps: float = 1e-9, mode: str = "dense"
         program = L1DenoisingProgram(n, W.shape[0], eps=eps, mode=mode, max_iters=max_iters)
     parts = [program.gradient(y[j], x_true[j], W) for j in range(J)]
     gradient = sum(p.gradient for p in parts) / J
-    diagnostics = {"status": [p.diagnostics["status"] for p in parts], "scs_iterations": sum(p.lower_iterations for p in parts),
-                   "solve_seconds": sum(p.diagnostics["solve_seconds"] for p in parts),
-                   "backward_seconds": sum(p.diagnostics["backward_seconds"] for p in parts),
-                   "mode": program.options["mode"], "eps": program.options["eps_abs"]}
+    diagnostics = {
+        "status": [p.diagnostics["status"] for p in parts],
+        "scs_iterations": sum(p.lower_iterations for p in parts),
+        "solve_seconds": sum(p.diagnostics["solve_seconds"] for p in parts),
+        "backward_seconds": sum(p.diagnostics["backward_seconds"] for p in parts),
+        "mode": program.options["mode"],
+        "eps": program.options["eps_abs"],
+    }
     for key in ("scs_res_pri", "scs_res_dual", "scs_gap"):
         values = [abs(p.diagnostics[key]) for p in parts if key in p.diagnostics]
         if values:
             diagnostics[key] = max(values)
     bad = [j for j, p in enumerate(parts) if not p.converged]
     converged = not bad
-    message = (f"CVXPY/diffcp over {J} signals: " + ("every solve optimal" if converged else
-               f"{len(bad)} of {J} solves not optimal (first: signal {bad[0]}: {parts[bad[0]].message})"))
-    return HypergradientResult(gradient=gradient, loss=float(np.mean([p.loss for p in parts])),
-                               x=np.stack([p.x for p in parts]), lower_iterations=diagnostics["scs_iterations"],
-                               diagnostics=diagnostics, seconds=sum(p.seconds for p in parts), converged=converged,
-                               message=message, method=parts[0].method if parts else "cvxpy-diffcp")
+    message = f"CVXPY/diffcp over {J} signals: " + (
+        "every solve optimal"
+        if converged
+        else f"{len(bad)} of {J} solves not optimal (first: signal {bad[0]}: {parts[bad[0]].message})"
+    )
+    return HypergradientResult(
+        gradient=gradient,
+        loss=float(np.mean([p.loss for p in parts])),
+        x=np.stack([p.x for p in parts]),
+        lower_iterations=diagnostics["scs_iterations"],
+        diagnostics=diagnostics,
+        seconds=sum(p.seconds for p in parts),
+        converged=converged,
+        message=message,
+        method=parts[0].method if parts else "cvxpy-diffcp",
+    )

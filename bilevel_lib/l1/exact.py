@@ -1,8 +1,8 @@
-"""The exact ℓ1 lower level (Ch. "Translation to a single level").
+r"""The exact ℓ1 lower level (Ch. "Translation to a single level").
 
 The lower level of BLORC (Ghosh, McCann & Ravishankar 2022; review Sec. 4.3, eq. 4.12) is
 
-    x*(W) = argmin_x ½‖x − y‖² + ‖W x‖₁,         W ∈ R^{k×n} (the strength is folded into W).
+    x\*(W) = argmin_x ½‖x − y‖² + ‖W x‖₁,         W ∈ R^{k×n} (the strength is folded into W).
 
 It is not smooth, so instead of smoothing it this module solves it *exactly* and writes the
 minimiser as a function of W that is smooth wherever the sign pattern of W x* does not change:
@@ -13,6 +13,7 @@ minimiser as a function of W that is smooth wherever the sign pattern of W x* do
   system exactly and *verifies* it (primal-dual active set), so the returned x is the minimiser to
   rounding error.  Warm-started from the dual of a nearby W (as during training) the active-set
   step alone usually suffices.  Also for the convolutional case (W = a filter bank).
+
 The closed forms built on this solver (BLORC Thm 1, Lemma 1) are in :mod:`bilevel_lib.l1.gradients`.
 
 Projections and pseudo-inverses are applied through a QR factorisation of W0' (an SVD for the rare
@@ -29,11 +30,13 @@ from functools import cached_property
 
 import numpy as np
 import scipy.fft as sfft
-from scipy.linalg.lapack import dgeqrf as _geqrf, dorgqr as _orgqr, dtrtrs as _trtrs
+from scipy.linalg.lapack import dgeqrf as _geqrf
+from scipy.linalg.lapack import dorgqr as _orgqr
+from scipy.linalg.lapack import dtrtrs as _trtrs
 
-from ..util.validation import as_float_array, positive_scalar
-from ..solvers.lower import ConvergenceWarning, ogm_momentum
 from ..problem.ops import FilterBankOperator, correlation_matrix
+from ..solvers.lower import ConvergenceWarning, ogm_momentum
+from ..util.validation import as_float_array, positive_scalar
 
 __all__ = [
     "L1Result",
@@ -42,7 +45,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
 ]
 
-#: default zero-set threshold: far above the error of a verified (polished) solve, ~1e-15
+#: default zero-set threshold, far above the error of a verified (polished) solve, ~1e-15
 DEFAULT_THRESHOLD = 1e-8
 RANK_RTOL = 1e-10  # |R_ii| (or σ_i) below this fraction of the largest counts as rank deficient
 
@@ -79,10 +82,10 @@ def check_signs(signs, shape) -> np.ndarray:
 
 
 def sign_pattern(z, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Thresholded sign of z = W x: −1, 0 or +1 (float array), 0 where |z_i| ≤ ``threshold``.
+    r"""Thresholded sign of z = W x: −1, 0 or +1 (float array), 0 where \|z_i\| ≤ ``threshold``.
 
     The threshold must sit above the solver's accuracy in z, or rounding noise in a true zero is
-    read as a sign; and below the smallest true non-zero |z_i|, or a non-zero is read as a zero.
+    read as a sign; and below the smallest true non-zero \|z_i\|, or a non-zero is read as a zero.
     """
     z = as_float_array(z, "z")
     if not (np.isfinite(threshold) and threshold >= 0):
@@ -138,18 +141,18 @@ class ZeroSetFactor:
         self.zero = zero.copy()
         counts = zero.sum(axis=1)
         self.kmax = kmax = int(counts.max(initial=0))
-        self.order = np.argsort(~zero, axis=1, kind="stable")[:, :kmax]          # zero-set rows first
-        self.valid = np.arange(kmax) < counts[:, None]                             # (J, kmax)
+        self.order = np.argsort(~zero, axis=1, kind="stable")[:, :kmax]  # zero-set rows first
+        self.valid = np.arange(kmax) < counts[:, None]  # (J, kmax)
         self.rank = counts
         self.covered = np.ones(J, dtype=bool)
         self.inverse_s = np.zeros((J, kmax))
         self.U = np.zeros((J, kmax, kmax))
-        self.use_svd = counts > n                          # more rows than columns: rank deficient
+        self.use_svd = counts > n  # more rows than columns: rank deficient
         if kmax == 0:
             self.Q, self.R = np.zeros((J, n, 0)), np.zeros((J, 0, 0))
             return
         padded = not self.valid.all()
-        rows = W[self.order]                                                       # (J, kmax, n)
+        rows = W[self.order]  # (J, kmax, n)
         if padded:
             rows *= self.valid[..., None]
         m = min(n, kmax)
@@ -158,10 +161,10 @@ class ZeroSetFactor:
         if qr_signals.size:
             Q, R = batched_qr((rows if everyone else rows[qr_signals]).transpose(0, 2, 1))  # (·, n, m), (·, m, kmax)
             valid = (self.valid if everyone else self.valid[qr_signals])[:, :m]
-            diag = np.abs(np.diagonal(R, axis1=1, axis2=2))                          # (·, m), ≥ 0
-            scale = (diag * valid).max(axis=1)                                        # largest valid |R_ii|
+            diag = np.abs(np.diagonal(R, axis1=1, axis2=2))  # (·, m), ≥ 0
+            scale = (diag * valid).max(axis=1)  # largest valid |R_ii|
             deficient = (valid & (diag <= RANK_RTOL * scale[:, None])).any(axis=1)
-        if everyone and kmax <= n and not deficient.any():                        # the usual case
+        if everyone and kmax <= n and not deficient.any():  # the usual case
             self.Q, self.R = Q, R
             if padded:
                 Q *= self.valid[:, None, :]
@@ -175,17 +178,17 @@ class ZeroSetFactor:
                 self.R[qr_signals[keep], :m, :] = R[keep]
         if padded:
             jj, pp = np.nonzero(~self.valid)
-            self.R[jj, pp, pp] = 1.0                                                # identity on padding
-        for j in np.flatnonzero(self.use_svd):                                     # rare: a loop is fine
-            U, s, Vt = np.linalg.svd(rows[j], full_matrices=False)                 # rows[j]: (kmax, n)
+            self.R[jj, pp, pp] = 1.0  # identity on padding
+        for j in np.flatnonzero(self.use_svd):  # rare: a loop is fine
+            U, s, Vt = np.linalg.svd(rows[j], full_matrices=False)  # rows[j]: (kmax, n)
             keep = s > RANK_RTOL * max(s.max(initial=0.0), 1e-300)
             r = int(keep.sum())
             self.rank[j] = r
-            self.Q[j, :, :r] = Vt[:r].T                                            # basis of the row space
+            self.Q[j, :, :r] = Vt[:r].T  # basis of the row space
             self.U[j, :, :r] = U[:, :r]
             self.inverse_s[j, :r] = 1.0 / s[:r]
 
-    def select(self, mask) -> "ZeroSetFactor":
+    def select(self, mask) -> ZeroSetFactor:
         """The factor restricted to the signals where ``mask`` is True."""
         chosen = object.__new__(ZeroSetFactor)
         chosen.k, chosen.n, chosen.kmax = self.k, self.n, self.kmax
@@ -194,7 +197,7 @@ class ZeroSetFactor:
         return chosen
 
     @staticmethod
-    def merge(parts, J: int) -> "ZeroSetFactor":
+    def merge(parts, J: int) -> ZeroSetFactor:
         """One factor for J signals from [(signal indices, factor), …] (padded to a common size).
 
         Signals not covered by any part get an empty zero set; ``covered`` marks the others.
@@ -262,7 +265,7 @@ class ZeroSetFactor:
             for j in range(J):
                 if self.use_svd[j]:
                     compact[j] = self.U[j] @ (self.inverse_s[j][:, None] * C[j])
-                else:                            # R_j' is a Fortran-ordered view: solve with its transpose
+                else:  # R_j' is a Fortran-ordered view: solve with its transpose
                     compact[j], info = _trtrs(self.R[j].T, C[j], lower=1, trans=1)
                     if info:
                         raise np.linalg.LinAlgError(f"singular R in the zero-set QR (LAPACK info {info})")
@@ -300,9 +303,9 @@ class _DenseTransform:
         return d @ self.W
 
     def lipschitz(self) -> float:
-        """An upper bound on ‖W‖₂², the Lipschitz constant of the dual gradient.
+        r"""An upper bound on ‖W‖₂², the Lipschitz constant of the dual gradient.
 
-        Gershgorin's bound on the smaller Gram matrix (max row sum of |W W'| or |W'W|): exact for
+        Gershgorin's bound on the smaller Gram matrix (max row sum of \|W W'\| or \|W'W\|): exact for
         orthogonal rows such as W = I, within a small factor for dense W, and one matrix product
         instead of an SVD.
         """
@@ -335,7 +338,7 @@ class _FilterTransform:
         return self.op.adjoint(d.reshape((J, self.op.n_filters) + self.shape)).reshape(J, self.n)
 
     def lipschitz(self) -> float:
-        """‖C‖₂² = max_ω Σ_k |ĉ_k(ω)|², exact for circular correlation."""
+        r"""‖C‖₂² = max_ω Σ_k \|ĉ_k(ω)\|², exact for circular correlation."""
         if self._lipschitz is None:
             axes = tuple(range(1, self.op.filters.ndim))
             spectra = sfft.rfftn(self.op.filters, s=self.shape, axes=axes)
@@ -349,22 +352,24 @@ class _FilterTransform:
 # ----------------------------------------------------------------------------- the exact solver
 @dataclass
 class L1Result:
-    """What :func:`solve_l1_denoising` returns (in the manner of ``scipy.optimize.OptimizeResult``).
+    r"""What :func:`solve_l1_denoising` returns (in the manner of ``scipy.optimize.OptimizeResult``).
 
     Attributes
     ----------
     x : array (J, n) or (J, *signal_shape)     the minimiser x* = y − W'd
-    d : array (J, k) or (J, K, *signal_shape)  the dual solution, |d_i| ≤ 1 (review eq. A.10)
+    d : array (J, k) or (J, K, \*signal_shape)  the dual solution, \|d_i\| ≤ 1 (review eq. A.10)
     z : array like d                           W x*
     signs : array like d                       sign_pattern(W x*, threshold): −1, 0 or +1
     threshold : float                          the zero-set threshold used for ``signs``
-    gap : array (J,)                           duality gap Σ_i |z_i| − d_i z_i ≥ 0 per signal
+    gap : array (J,)                           duality gap Σ_i \|z_i\| − d_i z_i ≥ 0 per signal
     polished : array (J,) of bool              KKT conditions verified after an exact active-set solve
     iterations : int                           accelerated projected-gradient iterations
     active_set_iterations : int                active-set (closed-form) rounds
     warm_accepted : int                        signals verified by the active set read off ``d0``
     converged : bool                           every signal polished, or certified to ``tol``
     message : str
+    factor : object or None                    the factorisation of the zero set found (dense W only),
+                                               reused by :func:`~bilevel_lib.l1.gradients.l1_hypergradient`
     """
 
     x: np.ndarray
@@ -378,8 +383,8 @@ class L1Result:
     active_set_iterations: int
     converged: bool
     message: str
-    warm_accepted: int = 0                                              # signals solved by the warm active set
-    _factor: object = field(default=None, repr=False, compare=False)   # reused by l1_hypergradient
+    warm_accepted: int = 0  # signals solved by the warm active set
+    factor: object = field(default=None, repr=False, compare=False)
 
     @property
     def error_bound(self) -> np.ndarray:
@@ -402,7 +407,7 @@ def _fista(Y, T, d, step, target, budget):
     Stops when every signal's certified error √(2 gap) is ≤ ``target`` or after ``budget`` steps.
     """
     J = Y.shape[0]
-    v = d                                                   # (v and d are replaced, never modified in place)
+    v = d  # (v and d are replaced, never modified in place)
     t = np.ones(J)
     gap = np.full(J, np.inf)
     iterations = 0
@@ -424,17 +429,17 @@ def _fista(Y, T, d, step, target, budget):
     return d, gap, iterations
 
 
-_BOUND_TOL = 1e-9   # |d_i| ≥ 1 − this counts as "on the boundary" when reading an active set off d
-_DUAL_TOL = 1e-9    # accepted excess of |d_i| over 1 in the KKT check
+_BOUND_TOL = 1e-9  # |d_i| ≥ 1 − this counts as "on the boundary" when reading an active set off d
+_DUAL_TOL = 1e-9  # accepted excess of |d_i| over 1 in the KKT check
 
 
 def _active_set(Y, M, d, z_tol, max_rounds):
-    """Primal-dual active-set rounds from the partition read off ``d``.
+    r"""Primal-dual active-set rounds from the partition read off ``d``.
 
     Each round solves the KKT system of the current partition in closed form (Thm 1):
     boundary rows B carry d_i = σ_i = ±1, the others form W0 and x = P_N(W0)(y − W_B'σ); the
     interior d solves W0'd_0 = y − W_B'σ − x (minimum-norm change from the current d).  The
-    partition is accepted when |d_0| ≤ 1 and σ_i (W x)_i ≥ −``z_tol`` (per signal) on B;
+    partition is accepted when \|d_0\| ≤ 1 and σ_i (W x)_i ≥ −``z_tol`` (per signal) on B;
     otherwise violators move.  Returns (accepted mask, x, d, rounds, factors): ``factors`` lists
     (signal indices, factor) for the accepted signals, to be reused by the gradient.
     """
@@ -443,7 +448,7 @@ def _active_set(Y, M, d, z_tol, max_rounds):
     sigma = np.where(bound, np.sign(d), 0.0)
     accepted = np.zeros(J, dtype=bool)
     X, D = np.zeros(Y.shape), np.zeros(d.shape)
-    todo = np.arange(J)                   # the signals still to do; Y, d, z_tol, bound, sigma hold only those
+    todo = np.arange(J)  # the signals still to do; Y, d, z_tol, bound, sigma hold only those
     rounds = 0
     factors = []
     while todo.size and rounds < max_rounds:
@@ -458,7 +463,7 @@ def _active_set(Y, M, d, z_tol, max_rounds):
         bad_bound = bound & (sigma * z < -z_tol[:, None])
         good = ~(bad_interior | bad_bound).any(axis=1)
         if good.all():
-            if todo.size == J:                                   # all accepted at once (the usual case)
+            if todo.size == J:  # all accepted at once (the usual case)
                 return np.ones(J, dtype=bool), x, np.minimum(np.maximum(d_new, -1.0), 1.0), rounds, [(todo, factor)]
             factors.append((todo, factor))
             accepted[todo], X[todo], D[todo] = True, x, np.minimum(np.maximum(d_new, -1.0), 1.0)
@@ -477,15 +482,25 @@ def _active_set(Y, M, d, z_tol, max_rounds):
     return accepted, X, D, rounds, factors
 
 
-def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_000, polish="auto",
-                       threshold: float = DEFAULT_THRESHOLD, lipschitz: float | None = None,
-                       active_set_first: bool = True, warn: bool = True) -> L1Result:
-    """Solve x*(W) = argmin_x ½‖x − y‖² + ‖W x‖₁ exactly, for a batch of signals, via the dual.
+def solve_l1_denoising(
+    y,
+    W,
+    *,
+    d0=None,
+    tol: float = 1e-10,
+    max_iter: int = 20_000,
+    polish="auto",
+    threshold: float = DEFAULT_THRESHOLD,
+    lipschitz: float | None = None,
+    active_set_first: bool = True,
+    warn: bool = True,
+) -> L1Result:
+    r"""Solve x\*(W) = argmin_x ½‖x − y‖² + ‖W x‖₁ exactly, for a batch of signals, via the dual.
 
     Parameters
     ----------
     y : array, shape (J, n) or (n,)
-        Noisy signals (for a filter bank: shape (J, *signal_shape) or signal_shape).
+        Noisy signals (for a filter bank: shape (J, \*signal_shape) or signal_shape).
     W : array (k, n) or FilterBankOperator
         The sparsifying transform, any shape; or a bank of K filters (circular correlation, the
         convolutional case), for which k = K·N.
@@ -508,7 +523,7 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
         solve).  Worth it when W moved little since d0; after large steps it usually fails, and
         FISTA from d0 followed by one active-set step is cheaper.
     warn : bool
-        Issue a :class:`~bilevel_lib.lower.ConvergenceWarning` when some signal is neither
+        Issue a :class:`~bilevel_lib.solvers.lower.ConvergenceWarning` when some signal is neither
         verified nor certified to ``tol`` after ``max_iter`` iterations.
 
     Returns
@@ -552,12 +567,12 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
     if do_polish:
         M = T.matrix()
         # tolerance of the active set's sign check on W x, relative to the sizes of y and of W's rows
-        largest_row = float(np.sqrt((M * M).sum(axis=1).max(initial=0.0)))    # max_i ‖W_i‖
+        largest_row = float(np.sqrt((M * M).sum(axis=1).max(initial=0.0)))  # max_i ‖W_i‖
         z_tol = 1e-10 * scale * max(1.0, largest_row)
     polished = np.zeros(J, dtype=bool)
     X = np.zeros((J, T.n))
     rounds = 0
-    factors = []                      # (signal indices, factor) of the verified active sets
+    factors = []  # (signal indices, factor) of the verified active sets
     if do_polish and d0 is not None and active_set_first:
         ok, X_ok, D_ok, r, parts = _active_set(Y, M, d, z_tol, max_rounds=1)
         rounds += r
@@ -572,7 +587,7 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
     iterations = 0
     target = max(tol, 1e-3 * float(scale.max(initial=1.0))) if do_polish else tol
     while todo.size:
-        sub = slice(None) if todo.size == J else todo           # all signals: views, not copies
+        sub = slice(None) if todo.size == J else todo  # all signals: views, not copies
         step = 1.0 / max(T.lipschitz(), 1e-300)
         d_sub, gap_sub, its = _fista(Y[sub], T, d[sub], step, target, max_iter - iterations)
         iterations += its
@@ -596,16 +611,29 @@ def solve_l1_denoising(y, W, *, d0=None, tol: float = 1e-10, max_iter: int = 20_
     bound = np.sqrt(2.0 * np.maximum(gap, 0.0))
     converged = bool((polished | (bound <= tol)).all())
     if converged:
-        message = (f"solved: {int(polished.sum())} of {J} signals verified by the KKT conditions "
-                   f"({iterations} FISTA iterations, {rounds} active-set rounds)")
+        message = (
+            f"solved: {int(polished.sum())} of {J} signals verified by the KKT conditions "
+            f"({iterations} FISTA iterations, {rounds} active-set rounds)"
+        )
     else:
-        message = (f"stopped at max_iter={max_iter}: {int(np.sum(~polished & (bound > tol)))} of {J} signals have "
-                   f"certified error up to {bound.max():.2e} > tol = {tol:g}")
+        message = (
+            f"stopped at max_iter={max_iter}: {int(np.sum(~polished & (bound > tol)))} of {J} signals have "
+            f"certified error up to {bound.max():.2e} > tol = {tol:g}"
+        )
         if warn:
             warnings.warn(f"solve_l1_denoising: {message}", ConvergenceWarning, stacklevel=2)
     return L1Result(
-        x=X.reshape(out_x), d=d.reshape(out_d), z=z.reshape(out_d), signs=sign_pattern(z, threshold).reshape(out_d),
-        threshold=float(threshold), gap=gap, polished=polished, iterations=iterations,
-        active_set_iterations=rounds, converged=converged, message=message, warm_accepted=warm_accepted,
-        _factor=_combine(factors, J) if isinstance(T, _DenseTransform) else None,
+        x=X.reshape(out_x),
+        d=d.reshape(out_d),
+        z=z.reshape(out_d),
+        signs=sign_pattern(z, threshold).reshape(out_d),
+        threshold=float(threshold),
+        gap=gap,
+        polished=polished,
+        iterations=iterations,
+        active_set_iterations=rounds,
+        converged=converged,
+        message=message,
+        warm_accepted=warm_accepted,
+        factor=_combine(factors, J) if isinstance(T, _DenseTransform) else None,
     )

@@ -35,7 +35,16 @@ import numpy as np
 from ..hypergrad.result import HypergradientResult
 from ..problem.ops import FilterBankOperator, correlation_matrix
 from ..util.validation import as_float_array, positive_scalar
-from .exact import DEFAULT_THRESHOLD, L1Result, RANK_RTOL, ZeroSetFactor, as_batch, check_signals, check_signs, solve_l1_denoising
+from .exact import (
+    DEFAULT_THRESHOLD,
+    RANK_RTOL,
+    L1Result,
+    ZeroSetFactor,
+    as_batch,
+    check_signals,
+    check_signs,
+    solve_l1_denoising,
+)
 
 __all__ = [
     "closed_form_solution",
@@ -81,15 +90,18 @@ def _mismatch(x, x_reference, y) -> np.ndarray:
     return np.linalg.norm(x - x_reference, axis=1) / scale
 
 
-def _closed_form_result(method, gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start,
-                        work_message="") -> HypergradientResult:
+def _closed_form_result(
+    method, gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start, work_message=""
+) -> HypergradientResult:
     """Wrap a closed-form gradient for a given sign pattern; check it against ``x_reference`` if given."""
     counts = (signs == 0).sum(axis=1)
     diagnostics = {"zero_set_size": counts, "rank": np.asarray(rank).copy()}
     if x_reference is None:
         converged = True
-        message = (f"{method}: closed form for the given sign pattern ({int(counts.sum())} zero-set rows); "
-                   "not checked against a solver's x (pass x_reference)")
+        message = (
+            f"{method}: closed form for the given sign pattern ({int(counts.sum())} zero-set rows); "
+            "not checked against a solver's x (pass x_reference)"
+        )
     else:
         x_reference = _check_truth(x_reference, y.shape)
         mismatch = _mismatch(x, x_reference, y)
@@ -98,22 +110,33 @@ def _closed_form_result(method, gradient, loss, x, y, signs, rank, x_reference, 
         diagnostics["closed_form_mismatch_per_signal"] = mismatch
         converged = worst <= closed_form_tol
         if converged:
-            message = (f"{method}: the sign pattern's closed-form x matches the solver's x "
-                       f"(max ‖x_cf − x‖/‖x‖ = {worst:.1e})")
+            message = (
+                f"{method}: the sign pattern's closed-form x matches the solver's x (max ‖x_cf − x‖/‖x‖ = {worst:.1e})"
+            )
         else:
             bad = int(np.sum(mismatch > closed_form_tol))
-            message = (f"{method}: the sign pattern is not the minimiser's in {bad} of {y.shape[0]} signals: "
-                       f"‖x_cf − x_solver‖/‖x_solver‖ = {worst:.1e} > closed_form_tol = {closed_form_tol:g} "
-                       "(threshold misclassifies the zero set, or the solve is inexact); the gradient is that "
-                       "of a different sign pattern")
-    return HypergradientResult(gradient=gradient, loss=loss, x=x, diagnostics=diagnostics,
-                               seconds=time.perf_counter() - start, converged=converged,
-                               message=message + work_message, method=method,
-                               state={"signs": signs})
+            message = (
+                f"{method}: the sign pattern is not the minimiser's in {bad} of {y.shape[0]} signals: "
+                f"‖x_cf − x_solver‖/‖x_solver‖ = {worst:.1e} > closed_form_tol = {closed_form_tol:g} "
+                "(threshold misclassifies the zero set, or the solve is inexact); the gradient is that "
+                "of a different sign pattern"
+            )
+    return HypergradientResult(
+        gradient=gradient,
+        loss=loss,
+        x=x,
+        diagnostics=diagnostics,
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        message=message + work_message,
+        method=method,
+        state={"signs": signs},
+    )
 
 
-def closed_form_gradient(y, x_true, W, signs, *, x_reference=None,
-                         closed_form_tol: float = CLOSED_FORM_TOL) -> HypergradientResult:
+def closed_form_gradient(
+    y, x_true, W, signs, *, x_reference=None, closed_form_tol: float = CLOSED_FORM_TOL
+) -> HypergradientResult:
     """∇_W ℓ by BLORC's Lemma 1 (eqs. 7–8), averaged over the batch, for a *given* sign pattern.
 
     A building block, not an estimator on its own: it is exact linear algebra for the sign
@@ -149,8 +172,9 @@ def closed_form_gradient(y, x_true, W, signs, *, x_reference=None,
     signs = check_signs(signs, (y.shape[0], W.shape[0]))
     factor = ZeroSetFactor(W, signs == 0)
     gradient, loss, x = _lemma1(y, x_true, W, signs, factor)
-    return _closed_form_result("closed-form", gradient, loss, x, y, signs, factor.rank, x_reference,
-                               closed_form_tol, start)
+    return _closed_form_result(
+        "closed-form", gradient, loss, x, y, signs, factor.rank, x_reference, closed_form_tol, start
+    )
 
 
 def _lemma1(y, x_true, W, signs, factor):
@@ -163,7 +187,7 @@ def _lemma1(y, x_true, W, signs, factor):
     g = residual / J
     Qg = factor.coefficients(g)
     Pg = factor.project(g, Qg)
-    pinv = factor.pinv_transpose_of_coefficients(np.stack([Qg, Qq], axis=2))   # (J, k, 2)
+    pinv = factor.pinv_transpose_of_coefficients(np.stack([Qg, Qq], axis=2))  # (J, k, 2)
     u, v = pinv[:, :, 0], pinv[:, :, 1]
     gradient = -((signs + v).T @ Pg + u.T @ x)
     loss = float(0.5 * (residual * residual).sum() / J)
@@ -171,7 +195,7 @@ def _lemma1(y, x_true, W, signs, factor):
 
 
 def _kkt_residual(y, W, solve: L1Result) -> float:
-    """max of ‖x − (y − W'd)‖_∞, (|d_i| − 1)₊ and |d_i − sign z_i| on the rows read as non-zero (eq. A.11)."""
+    r"""max of ‖x − (y − W'd)‖_∞, (\|d_i\| − 1)₊ and \|d_i − sign z_i\| on the rows read as non-zero (eq. A.11)."""
     stationarity = np.abs(solve.x - (y - solve.d @ W)).max(initial=0.0)
     feasibility = np.maximum(np.abs(solve.d) - 1.0, 0.0).max(initial=0.0)
     nonzero = solve.signs != 0
@@ -179,9 +203,18 @@ def _kkt_residual(y, W, solve: L1Result) -> float:
     return float(max(stationarity, feasibility, sign))
 
 
-def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESHOLD, route: str = "lemma1",
-                     closed_form_tol: float = CLOSED_FORM_TOL, **solver_options) -> HypergradientResult:
-    """One BLORC gradient: exact lower-level solve, thresholded sign pattern, then Lemma 1.
+def l1_hypergradient(
+    y,
+    x_true,
+    W,
+    *,
+    d0=None,
+    threshold: float = DEFAULT_THRESHOLD,
+    route: str = "lemma1",
+    closed_form_tol: float = CLOSED_FORM_TOL,
+    **solver_options,
+) -> HypergradientResult:
+    r"""One BLORC gradient: exact lower-level solve, thresholded sign pattern, then Lemma 1.
 
     The estimator of the chapter: :func:`~bilevel_lib.l1.exact.solve_l1_denoising` (dual FISTA
     plus a verified active-set step, review App. A eqs. A.10–A.11), the sign pattern
@@ -192,10 +225,10 @@ def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESH
 
     Parameters
     ----------
-    y, x_true : arrays (J, n) or (n,); for a filter bank (J, *signal_shape) or signal_shape
+    y, x_true : arrays (J, n) or (n,); for a filter bank (J, \*signal_shape) or signal_shape
     W : array (k, n) or FilterBankOperator
         The transform; for a filter bank the gradient is returned in its taps, shape
-        (K, *filter_shape), through :func:`filter_gradient_from_matrix` (small images: it forms the
+        (K, \*filter_shape), through :func:`filter_gradient_from_matrix` (small images: it forms the
         dense K·N × N matrix).
     d0 : array like the dual, optional
         Warm start, e.g. ``previous.state["d"]`` at the previous W.
@@ -238,11 +271,20 @@ def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESH
         J = y_in.shape[0]
         y, x_true = y_in.reshape(J, -1), x_true.reshape(J, -1)
         M = np.concatenate([correlation_matrix(f, shape) for f in bank.filters])
-        flat = L1Result(x=result.x.reshape(J, -1), d=result.d.reshape(J, -1), z=result.z.reshape(J, -1),
-                        signs=result.signs.reshape(J, -1), threshold=result.threshold, gap=result.gap,
-                        polished=result.polished, iterations=result.iterations,
-                        active_set_iterations=result.active_set_iterations, converged=result.converged,
-                        message=result.message, warm_accepted=result.warm_accepted)
+        flat = L1Result(
+            x=result.x.reshape(J, -1),
+            d=result.d.reshape(J, -1),
+            z=result.z.reshape(J, -1),
+            signs=result.signs.reshape(J, -1),
+            threshold=result.threshold,
+            gap=result.gap,
+            polished=result.polished,
+            iterations=result.iterations,
+            active_set_iterations=result.active_set_iterations,
+            converged=result.converged,
+            message=result.message,
+            warm_accepted=result.warm_accepted,
+        )
     else:
         y, W = check_signals(y, W)
         x_true = _check_truth(x_true, y.shape)
@@ -250,7 +292,7 @@ def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESH
         M, flat = W, result
     signs = flat.signs
     if route == "lemma1":
-        factor = _factor_for(M, signs == 0, result._factor if bank is None else None, y.shape[0])
+        factor = _factor_for(M, signs == 0, result.factor if bank is None else None, y.shape[0])
         gradient, loss, x = _lemma1(y, x_true, M, signs, factor)
         rank = factor.rank
     else:
@@ -262,10 +304,16 @@ def l1_hypergradient(y, x_true, W, *, d0=None, threshold: float = DEFAULT_THRESH
         out.x = x.reshape(result.x.shape)
     gap = float(np.max(result.gap, initial=0.0))
     out.lower_iterations = int(result.iterations + result.active_set_iterations)
-    out.diagnostics.update(gap=gap, error_bound=float(np.sqrt(2.0 * max(gap, 0.0))),
-                           kkt_residual=_kkt_residual(y, M, flat), polished=bool(np.all(result.polished)),
-                           fista_iterations=int(result.iterations), active_set_rounds=int(result.active_set_iterations),
-                           warm_accepted=int(result.warm_accepted), threshold=float(threshold))
+    out.diagnostics.update(
+        gap=gap,
+        error_bound=float(np.sqrt(2.0 * max(gap, 0.0))),
+        kkt_residual=_kkt_residual(y, M, flat),
+        polished=bool(np.all(result.polished)),
+        fista_iterations=int(result.iterations),
+        active_set_rounds=int(result.active_set_iterations),
+        warm_accepted=int(result.warm_accepted),
+        threshold=float(threshold),
+    )
     out.state.update(d=result.d, signs=result.signs, solve=result)
     if not result.converged:
         out.converged = False
@@ -284,12 +332,14 @@ def _factor_for(W, zero, cached, J):
     if reuse.all():
         return cached
     rebuild = np.flatnonzero(~reuse)
-    return ZeroSetFactor.merge([(np.flatnonzero(reuse), cached.select(reuse)),
-                                (rebuild, ZeroSetFactor(W, zero[rebuild]))], J)
+    return ZeroSetFactor.merge(
+        [(np.flatnonzero(reuse), cached.select(reuse)), (rebuild, ZeroSetFactor(W, zero[rebuild]))], J
+    )
 
 
-def sign_split_gradient(y, x_true, W, signs, *, x_reference=None,
-                        closed_form_tol: float = CLOSED_FORM_TOL) -> HypergradientResult:
+def sign_split_gradient(
+    y, x_true, W, signs, *, x_reference=None, closed_form_tol: float = CLOSED_FORM_TOL
+) -> HypergradientResult:
     """The same gradient from the sign-split problem of McCann & Ravishankar (review eq. 4.13).
 
     A building block for a *given* sign pattern, like :func:`closed_form_gradient` (same
@@ -316,21 +366,23 @@ def _sign_split(y, x_true, W, signs):
     kmax = int(counts.max(initial=0))
     order = np.argsort(~zero, axis=1, kind="stable")[:, :kmax]
     valid = np.arange(kmax)[None, :] < counts[:, None]
-    rows = W[order] * valid[..., None]                                   # (J, kmax, n)
+    rows = W[order] * valid[..., None]  # (J, kmax, n)
     if kmax:
-        singular = np.linalg.svd(rows, compute_uv=False)                   # (J, min)
+        singular = np.linalg.svd(rows, compute_uv=False)  # (J, min)
         rank = np.sum(singular > RANK_RTOL * np.max(singular, axis=1, keepdims=True), axis=1)
         if np.any(rank < counts):
             j = int(np.flatnonzero(rank < counts)[0])
-            raise ValueError(f"the sign-split form needs linearly independent rows in W0; signal {j} has "
-                             f"{counts[j]} zero-set rows of rank {rank[j]} (use closed_form_gradient)")
+            raise ValueError(
+                f"the sign-split form needs linearly independent rows in W0; signal {j} has "
+                f"{counts[j]} zero-set rows of rank {rank[j]} (use closed_form_gradient)"
+            )
     else:
         rank = counts
     K = np.zeros((J, n + kmax, n + kmax))
     K[:, :n, :n] = np.eye(n)
     K[:, :n, n:] = rows.transpose(0, 2, 1)
     K[:, n:, :n] = rows
-    K[:, n:, n:] = np.eye(kmax) * (~valid)[:, None, :]                       # padding: ν_p = 0
+    K[:, n:, n:] = np.eye(kmax) * (~valid)[:, None, :]  # padding: ν_p = 0
     rhs = np.zeros((J, n + kmax))
     rhs[:, :n] = y - signs @ W
     primal = np.linalg.solve(K, rhs[..., None])[..., 0]
@@ -348,7 +400,7 @@ def _sign_split(y, x_true, W, signs):
 
 
 def l1_loss(y, x_true, W, d0=None, **solver_options) -> tuple[float, L1Result]:
-    """ℓ(W) = (1/J) Σ_j ½‖x*_j(W) − x_true_j‖² with x* from :func:`solve_l1_denoising`."""
+    r"""ℓ(W) = (1/J) Σ_j ½‖x\*_j(W) − x_true_j‖² with x* from :func:`~bilevel_lib.l1.exact.solve_l1_denoising`."""
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
     result = solve_l1_denoising(y, W, d0=d0, **solver_options)
@@ -423,8 +475,9 @@ def finite_difference_l1_hypergradient(y, x_true, W, *, step: float = 1e-6, d0=N
     step = positive_scalar(step, "step")
     base = solve_l1_denoising(y, W, d0=d0)
     rows, cols = np.unravel_index(np.arange(W.size), W.shape)
-    values, work, solves, changed, unconverged = _difference_loop(y, x_true, W, rows, cols, step, base.d,
-                                                                  signs=base.signs)
+    values, work, solves, changed, unconverged = _difference_loop(
+        y, x_true, W, rows, cols, step, base.d, signs=base.signs
+    )
     converged = base.converged and not unconverged and changed == 0
     problems = []
     if not base.converged:
@@ -432,48 +485,65 @@ def finite_difference_l1_hypergradient(y, x_true, W, *, step: float = 1e-6, d0=N
     if unconverged:
         problems.append(f"{len(unconverged)} perturbed solves did not converge ({unconverged[0]})")
     if changed:
-        problems.append(f"{changed} of {solves} perturbed solves changed the sign pattern of W x* "
-                        f"(step {step:g} crosses a kink)")
-    message = ("finite differences: " + ("; ".join(problems) if problems else
-               f"{solves} perturbed exact solves, sign pattern unchanged within ±{step:g}"))
+        problems.append(
+            f"{changed} of {solves} perturbed solves changed the sign pattern of W x* (step {step:g} crosses a kink)"
+        )
+    message = "finite differences: " + (
+        "; ".join(problems) if problems else f"{solves} perturbed exact solves, sign pattern unchanged within ±{step:g}"
+    )
     gap = float(np.max(base.gap, initial=0.0))
     return HypergradientResult(
-        gradient=values.reshape(W.shape), loss=float(0.5 * np.sum((base.x - x_true) ** 2) / y.shape[0]), x=base.x,
+        gradient=values.reshape(W.shape),
+        loss=float(0.5 * np.sum((base.x - x_true) ** 2) / y.shape[0]),
+        x=base.x,
         lower_iterations=int(work + base.iterations + base.active_set_iterations),
-        diagnostics={"solves": solves + 1, "sign_changes": changed, "step": step, "gap": gap,
-                     "error_bound": float(np.sqrt(2.0 * max(gap, 0.0))),
-                     "zero_set_size": (base.signs == 0).sum(axis=1)},
-        seconds=time.perf_counter() - start, converged=converged, message=message,
-        method="finite-differences", state={"d": base.d, "signs": base.signs})
+        diagnostics={
+            "solves": solves + 1,
+            "sign_changes": changed,
+            "step": step,
+            "gap": gap,
+            "error_bound": float(np.sqrt(2.0 * max(gap, 0.0))),
+            "zero_set_size": (base.signs == 0).sum(axis=1),
+        },
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        message=message,
+        method="finite-differences",
+        state={"d": base.d, "signs": base.signs},
+    )
 
 
 def filter_gradient_from_matrix(gradient, filter_shape, signal_shape) -> np.ndarray:
-    """Chain rule from ∇_W ℓ of the stacked correlation matrix (K·N × N) to the filter taps.
+    r"""Chain rule from ∇_W ℓ of the stacked correlation matrix (K·N × N) to the filter taps.
 
     W's row i of block k holds c_{k,a} at column i + a (circularly), so ∂ℓ/∂c_{k,a} sums ∇_W ℓ
-    over those positions.  Returns shape (K, *filter_shape).
+    over those positions.  Returns shape (K, \*filter_shape).
     """
     gradient = as_float_array(gradient, "gradient", ndim=2)
     signal_shape = tuple(int(s) for s in signal_shape)
     filter_shape = tuple(int(s) for s in filter_shape)
     n = int(np.prod(signal_shape))
     if gradient.shape[1] != n or gradient.shape[0] % n:
-        raise ValueError(f"gradient must have shape (K·{n}, {n}) for signals of shape {signal_shape}; got {gradient.shape}")
+        raise ValueError(
+            f"gradient must have shape (K·{n}, {n}) for signals of shape {signal_shape}; got {gradient.shape}"
+        )
     blocks = gradient.reshape(-1, n, n)
     rows = np.arange(n)
     index = np.array(np.unravel_index(rows, signal_shape))
     taps = np.empty((blocks.shape[0],) + filter_shape)
     for tap in np.ndindex(filter_shape):
-        cols = np.ravel_multi_index(tuple((index[a] + tap[a]) % signal_shape[a] for a in range(len(signal_shape))),
-                                    signal_shape)
+        cols = np.ravel_multi_index(
+            tuple((index[a] + tap[a]) % signal_shape[a] for a in range(len(signal_shape))), signal_shape
+        )
         taps[(slice(None),) + tap] = blocks[:, rows, cols].sum(axis=1)
     return taps
 
 
 # ----------------------------------------------------------------------------- smoothed reference
-def smoothed_hypergradient(y, x_true, W, eps: float = 0.01, *, tol: float = 1e-12, max_iter: int = 200,
-                           x0=None) -> HypergradientResult:
-    """Implicit gradient in W of the corner-rounded problem, for a dense W (for comparisons).
+def smoothed_hypergradient(
+    y, x_true, W, eps: float = 0.01, *, tol: float = 1e-12, max_iter: int = 200, x0=None
+) -> HypergradientResult:
+    r"""Implicit gradient in W of the corner-rounded problem, for a dense W (for comparisons).
 
     Lower level: min ½‖x − y‖² + Σ_i φ((W x)_i) with φ(z) = √(z² + ε²), solved by damped Newton
     to ‖∇Φ‖/√n < tol.  Then (review eq. 4.8) with H = I + W' diag(φ̈(z)) W and q = H⁻¹ ∇ₓℓ,
@@ -489,7 +559,7 @@ def smoothed_hypergradient(y, x_true, W, eps: float = 0.01, *, tol: float = 1e-1
         ``gradient`` (k, n), ``loss`` and ``x`` of the smoothed problem, ``lower_iterations`` =
         Newton iterations, ``cg_iterations`` = 0 (dense solves), ``diagnostics``:
         ``lower_residual`` (max_j ‖∇Φ(x_j)‖/√n), ``eps``, ``near_zero`` (entries with
-        |(W x)_i| < ε, the smoothed zero set, per signal); ``converged`` = residual < ``tol``.
+        \|(W x)_i\| < ε, the smoothed zero set, per signal); ``converged`` = residual < ``tol``.
         Warm start with ``x0=result.x``.
     """
     start = time.perf_counter()
@@ -518,7 +588,7 @@ def smoothed_hypergradient(y, x_true, W, eps: float = 0.01, *, tol: float = 1e-1
         step = np.linalg.solve(H, grad[..., None])[..., 0]
         decrease = np.sum(grad * step, axis=1)
         t = np.ones(J)
-        while True:                                        # Armijo backtracking per signal
+        while True:  # Armijo backtracking per signal
             trial = x - t[:, None] * step
             z_t, root_t, value_t = parts(trial)
             fine = value_t <= value - 0.25 * t * decrease + 1e-15 * np.abs(value)
@@ -533,12 +603,21 @@ def smoothed_hypergradient(y, x_true, W, eps: float = 0.01, *, tol: float = 1e-1
     gradient = -(slope.T @ q + (curvature * (q @ W.T)).T @ x)
     loss = float(0.5 * np.sum((x - x_true) ** 2) / J)
     converged = norm < tol
-    message = (f"smoothed IFT (ε = {eps:g}): Newton reached ‖∇Φ‖/√n = {norm:.1e} < tol = {tol:g} in {iterations} "
-               "iterations" if converged else
-               f"smoothed IFT (ε = {eps:g}): Newton stopped at max_iter = {max_iter} with ‖∇Φ‖/√n = {norm:.1e} "
-               f"≥ tol = {tol:g}")
-    return HypergradientResult(gradient=gradient, loss=loss, x=x, lower_iterations=int(iterations),
-                               diagnostics={"lower_residual": norm, "eps": eps,
-                                            "near_zero": np.sum(np.abs(z) < eps, axis=1)},
-                               seconds=time.perf_counter() - start, converged=converged, message=message,
-                               method="smoothed-ift", state={"q": q})
+    message = (
+        f"smoothed IFT (ε = {eps:g}): Newton reached ‖∇Φ‖/√n = {norm:.1e} < tol = {tol:g} in {iterations} iterations"
+        if converged
+        else f"smoothed IFT (ε = {eps:g}): Newton stopped at max_iter = {max_iter} with ‖∇Φ‖/√n = {norm:.1e} "
+        f"≥ tol = {tol:g}"
+    )
+    return HypergradientResult(
+        gradient=gradient,
+        loss=loss,
+        x=x,
+        lower_iterations=int(iterations),
+        diagnostics={"lower_residual": norm, "eps": eps, "near_zero": np.sum(np.abs(z) < eps, axis=1)},
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        message=message,
+        method="smoothed-ift",
+        state={"q": q},
+    )

@@ -1,8 +1,8 @@
-"""Unrolling a non-smooth lower level: ℓ1-analysis denoising by a Bregman primal–dual method.
+r"""Unrolling a non-smooth lower level: ℓ1-analysis denoising by a Bregman primal–dual method.
 
-The lower level (review Sec. 4.4.2, with A = I and φ = |·|) is
+The lower level (review Sec. 4.4.2, with A = I and φ = \|·\|) is
 
-    x̂(λ, Ω) = argmin_x ½‖x − y‖² + λ‖Ωx‖₁ = argmin_x max_{|d_i| ≤ 1} ½‖x − y‖² + λ⟨d, Ωx⟩,
+    x̂(λ, Ω) = argmin_x ½‖x − y‖² + λ‖Ωx‖₁ = argmin_x max_{\|d_i\| ≤ 1} ½‖x − y‖² + λ⟨d, Ωx⟩,
 
 where Ω is a filter bank (the analysis operator of (Ex), any dimension) or a general matrix (1D
 signals).  Its minimiser is not a differentiable function of y, λ or Ω everywhere, but the
@@ -15,7 +15,7 @@ for which the dual proximal step has the closed form (4.22)
 
     d⁺ = tanh(artanh(d̃) + σ u),   u = λ[Ω x̄]_i,
 
-a smooth map that keeps |d_i| ≤ 1 without a projection.  We store the dual variable in the
+a smooth map that keeps \|d_i\| ≤ 1 without a projection.  We store the dual variable in the
 mirror coordinates η = artanh(d), so that the update is η⁺ = η + σλΩx̄ and the state stays finite
 even where d = tanh(η) rounds to ±1 in floating point.  One iteration (t = 0, 1, …, with x̄_0 = x_0, η_0 = 0):
 
@@ -30,7 +30,7 @@ the stored iterates (no automatic differentiation), optionally only through the 
 in the note that trains an analysis operator by unrolling Chambolle–Pock.
 
 Also here: the scalar proximal maps of Fig. 4.1 — soft thresholding, and the smooth prox of the
-penalty β|z| + 2β̃|z|^{3/2}/(3/2) of Christof (review eq. 4.23).  Introduced in the chapter
+penalty β\|z\| + 2β̃\|z\|^{3/2}/(3/2) of Christof (review eq. 4.23).  Introduced in the chapter
 "Unrolling".
 """
 
@@ -43,9 +43,9 @@ import numpy as np
 import scipy.fft as sfft
 
 from ..hypergrad.result import HypergradientResult
-from ..util.validation import as_float_array, positive_scalar
 from ..problem.losses import UpperLoss
 from ..problem.ops import FilterBankOperator
+from ..util.validation import as_float_array, positive_scalar
 
 __all__ = [
     "AnalysisOperator",
@@ -70,7 +70,7 @@ DUAL_STEPS = ("bregman", "euclidean")
 
 # ----------------------------------------------------------------------------- scalar maps (Fig. 4.1)
 def soft_threshold(y, threshold: float) -> np.ndarray:
-    """sign(y) max(|y| − t, 0): the proximal map of t|·|, i.e. argmin_x ½(x − y)² + t|x|."""
+    r"""sign(y) max(\|y\| − t, 0): the proximal map of t\|·\|, i.e. argmin_x ½(x − y)² + t\|x\|."""
     y = as_float_array(y, "y")
     threshold = float(threshold)
     if not (np.isfinite(threshold) and threshold >= 0):
@@ -79,11 +79,11 @@ def soft_threshold(y, threshold: float) -> np.ndarray:
 
 
 def power_prox(y, beta: float, beta_tilde: float) -> np.ndarray:
-    """Proximal map of φ(z) = β|z| + 2β̃ |z|^{3/2}/(3/2) (review eq. 4.23 with p = 3/2).
+    r"""Proximal map of φ(z) = β\|z\| + 2β̃ \|z\|^{3/2}/(3/2) (review eq. 4.23 with p = 3/2).
 
-    argmin_x ½(x − y)² + φ(x) = sign(y) (sqrt(β̃² + |y| − β) − β̃)² for |y| > β, else 0.
-    It is continuously differentiable in y (its slope is 0 at |y| = β), unlike soft thresholding,
-    which it approaches as β̃ → 0.  (Set s = sqrt|x|; optimality is s² + 2β̃ s + β − |y| = 0.)
+    argmin_x ½(x − y)² + φ(x) = sign(y) (sqrt(β̃² + \|y\| − β) − β̃)² for \|y\| > β, else 0.
+    It is continuously differentiable in y (its slope is 0 at \|y\| = β), unlike soft thresholding,
+    which it approaches as β̃ → 0.  (Set s = sqrt\|x\|; optimality is s² + 2β̃ s + β − \|y\| = 0.)
     """
     y = as_float_array(y, "y")
     beta = float(beta)
@@ -95,13 +95,13 @@ def power_prox(y, beta: float, beta_tilde: float) -> np.ndarray:
 
 
 def bregman_dual_update(d_tilde, u, step: float) -> np.ndarray:
-    """The dual step (4.20) with the entropy-like Bregman distance (4.21): review eq. (4.22).
+    r"""The dual step (4.20) with the entropy-like Bregman distance (4.21): review eq. (4.22).
 
-    Maximises ⟨d, u⟩ − D_ψ(d, d̃)/step over |d_i| ≤ 1, coordinate by coordinate:
+    Maximises ⟨d, u⟩ − D_ψ(d, d̃)/step over \|d_i\| ≤ 1, coordinate by coordinate:
 
         d = (e^{2 step u} − (1 − d̃)/(1 + d̃)) / (e^{2 step u} + (1 − d̃)/(1 + d̃)) = tanh(artanh(d̃) + step·u).
 
-    Smooth in d̃ and u, and |d| ≤ 1 whenever |d̃| < 1.  ``d_tilde`` must lie in the open interval (−1, 1).
+    Smooth in d̃ and u, and \|d\| ≤ 1 whenever \|d̃\| < 1.  ``d_tilde`` must lie in the open interval (−1, 1).
     """
     d_tilde = as_float_array(d_tilde, "d_tilde")
     u = as_float_array(u, "u")
@@ -122,12 +122,12 @@ def euclidean_dual_update(d_tilde, u, step: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- the analysis operator
 @dataclass(frozen=True)
 class AnalysisOperator:
-    """Ω for the ℓ1-analysis lower level: a filter bank (any dimension) or a matrix (1D signals).
+    r"""Ω for the ℓ1-analysis lower level: a filter bank (any dimension) or a matrix (1D signals).
 
     Build it with :meth:`from_filters` or :meth:`from_matrix`.  ``parameters`` is the array that
-    is learned: filters of shape (K, *filter_shape), or the matrix of shape (M, n).
+    is learned: filters of shape (K, \*filter_shape), or the matrix of shape (M, n).
 
-    Shapes for a batch of J signals: x is (J, *signal_shape); Ωx is (J, K, *signal_shape) for
+    Shapes for a batch of J signals: x is (J, \*signal_shape); Ωx is (J, K, \*signal_shape) for
     filters (circular correlation, as in (Ex)) and (J, M) for a matrix.
     """
 
@@ -142,8 +142,10 @@ class AnalysisOperator:
         signal_shape = tuple(int(n) for n in self.signal_shape)
         if self.kind == "matrix":
             if parameters.ndim != 2 or signal_shape != (parameters.shape[1],):
-                raise ValueError(f"a matrix operator needs shape (M, n) with signal_shape (n,); got "
-                                 f"{parameters.shape} and {signal_shape}")
+                raise ValueError(
+                    f"a matrix operator needs shape (M, n) with signal_shape (n,); got "
+                    f"{parameters.shape} and {signal_shape}"
+                )
             bank = None
         else:
             bank = FilterBankOperator(parameters, signal_shape)
@@ -152,17 +154,17 @@ class AnalysisOperator:
         object.__setattr__(self, "_bank", bank)
 
     @classmethod
-    def from_filters(cls, filters, signal_shape) -> "AnalysisOperator":
-        """Ω = [C_1; …; C_K], circular correlation with K filters (shape (K, *filter_shape))."""
+    def from_filters(cls, filters, signal_shape) -> AnalysisOperator:
+        r"""Ω = [C_1; …; C_K], circular correlation with K filters (shape (K, \*filter_shape))."""
         return cls(np.asarray(filters, dtype=np.float64), tuple(signal_shape), "filters")
 
     @classmethod
-    def from_matrix(cls, matrix) -> "AnalysisOperator":
+    def from_matrix(cls, matrix) -> AnalysisOperator:
         """Ω = a general (M, n) matrix acting on 1D signals of length n."""
         matrix = as_float_array(matrix, "matrix", ndim=2)
         return cls(matrix, (matrix.shape[1],), "matrix")
 
-    def with_parameters(self, parameters) -> "AnalysisOperator":
+    def with_parameters(self, parameters) -> AnalysisOperator:
         """The same kind of operator with new filters or a new matrix of the same shape."""
         parameters = np.asarray(parameters, dtype=np.float64)
         if parameters.shape != self.parameters.shape:
@@ -177,7 +179,7 @@ class AnalysisOperator:
         return x
 
     def forward(self, x) -> np.ndarray:
-        """Ωx for a batch x of shape (J, *signal_shape)."""
+        r"""Ωx for a batch x of shape (J, \*signal_shape)."""
         x = self._check(x)
         if self.kind == "matrix":
             return x @ self.parameters.T
@@ -259,12 +261,12 @@ def _check_problem(y, operator, lam, n_iter, tau, sigma, x0):
 # ----------------------------------------------------------------------------- the solver
 @dataclass
 class PrimalDualResult:
-    """T iterations of Chambolle–Pock on the ℓ1-analysis problem.
+    r"""T iterations of Chambolle–Pock on the ℓ1-analysis problem.
 
     Attributes
     ----------
-    x : array (J, *signal_shape)   x_T
-    d : array (shape of Ωx)        the dual variable d_T (|d_i| ≤ 1)
+    x : array (J, \*signal_shape)   x_T
+    d : array (shape of Ωx)        the dual variable d_T (\|d_i\| ≤ 1)
     n_iter : int
     tau, sigma : float             the primal and dual steps
     dual_step : str                "bregman" (smooth, eq. 4.22) or "euclidean" (projection)
@@ -281,11 +283,11 @@ class PrimalDualResult:
 
 
 def _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step="bregman", store=0):
-    """The primal–dual loop; returns (x_T, d_T, stored).
+    r"""The primal–dual loop; returns (x_T, d_T, stored).
 
     ``stored`` holds (x̄_t, d_{t+1}, s_{t+1}) for the last ``store`` steps, where s is the
     derivative of the dual update with respect to its argument: 1 − d² for the Bregman step
-    (d = tanh η), and the indicator of |d̃ + u| < 1 for the projection.
+    (d = tanh η), and the indicator of \|d̃ + u\| < 1 for the projection.
     """
     x, x_bar = x0, x0
     dual = np.zeros_like(operator.forward(x0))  # η (Bregman, mirror coordinates) or d (projection); d_0 = 0
@@ -310,13 +312,22 @@ def _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step="bregman", stor
     return x, d, stored
 
 
-def chambolle_pock_l1(y, operator: AnalysisOperator, lam: float, n_iter: int, *, tau: float | None = None,
-                      sigma: float | None = None, dual_step: str = "bregman", x0=None) -> PrimalDualResult:
-    """T iterations of Chambolle–Pock for min_x ½‖x − y‖² + λ‖Ωx‖₁ (review eq. 4.20).
+def chambolle_pock_l1(
+    y,
+    operator: AnalysisOperator,
+    lam: float,
+    n_iter: int,
+    *,
+    tau: float | None = None,
+    sigma: float | None = None,
+    dual_step: str = "bregman",
+    x0=None,
+) -> PrimalDualResult:
+    r"""T iterations of Chambolle–Pock for min_x ½‖x − y‖² + λ‖Ωx‖₁ (review eq. 4.20).
 
     Parameters
     ----------
-    y : array (J, *signal_shape)
+    y : array (J, \*signal_shape)
         Noisy signals, one per row.
     operator : AnalysisOperator
         Ω (filters or matrix).
@@ -338,13 +349,29 @@ def chambolle_pock_l1(y, operator: AnalysisOperator, lam: float, n_iter: int, *,
     _check_dual_step(dual_step)
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
     x, d, _ = _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step)
-    return PrimalDualResult(x=x, d=d, n_iter=n_iter, tau=tau, sigma=sigma, dual_step=dual_step,
-                            objective=l1_analysis_objective(x, y, operator, lam))
+    return PrimalDualResult(
+        x=x,
+        d=d,
+        n_iter=n_iter,
+        tau=tau,
+        sigma=sigma,
+        dual_step=dual_step,
+        objective=l1_analysis_objective(x, y, operator, lam),
+    )
 
 
-def unrolled_l1_loss(y, loss: UpperLoss, operator: AnalysisOperator, lam: float, n_iter: int, *,
-                     tau: float | None = None, sigma: float | None = None, dual_step: str = "bregman",
-                     x0=None) -> float:
+def unrolled_l1_loss(
+    y,
+    loss: UpperLoss,
+    operator: AnalysisOperator,
+    lam: float,
+    n_iter: int,
+    *,
+    tau: float | None = None,
+    sigma: float | None = None,
+    dual_step: str = "bregman",
+    x0=None,
+) -> float:
     """ℓ(x_T(λ, Ω)) for T Chambolle–Pock iterations with fixed steps (for finite differences)."""
     _check_dual_step(dual_step)
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
@@ -357,7 +384,7 @@ UNROLLED_TOL = 1e-6
 
 
 def primal_dual_gap(x, d, y, operator: AnalysisOperator, lam: float) -> np.ndarray:
-    """P(x) − D(d) per signal for min_x ½‖x − y‖² + λ‖Ωx‖₁, with |d_i| ≤ 1 (review App. A, eq. A.10).
+    r"""P(x) − D(d) per signal for min_x ½‖x − y‖² + λ‖Ωx‖₁, with \|d_i\| ≤ 1 (review App. A, eq. A.10).
 
     D(d) = ½‖y‖² − ½‖y − λΩ'd‖² is the dual objective; since P is 1-strongly convex,
     ½‖x − x̂‖² ≤ P(x) − P(x̂) ≤ P(x) − D(d), so √(2 gap) certifies ‖x − x̂‖.
@@ -367,11 +394,22 @@ def primal_dual_gap(x, d, y, operator: AnalysisOperator, lam: float) -> np.ndarr
     return l1_analysis_objective(x, y, operator, lam) - dual
 
 
-def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, lam: float, n_iter: int, *,
-                              backprop_steps: int | None = None, tau: float | None = None,
-                              sigma: float | None = None, dual_step: str = "bregman", x0=None,
-                              record_truncations: bool = False, tol: float = UNROLLED_TOL) -> HypergradientResult:
-    """∂ℓ(x_T)/∂λ and ∂ℓ(x_T)/∂Ω for T Bregman Chambolle–Pock iterations, by a hand-written reverse sweep.
+def unrolled_l1_hypergradient(
+    y,
+    loss: UpperLoss,
+    operator: AnalysisOperator,
+    lam: float,
+    n_iter: int,
+    *,
+    backprop_steps: int | None = None,
+    tau: float | None = None,
+    sigma: float | None = None,
+    dual_step: str = "bregman",
+    x0=None,
+    record_truncations: bool = False,
+    tol: float = UNROLLED_TOL,
+) -> HypergradientResult:
+    r"""∂ℓ(x_T)/∂λ and ∂ℓ(x_T)/∂Ω for T Bregman Chambolle–Pock iterations, by a hand-written reverse sweep.
 
     The forward pass stores x̄_t and d_{t+1} for the last k steps.  With adjoints x̂, x̄̂, η̂ of
     x_t, x̄_t, η_t (starting from x̂_T = ∇ₓℓ(x_T), x̄̂_T = η̂_T = 0), one step back is
@@ -387,7 +425,7 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
 
     Parameters
     ----------
-    y : array (J, *signal_shape)
+    y : array (J, \*signal_shape)
     loss : UpperLoss
         e.g. ``SquaredErrorLoss(truth)``.
     operator : AnalysisOperator
@@ -462,19 +500,41 @@ def unrolled_l1_hypergradient(y, loss: UpperLoss, operator: AnalysisOperator, la
     worst = float(bound.max(initial=0.0))
     converged = bool(np.all(bound <= tol))
     if converged:
-        message = (f"unrolled {dual_step} Chambolle–Pock: T = {n_iter} iterations certify ‖x_T − x̂‖ ≤ {worst:.1e} "
-                   f"≤ tol = {tol:g}; gradient through the last {k} of {n_iter} steps"
-                   + (" (truncated: biased)" if k < n_iter else ""))
+        message = (
+            f"unrolled {dual_step} Chambolle–Pock: T = {n_iter} iterations certify ‖x_T − x̂‖ ≤ {worst:.1e} "
+            f"≤ tol = {tol:g}; gradient through the last {k} of {n_iter} steps"
+            + (" (truncated: biased)" if k < n_iter else "")
+        )
     else:
-        message = (f"unrolled {dual_step} Chambolle–Pock: after T = {n_iter} iterations the certified ‖x_T − x̂‖ "
-                   f"is up to {worst:.1e} > tol = {tol:g}: the gradient is that of the unrolled loss ℓ(x_T), "
-                   "not yet of the exactly solved one (increase n_iter)")
-    diagnostics = {"gradient_lam": g_lam, "gap": float(gap.max(initial=0.0)), "error_bound": worst,
-                   "backprop_steps": k, "tau": tau, "sigma": sigma, "dual_step": dual_step,
-                   "stored_bytes": stored_bytes, "truncated_lam": None if history is None else np.array(history)}
-    return HypergradientResult(gradient=g_op, loss=loss.value(x_T), x=x_T, lower_iterations=n_iter, products=5 * k,
-                               diagnostics=diagnostics, seconds=time.perf_counter() - start, converged=converged,
-                               message=message, method=f"unrolled-{dual_step}-primal-dual", state={"d": d_T})
+        message = (
+            f"unrolled {dual_step} Chambolle–Pock: after T = {n_iter} iterations the certified ‖x_T − x̂‖ "
+            f"is up to {worst:.1e} > tol = {tol:g}: the gradient is that of the unrolled loss ℓ(x_T), "
+            "not yet of the exactly solved one (increase n_iter)"
+        )
+    diagnostics = {
+        "gradient_lam": g_lam,
+        "gap": float(gap.max(initial=0.0)),
+        "error_bound": worst,
+        "backprop_steps": k,
+        "tau": tau,
+        "sigma": sigma,
+        "dual_step": dual_step,
+        "stored_bytes": stored_bytes,
+        "truncated_lam": None if history is None else np.array(history),
+    }
+    return HypergradientResult(
+        gradient=g_op,
+        loss=loss.value(x_T),
+        x=x_T,
+        lower_iterations=n_iter,
+        products=5 * k,
+        diagnostics=diagnostics,
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        message=message,
+        method=f"unrolled-{dual_step}-primal-dual",
+        state={"d": d_T},
+    )
 
 
 # ----------------------------------------------------------------------------- learning Ω
@@ -496,10 +556,19 @@ class LearningHistory:
     n_iter: int
 
 
-def learn_analysis_operator(y, loss: UpperLoss, operator: AnalysisOperator, lam: float, n_iter: int, *,
-                            backprop_steps: int | None = None, n_updates: int = 100,
-                            learning_rate: float = 1e-2, decay: float = 1.0,
-                            dual_step: str = "bregman") -> LearningHistory:
+def learn_analysis_operator(
+    y,
+    loss: UpperLoss,
+    operator: AnalysisOperator,
+    lam: float,
+    n_iter: int,
+    *,
+    backprop_steps: int | None = None,
+    n_updates: int = 100,
+    learning_rate: float = 1e-2,
+    decay: float = 1.0,
+    dual_step: str = "bregman",
+) -> LearningHistory:
     """Learn Ω by normalised gradient descent on ℓ(x_T(Ω)), back-propagating through the last k steps.
 
     Each update recomputes the steps τ = σ = 1/(λ‖Ω‖₂) for the current Ω (held fixed in that
