@@ -26,6 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy.optimize import linear_sum_assignment
 
+from ..hypergrad.result import HypergradientResult
 from ..problem.metrics import psnr_db
 from ..util.progress import progress_bar
 from ..util.validation import as_float_array, positive_scalar
@@ -85,6 +86,7 @@ class BlorcResult:
                                 solved, or the threshold's sign pattern is not the minimiser's:
                                 its closed-form x differs from the solver's x)
     unconverged_message : str   the message of the first such step ("" if none)
+    estimator : str             the method of the gradients (``HypergradientResult.method``)
     """
 
     W: np.ndarray
@@ -98,6 +100,7 @@ class BlorcResult:
     settings: dict = field(default_factory=dict)
     unconverged_steps: int = 0
     unconverged_message: str = ""
+    estimator: str = ""
 
 
 def train_blorc(
@@ -108,7 +111,7 @@ def train_blorc(
     epochs: int = 10,
     batch_size: int = 100,
     lr: float = 1e-4,
-    threshold: float = 1e-3,
+    threshold: float | None = None,
     seed: int = 0,
     x_test=None,
     y_test=None,
@@ -116,6 +119,8 @@ def train_blorc(
     optimizer: str = "gd",
     callback=None,
     lr_decay_epochs=(),
+    estimator=None,
+    estimator_settings: dict | None = None,
 ) -> BlorcResult:
     r"""Minibatch gradient descent on ℓ(W) with BLORC's closed-form gradients (paper Sec. 3).
 
@@ -124,8 +129,9 @@ def train_blorc(
     x_train, y_train : arrays (M, n)   clean and noisy training signals
     W0 : array (k, n), optional        initial transform (default: the identity, as in the paper)
     epochs, batch_size, lr             passes over the data, pairs per step, step size α
-    threshold : float                  zero-set threshold γ on \|W x*\| (the solver is exact, so any
-                                       γ ≥ 1e-12 is above its accuracy; the paper uses 1e-3)
+    threshold : float, optional        zero-set threshold γ on \|W x*\| of the default estimator (the
+                                       solver is exact, so any γ ≥ 1e-12 is above its accuracy; the
+                                       paper uses 1e-3, the default)
     seed : int                         shuffling of the pairs every epoch
     x_test, y_test : arrays, optional  for the test PSNR after every epoch
     progress : bool                    show a tqdm progress bar over the steps
@@ -135,6 +141,18 @@ def train_blorc(
     callback : callable, optional      called as callback(epoch, W) after every epoch
     lr_decay_epochs : sequence of int  the step α is divided by 10 at the start of each of these
                                        epochs (counted from 0), e.g. (650, 700) for the full run
+    estimator : callable, optional     ``estimator(y, x_true, W, **estimator_settings) ->
+                                       HypergradientResult``, any ℓ1 estimator of the contract, e.g.
+                                       :func:`~bilevel_lib.l1.gradients.smoothed_hypergradient`,
+                                       :func:`~bilevel_lib.l1.gradients.finite_difference_l1_hypergradient`
+                                       or :func:`~bilevel_lib.l1.cvx.cvx_l1_hypergradient`.  Default:
+                                       BLORC's closed form
+                                       (:func:`~bilevel_lib.l1.gradients.l1_hypergradient`), warm-started
+                                       from every pair's previous dual and active set; ``threshold``
+                                       configures it only (give an estimator's own settings in
+                                       ``estimator_settings``).  Steps whose result says
+                                       ``converged=False`` are counted in ``unconverged_steps``.
+    estimator_settings : dict, optional  keyword arguments for ``estimator``
     """
     x_train = as_float_array(x_train, "x_train", ndim=2)
     y_train = as_float_array(y_train, "y_train", ndim=2)
@@ -151,6 +169,15 @@ def train_blorc(
     decay_epochs = check_decay_epochs(lr_decay_epochs, epochs)
     if optimizer not in ("gd", "adam"):
         raise ValueError(f"optimizer must be 'gd' or 'adam'; got {optimizer!r}")
+    if estimator is not None and threshold is not None:
+        raise ValueError(
+            "threshold configures the default estimator; give a custom estimator's settings in estimator_settings"
+        )
+    if estimator is None and estimator_settings is not None:
+        raise ValueError("estimator_settings need an estimator")
+    if estimator is not None and not callable(estimator):
+        raise TypeError(f"estimator must be callable(y, x_true, W, **settings); got {type(estimator).__name__}")
+    threshold = 1e-3 if threshold is None else positive_scalar(threshold, "threshold")
     test = x_test is not None and y_test is not None
     rng = np.random.default_rng(seed)
     first_moment, second_moment, step_count = np.zeros_like(W), np.zeros_like(W), 0
@@ -161,6 +188,7 @@ def train_blorc(
     steps = epochs * int(np.ceil(M / batch_size))
     bar = progress_bar(steps, True, "BLORC", unit="step", mininterval=1.0, leave=True) if progress else None
     iterations = rounds = unconverged = 0
+    method = ""
     first_message = ""
     warm_first = True  # try each pair's previous active set first while that keeps working
     start = time.perf_counter()
@@ -171,18 +199,37 @@ def train_blorc(
         losses = []
         for first in range(0, M, batch_size):
             batch = order[first : first + batch_size]
-            result = l1_hypergradient(
-                y_train[batch], x_train[batch], W, d0=duals[batch], threshold=threshold, active_set_first=warm_first
-            )
-            solve = result.state["solve"]
+            if estimator is None:
+                result = l1_hypergradient(
+                    y_train[batch], x_train[batch], W, d0=duals[batch], threshold=threshold, active_set_first=warm_first
+                )
+                solve = result.state["solve"]
+                duals[batch] = solve.d
+                if warm_first and epoch > 0:
+                    warm_first = solve.warm_accepted >= 0.5 * batch.size
+                iterations += solve.iterations
+                rounds += solve.active_set_iterations
+            else:
+                result = estimator(y_train[batch], x_train[batch], W, **(estimator_settings or {}))
+                if not isinstance(result, HypergradientResult):
+                    raise TypeError(
+                        f"estimator must return a HypergradientResult; {getattr(estimator, '__name__', estimator)!r} "
+                        f"returned {type(result).__name__}"
+                    )
+                if np.shape(result.gradient) != W.shape:
+                    raise ValueError(
+                        f"estimator's gradient must have W's shape {W.shape}; got {np.shape(result.gradient)}"
+                    )
+                iterations += int(result.lower_iterations)
+            method = result.method
             if not result.converged:
                 unconverged += 1
                 first_message = first_message or f"epoch {epoch}, step at pair {first}: {result.message}"
-            duals[batch] = solve.d
-            if warm_first and epoch > 0:
-                warm_first = solve.warm_accepted >= 0.5 * batch.size
-            iterations += solve.iterations
-            rounds += solve.active_set_iterations
+            if not np.all(np.isfinite(result.gradient)) or not np.isfinite(result.loss):
+                raise FloatingPointError(
+                    f"train_blorc: non-finite gradient or loss at epoch {epoch}, step at pair {first} "
+                    f"({result.method}: {result.message}); lower the step lr or check the data"
+                )
             losses.append(result.loss)
             if optimizer == "gd":
                 W -= lr * result.gradient
@@ -218,6 +265,7 @@ def train_blorc(
         active_set_rounds=rounds,
         unconverged_steps=unconverged,
         unconverged_message=first_message,
+        estimator=method,
     )
 
 

@@ -267,3 +267,78 @@ def test_train_blorc_runs_on_the_contract():
     # a threshold far above the smallest non-zero |W x*| misreads the zero set: reported, not silent
     wrong = sl.train_blorc(x, y, W0=W0, epochs=1, batch_size=10, lr=0.05, threshold=5.0)
     assert wrong.unconverged_steps == 2 and "not the minimiser's" in wrong.unconverged_message
+
+
+def _blorc_data():
+    rng = np.random.default_rng(23)
+    x = np.cumsum(rng.standard_normal((20, 16)) * (rng.random((20, 16)) < 0.2), axis=1)
+    return x, x + 0.1 * rng.standard_normal(x.shape), 0.3 * np.eye(16)
+
+
+# every ℓ1 estimator of the contract with the signature estimator(y, x_true, W, **settings), and the
+# relative distance its first step may have from the closed form's (the smoothed IFT solves another,
+# ε-rounded problem; the others are exact up to their solver or difference accuracy)
+L1_ESTIMATORS = {
+    "finite differences": (sl.finite_difference_l1_hypergradient, {"step": 1e-6}, 1e-6),
+    "smoothed IFT": (sl.smoothed_hypergradient, {"eps": 1e-4}, 0.05),
+    "cvxpy": ("cvx", {"eps": 1e-10}, 1e-4),
+}
+
+
+@pytest.mark.parametrize("name", list(L1_ESTIMATORS))
+def test_train_blorc_accepts_every_l1_estimator(name):
+    """One short epoch of BLORC training with another estimator: each step is a gradient step with
+    that estimator's gradient, which matches the closed form's within the estimator's accuracy."""
+    estimator, settings, tolerance = L1_ESTIMATORS[name]
+    if estimator == "cvx":
+        pytest.importorskip("cvxpy")
+        from bilevel_lib.l1.cvx import cvx_l1_hypergradient as estimator
+    x, y, W0 = _blorc_data()
+    lr = 0.05
+    steps = []
+    run = sl.train_blorc(
+        x,
+        y,
+        W0=W0,
+        epochs=1,
+        batch_size=10,
+        lr=lr,
+        estimator=estimator,
+        estimator_settings=settings,
+        callback=lambda epoch, W: steps.append(W.copy()),
+    )
+    reference = sl.train_blorc(x, y, W0=W0, epochs=1, batch_size=10, lr=lr, threshold=1e-8)
+    assert isinstance(run, sl.BlorcResult) and run.batch_loss.shape == (2,)
+    assert run.unconverged_steps == 0, run.unconverged_message
+    assert run.estimator and run.estimator != reference.estimator
+    assert run.batch_loss[0] == pytest.approx(reference.batch_loss[0], rel=max(tolerance, 1e-9))
+    # replay the two steps by hand on train_blorc's batches (seed 0)
+    order = np.random.default_rng(0).permutation(20)
+    W = W0.copy()
+    for batch in (order[:10], order[10:]):
+        result = estimator(y[batch], x[batch], W, **settings)
+        closed = sl.l1_hypergradient(y[batch], x[batch], W, threshold=1e-8)
+        assert relative_error(result.gradient, closed.gradient) < tolerance
+        W = W - lr * result.gradient
+    np.testing.assert_allclose(run.W, W, rtol=0, atol=1e-9 * np.abs(W0 - W).max())
+    assert len(steps) == 1 and np.array_equal(steps[0], run.W) and not np.allclose(run.W, W0)
+
+
+def test_train_blorc_rejects_a_broken_estimator():
+    x, y, W0 = _blorc_data()
+    with pytest.raises(ValueError, match="threshold configures the default estimator"):
+        sl.train_blorc(x, y, W0=W0, epochs=1, threshold=1e-3, estimator=sl.smoothed_hypergradient)
+    with pytest.raises(ValueError, match="estimator_settings need an estimator"):
+        sl.train_blorc(x, y, W0=W0, epochs=1, estimator_settings={"eps": 0.1})
+    with pytest.raises(TypeError, match="estimator must be callable"):
+        sl.train_blorc(x, y, W0=W0, epochs=1, estimator="smoothed")
+    with pytest.raises(TypeError, match="must return a HypergradientResult"):
+        sl.train_blorc(x, y, W0=W0, epochs=1, estimator=lambda y, x, W: np.zeros_like(W))
+
+    def nan_estimator(y, x, W):
+        good = sl.l1_hypergradient(y, x, W)
+        good.gradient[0, 0] = np.nan
+        return good
+
+    with pytest.raises(FloatingPointError, match="non-finite gradient"):
+        sl.train_blorc(x, y, W0=W0, epochs=1, estimator=nan_estimator)
