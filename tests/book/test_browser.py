@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from bookbuild import ROOT, source_file, toc_pages
-from pagecheck import INSTALL_HINT, SiteServer, check_page, find_chromium, launch
+from pagecheck import SiteServer, check_page
 
 pytestmark = pytest.mark.slow
 
@@ -41,26 +41,6 @@ WIDGET_UPDATE_TIMEOUT_S = 60
 
 def _shot_name(docname: str) -> str:
     return docname.replace("/", "__") + ".png"
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if find_chromium() is None:
-        pytest.skip(f"Chromium is not installed: {INSTALL_HINT}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="session")
-def site(book):
-    if book.proc.returncode != 0 and not (book.html_dir / "index.html").is_file():
-        pytest.fail("the book build failed; see test_book.py::test_build_succeeds_without_warnings", pytrace=False)
-    with SiteServer(book.html_dir) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")
