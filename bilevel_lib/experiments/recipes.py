@@ -14,7 +14,7 @@ from ..hypergrad.implicit import gradient_angle_degrees, implicit_step
 from ..problem import data
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import SquaredErrorLoss
-from ..problem.params import Hyperparameters
+from ..problem.params import Hyperparameters, check_parts
 from ..problem.penalties import Quadratic
 from ..solvers.lower import solve_lower_level
 
@@ -208,7 +208,13 @@ def cameraman_case(
     else:
         initial = Hyperparameters(beta0, initial.beta, initial.filters)
     result = train_double_loop(
-        cost, initial, loss, parts=tuple(parts), n_steps=n_steps, lower_iterations=lower_iterations, progress=progress
+        cost,
+        initial,
+        loss,
+        parts=check_parts(parts),
+        n_steps=n_steps,
+        lower_iterations=lower_iterations,
+        progress=progress,
     )
     return dict(
         result=result,

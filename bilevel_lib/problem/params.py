@@ -38,8 +38,16 @@ def check_parts(parts) -> tuple[str, ...]:
     ------
     ValueError
         If ``parts`` is empty or names something that is not in :data:`PARTS`.
+    TypeError
+        If ``parts`` is neither a string nor a collection of strings (bytes, a dict, a number, …).
     """
-    parts = (parts,) if isinstance(parts, str) else tuple(parts)
+    if isinstance(parts, str):  # one name, never its letters
+        parts = (parts,)
+    elif isinstance(parts, (bytes, dict)) or not hasattr(parts, "__iter__"):
+        raise TypeError(f"parts must be a name of {PARTS} or a collection of them; got {type(parts).__name__}")
+    parts = tuple(parts)
+    if not all(isinstance(p, str) for p in parts):
+        raise TypeError(f"parts must hold names (str) of {PARTS}; got {parts!r}")
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
         raise ValueError(f"parts must be a non-empty subset of {PARTS}; got {parts}")

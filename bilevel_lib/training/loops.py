@@ -26,7 +26,7 @@ import numpy as np
 from ..hypergrad.implicit import implicit_hypergradient, implicit_step
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..problem.params import Hyperparameters
+from ..problem.params import Hyperparameters, check_parts
 from ..solvers.lower import solve_lower_level, starting_point
 from ..util.progress import progress_bar
 from .optimizers import Adam
@@ -169,7 +169,7 @@ def train_double_loop(
         lower_iterations = 10
     optimizer = Adam() if optimizer is None else optimizer
     settings = dict(
-        parts=list(parts),
+        parts=list(check_parts(parts)),
         n_steps=n_steps,
         lower_iterations=lower_iterations,
         lower_tol=lower_tol,
@@ -273,7 +273,12 @@ def train_ttsa(
     if not (upper_step > 0 and 0 < upper_decay <= 1):
         raise ValueError(f"need upper_step > 0 and 0 < upper_decay ≤ 1; got {upper_step}, {upper_decay}")
     settings = dict(
-        parts=list(parts), n_steps=n_steps, upper_step=upper_step, upper_decay=upper_decay, cg_tol=cg_tol, method="TTSA"
+        parts=list(check_parts(parts)),
+        n_steps=n_steps,
+        upper_step=upper_step,
+        upper_decay=upper_decay,
+        cg_tol=cg_tol,
+        method="TTSA",
     )
     start = time.perf_counter()
     x = starting_point(cost, x0)

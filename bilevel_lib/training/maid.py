@@ -23,7 +23,7 @@ import numpy as np
 from ..hypergrad.inexact import certified_lower_tol, inexact_hypergradient
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..problem.params import Hyperparameters
+from ..problem.params import Hyperparameters, check_parts
 from ..solvers.lower import solve_lower_level
 from ..util.progress import progress_bar
 from .loops import TrainingHistory, TrainingResult
@@ -63,7 +63,7 @@ def train_maid(
     """
     start = time.perf_counter()
     history = TrainingHistory()
-    settings = dict(parts=list(parts), n_steps=n_steps, eps=eps, delta=delta, step=step, method="MAID")
+    settings = dict(parts=list(check_parts(parts)), n_steps=n_steps, eps=eps, delta=delta, step=step, method="MAID")
     x, state = None, None
     message = f"ran {n_steps} MAID steps"
     with progress_bar(n_steps, progress, "MAID") as bar:
