@@ -65,6 +65,9 @@ __all__ = [
 #: ``"dct"`` (signals sparse in the DCT basis), both from :mod:`bilevel_lib.problem.data`, and
 #: ``"stripes-vertical"``/``"stripes-diagonal"`` (patches of images of stripes, see the module docstring)
 SIGNALS = ("piecewise", "dct", "stripes-vertical", "stripes-diagonal")
+#: the shortest signal of each kind: 4 jumps need 5 samples, 3 harmonics 4; a stripe patch needs 5×5 so that
+#: it always holds some white stripe (of width 4), whose peak the PSNR divides by
+MIN_LENGTH = {"piecewise": 5, "dct": 4, "stripes-vertical": 25, "stripes-diagonal": 25}
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ class BlorcSettings:
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if isinstance(self.seed, (bool, np.bool_)) or int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {self.seed!r}")
+        if self.n < MIN_LENGTH[self.signal]:
+            raise ValueError(f"n must be ≥ {MIN_LENGTH[self.signal]} for {self.signal} signals; got {self.n}")
         if self.signal.startswith("stripes") and int(round(np.sqrt(self.n))) ** 2 != self.n:
             raise ValueError(f"stripe patches are √n×√n: n must be a square; got {self.n}")
         positive_scalar(self.lr, "lr")

@@ -12,14 +12,20 @@
 Each run shows a progress bar (``--quiet``: none), prints its figures of merit and run time, and
 saves its result through :mod:`bilevel_lib.experiments.store`: ``results/<name>.npz`` (arrays) and
 ``results/<name>.json`` (settings, command, run time, versions, machine, date, figures of merit) in
-the repository, or at ``--out``.  An existing result is never overwritten without ``--force``; this
-is checked before the run starts.  ``reproduce NAME …`` is an alias of ``NAME …``.
+the repository, or at ``--out`` (a path stem; an existing folder, or a path ending in ``/``, takes
+the result under its default name).  Before any work, every option is checked (a count must be a
+positive integer, a seed a non-negative one, a rate a finite positive number; an option that does
+not apply is refused by name) and so is the target: it must be writable, and an existing result is
+never overwritten without ``--force``.  The path printed is the path written.  A run that fails or
+is interrupted (Ctrl-C: exit status 130) saves nothing.  ``reproduce NAME …`` is an alias of ``NAME …``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import re
 import shlex
 import sys
@@ -65,11 +71,45 @@ EXPERIMENTS = {
 }
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
+def _integer(text: str, smallest: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+    if value < smallest:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """A count: an integer ≥ 1 (argparse type; the error names the option)."""
+    return _integer(text, 1, "a positive integer")
+
+
+def _seed(text: str) -> int:
+    """A seed: an integer ≥ 0."""
+    return _integer(text, 0, "a non-negative integer (a seed)")
+
+
+def _real(text: str, positive: bool) -> float:
+    what = "a finite number > 0" if positive else "a finite number ≥ 0"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text}")
+    return value
+
+
+def _positive_real(text: str) -> float:
+    """A rate or a scale: a finite number > 0."""
+    return _real(text, True)
+
+
+def _nonnegative_real(text: str) -> float:
+    """A threshold: a finite number ≥ 0."""
+    return _real(text, False)
 
 
 def _epilog() -> str:
@@ -90,44 +130,74 @@ def _epilog() -> str:
 def _add_common(parser: argparse.ArgumentParser, default_result: str) -> None:
     parser.add_argument(
         "--out",
-        type=Path,
         metavar="STEM",
-        help=f"where to save: writes STEM.npz and STEM.json (a trailing .npz or .json is "
-        f"dropped; default: results/{default_result} in the repository)",
+        help=f"where to save: writes STEM.npz and STEM.json (a trailing .npz or .json is dropped; an "
+        f"existing folder, or a path ending in /, gets {default_result}.npz and .json inside it; "
+        f"default: results/{default_result} in the repository)",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite an existing result")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing result (default: refuse)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (default: a progress bar)")
 
 
 def _add_training(sub, name: str) -> None:
     spec = EXPERIMENTS[name]
     parser = sub.add_parser(name, help=spec["help"], description=spec["help"])
-    parser.add_argument("--steps", type=_positive_int, help=f"upper-level steps U (default {spec['steps']})")
+    parser.add_argument(
+        "--steps", type=_positive_int, default=spec["steps"], help=f"upper-level steps U (default {spec['steps']})"
+    )
     parser.add_argument(
         "--lower-iterations",
         type=_positive_int,
+        default=spec["lower"],
         help=f"warm-started OGM iterations T per step (default {spec['lower']})",
     )
     if name == "bars":
         parser.add_argument(
             "--draws",
             choices=("julia", "numpy"),
-            default=None,
-            help="'julia' (default): the noise and random filters of the authors' script "
-            "(Julia 1.7, seed!(--seed)); 'numpy': noise from --seed, filters from --filter-seed",
+            default="julia",
+            help="'julia': the noise and random filters of the authors' script (Julia 1.7, "
+            "seed!(--seed)); 'numpy': noise from --seed, filters from --filter-seed (default julia)",
         )
         parser.add_argument(
             "--seed",
-            type=int,
-            default=None,
-            help="the seed of Julia's seed! (--draws julia) or of the noise (--draws numpy); default 0",
+            type=_seed,
+            default=0,
+            help="the seed of Julia's seed! (--draws julia) or of the noise (--draws numpy) (default 0)",
         )
         parser.add_argument(
-            "--filter-seed", type=int, default=None, help="the random-filter seed; --draws numpy only (default 1)"
+            "--filter-seed",
+            type=_seed,
+            default=None,
+            help=f"the random-filter seed; --draws numpy only (default {FILTER_SEED})",
         )
     else:
-        parser.add_argument("--seed", type=int, default=None, help="noise seed (default 0)")
+        parser.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
     _add_common(parser, spec["result"])
+
+
+#: the random-filter seed of ``bars --draws numpy`` when --filter-seed is not given
+FILTER_SEED = 1
+
+#: the options of ``blorc`` that override a field of its settings: option → (field, type, what it is)
+BLORC_FIELDS = {
+    "--n": ("n", _positive_int, "signal length (a square for stripes)"),
+    "--pairs": ("n_train", _positive_int, "training pairs"),
+    "--test": ("n_test", _positive_int, "test signals"),
+    "--sigma": ("sigma", _positive_real, "noise standard deviation"),
+    "--batch": ("batch_size", _positive_int, "batch size"),
+    "--epochs": ("epochs", _positive_int, "epochs (the preset's decays keep their fractions of the run)"),
+    "--lr": ("lr", _positive_real, "step size α"),
+    "--threshold": ("threshold", _nonnegative_real, "zero-set threshold γ"),
+    "--seed": ("seed", _seed, "random seed of the data and the batches"),
+    "--lr-decay-epochs": ("lr_decay_epochs", _positive_int, "divide the step by 10 at the start of these epochs"),
+}
+
+
+def _preset_value(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value)) if value else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _add_blorc(sub) -> None:
@@ -147,30 +217,16 @@ def _add_blorc(sub) -> None:
         action="store_true",
         help="paper settings (4000 pairs, batch 100, 750 epochs, threshold 1e-3) with lr 1e-2 "
         "for the batch-mean gradient (the printed 1e-4 hardly moves W), divided by 10 at "
-        "epochs 650 and 700; about an hour",
+        "epochs 650 and 700; about an hour (default: the book's small setting)",
     )
-    for option, kind, text in [
-        ("n", _positive_int, "signal length (a square for stripes)"),
-        ("pairs", _positive_int, "training pairs"),
-        ("test", _positive_int, "test signals"),
-        ("sigma", float, "noise standard deviation"),
-        ("batch", _positive_int, "batch size"),
-        ("epochs", _positive_int, "epochs (the preset's decays keep their fractions of the run)"),
-        ("lr", float, "step size α"),
-        ("threshold", float, "zero-set threshold γ"),
-        ("seed", int, "random seed"),
-    ]:
-        parser.add_argument(f"--{option}", type=kind, default=None, help=f"{text} (overrides the preset)")
-    parser.add_argument(
-        "--lr-decay-epochs",
-        type=_positive_int,
-        nargs="*",
-        default=None,
-        metavar="EPOCH",
-        help="divide the step by 10 at the start of these epochs (overrides the preset; give none for a constant step)",
-    )
+    for option, (field, kind, text) in BLORC_FIELDS.items():
+        book, full = (_preset_value(getattr(preset, field)) for preset in (blorc.BOOK_SETTINGS, blorc.FULL_SETTINGS))
+        default = f"default {book}" + (f"; with --full {full}" if full != book else "")
+        extra = dict(nargs="*", metavar="EPOCH") if field == "lr_decay_epochs" else {}
+        more = "; give none for a constant step" if field == "lr_decay_epochs" else ""
+        parser.add_argument(option, type=kind, default=None, help=f"{text} ({default}{more})", **extra)
     _add_common(parser, EXPERIMENTS["blorc"]["result"])
-    parser.add_argument("--no-progress", dest="quiet", action="store_true", help="the same as --quiet")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help="the same as --quiet (default off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +269,7 @@ def _list() -> int:
             status = "not saved"
             if "<" not in result and store.result_paths(result)[1].exists():
                 try:
-                    record = store.read_record(result)
+                    record = store.load(result).record  # the whole result, checksums included
                     status = f"saved: {record['seconds']:.0f} s, {record['command']}"
                 except store.ResultError as error:
                     status = f"unreadable: {error}"
@@ -242,42 +298,66 @@ def metrics_of(name: str, outcome: dict) -> dict:
     return metrics
 
 
-def _target(args, default: str) -> Path:
-    return args.out if args.out is not None else store.results_dir() / default
+def target_of(out: str | None, default: str) -> Path:
+    """The .npz path a run writes: ``results/<default>.npz`` without ``--out``; ``<out>/<default>.npz``
+    if ``out`` is an existing folder or ends in a path separator; else ``out`` as a stem (a trailing
+    ``.npz`` or ``.json`` dropped, any other suffix kept: ``run.v1`` and ``run.v2`` stay apart)."""
+    if out is None:
+        return store.results_dir() / f"{default}.npz"
+    if not out.strip():
+        raise ValueError("--out needs a path stem; got ''")
+    path = Path(out).expanduser()
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        path = path / default
+    return store.result_paths(path)[0]
 
 
-def _check_free(parser, target: Path, force: bool) -> None:
+def _checked_target(parser, args, default: str) -> Path:
+    """The run's target, checked before any work: a usable --out, writable, not taken unless --force."""
     try:
-        store.check_free(target, force=force)
-    except FileExistsError as error:
+        target = target_of(args.out, default)
+        store.check_free(target, force=args.force)
+    except ValueError as error:
         parser.error(str(error))
+    except OSError as error:
+        parser.error(f"--out: {error}" if args.out is not None else f"{error}; give --out for another place")
+    return target
+
+
+def _options(args) -> dict:
+    """The parsed options of a run, as saved in its record (``options``)."""
+    return {key: value for key, value in vars(args).items() if key not in ("command", "name", "options")}
 
 
 def _run_training(name: str, args, parser, command: str) -> int:
     spec = EXPERIMENTS[name]
-    steps = args.steps or spec["steps"]
-    lower = args.lower_iterations or spec["lower"]
-    seed = 0 if args.seed is None else args.seed
+    kwargs = dict(n_steps=args.steps, lower_iterations=args.lower_iterations)
     if name == "bars":
-        draws = args.draws or "julia"
-        kwargs = dict(draws=draws, n_steps=steps, lower_iterations=lower, progress=not args.quiet)
-        if draws == "julia":
+        kwargs["draws"] = args.draws
+        if args.draws == "julia":
             if args.filter_seed is not None:
                 parser.error("--filter-seed applies only with --draws numpy (the authors' draws fix the filters)")
-            kwargs["julia_seed"] = seed
+            kwargs["julia_seed"] = args.seed
         else:
-            kwargs.update(noise_seed=seed, filter_seed=1 if args.filter_seed is None else args.filter_seed)
+            kwargs.update(
+                noise_seed=args.seed, filter_seed=FILTER_SEED if args.filter_seed is None else args.filter_seed
+            )
         runner = recipes.vertical_bars_case
     else:
-        parts = ("beta",) if name == "cameraman-beta" else ("beta", "filters")
-        kwargs = dict(parts=parts, n_steps=steps, lower_iterations=lower, noise_seed=seed, progress=not args.quiet)
+        kwargs.update(parts=("beta",) if name == "cameraman-beta" else ("beta", "filters"), noise_seed=args.seed)
         runner = recipes.cameraman_case
-    target = _target(args, spec["result"])
-    _check_free(parser, target, args.force)
-    outcome = runner(**kwargs)
+    target = _checked_target(parser, args, spec["result"])
+    outcome = runner(**kwargs, progress=not args.quiet)
     metrics = metrics_of(name, outcome)
     npz, sidecar = store.save_result(
-        outcome["result"], target, command=command, seconds=outcome["seconds"], metrics=metrics, force=args.force
+        outcome["result"],
+        target,
+        command=command,
+        seconds=outcome["seconds"],
+        metrics=metrics,
+        settings=dict(experiment=name, **kwargs),
+        options=_options(args),
+        force=args.force,
     )
     summary = dict(run=name, seconds=round(outcome["seconds"], 1), steps=len(outcome["result"].history.loss), **metrics)
     print(json.dumps(summary, indent=2))
@@ -286,17 +366,7 @@ def _run_training(name: str, args, parser, command: str) -> int:
 
 
 # ----------------------------------------------------------------------------- BLORC
-_BLORC_OPTIONS = {
-    "n_train": "--pairs",
-    "n_test": "--test",
-    "batch_size": "--batch",
-    "lr_decay_epochs": "--lr-decay-epochs",
-    "n": "--n",
-    "sigma": "--sigma",
-    "epochs": "--epochs",
-    "lr": "--lr",
-    "threshold": "--threshold",
-}
+_BLORC_OPTIONS = {field: option for option, (field, _, _) in BLORC_FIELDS.items()}
 
 
 def _run_blorc(args, parser, command: str) -> int:
@@ -333,8 +403,7 @@ def _run_blorc(args, parser, command: str) -> int:
             )
     if settings.batch_size > settings.n_train:
         parser.error(f"--batch {settings.batch_size} is more than the {settings.n_train} training pairs (--pairs)")
-    target = _target(args, f"blorc_{settings.signal}{'_full' if args.full else ''}")
-    _check_free(parser, target, args.force)
+    target = _checked_target(parser, args, f"blorc_{settings.signal}{'_full' if args.full else ''}")
     print(
         f"BLORC on {settings.signal}: {settings.n_train} pairs, n = {settings.n}, σ = {settings.sigma}, "
         f"batch {settings.batch_size}, {settings.epochs} epochs, α = {settings.lr:g}"
@@ -345,7 +414,9 @@ def _run_blorc(args, parser, command: str) -> int:
 
     with threadpool_limits(limits=1):  # small matrices: one BLAS thread is faster and polite
         summary = blorc.run(settings, progress=not args.quiet)
-    npz, sidecar = store.save_blorc_run(summary, settings, target, command=command, force=args.force)
+    npz, sidecar = store.save_blorc_run(
+        summary, settings, target, command=command, options=_options(args), force=args.force
+    )
     result = summary["result"]
     print(
         f"trained in {result.seconds:.1f} s; test PSNR (mean over {settings.n_test} signals): "
@@ -369,8 +440,10 @@ def main(argv=None) -> int:
     -------
     int
         The exit status: 0 on success (the help text, the list of experiments, or a finished and
-        saved run). Invalid arguments, or an existing result without ``--force``, exit through
-        ``argparse`` with status 2.
+        saved run); 130 if the run was interrupted (Ctrl-C), with nothing saved.  Invalid
+        arguments, an unwritable target, or an existing result without ``--force`` exit through
+        ``argparse`` with status 2 before any work.  An error during a run propagates, with
+        nothing saved.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = " ".join([PROG, *map(shlex.quote, argv)])
@@ -384,9 +457,16 @@ def main(argv=None) -> int:
     if args.command == "list":
         return _list()
     subparser = parser.commands[args.command]
-    if args.command == "blorc":
-        return _run_blorc(args, subparser, command)
-    return _run_training(args.command, args, subparser, command)
+    try:
+        if args.command == "blorc":
+            return _run_blorc(args, subparser, command)
+        return _run_training(args.command, args, subparser, command)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted; nothing was saved", file=sys.stderr)
+        return 130
+    except Exception:
+        print(f"{PROG} {args.command}: the run failed; nothing was saved", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

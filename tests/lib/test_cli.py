@@ -1,7 +1,9 @@
-"""The one command line ``python -m bilevel_lib``: every experiment listed, every option reaching the run,
-inapplicable options refused by name, results saved through the store (``--out``, ``--force``)."""
+"""The one command line ``python -m bilevel_lib``: every experiment listed, every option reaching the run
+and its record, bad and inapplicable options refused by name before any work, results saved through the
+store (``--out`` paths, ``--force``, unwritable targets), nothing saved by a run that fails."""
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -244,7 +246,9 @@ def test_a_training_run_is_saved_where_it_says(training_calls, results_in_tmp, c
     record = store.read_record(sidecar)
     assert record["seconds"] == 3.2 and record["kind"] == "training"
     assert record["metrics"]["snr_learned_db"] == 20.0 and record["metrics"]["row_sum_range"] == [-1.0, 2.0]
-    assert record["settings"] == dict(n_steps=4, lower_iterations=10)
+    assert record["settings"] == dict(
+        n_steps=4, lower_iterations=10, experiment="cameraman-beta", parts=["beta"], noise_seed=0
+    )
     assert store.load_result(npz).message == "ran 1 upper-level steps"
 
 
@@ -287,7 +291,7 @@ def test_a_failed_run_writes_nothing(monkeypatch, tmp_path, capsys):
         (["bars", "--draws", "torch"], "--draws: invalid choice"),
         (["bars", "--steps", "0"], "--steps: must be a positive integer"),
         (["bars", "--lower-iterations", "-1"], "--lower-iterations: must be a positive integer"),
-        (["bars", "--steps", "many"], "--steps: invalid"),
+        (["bars", "--steps", "many"], "--steps: must be a positive integer; got 'many'"),
         (["bars", "--signal", "dct"], "unrecognized arguments: --signal"),
         (["cameraman-beta", "--draws", "numpy"], "unrecognized arguments: --draws"),
         (["cameraman-filters", "--filter-seed", "1"], "unrecognized arguments: --filter-seed"),
@@ -376,9 +380,11 @@ def test_blorc_default_result_name_and_force(argv, name, blorc_calls, results_in
         (["--lr-decay-epochs", "9", "4"], "--lr-decay-epochs: lr_decay_epochs must be increasing"),
         (["--full", "--epochs", "600", "--lr-decay-epochs", "650"], "--lr-decay-epochs"),
         (["--signal", "stripes-vertical", "--n", "60"], "--n: stripe patches"),
-        (["--sigma", "-1"], "--sigma: sigma must be"),
-        (["--lr", "0"], "--lr: lr must be"),
-        (["--threshold", "-0.1"], "--threshold: threshold must be"),
+        (["--sigma", "-1"], "--sigma: must be a finite number > 0"),
+        (["--lr", "0"], "--lr: must be a finite number > 0"),
+        (["--threshold", "-0.1"], "--threshold: must be a finite number ≥ 0"),
+        (["--signal", "piecewise", "--n", "4"], "--n: n must be ≥ 5 for piecewise signals"),
+        (["--signal", "stripes-diagonal", "--n", "16"], "--n: n must be ≥ 25 for stripes-diagonal signals"),
         (["--batch", "50", "--pairs", "40"], "--batch 50 is more than the 40 training pairs (--pairs)"),
         (["--signal", "stripes-vertical", "--pairs", "2000"], "--pairs and --test: the stripe image gives 1296"),
         (["--signal", "wavelets"], "--signal: invalid choice"),
@@ -438,3 +444,283 @@ def test_blorc_end_to_end(tmp_path, capsys):
     for key in ("psnr_learned_db", "psnr_baseline_db", "psnr_noisy_db"):
         assert np.isfinite(saved.metrics[key])
     assert saved.arrays["W"].shape == (16, 16) and saved.arrays["test_psnr"].shape == (2,)
+
+
+# ----------------------------------------------------------------------------- every numeric option, every bad count
+def numeric_options():
+    """(command, option, kind) of every option whose argparse type is one of the command line's number types."""
+    kinds = {
+        cli._positive_int: "count",
+        cli._seed: "seed",
+        cli._positive_real: "positive",
+        cli._nonnegative_real: "real",
+    }
+    found = []
+    for name, sub in cli.build_parser().commands.items():
+        for action in sub._actions:
+            if action.option_strings and action.type is not None:
+                assert action.type in kinds, f"{name} {action.option_strings}: a number type the tests do not know"
+                found.append((name, action.option_strings[0], kinds[action.type]))
+    return found
+
+
+NUMERIC = numeric_options()
+BAD = {
+    "count": ["0", "-3", "1.5", "1e3", "nan", "x", ""],
+    "seed": ["-1", "0.5", "nan", "x", ""],
+    "positive": ["0", "-1", "nan", "inf", "-inf", "x", ""],
+    "real": ["-0.1", "nan", "inf", "x", ""],
+}
+WHAT = dict(
+    count="must be a positive integer", seed="must be a non-negative integer", positive="> 0", real="must be a finite"
+)
+
+
+def test_the_numeric_options_are_all_found():
+    options = {(name, option) for name, option, _ in NUMERIC}
+    assert {
+        ("bars", "--steps"),
+        ("bars", "--lower-iterations"),
+        ("bars", "--seed"),
+        ("bars", "--filter-seed"),
+    } <= options
+    assert {("cameraman-beta", "--steps"), ("cameraman-filters", "--lower-iterations")} <= options
+    assert {
+        ("blorc", f"--{o}") for o in ("n", "pairs", "test", "sigma", "batch", "epochs", "lr", "threshold")
+    } <= options
+    assert len(NUMERIC) == 4 + 3 + 3 + 10
+
+
+@pytest.mark.parametrize("name, option, kind", NUMERIC, ids=[f"{n}{o}" for n, o, _ in NUMERIC])
+def test_every_bad_number_is_refused_by_the_parser_before_any_work(
+    name, option, kind, training_calls, blorc_calls, tmp_path, capsys
+):
+    extra = ["--draws", "numpy"] if option == "--filter-seed" else []
+    for value in BAD[kind]:
+        code, _, err = run_cli([name, *extra, f"{option}={value}", "--out", str(tmp_path / "run")], capsys)
+        assert code == 2, (option, value)
+        assert f"argument {option}: {'' if kind != 'positive' else 'must be a finite number '}" in err
+        assert WHAT[kind] in err and (repr(value) in err or value in err)
+    assert training_calls == [] and blorc_calls == [] and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- every option is recorded in the result
+#: one case per option of every run: (argv, where the record keeps it, the value it must hold)
+RECORDED = [
+    (["bars", "--steps", "7"], ("settings", "n_steps"), 7),
+    (["bars", "--lower-iterations", "9"], ("settings", "lower_iterations"), 9),
+    (["bars", "--draws", "numpy"], ("settings", "draws"), "numpy"),
+    (["bars", "--seed", "5"], ("settings", "julia_seed"), 5),
+    (["bars", "--draws", "numpy", "--seed", "5"], ("settings", "noise_seed"), 5),
+    (["bars", "--draws", "numpy", "--filter-seed", "4"], ("settings", "filter_seed"), 4),
+    (["bars", "--quiet"], ("options", "quiet"), True),
+    (["bars", "--force"], ("options", "force"), True),
+    (["cameraman-beta", "--steps", "3"], ("settings", "n_steps"), 3),
+    (["cameraman-beta", "--lower-iterations", "2"], ("settings", "lower_iterations"), 2),
+    (["cameraman-beta", "--seed", "8"], ("settings", "noise_seed"), 8),
+    (["cameraman-beta", "--quiet"], ("options", "quiet"), True),
+    (["cameraman-beta", "--force"], ("options", "force"), True),
+    (["cameraman-filters", "--steps", "3"], ("settings", "n_steps"), 3),
+    (["cameraman-filters", "--lower-iterations", "2"], ("settings", "lower_iterations"), 2),
+    (["cameraman-filters", "--seed", "8"], ("settings", "noise_seed"), 8),
+    (["cameraman-filters", "--quiet"], ("options", "quiet"), True),
+    (["cameraman-filters", "--force"], ("options", "force"), True),
+    (["blorc", "--signal", "dct"], ("settings", "signal"), "dct"),
+    (["blorc", "--full"], ("settings", "epochs"), blorc.FULL_SETTINGS.epochs),
+    (["blorc", "--n", "16"], ("settings", "n"), 16),
+    (["blorc", "--pairs", "50"], ("settings", "n_train"), 50),
+    (["blorc", "--test", "7"], ("settings", "n_test"), 7),
+    (["blorc", "--sigma", "0.2"], ("settings", "sigma"), 0.2),
+    (["blorc", "--batch", "5"], ("settings", "batch_size"), 5),
+    (["blorc", "--epochs", "3"], ("settings", "epochs"), 3),
+    (["blorc", "--lr", "0.5"], ("settings", "lr"), 0.5),
+    (["blorc", "--threshold", "0.01"], ("settings", "threshold"), 0.01),
+    (["blorc", "--seed", "4"], ("settings", "seed"), 4),
+    (["blorc", "--lr-decay-epochs", "10", "20"], ("settings", "lr_decay_epochs"), [10, 20]),
+    (["blorc", "--quiet"], ("options", "quiet"), True),
+    (["blorc", "--no-progress"], ("options", "quiet"), True),
+    (["blorc", "--force"], ("options", "force"), True),
+]
+
+
+@pytest.mark.parametrize("argv, where, value", RECORDED, ids=[" ".join(case[0]) for case in RECORDED])
+def test_every_option_is_recorded_with_the_value_given(
+    argv, where, value, training_calls, blorc_calls, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    code, printed, _ = run_cli([*argv, "--out", str(out)], capsys)
+    assert code == 0
+    saved = store.read_record(out)
+    assert saved[where[0]][where[1]] == value
+    assert saved["options"]["out"] == str(out)
+    default = dict(cli.build_parser().commands[argv[0]].parse_args([]).__dict__, out=None)
+    changed = {key for key, given in saved["options"].items() if given != default.get(key)}
+    assert changed - {"out"}, "the option did not change what the run saw"
+
+
+def test_every_option_of_every_run_has_a_recorded_case():
+    recorded = {(argv[0], option) for argv, _, _ in RECORDED for option in argv[1:] if option.startswith("--")}
+    for name, sub in cli.build_parser().commands.items():
+        if name in ("list", "reproduce"):
+            continue
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help", "--out"):  # --out: the tests of paths below
+                    assert (name, option) in recorded, f"{name} {option} has no test that its value is recorded"
+
+
+# ----------------------------------------------------------------------------- help lists every option and its default
+@pytest.mark.parametrize("command", [*cli.EXPERIMENTS])
+def test_help_gives_every_option_with_its_true_default(command, capsys):
+    sub = cli.build_parser().commands[command]
+    for action in sub._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in (action.help or ""), f"{command} {action.option_strings[0]}: no default in its help"
+    _, text, _ = run_cli([command, "--help"], capsys)
+    text = " ".join(text.split())  # help is wrapped at the terminal width
+    if command == "blorc":
+        for option, (field, _, _) in cli.BLORC_FIELDS.items():
+            book = cli._preset_value(getattr(blorc.BOOK_SETTINGS, field))
+            assert f"default {book}" in text, option
+        assert "with --full 4000" in text and "with --full 650 700" in text
+    else:
+        spec = cli.EXPERIMENTS[command]
+        assert f"(default {spec['steps']})" in text and f"(default {spec['lower']})" in text
+        defaults = sub.parse_args([])
+        assert (defaults.steps, defaults.lower_iterations, defaults.seed) == (spec["steps"], spec["lower"], 0)
+    assert f"default: results/{cli.EXPERIMENTS[command]['result']}" in text
+
+
+# ----------------------------------------------------------------------------- paths
+def saved_paths(printed: str):
+    last = printed.rstrip().splitlines()[-1]
+    assert last.startswith("saved ") and " and " in last
+    npz, sidecar = last[len("saved ") :].split(" and ")
+    return npz, sidecar
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_the_printed_path_is_the_written_one_and_loads(absolute, training_calls, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / "a" / "run") if absolute else "a/run"
+    code, printed, _ = run_cli(["bars", "--steps", "2", "--out", out], capsys)
+    assert code == 0
+    npz, sidecar = saved_paths(printed)
+    assert (npz, sidecar) == (f"{out}.npz", f"{out}.json")
+    assert sorted(os.listdir(tmp_path / "a")) == ["run.json", "run.npz"]  # exactly these, no temporary file
+    for printed_path in (npz, sidecar):
+        assert store.load(printed_path).settings["n_steps"] == 2
+        assert store.load_result(printed_path).settings["n_steps"] == 2
+
+
+def test_out_as_an_existing_folder_or_a_trailing_slash_takes_the_default_name(training_calls, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    for out, expected in [
+        (str(tmp_path / "folder"), tmp_path / "folder" / "bars"),
+        (str(tmp_path / "new") + "/", tmp_path / "new" / "bars"),
+    ]:
+        code, printed, _ = run_cli(["bars", "--out", out], capsys)
+        assert code == 0 and saved_paths(printed) == (f"{expected}.npz", f"{expected}.json")
+        assert store.load(expected).record["name"] == "bars"
+    assert not (tmp_path / "folder.npz").exists() and not (tmp_path / "new.npz").exists()
+    code, _, err = run_cli(["bars", "--out", str(tmp_path / "folder")], capsys)
+    assert code == 2 and f"{tmp_path / 'folder' / 'bars.npz'} exists" in err and len(training_calls) == 2
+
+
+def test_blorc_into_a_folder_uses_its_result_name(blorc_calls, tmp_path, capsys):
+    code, printed, _ = run_cli(["blorc", "--signal", "dct", "--full", "--out", str(tmp_path)], capsys)
+    assert code == 0 and saved_paths(printed)[0] == str(tmp_path / "blorc_dct_full.npz")
+
+
+def test_stems_with_dots_never_collide(training_calls, tmp_path, capsys):
+    for version in ("run.v1", "run.v2", "run.v1.npz"):
+        code, printed, _ = run_cli(["bars", "--steps", str(len(version)), "--out", str(tmp_path / version)], capsys)
+        assert code == (2 if version == "run.v1.npz" else 0)  # run.v1.npz is the stem run.v1: taken
+    assert sorted(os.listdir(tmp_path)) == ["run.v1.json", "run.v1.npz", "run.v2.json", "run.v2.npz"]
+    assert store.load(tmp_path / "run.v1.npz").settings["n_steps"] == 6
+    assert store.load(tmp_path / "run.v2.npz").settings["n_steps"] == 6
+    assert store.read_record(tmp_path / "run.v1")["command"].endswith("run.v1")
+
+
+def test_out_foo_and_foo_npz_are_the_same_result(training_calls, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["bars", "--out", "foo"], capsys)[0] == 0
+    code, _, err = run_cli(["bars", "--out", "foo.npz"], capsys)
+    assert code == 2 and "foo.npz exists" in err
+    code, printed, _ = run_cli(["bars", "--out", "foo.json", "--force"], capsys)
+    assert code == 0 and saved_paths(printed) == ("foo.npz", "foo.json")
+    assert sorted(os.listdir(tmp_path)) == ["foo.json", "foo.npz"]
+
+
+@pytest.mark.parametrize("case", ["under a file", "a folder in the way", "proc", "empty"])
+def test_an_unwritable_out_is_refused_before_the_run_naming_the_path(
+    case, training_calls, blorc_calls, tmp_path, capsys
+):
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    (tmp_path / "dir.npz").mkdir()
+    out, shown = {
+        "under a file": (str(tmp_path / "file" / "run"), str(tmp_path / "file" / "run.npz")),
+        "a folder in the way": (str(tmp_path / "dir"), str(tmp_path / "dir.npz")),
+        "proc": ("/proc/bilevel-no-such-folder/run", "/proc/bilevel-no-such-folder/run.npz"),
+        "empty": ("", "--out needs a path stem"),
+    }[case]
+    if case == "proc" and not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here")
+    for command in (["bars"], ["cameraman-filters"], ["blorc"]):
+        for force in ([], ["--force"]):
+            code, out_text, err = run_cli([*command, "--out", out, *force], capsys)
+            assert code == 2 and shown in err and "cannot write" in err or case == "empty" and shown in err
+            assert out_text == ""
+    assert training_calls == [] and blorc_calls == []
+    assert sorted(os.listdir(tmp_path)) == ["dir.npz", "file"]
+
+
+def test_an_unwritable_results_folder_suggests_out(training_calls, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    monkeypatch.setattr(store, "results_dir", lambda: tmp_path / "file" / "results")
+    code, _, err = run_cli(["bars"], capsys)
+    assert code == 2 and "cannot write" in err and "give --out for another place" in err and training_calls == []
+
+
+# ----------------------------------------------------------------------------- a failing run saves nothing
+@pytest.mark.parametrize("failure", [RuntimeError("diverged at step 3"), KeyboardInterrupt()])
+@pytest.mark.parametrize("command", ["bars", "cameraman-beta", "blorc"])
+def test_a_run_that_fails_or_is_interrupted_saves_nothing(failure, command, monkeypatch, results_in_tmp, capsys):
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(recipes, "vertical_bars_case", broken)
+    monkeypatch.setattr(recipes, "cameraman_case", broken)
+    monkeypatch.setattr(blorc, "run", broken)
+    for argv in ([command], [command, "--out", str(results_in_tmp / "elsewhere")]):
+        if isinstance(failure, KeyboardInterrupt):
+            assert cli.main(argv) == 130
+            assert "interrupted; nothing was saved" in capsys.readouterr().err
+        else:
+            with pytest.raises(RuntimeError, match="diverged"):
+                cli.main(argv)
+            assert "the run failed; nothing was saved" in capsys.readouterr().err
+    assert list(results_in_tmp.iterdir()) == []
+    with pytest.raises(store.MissingResultError):
+        store.load(results_in_tmp / "elsewhere")
+
+
+def test_an_interrupt_while_saving_leaves_nothing(training_calls, tmp_path, capsys, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.os, "replace", interrupted)
+    assert cli.main(["bars", "--out", str(tmp_path / "run")]) == 130
+    assert list(tmp_path.iterdir()) == [] and len(training_calls) == 1
+
+
+def test_the_command_line_refuses_a_bad_option_in_a_subprocess(tmp_path):
+    """The installed entry point: a zero count exits 2 naming the option, before any work, writing nothing."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bilevel_lib", "reproduce", "bars", "--steps", "0", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2 and "argument --steps: must be a positive integer; got 0" in completed.stderr
+    assert list(tmp_path.iterdir()) == []
