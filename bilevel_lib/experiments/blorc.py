@@ -65,7 +65,7 @@ __all__ = [
 #: ``"dct"`` (signals sparse in the DCT basis), both from :mod:`bilevel_lib.problem.data`, and
 #: ``"stripes-vertical"``/``"stripes-diagonal"`` (patches of images of stripes, see the module docstring)
 SIGNALS = ("piecewise", "dct", "stripes-vertical", "stripes-diagonal")
-#: the shortest signal of each kind: 4 jumps need 5 samples, 3 harmonics 4; a stripe patch needs 5×5 so that
+#: the shortest signal of each kind; 4 jumps need 5 samples, 3 harmonics 4, and a stripe patch needs 5×5 so that
 #: it always holds some white stripe (of width 4), whose peak the PSNR divides by
 MIN_LENGTH = {"piecewise": 5, "dct": 4, "stripes-vertical": 25, "stripes-diagonal": 25}
 

@@ -62,7 +62,7 @@ __all__ = [
     "save_blorc_run",
 ]
 
-#: the format tag of every sidecar written by this module (version 2: with the array manifest and checksums)
+#: the format tag of every sidecar written by this module; version 2 added the array manifest and the checksums
 FORMAT = "bilevel_lib-result/2"
 _RECORD_KEYS = ("format", "kind", "name", "command", "seconds", "versions", "machine", "date", "settings", "metrics")
 #: the type of each record field (the two written by :func:`write` itself, ``arrays`` and ``checksum``, included)
