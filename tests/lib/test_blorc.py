@@ -7,6 +7,7 @@ import pytest
 
 from bilevel_lib import l1 as sl
 from bilevel_lib.experiments import blorc, cli, store
+from bilevel_lib.solvers.lower import ConvergenceWarning
 
 
 def small(signal="piecewise", **changes):
@@ -166,24 +167,26 @@ def test_full_preset_decays_and_scales_its_decays_with_the_epochs(tmp_path, caps
     assert blorc.settings_for(full=True, epochs=15, lr_decay_epochs=[]).lr_decay_epochs == ()
     assert blorc.settings_for("dct", lr=None) == replace(blorc.BOOK_SETTINGS, signal="dct")  # None: the preset's
     out = tmp_path / "run"
-    cli.main(
-        [
-            "blorc",
-            "--full",
-            "--n",
-            "16",
-            "--pairs",
-            "20",
-            "--test",
-            "4",
-            "--batch",
-            "10",
-            "--epochs",
-            "15",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    # the full preset keeps the paper's threshold 1e-3: some of its steps misread the zero set, and say so
+    with pytest.warns(ConvergenceWarning, match="train_blorc: .* steps used a gradient that was not converged"):
+        cli.main(
+            [
+                "blorc",
+                "--full",
+                "--n",
+                "16",
+                "--pairs",
+                "20",
+                "--test",
+                "4",
+                "--batch",
+                "10",
+                "--epochs",
+                "15",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
     assert store.read_record(out)["settings"]["lr_decay_epochs"] == [13, 14]
     assert "÷10 at epochs 13, 14" in capsys.readouterr().out
