@@ -64,6 +64,7 @@ __all__ = [
     "l1_loss",
     "filter_gradient_from_matrix",
     "CLOSED_FORM_TOL",
+    "MAX_CLOSED_FORM_TOL",
 ]
 
 #: ‖x_closed_form − x_solver‖ / ‖x_solver‖ above this means the sign pattern is not the minimiser's
