@@ -145,7 +145,7 @@ def check_matrix(W, n: int | None = None) -> np.ndarray:
     if W.shape[0] == 0:
         raise ValueError(f"W must have at least one row; got shape {W.shape}")
     if n is not None and W.shape[1] != n:
-        raise ValueError(f"W must have one column per signal sample: signals have n = {n}, W has shape {W.shape}")
+        raise ValueError(f"W must have one column per signal sample: the signals y have n = {n}, W has shape {W.shape}")
     return W
 
 

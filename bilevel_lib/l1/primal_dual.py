@@ -298,6 +298,11 @@ def _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step="bregman", stor
     d = dual
     stored = []
     first_kept = n_iter - store
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, where it happened
+        return _loop(y, operator, lam, n_iter, tau, sigma, x, x_bar, dual, d, stored, first_kept, dual_step)
+
+
+def _loop(y, operator, lam, n_iter, tau, sigma, x, x_bar, dual, d, stored, first_kept, dual_step):
     for t in range(n_iter):
         u = (sigma * lam) * operator.forward(x_bar)
         if dual_step == "bregman":
