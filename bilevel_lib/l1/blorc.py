@@ -59,13 +59,13 @@ __all__ = [
 
 #: The default zero-set threshold of :func:`train_blorc`, that of the exact solver
 #: (:data:`~bilevel_lib.l1.exact.DEFAULT_THRESHOLD`, 1e-8).  Safe because the solver it uses is
-#: exact: a polished signal's \|(W x*)_i\| in the zero set is at rounding level (≤ 2e-15 on the
+#: exact.  A polished signal's \|(W x*)_i\| in the zero set is at rounding level (≤ 2e-15 on the
 #: book's trained W), seven orders below; a signal left unpolished is certified to ‖x − x*‖ ≤ 1e-10,
 #: so \|(W x)_i\| errs by at most 1e-10·‖w_i‖, still 100 times below for rows of norm ≤ 1.  And it is
 #: far below the smallest genuine non-zeros (≥ 1e-5 on the book's trained W).  The measurement is
 #: ``tests/lib/test_blorc.py::test_training_default_threshold_is_safe_on_a_trained_W``.
 TRAINING_THRESHOLD = DEFAULT_THRESHOLD
-#: The paper's threshold (Ghosh et al. 2022, Sec. 4.1), for runs that reproduce the paper only: on a
+#: The paper's threshold (Ghosh et al. 2022, Sec. 4.1), for runs that reproduce the paper only.  On a
 #: trained W genuine non-zeros of \|W x*\| fall below it, the zero set is misread and the gradient
 #: is that of another sign pattern (see the chapter "Translation to a single level").
 PAPER_THRESHOLD = 1e-3

@@ -53,8 +53,8 @@ RANK_RTOL = 1e-10  # |R_ii| (or σ_i) below this fraction of the largest counts 
 
 
 # ----------------------------------------------------------------------------- input checks
-#: largest magnitude accepted in y, W and the other arrays of the ℓ1 layer: squares and products of
-#: a few such numbers stay far from float64 overflow (1.8e308), so a finite input gives finite output
+#: The largest magnitude accepted in y, W and the other arrays of the ℓ1 layer.  Squares and products
+#: of a few such numbers stay far from float64 overflow (1.8e308), so a finite input gives finite output.
 MAX_MAGNITUDE = 1e100
 
 

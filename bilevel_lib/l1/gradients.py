@@ -69,8 +69,8 @@ __all__ = [
 
 #: ‖x_closed_form − x_solver‖ / ‖x_solver‖ above this means the sign pattern is not the minimiser's
 CLOSED_FORM_TOL = 1e-8
-#: the largest ``closed_form_tol`` accepted: a looser check would pass the x of a neighbouring sign
-#: pattern (a genuine non-zero of size δ read as zero moves x by about δ/‖w_i‖, often far less than 1e-6‖x‖)
+#: The largest ``closed_form_tol`` accepted.  A looser check would pass the x of a neighbouring sign
+#: pattern (a genuine non-zero of size δ read as zero moves x by about δ/‖w_i‖, often far less than 1e-6‖x‖).
 MAX_CLOSED_FORM_TOL = 1e-6
 ROUTES = ("lemma1", "sign-split")
 #: the keyword arguments of :func:`~bilevel_lib.l1.exact.solve_l1_denoising` an estimator passes on
