@@ -6,6 +6,8 @@ The CVXPY/diffcp references (:mod:`bilevel_lib.l1.cvx`) import cvxpy and are not
 """
 
 from .blorc import (
+    PAPER_THRESHOLD,
+    TRAINING_THRESHOLD,
     BlorcResult,
     best_scale,
     check_decay_epochs,
@@ -16,9 +18,10 @@ from .blorc import (
     mean_psnr,
     train_blorc,
 )
-from .exact import DEFAULT_THRESHOLD, L1Result, sign_pattern, solve_l1_denoising
+from .exact import DEFAULT_THRESHOLD, MAX_MAGNITUDE, L1Result, NonFiniteError, sign_pattern, solve_l1_denoising
 from .gradients import (
     CLOSED_FORM_TOL,
+    MAX_CLOSED_FORM_TOL,
     closed_form_gradient,
     closed_form_solution,
     filter_gradient_from_matrix,
@@ -49,6 +52,11 @@ from .primal_dual import (
 __all__ = [
     "AnalysisOperator",
     "CLOSED_FORM_TOL",
+    "MAX_CLOSED_FORM_TOL",
+    "MAX_MAGNITUDE",
+    "NonFiniteError",
+    "PAPER_THRESHOLD",
+    "TRAINING_THRESHOLD",
     "BlorcResult",
     "DEFAULT_THRESHOLD",
     "L1Result",

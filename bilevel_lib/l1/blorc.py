@@ -20,6 +20,7 @@ Introduced in the chapter "Translation to a single level".
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,9 +29,18 @@ from scipy.optimize import linear_sum_assignment
 
 from ..hypergrad.result import HypergradientResult
 from ..problem.metrics import psnr_db
+from ..solvers.lower import ConvergenceWarning
 from ..util.progress import progress_bar
-from ..util.validation import as_float_array, positive_scalar
-from .exact import solve_l1_denoising
+from .exact import (
+    DEFAULT_THRESHOLD,
+    check_finite,
+    check_threshold,
+    count,
+    flag,
+    real_array,
+    real_number,
+    solve_l1_denoising,
+)
 from .gradients import l1_hypergradient
 
 __all__ = [
@@ -43,7 +53,22 @@ __all__ = [
     "finite_difference_matrix",
     "dct_matrix",
     "check_decay_epochs",
+    "TRAINING_THRESHOLD",
+    "PAPER_THRESHOLD",
 ]
+
+#: The default zero-set threshold of :func:`train_blorc`, that of the exact solver
+#: (:data:`~bilevel_lib.l1.exact.DEFAULT_THRESHOLD`, 1e-8).  Safe because the solver it uses is
+#: exact.  A polished signal's \|(W x*)_i\| in the zero set is at rounding level (≤ 2e-15 on the
+#: book's trained W), seven orders below; a signal left unpolished is certified to ‖x − x*‖ ≤ 1e-10,
+#: so \|(W x)_i\| errs by at most 1e-10·‖w_i‖, still 100 times below for rows of norm ≤ 1.  And it is
+#: far below the smallest genuine non-zeros (≥ 1e-5 on the book's trained W).  The measurement is
+#: ``tests/lib/test_blorc.py::test_training_default_threshold_is_safe_on_a_trained_W``.
+TRAINING_THRESHOLD = DEFAULT_THRESHOLD
+#: The paper's threshold (Ghosh et al. 2022, Sec. 4.1), for runs that reproduce the paper only.  On a
+#: trained W genuine non-zeros of \|W x*\| fall below it, the zero set is misread and the gradient
+#: is that of another sign pattern (see the chapter "Translation to a single level").
+PAPER_THRESHOLD = 1e-3
 
 
 def check_decay_epochs(decay_epochs, epochs) -> tuple:
@@ -51,19 +76,26 @@ def check_decay_epochs(decay_epochs, epochs) -> tuple:
 
     Returns them as a tuple of ints; raises ``ValueError`` naming ``lr_decay_epochs`` otherwise.
     """
-    decay = tuple(decay_epochs)
+    try:
+        decay = tuple(decay_epochs)
+    except TypeError as err:
+        raise TypeError(f"lr_decay_epochs must be a sequence of epoch numbers; got {decay_epochs!r}") from err
+    if any(isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer, float, np.floating)) for e in decay):
+        raise TypeError(f"lr_decay_epochs must hold integers; got {decay_epochs!r}")
     if any(int(e) != e or not 0 < e < epochs for e in decay) or list(decay) != sorted(set(decay)):
         raise ValueError(f"lr_decay_epochs must be increasing epoch numbers in 1…{epochs - 1}; got {decay_epochs!r}")
     return tuple(int(e) for e in decay)
 
 
 def finite_difference_matrix(n: int) -> np.ndarray:
-    """The (n−1)×n forward-difference matrix, (D x)_i = x_{i+1} − x_i (no wrap-around)."""
+    """The (n−1)×n forward-difference matrix, (D x)_i = x_{i+1} − x_i (no wrap-around); n ≥ 2."""
+    n = count(n, "n", minimum=2)
     return np.eye(n - 1, n, 1) - np.eye(n - 1, n)
 
 
 def dct_matrix(n: int) -> np.ndarray:
-    """The orthonormal DCT-II matrix, rows = atoms of increasing frequency."""
+    """The orthonormal DCT-II matrix, rows = atoms of increasing frequency; n ≥ 1."""
+    n = count(n, "n")
     return sfft.dct(np.eye(n), norm="ortho", axis=0)
 
 
@@ -121,6 +153,7 @@ def train_blorc(
     lr_decay_epochs=(),
     estimator=None,
     estimator_settings: dict | None = None,
+    warn: bool = True,
 ) -> BlorcResult:
     r"""Minibatch gradient descent on ℓ(W) with BLORC's closed-form gradients (paper Sec. 3).
 
@@ -129,9 +162,10 @@ def train_blorc(
     x_train, y_train : arrays (M, n)   clean and noisy training signals
     W0 : array (k, n), optional        initial transform (default: the identity, as in the paper)
     epochs, batch_size, lr             passes over the data, pairs per step, step size α
-    threshold : float, optional        zero-set threshold γ on \|W x*\| of the default estimator (the
-                                       solver is exact, so any γ ≥ 1e-12 is above its accuracy; the
-                                       paper uses 1e-3, the default)
+    threshold : float, optional        zero-set threshold γ on \|W x*\| of the default estimator;
+                                       default :data:`TRAINING_THRESHOLD` (1e-8), safe for the exact
+                                       solver (see there).  The paper's 1e-3 (:data:`PAPER_THRESHOLD`)
+                                       misreads small genuine non-zeros once W is trained
     seed : int                         shuffling of the pairs every epoch
     x_test, y_test : arrays, optional  for the test PSNR after every epoch
     progress : bool                    show a tqdm progress bar over the steps
@@ -153,21 +187,41 @@ def train_blorc(
                                        ``estimator_settings``).  Steps whose result says
                                        ``converged=False`` are counted in ``unconverged_steps``.
     estimator_settings : dict, optional  keyword arguments for ``estimator``
+    warn : bool                        after training, one :class:`~bilevel_lib.solvers.lower.ConvergenceWarning`
+                                       if some step's gradient was not converged (the count and the
+                                       first message are in the result either way)
     """
-    x_train = as_float_array(x_train, "x_train", ndim=2)
-    y_train = as_float_array(y_train, "y_train", ndim=2)
+    x_train = real_array(x_train, "x_train", ndim=2)
+    y_train = real_array(y_train, "y_train", ndim=2)
     if x_train.shape != y_train.shape:
         raise ValueError(f"x_train and y_train must have the same shape; got {x_train.shape} and {y_train.shape}")
     M, n = x_train.shape
-    W = np.eye(n) if W0 is None else as_float_array(W0, "W0", ndim=2).copy()
-    if W.shape[1] != n:
-        raise ValueError(f"W0 must have n = {n} columns; got shape {W.shape}")
-    lr = positive_scalar(lr, "lr")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if M == 0 or n == 0:
+        raise ValueError(f"x_train must hold at least one signal of at least one sample; got shape {x_train.shape}")
+    W = np.eye(n) if W0 is None else real_array(W0, "W0", ndim=2).copy()
+    if W.shape[1] != n or W.shape[0] == 0:
+        raise ValueError(f"W0 must have n = {n} columns and at least one row; got shape {W.shape}")
+    lr = real_number(lr, "lr", maximum=1e6)
+    epochs = count(epochs, "epochs")
+    batch_size = count(batch_size, "batch_size")
+    seed = count(seed, "seed", minimum=0)
+    progress = flag(progress, "progress")
+    warn = flag(warn, "warn")
     decay_epochs = check_decay_epochs(lr_decay_epochs, epochs)
-    if optimizer not in ("gd", "adam"):
+    if (x_test is None) != (y_test is None):
+        raise ValueError("x_test and y_test must be given together")
+    if x_test is not None:
+        x_test = real_array(x_test, "x_test", ndim=2)
+        y_test = real_array(y_test, "y_test", ndim=2)
+        if x_test.shape != y_test.shape or x_test.shape[1:] != (n,) or x_test.shape[0] == 0:
+            raise ValueError(
+                f"x_test and y_test must have the same shape (J, {n}), J ≥ 1; got {x_test.shape} and {y_test.shape}"
+            )
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable(epoch, W); got {type(callback).__name__}")
+    if estimator_settings is not None and not isinstance(estimator_settings, dict):
+        raise TypeError(f"estimator_settings must be a dict; got {type(estimator_settings).__name__}")
+    if not isinstance(optimizer, str) or optimizer not in ("gd", "adam"):
         raise ValueError(f"optimizer must be 'gd' or 'adam'; got {optimizer!r}")
     if estimator is not None and threshold is not None:
         raise ValueError(
@@ -177,7 +231,7 @@ def train_blorc(
         raise ValueError("estimator_settings need an estimator")
     if estimator is not None and not callable(estimator):
         raise TypeError(f"estimator must be callable(y, x_true, W, **settings); got {type(estimator).__name__}")
-    threshold = 1e-3 if threshold is None else positive_scalar(threshold, "threshold")
+    threshold = TRAINING_THRESHOLD if threshold is None else check_threshold(threshold)
     test = x_test is not None and y_test is not None
     rng = np.random.default_rng(seed)
     first_moment, second_moment, step_count = np.zeros_like(W), np.zeros_like(W), 0
@@ -201,7 +255,13 @@ def train_blorc(
             batch = order[first : first + batch_size]
             if estimator is None:
                 result = l1_hypergradient(
-                    y_train[batch], x_train[batch], W, d0=duals[batch], threshold=threshold, active_set_first=warm_first
+                    y_train[batch],
+                    x_train[batch],
+                    W,
+                    d0=duals[batch],
+                    threshold=threshold,
+                    active_set_first=warm_first,
+                    warn=False,
                 )
                 solve = result.state["solve"]
                 duals[batch] = solve.d
@@ -242,6 +302,12 @@ def train_blorc(
                     * (first_moment / (1 - 0.9**step_count))
                     / (np.sqrt(second_moment / (1 - 0.999**step_count)) + 1e-8)
                 )
+            check_finite(
+                "train_blorc",
+                f"in W after the step at epoch {epoch}, pair {first}",
+                f"the step lr = {lr:g} is too large for this gradient",
+                W,
+            )
             if bar is not None:
                 bar.update(1)
         batch_loss.extend(losses)
@@ -254,6 +320,13 @@ def train_blorc(
             callback(epoch, W)
     if bar is not None:
         bar.close()
+    if warn and unconverged:
+        warnings.warn(
+            f"train_blorc: {unconverged} of {len(batch_loss)} steps used a gradient that was not converged; "
+            f"first: {first_message}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return BlorcResult(
         W=W,
         W_init=W_init,
@@ -270,12 +343,16 @@ def train_blorc(
 
 
 def denoise(W, y) -> np.ndarray:
-    r"""x\*(W) for every row of y (exact ℓ1 solve)."""
+    r"""x\*(W) for every row of y (exact ℓ1 solve; a :class:`~bilevel_lib.solvers.lower.ConvergenceWarning` if not solved)."""
     return solve_l1_denoising(y, W).x
 
 
 def mean_psnr(W, x, y) -> float:
     r"""Mean PSNR (dB, peak = max\|x_true\| per signal) of the ℓ1 denoiser with transform W."""
+    x = real_array(x, "x", min_ndim=1)
+    y = real_array(y, "y", min_ndim=1)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape; got {x.shape} and {y.shape}")
     return float(np.mean(psnr_db(denoise(W, y), x, per_image=True)))
 
 
@@ -284,7 +361,9 @@ def best_scale(transform, x, y, scales=None) -> tuple[float, np.ndarray]:
 
     A grid search, so the baseline gets its regularisation strength tuned like the learned W.
     """
-    scales = np.geomspace(0.01, 1.0, 41) if scales is None else np.asarray(scales, dtype=float)
+    scales = np.geomspace(0.01, 1.0, 41) if scales is None else real_array(scales, "scales", ndim=1)
+    if scales.size == 0 or np.any(scales < 0):
+        raise ValueError(f"scales must be a non-empty 1-D array of numbers ≥ 0; got {scales!r}")
     values = np.array([mean_psnr(s * transform, x, y) for s in scales])
     return float(scales[int(np.argmax(values))]), values
 
@@ -295,8 +374,12 @@ def match_rows(W, reference) -> tuple[np.ndarray, np.ndarray]:
     Returns (matched W, correlation per matched row); used to compare a learned W with the DCT,
     as the paper does for its Fig. 1(d).
     """
-    W = as_float_array(W, "W", ndim=2)
-    reference = as_float_array(reference, "reference", ndim=2)
+    W = real_array(W, "W", ndim=2)
+    reference = real_array(reference, "reference", ndim=2)
+    if reference.shape[1] != W.shape[1] or 0 in W.shape or 0 in reference.shape:
+        raise ValueError(
+            f"reference must have W's columns, both at least one row; got {reference.shape} and W {W.shape}"
+        )
     unit = lambda A: A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-300)
     correlation = unit(reference) @ unit(W).T  # (rows of reference, rows of W)
     rows, cols = linear_sum_assignment(-np.abs(correlation))

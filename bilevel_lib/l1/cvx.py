@@ -31,8 +31,7 @@ import time
 import numpy as np
 
 from ..hypergrad.result import HypergradientResult
-from ..util.validation import as_float_array, positive_scalar
-from .exact import as_batch, check_signals
+from .exact import as_batch, check_signals, count, flag, real_array, real_number
 
 __all__ = ["L1DenoisingProgram", "FilterDenoisingProgram", "cvx_l1_hypergradient", "circular_shift_indices", "MODES"]
 
@@ -88,10 +87,25 @@ def _result(parameter_gradient, x, x_true, problem, options, solve_seconds, back
 
 
 def _solver_options(eps, mode, max_iters):
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    eps = positive_scalar(eps, "eps")
-    return {"eps_abs": eps, "eps_rel": eps, "mode": mode, "max_iters": int(max_iters)}
+    eps = real_number(eps, "eps", maximum=1.0)
+    return {"eps_abs": eps, "eps_rel": eps, "mode": mode, "max_iters": count(max_iters, "max_iters")}
+
+
+def _solve(problem, options, requires_grad) -> None:
+    """Solve by SCS: with ``requires_grad`` through diffcp (which takes ``mode``), else SCS directly.
+
+    Without ``requires_grad`` CVXPY picks another solver (Clarabel) by default, which knows neither
+    SCS's ``eps_abs``/``max_iters`` nor diffcp's ``mode``; naming SCS keeps the two paths the same solver.
+    """
+    requires_grad = flag(requires_grad, "requires_grad")
+    if requires_grad:
+        problem.solve(requires_grad=True, **options)
+    else:
+        cp = _cvxpy()
+        scs = {key: value for key, value in options.items() if key != "mode"}
+        problem.solve(solver=cp.SCS, **scs)
 
 
 class L1DenoisingProgram:
@@ -110,9 +124,7 @@ class L1DenoisingProgram:
 
     def __init__(self, n: int, k: int, *, eps: float = 1e-8, mode: str = "dense", max_iters: int = 100_000):
         cp = _cvxpy()
-        if int(n) != n or int(k) != k or n < 1 or k < 1:
-            raise ValueError(f"n and k must be positive integers; got n={n!r}, k={k!r}")
-        self.n, self.k = int(n), int(k)
+        self.n, self.k = count(n, "n"), count(k, "k")
         self.options = _solver_options(eps, mode, max_iters)
         self.W = cp.Parameter((self.k, self.n), name="W")
         self.y = cp.Parameter(self.n, name="y")
@@ -123,8 +135,8 @@ class L1DenoisingProgram:
             raise RuntimeError("the ℓ1 program is not DPP")
 
     def _set(self, y, W):
-        y = as_float_array(y, "y", ndim=1)
-        W = as_float_array(W, "W", ndim=2)
+        y = real_array(y, "y", ndim=1)
+        W = real_array(W, "W", ndim=2)
         if y.shape != (self.n,) or W.shape != (self.k, self.n):
             raise ValueError(
                 f"expected y of shape ({self.n},) and W of shape ({self.k}, {self.n}); got {y.shape} and {W.shape}"
@@ -134,7 +146,7 @@ class L1DenoisingProgram:
     def solve(self, y, W, *, requires_grad: bool = False) -> np.ndarray:
         r"""x\*(W) by SCS (through diffcp); returns x."""
         self._set(y, W)
-        self.problem.solve(requires_grad=requires_grad, **self.options)
+        _solve(self.problem, self.options, requires_grad)
         if self.problem.status not in ("optimal", "optimal_inaccurate"):
             raise RuntimeError(f"CVXPY could not solve the ℓ1 problem: status {self.problem.status}")
         return np.array(self.x.value)
@@ -149,7 +161,7 @@ class L1DenoisingProgram:
         ``mode``, ``eps``; ``converged`` = status "optimal" (False for "optimal_inaccurate").
         Accurate to about SCS's ``eps``, not to rounding.
         """
-        x_true = as_float_array(x_true, "x_true", ndim=1)
+        x_true = real_array(x_true, "x_true", ndim=1)
         if x_true.shape != (self.n,):
             raise ValueError(f"x_true must have shape ({self.n},); got {x_true.shape}")
         start = time.perf_counter()
@@ -161,14 +173,20 @@ class L1DenoisingProgram:
         return _result(np.array(self.W.gradient), x, x_true, self.problem, self.options, middle - start, end - middle)
 
 
+def _shape(value, name) -> tuple:
+    if not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"{name} must be a non-empty tuple of positive integers; got {value!r}")
+    return tuple(count(v, f"{name} entries") for v in value)
+
+
 def circular_shift_indices(signal_shape, filter_shape) -> np.ndarray:
     """Index arrays I[a] with x.ravel()[I[a]][i] = x_{i+a} (circularly), one per tap a (C order).
 
     Shape (S, N).  Row a turns the flattened signal into its copy shifted by the tap offset a, so
     (c ⊛ x) = Σ_a c_a x[I[a]] in the library's correlation convention.
     """
-    signal_shape = tuple(int(s) for s in signal_shape)
-    filter_shape = tuple(int(s) for s in filter_shape)
+    signal_shape = _shape(signal_shape, "signal_shape")
+    filter_shape = _shape(filter_shape, "filter_shape")
     if len(signal_shape) != len(filter_shape) or any(f > s for f, s in zip(filter_shape, signal_shape)):
         raise ValueError(f"filter shape {filter_shape} must have one entry per signal axis and fit in {signal_shape}")
     grid = np.indices(signal_shape).reshape(len(signal_shape), -1)
@@ -207,16 +225,14 @@ class FilterDenoisingProgram:
         max_iters: int = 100_000,
     ):
         cp = _cvxpy()
-        self.signal_shape = tuple(int(s) for s in signal_shape)
-        self.filter_shape = tuple(int(s) for s in filter_shape)
-        if penalty not in ("l1", "cr1n"):
+        self.signal_shape = _shape(signal_shape, "signal_shape")
+        self.filter_shape = _shape(filter_shape, "filter_shape")
+        if not isinstance(penalty, str) or penalty not in ("l1", "cr1n"):
             raise ValueError(f"penalty must be 'l1' or 'cr1n'; got {penalty!r}")
-        if int(n_filters) != n_filters or n_filters < 1:
-            raise ValueError(f"n_filters must be a positive integer; got {n_filters!r}")
-        K = int(n_filters)
+        K = count(n_filters, "n_filters")
         shifts = circular_shift_indices(self.signal_shape, self.filter_shape)  # (S, N)
         S, N = shifts.shape
-        strengths = np.ones(K) if strengths is None else as_float_array(strengths, "strengths", ndim=1)
+        strengths = np.ones(K) if strengths is None else real_array(strengths, "strengths", ndim=1)
         if strengths.shape != (K,) or np.any(strengths < 0):
             raise ValueError(f"strengths must be {K} non-negative numbers; got {strengths}")
         self.n_filters, self.n_pixels = K, N
@@ -230,7 +246,7 @@ class FilterDenoisingProgram:
         if penalty == "l1":
             regulariser = sum(strengths[k] * cp.norm1(self.z[k]) for k in range(K))
         else:
-            smoothing = positive_scalar(smoothing, "smoothing")
+            smoothing = real_number(smoothing, "smoothing")
             offset = np.full((1, N), smoothing)
             regulariser = sum(
                 strengths[k] * cp.sum(cp.norm(cp.vstack([cp.reshape(self.z[k], (1, N), order="C"), offset]), 2, axis=0))
@@ -241,8 +257,8 @@ class FilterDenoisingProgram:
             raise RuntimeError("the filter program is not DPP")
 
     def _set(self, y, filters):
-        y = as_float_array(y, "y")
-        filters = as_float_array(filters, "filters")
+        y = real_array(y, "y")
+        filters = real_array(filters, "filters")
         if y.shape != self.signal_shape:
             raise ValueError(f"y must have shape {self.signal_shape}; got {y.shape}")
         if filters.shape != (self.n_filters,) + self.filter_shape:
@@ -253,7 +269,7 @@ class FilterDenoisingProgram:
     def solve(self, y, filters, *, requires_grad: bool = False) -> np.ndarray:
         """x̂ for one image; returns shape ``signal_shape``."""
         self._set(y, filters)
-        self.problem.solve(requires_grad=requires_grad, **self.options)
+        _solve(self.problem, self.options, requires_grad)
         if self.problem.status not in ("optimal", "optimal_inaccurate"):
             raise RuntimeError(f"CVXPY could not solve the filter problem: status {self.problem.status}")
         return np.array(self.x.value).reshape(self.signal_shape)
@@ -266,7 +282,7 @@ class FilterDenoisingProgram:
         ``seed_auxiliary=False`` leaves z.gradient unset, to show what goes wrong: CVXPY then seeds
         z with ones and returns the gradient of ½‖x̂ − x_true‖² + Σ ẑ instead.
         """
-        x_true = as_float_array(x_true, "x_true")
+        x_true = real_array(x_true, "x_true")
         if x_true.shape != self.signal_shape:
             raise ValueError(f"x_true must have shape {self.signal_shape}; got {x_true.shape}")
         start = time.perf_counter()
@@ -311,6 +327,10 @@ def cvx_l1_hypergradient(
     J, n = y.shape
     if program is None:
         program = L1DenoisingProgram(n, W.shape[0], eps=eps, mode=mode, max_iters=max_iters)
+    elif not isinstance(program, L1DenoisingProgram):
+        raise TypeError(f"program must be an L1DenoisingProgram; got {type(program).__name__}")
+    elif (program.n, program.k) != (n, W.shape[0]):
+        raise ValueError(f"program was built for (n, k) = {(program.n, program.k)}; W and y need {(n, W.shape[0])}")
     parts = [program.gradient(y[j], x_true[j], W) for j in range(J)]
     gradient = sum(p.gradient for p in parts) / J
     diagnostics = {

@@ -36,13 +36,15 @@ from scipy.linalg.lapack import dtrtrs as _trtrs
 
 from ..problem.ops import FilterBankOperator, correlation_matrix
 from ..solvers.lower import ConvergenceWarning, ogm_momentum
-from ..util.validation import as_float_array, positive_scalar
+from ..util.validation import as_float_array
 
 __all__ = [
     "L1Result",
     "solve_l1_denoising",
     "sign_pattern",
     "DEFAULT_THRESHOLD",
+    "MAX_MAGNITUDE",
+    "NonFiniteError",
 ]
 
 #: default zero-set threshold, far above the error of a verified (polished) solve, ~1e-15
@@ -51,15 +53,99 @@ RANK_RTOL = 1e-10  # |R_ii| (or σ_i) below this fraction of the largest counts 
 
 
 # ----------------------------------------------------------------------------- input checks
+#: The largest magnitude accepted in y, W and the other arrays of the ℓ1 layer.  Squares and products
+#: of a few such numbers stay far from float64 overflow (1.8e308), so a finite input gives finite output.
+MAX_MAGNITUDE = 1e100
+
+
+class NonFiniteError(ValueError, FloatingPointError):
+    """A NaN or inf appeared *during* a computation of the ℓ1 layer (the message says where and why).
+
+    A ``ValueError`` (the inputs were outside what the computation can represent) and a
+    ``FloatingPointError`` (what happened), so either ``except`` catches it.
+    """
+
+
+def real_array(value, name: str, *, ndim: int | None = None, min_ndim: int | None = None) -> np.ndarray:
+    """``value`` as a finite float64 array with entries of magnitude ≤ :data:`MAX_MAGNITUDE`.
+
+    Stricter than :func:`~bilevel_lib.util.validation.as_float_array`: boolean, complex, object and
+    string data raise ``TypeError`` (numpy would cast them, dropping imaginary parts or reading
+    True as 1) instead of being converted.
+    """
+    kind = getattr(value, "dtype", None)
+    if kind is None and not isinstance(value, (int, float, np.integer, np.floating, list, tuple)):
+        raise TypeError(f"{name} must be an array of real numbers; got {type(value).__name__}")
+    if kind is None:
+        try:
+            kind = np.asarray(value).dtype
+        except (TypeError, ValueError) as err:  # ragged nested lists
+            raise TypeError(f"{name} must be an array of real numbers; got a ragged {type(value).__name__}") from err
+    if isinstance(value, (bool, np.bool_)) or kind.kind not in "iuf":
+        raise TypeError(f"{name} must be an array of real numbers (integer or float dtype); got dtype {kind}")
+    array = as_float_array(value, name, ndim=ndim, min_ndim=min_ndim)
+    if array.size and np.abs(array).max() > MAX_MAGNITUDE:
+        raise ValueError(
+            f"{name} must have entries of magnitude ≤ {MAX_MAGNITUDE:g} (larger ones overflow in the solver's "
+            f"products); got {np.abs(array).max():.3g}"
+        )
+    return array
+
+
+def real_number(value, name: str, *, minimum: float = 0.0, strict: bool = True, maximum: float = np.inf) -> float:
+    """``value`` as a finite float in (``minimum``, ``maximum``] (``strict``) or [``minimum``, ``maximum``].
+
+    Booleans, complex numbers, strings and arrays raise ``TypeError``; values out of range ``ValueError``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    number = float(value)
+    low = "(" if strict else "["
+    ok = np.isfinite(number) and (number > minimum if strict else number >= minimum) and number <= maximum
+    if not ok:
+        high = f"{maximum:g}]" if np.isfinite(maximum) else "∞)"
+        raise ValueError(f"{name} must be a finite number in {low}{minimum:g}, {high}; got {value!r}")
+    return number
+
+
+def count(value, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int ≥ ``minimum``; booleans and non-integers raise ``TypeError``, smaller ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer ≥ {minimum}; got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}; got {value!r}")
+    return int(value)
+
+
+def flag(value, name: str) -> bool:
+    """``value`` if it is a bool (Python or numpy), else ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_threshold(threshold) -> float:
+    """A zero-set threshold: a finite number ≥ 0."""
+    return real_number(threshold, "threshold", strict=False)
+
+
 def as_batch(y, name: str = "y") -> np.ndarray:
-    y = as_float_array(y, name, min_ndim=1)
-    return y[None] if y.ndim == 1 else y
+    y = real_array(y, name, min_ndim=1)
+    y = y[None] if y.ndim == 1 else y
+    if y.shape[0] == 0 or y.shape[-1] == 0:
+        raise ValueError(f"{name} must hold at least one signal of at least one sample; got shape {y.shape}")
+    return y
 
 
 def check_matrix(W, n: int | None = None) -> np.ndarray:
-    W = as_float_array(W, "W", ndim=2)
+    W = real_array(W, "W", ndim=2)
+    if W.shape[0] == 0:
+        raise ValueError(f"W must have at least one row; got shape {W.shape}")
     if n is not None and W.shape[1] != n:
-        raise ValueError(f"W must have one column per signal sample: signals have n = {n}, W has shape {W.shape}")
+        raise ValueError(f"W must have one column per signal sample: the signals y have n = {n}, W has shape {W.shape}")
     return W
 
 
@@ -71,7 +157,7 @@ def check_signals(y, W) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_signs(signs, shape) -> np.ndarray:
-    signs = as_float_array(signs, "signs")
+    signs = real_array(signs, "signs")
     if signs.ndim == 1:
         signs = signs[None]
     if signs.shape != shape:
@@ -81,15 +167,21 @@ def check_signs(signs, shape) -> np.ndarray:
     return signs
 
 
+def check_finite(name: str, where: str, why: str, *arrays) -> None:
+    """Raise :class:`NonFiniteError` if any of ``arrays`` has a NaN or inf (``name`` computed ``where``)."""
+    for array in arrays:
+        if not np.all(np.isfinite(array)):
+            raise NonFiniteError(f"{name}: non-finite values {where} ({why})")
+
+
 def sign_pattern(z, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     r"""Thresholded sign of z = W x: −1, 0 or +1 (float array), 0 where \|z_i\| ≤ ``threshold``.
 
     The threshold must sit above the solver's accuracy in z, or rounding noise in a true zero is
     read as a sign; and below the smallest true non-zero \|z_i\|, or a non-zero is read as a zero.
     """
-    z = as_float_array(z, "z")
-    if not (np.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"threshold must be a finite number ≥ 0; got {threshold!r}")
+    z = real_array(z, "z")
+    threshold = check_threshold(threshold)
     return np.where(np.abs(z) > threshold, np.sign(z), 0.0)
 
 
@@ -439,7 +531,8 @@ def _active_set(Y, M, d, z_tol, max_rounds):
     Each round solves the KKT system of the current partition in closed form (Thm 1):
     boundary rows B carry d_i = σ_i = ±1, the others form W0 and x = P_N(W0)(y − W_B'σ); the
     interior d solves W0'd_0 = y − W_B'σ − x (minimum-norm change from the current d).  The
-    partition is accepted when \|d_0\| ≤ 1 and σ_i (W x)_i ≥ −``z_tol`` (per signal) on B;
+    partition is accepted when \|d_0\| ≤ 1 and \|(W x)_i\| ≤ ``z_tol`` off B, and σ_i (W x)_i ≥ −``z_tol``
+    (per signal) on B;
     otherwise violators move.  Returns (accepted mask, x, d, rounds, factors): ``factors`` lists
     (signal indices, factor) for the accepted signals, to be reused by the gradient.
     """
@@ -461,7 +554,10 @@ def _active_set(Y, M, d, z_tol, max_rounds):
         z = x @ M.T
         bad_interior = ~bound & (np.abs(d_new) > 1.0 + _DUAL_TOL)
         bad_bound = bound & (sigma * z < -z_tol[:, None])
-        good = ~(bad_interior | bad_bound).any(axis=1)
+        # primal feasibility of the interior rows, W0 x = 0: automatic for a QR of full rank, but not
+        # when the rank test of an SVD dropped a small singular value (x then keeps that direction)
+        infeasible = ~bound & (np.abs(z) > z_tol[:, None])
+        good = ~(bad_interior | bad_bound | infeasible).any(axis=1)
         if good.all():
             if todo.size == J:  # all accepted at once (the usual case)
                 return np.ones(J, dtype=bool), x, np.minimum(np.maximum(d_new, -1.0), 1.0), rounds, [(todo, factor)]
@@ -530,16 +626,18 @@ def solve_l1_denoising(
     -------
     L1Result
     """
-    tol = positive_scalar(tol, "tol")
-    if int(max_iter) != max_iter or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative integer; got {max_iter!r}")
-    if polish not in (True, False, "auto"):
+    tol = real_number(tol, "tol")
+    max_iter = count(max_iter, "max_iter", minimum=0)
+    if not (polish is True or polish is False or (isinstance(polish, str) and polish == "auto")):
         raise ValueError(f"polish must be True, False or 'auto'; got {polish!r}")
-    if not (np.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"threshold must be a finite number ≥ 0; got {threshold!r}")
+    threshold = check_threshold(threshold)
+    if lipschitz is not None:
+        lipschitz = real_number(lipschitz, "lipschitz")
+    active_set_first = flag(active_set_first, "active_set_first")
+    warn = flag(warn, "warn")
     if isinstance(W, FilterBankOperator):
         shape = W.signal_shape
-        y = as_float_array(y, "y")
+        y = real_array(y, "y")
         if y.shape == shape:
             y = y[None]
         if y.ndim != len(shape) + 1 or y.shape[1:] != shape:
@@ -557,7 +655,7 @@ def solve_l1_denoising(
     if d0 is None:
         d = np.zeros((J, T.k))
     else:
-        d = as_float_array(d0, "d0")
+        d = real_array(d0, "d0")
         if d.shape != out_d:
             raise ValueError(f"d0 must have the shape of the dual, {out_d}; got {d.shape}")
         d = np.clip(d.reshape(J, T.k), -1.0, 1.0)
@@ -591,6 +689,12 @@ def solve_l1_denoising(
         step = 1.0 / max(T.lipschitz(), 1e-300)
         d_sub, gap_sub, its = _fista(Y[sub], T, d[sub], step, target, max_iter - iterations)
         iterations += its
+        check_finite(
+            "solve_l1_denoising",
+            f"in the dual d after {iterations} FISTA iterations",
+            f"step 1/L with L = {T.lipschitz():.3g}; the products W x or W'd overflowed",
+            d_sub,
+        )
         d[sub] = d_sub
         if do_polish:
             ok, X_ok, D_ok, r, parts = _active_set(Y[sub], M, d_sub, z_tol[sub], max_rounds=10)
@@ -608,6 +712,14 @@ def solve_l1_denoising(
         unpolished = ~polished
         X[unpolished] = Y[unpolished] - T.adjoint(d[unpolished])
     gap, z = _duality_gap(X, d, T)
+    check_finite(
+        "solve_l1_denoising",
+        "in the solution x, W x or the duality gap",
+        "an overflow in the products with W; scale y and W down",
+        X,
+        z,
+        gap,
+    )
     bound = np.sqrt(2.0 * np.maximum(gap, 0.0))
     converged = bool((polished | (bound <= tol)).all())
     if converged:

@@ -29,20 +29,27 @@ Introduced in the chapter "Translation to a single level".
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
 from ..hypergrad.result import HypergradientResult
 from ..problem.ops import FilterBankOperator, correlation_matrix
-from ..util.validation import as_float_array, positive_scalar
+from ..solvers.lower import ConvergenceWarning
 from .exact import (
     DEFAULT_THRESHOLD,
     RANK_RTOL,
     L1Result,
     ZeroSetFactor,
     as_batch,
+    check_finite,
     check_signals,
     check_signs,
+    check_threshold,
+    count,
+    flag,
+    real_array,
+    real_number,
     solve_l1_denoising,
 )
 
@@ -57,11 +64,42 @@ __all__ = [
     "l1_loss",
     "filter_gradient_from_matrix",
     "CLOSED_FORM_TOL",
+    "MAX_CLOSED_FORM_TOL",
 ]
 
 #: ‖x_closed_form − x_solver‖ / ‖x_solver‖ above this means the sign pattern is not the minimiser's
 CLOSED_FORM_TOL = 1e-8
+#: The largest ``closed_form_tol`` accepted.  A looser check would pass the x of a neighbouring sign
+#: pattern (a genuine non-zero of size δ read as zero moves x by about δ/‖w_i‖, often far less than 1e-6‖x‖).
+MAX_CLOSED_FORM_TOL = 1e-6
 ROUTES = ("lemma1", "sign-split")
+#: the keyword arguments of :func:`~bilevel_lib.l1.exact.solve_l1_denoising` an estimator passes on
+SOLVER_OPTIONS = ("tol", "max_iter", "polish", "lipschitz", "active_set_first")
+
+
+def _check_solver_options(options: dict, function: str) -> dict:
+    unknown = sorted(set(options) - set(SOLVER_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"{function}: unknown solver option(s) {unknown}; expected some of {list(SOLVER_OPTIONS)} "
+            "(the options of solve_l1_denoising)"
+        )
+    return options
+
+
+def _check_tol(closed_form_tol) -> float:
+    return real_number(closed_form_tol, "closed_form_tol", maximum=MAX_CLOSED_FORM_TOL)
+
+
+def _rounding_floor(y, signs, W) -> np.ndarray:
+    """Per signal, the size of rounding errors in a computed x: 10·n·eps·(‖y_j‖ + ‖W±' s_j‖).
+
+    x = P_N(W0)(y − W±'s) is computed to about this accuracy; a difference between two computed
+    x's larger than this is not rounding.
+    """
+    n = y.shape[1]
+    scale = np.linalg.norm(y, axis=1) + np.linalg.norm(signs @ W, axis=1)
+    return 10.0 * n * np.finfo(float).eps * scale
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -75,27 +113,33 @@ def closed_form_solution(y, W, signs) -> np.ndarray:
     return ZeroSetFactor(W, signs == 0).project(y - signs @ W)
 
 
-def _check_truth(x_true, shape):
-    x_true = as_batch(x_true, "x_true")
+def _check_truth(x_true, shape, name="x_true"):
+    x_true = as_batch(x_true, name)
     if x_true.shape != shape:
-        raise ValueError(f"x_true must have the shape of y, {shape}; got {x_true.shape}")
+        raise ValueError(f"{name} must have the shape of y, {shape}; got {x_true.shape}")
     return x_true
 
 
-def _mismatch(x, x_reference, y) -> np.ndarray:
-    """‖x_j − x_ref_j‖ / ‖x_ref_j‖ per signal (relative to ‖y_j‖ where x_ref_j is, to rounding, 0)."""
-    scale = np.linalg.norm(x_reference, axis=1)
-    tiny = 1e-12 * np.linalg.norm(y, axis=1)
-    scale = np.where(scale > tiny, scale, np.maximum(np.linalg.norm(y, axis=1), 1e-300))
-    return np.linalg.norm(x - x_reference, axis=1) / scale
+def _mismatch(x, x_reference, floor) -> tuple[np.ndarray, np.ndarray]:
+    """(‖x_j − x_ref_j‖, that over max(‖x_ref_j‖, floor_j)) per signal."""
+    distance = np.linalg.norm(x - x_reference, axis=1)
+    scale = np.maximum(np.linalg.norm(x_reference, axis=1), np.maximum(floor, 1e-300))
+    return distance, distance / scale
 
 
 def _closed_form_result(
-    method, gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start, work_message=""
+    method, gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start, floor, error_bound=None
 ) -> HypergradientResult:
-    """Wrap a closed-form gradient for a given sign pattern; check it against ``x_reference`` if given."""
+    """Wrap a closed-form gradient for a given sign pattern; check it against ``x_reference`` if given.
+
+    Signal j passes when ‖x_cf − x_ref‖ ≤ closed_form_tol·‖x_ref‖ + floor_j (+ the reference's own
+    certified error, ``error_bound``, for a reference that was not solved exactly).  The absolute
+    floor is rounding level, so a reference x that is small but not zero is not taken for zero:
+    a zero set of full rank gives x_cf = 0, and is caught when the solver's x is not 0.
+    """
     counts = (signs == 0).sum(axis=1)
-    diagnostics = {"zero_set_size": counts, "rank": np.asarray(rank).copy()}
+    rank = np.asarray(rank).copy()
+    diagnostics = {"zero_set_size": counts, "rank": rank}
     if x_reference is None:
         converged = True
         message = (
@@ -103,23 +147,35 @@ def _closed_form_result(
             "not checked against a solver's x (pass x_reference)"
         )
     else:
-        x_reference = _check_truth(x_reference, y.shape)
-        mismatch = _mismatch(x, x_reference, y)
+        x_reference = _check_truth(x_reference, y.shape, "x_reference")
+        distance, mismatch = _mismatch(x, x_reference, floor)
+        allowed = closed_form_tol * np.linalg.norm(x_reference, axis=1) + floor
+        if error_bound is not None:
+            allowed = allowed + error_bound
+        failed = distance > allowed
         worst = float(mismatch.max(initial=0.0))
         diagnostics["closed_form_mismatch"] = worst
         diagnostics["closed_form_mismatch_per_signal"] = mismatch
-        converged = worst <= closed_form_tol
+        diagnostics["closed_form_failed"] = failed
+        converged = not failed.any()
         if converged:
             message = (
                 f"{method}: the sign pattern's closed-form x matches the solver's x (max ‖x_cf − x‖/‖x‖ = {worst:.1e})"
             )
         else:
-            bad = int(np.sum(mismatch > closed_form_tol))
+            bad = int(failed.sum())
+            full = failed & (rank >= y.shape[1])
+            degenerate = (
+                f"; in {int(full.sum())} of them the zero set has full rank n = {y.shape[1]}, so x_cf = 0, "
+                f"while the solver's ‖x‖ is up to {np.linalg.norm(x_reference[full], axis=1).max():.1e}"
+                if full.any()
+                else ""
+            )
             message = (
                 f"{method}: the sign pattern is not the minimiser's in {bad} of {y.shape[0]} signals: "
-                f"‖x_cf − x_solver‖/‖x_solver‖ = {worst:.1e} > closed_form_tol = {closed_form_tol:g} "
-                "(threshold misclassifies the zero set, or the solve is inexact); the gradient is that "
-                "of a different sign pattern"
+                f"‖x_cf − x_solver‖/‖x_solver‖ up to {float(mismatch[failed].max()):.1e} > closed_form_tol = "
+                f"{closed_form_tol:g}{degenerate} (the threshold misclassifies the zero set, or the solve is "
+                "inexact); the gradient is that of a different sign pattern"
             )
     return HypergradientResult(
         gradient=gradient,
@@ -128,7 +184,7 @@ def _closed_form_result(
         diagnostics=diagnostics,
         seconds=time.perf_counter() - start,
         converged=converged,
-        message=message + work_message,
+        message=message,
         method=method,
         state={"signs": signs},
     )
@@ -170,10 +226,13 @@ def closed_form_gradient(
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
     signs = check_signs(signs, (y.shape[0], W.shape[0]))
+    closed_form_tol = _check_tol(closed_form_tol)
     factor = ZeroSetFactor(W, signs == 0)
     gradient, loss, x = _lemma1(y, x_true, W, signs, factor)
+    check_finite("closed_form_gradient", "in the Lemma 1 gradient or x", "an overflow in W's products", gradient, x)
+    floor = _rounding_floor(y, signs, W)
     return _closed_form_result(
-        "closed-form", gradient, loss, x, y, signs, factor.rank, x_reference, closed_form_tol, start
+        "closed-form", gradient, loss, x, y, signs, factor.rank, x_reference, closed_form_tol, start, floor
     )
 
 
@@ -212,6 +271,7 @@ def l1_hypergradient(
     threshold: float = DEFAULT_THRESHOLD,
     route: str = "lemma1",
     closed_form_tol: float = CLOSED_FORM_TOL,
+    warn: bool = True,
     **solver_options,
 ) -> HypergradientResult:
     r"""One BLORC gradient: exact lower-level solve, thresholded sign pattern, then Lemma 1.
@@ -236,9 +296,16 @@ def l1_hypergradient(
         τ for the sign pattern (default :data:`~bilevel_lib.l1.exact.DEFAULT_THRESHOLD`).
     route : {"lemma1", "sign-split"}
     closed_form_tol : float
-        Largest accepted ‖x_cf − x_solver‖/‖x_solver‖ (per signal) before ``converged`` is False.
+        Largest accepted ‖x_cf − x_solver‖/‖x_solver‖ (per signal) before ``converged`` is False, in
+        (0, :data:`MAX_CLOSED_FORM_TOL`]; a rounding-level absolute floor is added (and, for a signal
+        the solver did not polish, its certified error), so a solver's x that is small but not zero
+        is not taken for zero.
+    warn : bool
+        Issue a :class:`~bilevel_lib.solvers.lower.ConvergenceWarning` (one, with the message) when
+        ``converged`` is False: the lower level was not solved, or the sign pattern failed the check.
     **solver_options
-        Passed to :func:`~bilevel_lib.l1.exact.solve_l1_denoising` (``tol``, ``max_iter``, ``polish``, …).
+        Passed to :func:`~bilevel_lib.l1.exact.solve_l1_denoising`: ``tol``, ``max_iter``, ``polish``,
+        ``lipschitz``, ``active_set_first`` (another name is a ``TypeError``).
 
     Returns
     -------
@@ -255,15 +322,19 @@ def l1_hypergradient(
     used, its factorisation is reused (no second QR).
     """
     start = time.perf_counter()
-    if route not in ROUTES:
+    if not isinstance(route, str) or route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
-    closed_form_tol = positive_scalar(closed_form_tol, "closed_form_tol")
+    closed_form_tol = _check_tol(closed_form_tol)
+    threshold = check_threshold(threshold)
+    warn = flag(warn, "warn")
+    _check_solver_options(solver_options, "l1_hypergradient")
+    solver_options["warn"] = False  # one warning, from here, with the whole story
     bank = W if isinstance(W, FilterBankOperator) else None
     if bank is not None:
         shape = bank.signal_shape
-        y_in = as_float_array(y, "y")
+        y_in = real_array(y, "y")
         y_in = y_in[None] if y_in.shape == shape else y_in
-        x_true = as_float_array(x_true, "x_true")
+        x_true = real_array(x_true, "x_true")
         x_true = x_true[None] if x_true.shape == shape else x_true
         if x_true.shape != y_in.shape:
             raise ValueError(f"x_true must have the shape of y, {y_in.shape}; got {x_true.shape}")
@@ -297,9 +368,13 @@ def l1_hypergradient(
         rank = factor.rank
     else:
         gradient, loss, x, rank = _sign_split(y, x_true, M, signs)
+    check_finite("l1_hypergradient", f"in the {route} gradient or x", "an overflow in W's products", gradient, x)
     if bank is not None:
         gradient = filter_gradient_from_matrix(gradient, bank.filters.shape[1:], bank.signal_shape)
-    out = _closed_form_result(route, gradient, loss, x, y, signs, rank, flat.x, closed_form_tol, start)
+    floor = _rounding_floor(y, signs, M)
+    # the solver's x is exact to rounding where polished; elsewhere only to its certified error √(2 gap)
+    bound = np.where(result.polished, 0.0, np.sqrt(2.0 * np.maximum(result.gap, 0.0)))
+    out = _closed_form_result(route, gradient, loss, x, y, signs, rank, flat.x, closed_form_tol, start, floor, bound)
     if bank is not None:
         out.x = x.reshape(result.x.shape)
     gap = float(np.max(result.gap, initial=0.0))
@@ -321,6 +396,8 @@ def l1_hypergradient(
     else:
         out.message = f"{out.message}; {result.message}"
     out.seconds = time.perf_counter() - start
+    if warn and not out.converged:
+        warnings.warn(f"l1_hypergradient: {out.message}", ConvergenceWarning, stacklevel=2)
     return out
 
 
@@ -355,8 +432,13 @@ def sign_split_gradient(
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
     signs = check_signs(signs, (y.shape[0], W.shape[0]))
+    closed_form_tol = _check_tol(closed_form_tol)
     gradient, loss, x, rank = _sign_split(y, x_true, W, signs)
-    return _closed_form_result("sign-split", gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start)
+    check_finite("sign_split_gradient", "in the sign-split gradient or x", "an overflow in W's products", gradient, x)
+    floor = _rounding_floor(y, signs, W)
+    return _closed_form_result(
+        "sign-split", gradient, loss, x, y, signs, rank, x_reference, closed_form_tol, start, floor
+    )
 
 
 def _sign_split(y, x_true, W, signs):
@@ -403,6 +485,11 @@ def l1_loss(y, x_true, W, d0=None, **solver_options) -> tuple[float, L1Result]:
     r"""ℓ(W) = (1/J) Σ_j ½‖x\*_j(W) − x_true_j‖² with x* from :func:`~bilevel_lib.l1.exact.solve_l1_denoising`."""
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
+    unknown = sorted(set(solver_options) - set(SOLVER_OPTIONS) - {"warn", "threshold"})
+    if unknown:
+        raise TypeError(
+            f"l1_loss: unknown solver option(s) {unknown}; expected some of the options of solve_l1_denoising"
+        )
     result = solve_l1_denoising(y, W, d0=d0, **solver_options)
     return float(0.5 * np.sum((result.x - x_true) ** 2) / y.shape[0]), result
 
@@ -417,7 +504,7 @@ def _difference_loop(y, x_true, W, rows, cols, step, d0, signs=None):
         losses = []
         for sign in (1.0, -1.0):
             moved[a, b] = W[a, b] + sign * step
-            value, solve = l1_loss(y, x_true, moved, d0=d0)
+            value, solve = l1_loss(y, x_true, moved, d0=d0, warn=signs is None)
             losses.append(value)
             if signs is not None:
                 solves += 1
@@ -431,6 +518,31 @@ def _difference_loop(y, x_true, W, rows, cols, step, d0, signs=None):
     return values, work, solves, changed, unconverged
 
 
+def _check_step(step, W) -> float:
+    """A difference step h: finite, > 0, and small enough that W ± h stays a valid input (≤ 1e50)."""
+    return real_number(step, "step", maximum=1e50)
+
+
+def _check_entries(entries, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) index arrays of equal length inside ``shape``."""
+    if not isinstance(entries, (tuple, list)) or len(entries) != 2:
+        raise TypeError(f"entries must be a pair (rows, cols) of index arrays; got {type(entries).__name__}")
+    parts = []
+    for axis, (name, e) in enumerate(zip(("rows", "cols"), entries)):
+        e = np.asarray(e)
+        if e.dtype.kind not in "iu":
+            raise TypeError(f"entries {name} must be integer indices; got dtype {e.dtype}")
+        e = e.astype(int).ravel()
+        if e.size and (e.min() < 0 or e.max() >= shape[axis]):
+            raise ValueError(
+                f"entries {name} must lie in 0…{shape[axis] - 1} (W has shape {shape}); got {e.min()}…{e.max()}"
+            )
+        parts.append(e)
+    if parts[0].size != parts[1].size:
+        raise ValueError(f"entries rows and cols must have the same length; got {parts[0].size} and {parts[1].size}")
+    return parts[0], parts[1]
+
+
 def finite_difference_l1_gradient(y, x_true, W, entries=None, *, step: float = 1e-6, d0=None) -> np.ndarray:
     """Central differences (ℓ(W + h E_ab) − ℓ(W − h E_ab)) / 2h with exact lower-level solves.
 
@@ -442,24 +554,27 @@ def finite_difference_l1_gradient(y, x_true, W, entries=None, *, step: float = 1
     """
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
-    step = positive_scalar(step, "step")
+    step = _check_step(step, W)
     if entries is None:
         rows, cols = np.unravel_index(np.arange(W.size), W.shape)
     else:
-        rows, cols = (np.asarray(e, dtype=int).ravel() for e in entries)
+        rows, cols = _check_entries(entries, W.shape)
     if d0 is None:
         d0 = solve_l1_denoising(y, W).d
     values = _difference_loop(y, x_true, W, rows, cols, step, d0)[0]
     return values.reshape(W.shape) if entries is None else values
 
 
-def finite_difference_l1_hypergradient(y, x_true, W, *, step: float = 1e-6, d0=None) -> HypergradientResult:
+def finite_difference_l1_hypergradient(
+    y, x_true, W, *, step: float = 1e-6, d0=None, warn: bool = True
+) -> HypergradientResult:
     """∇_W ℓ by central differences of the exactly solved loss, as a HypergradientResult.
 
     Every entry of W: 2·k·n + 1 exact solves (each warm-started from the dual at W).  The
     central difference is exact to O(h²) only while the sign pattern of W x* (BLORC Thm 2) is the
-    same at W ± h E_ab as at W; ``converged`` is False, with a message, when some solve did not
-    converge or some perturbation changed the pattern (the difference then straddles a kink).
+    same at W ± h E_ab as at W; ``converged`` is False, with a message (and, with ``warn``, a
+    :class:`~bilevel_lib.solvers.lower.ConvergenceWarning`), when some solve did not converge or
+    some perturbation changed the pattern (the difference then straddles a kink).
 
     Returns
     -------
@@ -472,8 +587,9 @@ def finite_difference_l1_hypergradient(y, x_true, W, *, step: float = 1e-6, d0=N
     start = time.perf_counter()
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
-    step = positive_scalar(step, "step")
-    base = solve_l1_denoising(y, W, d0=d0)
+    step = _check_step(step, W)
+    warn = flag(warn, "warn")
+    base = solve_l1_denoising(y, W, d0=d0, warn=False)
     rows, cols = np.unravel_index(np.arange(W.size), W.shape)
     values, work, solves, changed, unconverged = _difference_loop(
         y, x_true, W, rows, cols, step, base.d, signs=base.signs
@@ -491,6 +607,14 @@ def finite_difference_l1_hypergradient(y, x_true, W, *, step: float = 1e-6, d0=N
     message = "finite differences: " + (
         "; ".join(problems) if problems else f"{solves} perturbed exact solves, sign pattern unchanged within ±{step:g}"
     )
+    check_finite(
+        "finite_difference_l1_hypergradient",
+        "in the differences",
+        f"step {step:g} too large or too small for W",
+        values,
+    )
+    if warn and not converged:
+        warnings.warn(f"finite_difference_l1_hypergradient: {message}", ConvergenceWarning, stacklevel=2)
     gap = float(np.max(base.gap, initial=0.0))
     return HypergradientResult(
         gradient=values.reshape(W.shape),
@@ -513,15 +637,25 @@ def finite_difference_l1_hypergradient(y, x_true, W, *, step: float = 1e-6, d0=N
     )
 
 
+def _shape(value, name) -> tuple:
+    if not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"{name} must be a non-empty tuple of positive integers; got {value!r}")
+    return tuple(count(v, f"{name} entries") for v in value)
+
+
 def filter_gradient_from_matrix(gradient, filter_shape, signal_shape) -> np.ndarray:
     r"""Chain rule from ∇_W ℓ of the stacked correlation matrix (K·N × N) to the filter taps.
 
     W's row i of block k holds c_{k,a} at column i + a (circularly), so ∂ℓ/∂c_{k,a} sums ∇_W ℓ
     over those positions.  Returns shape (K, \*filter_shape).
     """
-    gradient = as_float_array(gradient, "gradient", ndim=2)
-    signal_shape = tuple(int(s) for s in signal_shape)
-    filter_shape = tuple(int(s) for s in filter_shape)
+    gradient = real_array(gradient, "gradient", ndim=2)
+    signal_shape = _shape(signal_shape, "signal_shape")
+    filter_shape = _shape(filter_shape, "filter_shape")
+    if len(filter_shape) != len(signal_shape) or any(f > s for f, s in zip(filter_shape, signal_shape)):
+        raise ValueError(
+            f"filter_shape must have one entry per signal axis and fit in {signal_shape}; got {filter_shape}"
+        )
     n = int(np.prod(signal_shape))
     if gradient.shape[1] != n or gradient.shape[0] % n:
         raise ValueError(
@@ -541,7 +675,7 @@ def filter_gradient_from_matrix(gradient, filter_shape, signal_shape) -> np.ndar
 
 # ----------------------------------------------------------------------------- smoothed reference
 def smoothed_hypergradient(
-    y, x_true, W, eps: float = 0.01, *, tol: float = 1e-12, max_iter: int = 200, x0=None
+    y, x_true, W, eps: float = 0.01, *, tol: float = 1e-12, max_iter: int = 200, x0=None, warn: bool = True
 ) -> HypergradientResult:
     r"""Implicit gradient in W of the corner-rounded problem, for a dense W (for comparisons).
 
@@ -559,15 +693,21 @@ def smoothed_hypergradient(
         ``gradient`` (k, n), ``loss`` and ``x`` of the smoothed problem, ``lower_iterations`` =
         Newton iterations, ``cg_iterations`` = 0 (dense solves), ``diagnostics``:
         ``lower_residual`` (max_j ‖∇Φ(x_j)‖/√n), ``eps``, ``near_zero`` (entries with
-        \|(W x)_i\| < ε, the smoothed zero set, per signal); ``converged`` = residual < ``tol``.
-        Warm start with ``x0=result.x``.
+        \|(W x)_i\| < ε, the smoothed zero set, per signal); ``converged`` = residual < ``tol``
+        (else, with ``warn``, a :class:`~bilevel_lib.solvers.lower.ConvergenceWarning`).
+        Warm start with ``x0=result.x``.  ε must lie in [1e-12, 1e12]: below, ε² is lost to
+        rounding next to z²; NaN or inf during the Newton solve raises
+        :class:`~bilevel_lib.l1.exact.NonFiniteError` naming the iteration.
     """
     start = time.perf_counter()
     y, W = check_signals(y, W)
     x_true = _check_truth(x_true, y.shape)
-    eps = positive_scalar(eps, "eps")
+    eps = real_number(eps, "eps", minimum=1e-12, strict=False, maximum=1e12)
+    tol = real_number(tol, "tol")
+    max_iter = count(max_iter, "max_iter", minimum=0)
+    warn = flag(warn, "warn")
     J, n = y.shape
-    x = y.copy() if x0 is None else _check_truth(x0, y.shape).copy()
+    x = y.copy() if x0 is None else _check_truth(x0, y.shape, "x0").copy()
 
     def parts(x):
         z = x @ W.T
@@ -580,6 +720,13 @@ def smoothed_hypergradient(
     norm = np.inf
     for iterations in range(max_iter + 1):
         grad = x - y + (z / root) @ W
+        check_finite(
+            "smoothed_hypergradient",
+            f"in ∇Φ at Newton iteration {iterations}",
+            "an overflow in W x or the Newton step",
+            grad,
+            value,
+        )
         norm = float(np.max(np.linalg.norm(grad, axis=1)) / np.sqrt(n))
         if norm < tol or iterations == max_iter:
             break
@@ -601,6 +748,9 @@ def smoothed_hypergradient(
     g = (x - x_true) / J
     q = np.linalg.solve(H, g[..., None])[..., 0]
     gradient = -(slope.T @ q + (curvature * (q @ W.T)).T @ x)
+    check_finite(
+        "smoothed_hypergradient", "in the adjoint q or the gradient", "an ill-conditioned Hessian", q, gradient
+    )
     loss = float(0.5 * np.sum((x - x_true) ** 2) / J)
     converged = norm < tol
     message = (
@@ -609,6 +759,8 @@ def smoothed_hypergradient(
         else f"smoothed IFT (ε = {eps:g}): Newton stopped at max_iter = {max_iter} with ‖∇Φ‖/√n = {norm:.1e} "
         f"≥ tol = {tol:g}"
     )
+    if warn and not converged:
+        warnings.warn(f"smoothed_hypergradient: {message}", ConvergenceWarning, stacklevel=2)
     return HypergradientResult(
         gradient=gradient,
         loss=loss,

@@ -45,7 +45,15 @@ import scipy.fft as sfft
 from ..hypergrad.result import HypergradientResult
 from ..problem.losses import UpperLoss
 from ..problem.ops import FilterBankOperator
-from ..util.validation import as_float_array, positive_scalar
+from .exact import check_finite, real_array, real_number
+
+as_float_array = real_array  # the ℓ1 layer's strict check: bool, complex and object data are a TypeError
+
+
+def positive_scalar(value, name: str) -> float:
+    """A finite number > 0 (booleans, strings, complex: ``TypeError``)."""
+    return real_number(value, name)
+
 
 __all__ = [
     "AnalysisOperator",
@@ -72,9 +80,7 @@ DUAL_STEPS = ("bregman", "euclidean")
 def soft_threshold(y, threshold: float) -> np.ndarray:
     r"""sign(y) max(\|y\| − t, 0): the proximal map of t\|·\|, i.e. argmin_x ½(x − y)² + t\|x\|."""
     y = as_float_array(y, "y")
-    threshold = float(threshold)
-    if not (np.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"threshold must be a finite number ≥ 0; got {threshold!r}")
+    threshold = real_number(threshold, "threshold", strict=False)
     return np.sign(y) * np.maximum(np.abs(y) - threshold, 0.0)
 
 
@@ -86,9 +92,7 @@ def power_prox(y, beta: float, beta_tilde: float) -> np.ndarray:
     which it approaches as β̃ → 0.  (Set s = sqrt\|x\|; optimality is s² + 2β̃ s + β − \|y\| = 0.)
     """
     y = as_float_array(y, "y")
-    beta = float(beta)
-    if not (np.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be a finite number ≥ 0; got {beta!r}")
+    beta = real_number(beta, "beta", strict=False)
     beta_tilde = positive_scalar(beta_tilde, "beta_tilde (β̃)")
     excess = np.maximum(np.abs(y) - beta, 0.0)
     return np.sign(y) * (np.sqrt(beta_tilde**2 + excess) - beta_tilde) ** 2
@@ -294,6 +298,11 @@ def _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step="bregman", stor
     d = dual
     stored = []
     first_kept = n_iter - store
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, where it happened
+        return _loop(y, operator, lam, n_iter, tau, sigma, x, x_bar, dual, d, stored, first_kept, dual_step)
+
+
+def _loop(y, operator, lam, n_iter, tau, sigma, x, x_bar, dual, d, stored, first_kept, dual_step):
     for t in range(n_iter):
         u = (sigma * lam) * operator.forward(x_bar)
         if dual_step == "bregman":
@@ -309,6 +318,13 @@ def _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step="bregman", stor
             stored.append((x_bar, d, slope))
         x_bar = 2.0 * x_next - x
         x = x_next
+        if t % 50 == 49 or t == n_iter - 1:  # cheap: one check every 50 steps
+            check_finite(
+                "the primal–dual iteration",
+                f"in x at step {t + 1}",
+                f"the steps τ = {tau:g}, σ = {sigma:g} with λ = {lam:g} are too large (τσλ²‖Ω‖² must be ≤ 1)",
+                x,
+            )
     return x, d, stored
 
 

@@ -20,6 +20,7 @@ from bilevel_lib import l1 as sl
 from bilevel_lib.hypergrad.result import HypergradientResult
 from bilevel_lib.l1 import primal_dual as ns
 from bilevel_lib.problem import losses, ops
+from bilevel_lib.solvers.lower import ConvergenceWarning
 
 PROBLEMS = ["identity", "random", "filters"]
 
@@ -265,7 +266,8 @@ def test_train_blorc_runs_on_the_contract():
     first = sl.l1_hypergradient(y[batch], x[batch], W0, threshold=1e-8)
     assert run.batch_loss[0] == pytest.approx(first.loss, rel=1e-12)
     # a threshold far above the smallest non-zero |W x*| misreads the zero set: reported, not silent
-    wrong = sl.train_blorc(x, y, W0=W0, epochs=1, batch_size=10, lr=0.05, threshold=5.0)
+    with pytest.warns(ConvergenceWarning, match="train_blorc: 2 of 2 steps"):
+        wrong = sl.train_blorc(x, y, W0=W0, epochs=1, batch_size=10, lr=0.05, threshold=5.0)
     assert wrong.unconverged_steps == 2 and "not the minimiser's" in wrong.unconverged_message
 
 

@@ -102,3 +102,51 @@ def test_bad_input_raises():
         cvx.FilterDenoisingProgram((4, 4), 1, (2, 2), penalty="huber")
     with pytest.raises(ValueError, match="fit in"):
         cvx.circular_shift_indices((4, 4), (5, 2))
+
+
+def test_solve_without_requires_grad_uses_scs_and_agrees_with_the_exact_solver():
+    """solve()'s default requires_grad=False used to pass SCS/diffcp options to CVXPY's default solver."""
+    rng = np.random.default_rng(3)
+    W = 0.4 * rng.standard_normal((6, 5))
+    y = rng.standard_normal(5)
+    program = cvx.L1DenoisingProgram(5, 6)
+    exact = sl.solve_l1_denoising(y, W).x[0]
+    plain = program.solve(y, W)
+    assert program.problem.solver_stats.solver_name == "SCS"
+    assert np.abs(plain - exact).max() < 1e-6
+    assert np.abs(program.solve(y, W, requires_grad=True) - plain).max() < 1e-6
+    with pytest.raises(TypeError, match="requires_grad"):
+        program.solve(y, W, requires_grad="yes")
+
+
+def test_filter_program_solve_without_requires_grad():
+    rng = np.random.default_rng(4)
+    filters = 0.3 * rng.standard_normal((2, 2, 2))
+    image = rng.standard_normal((4, 4))
+    program = cvx.FilterDenoisingProgram((4, 4), 2, (2, 2))
+    exact = sl.solve_l1_denoising(image, ops.FilterBankOperator(filters, (4, 4))).x[0]
+    plain = program.solve(image, filters)
+    assert program.problem.solver_stats.solver_name == "SCS"
+    assert np.abs(plain - exact).max() < 1e-5
+    assert np.abs(program.solve(image, filters, requires_grad=True) - plain).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "build, words",
+    [
+        (lambda: cvx.L1DenoisingProgram(0, 3), "n must be an integer ≥ 1"),
+        (lambda: cvx.L1DenoisingProgram(3, True), "k must be an integer"),
+        (lambda: cvx.L1DenoisingProgram(3, 3, eps=-1.0), "eps must be a finite number"),
+        (lambda: cvx.L1DenoisingProgram(3, 3, mode="qr"), "mode must be one of"),
+        (lambda: cvx.L1DenoisingProgram(3, 3, max_iters=0), "max_iters must be an integer ≥ 1"),
+        (lambda: cvx.FilterDenoisingProgram((4, 4), 2, (5, 2)), "filter shape"),
+        (lambda: cvx.FilterDenoisingProgram((4, 4), 0, (2, 2)), "n_filters"),
+        (lambda: cvx.FilterDenoisingProgram((4, 4), 1, (2, 2), penalty="l2"), "penalty"),
+        (lambda: cvx.L1DenoisingProgram(3, 3).solve(np.ones(3) + 1j, np.eye(3)), "y must be an array of real"),
+        (lambda: cvx.L1DenoisingProgram(3, 3).solve(np.ones(3), np.full((3, 3), np.nan)), "W must be finite"),
+        (lambda: cvx.cvx_l1_hypergradient(np.ones(3), np.ones(3), np.eye(3), program=object()), "program"),
+    ],
+)
+def test_programs_validate_their_arguments(build, words):
+    with pytest.raises((TypeError, ValueError), match=words):
+        build()
