@@ -2,8 +2,8 @@
 
 Every chapter calls :func:`use_book_style` once, so all figures share one look.  Figures are shown
 as PNG (:func:`figure_png`); :func:`static_slider` turns precomputed frames into a slider that works
-in the static HTML book, without a kernel.  The live ``ipywidgets`` explorers are in
-:mod:`bilevel_lib.book.widgets`.
+in the static HTML book, without a kernel (the one-axis case of :mod:`bilevel_lib.book.explorer`).
+The chapters' plotting functions over precomputed results are in :mod:`bilevel_lib.book.widgets`.
 """
 
 from __future__ import annotations
@@ -303,9 +303,10 @@ def static_slider(
 ):
     """A slider that works without a kernel: precomputed frames, switched in the browser.
 
-    For readers of the static book (Ch. "The running example"): the figure for each slider
-    position is computed when the chapter runs, and a few lines of inline JavaScript swap the
-    image when the reader moves an HTML range input. Nothing is fetched from the network.
+    The one-axis case of the book's static viewer (:func:`bilevel_lib.book.explorer.viewer_html`),
+    for a sequence of pictures that has no live panel: a few lines of inline JavaScript swap the
+    image when the reader moves an HTML range input. Nothing is fetched from the network.  A
+    panel that should also be live in a notebook is an :func:`~bilevel_lib.book.explorer.explorer`.
 
     Parameters
     ----------
@@ -319,22 +320,19 @@ def static_slider(
     title, alt : str
         Caption above the slider, and alt text of the image.
     width : int, optional
-        Width of the slider (image, range input and label) in CSS pixels; images are scaled
-        without smoothing. Sliders with a width sit side by side when there is room.
+        Maximum width of the viewer (image, range input and label) in CSS pixels.
 
     Returns
     -------
     IPython.display.HTML
         Display it, or take its ``.data`` for the HTML string.
     """
-    import base64
-    import hashlib
-    import html
     import io
-    import json
 
     from IPython.display import HTML
     from PIL import Image
+
+    from .explorer import Axis, viewer_html
 
     frames, labels = list(frames), [str(label) for label in labels]
     if not frames or len(frames) != len(labels):
@@ -357,31 +355,16 @@ def static_slider(
         Image.fromarray(np.round(255 * scaled).astype(np.uint8), mode="L").save(buffer, format="png", optimize=True)
         return buffer.getvalue()
 
-    encoded = [base64.b64encode(png(frame)).decode("ascii") for frame in frames]
-    uid = "bl-static-slider-" + hashlib.sha1("".join(encoded + labels).encode()).hexdigest()[:12]
-    payload = json.dumps({"frames": encoded, "labels": labels}).replace("</", "<\\/")
-    box = f"width:{int(width)}px;" if width else ""
-    markup = f"""<div class="bl-static-slider" id="{uid}" role="group" aria-label="{html.escape(title or "slider", quote=True)}"
- style="{box}display:inline-block;vertical-align:top;margin:0.5em 0">
-<div class="bl-static-slider-title" style="font-weight:600;font-size:0.9em;min-height:2.6em">{html.escape(title)}</div>
-<img src="data:image/png;base64,{encoded[start]}" alt="{html.escape(alt, quote=True)}"
- style="width:100%;image-rendering:pixelated;display:block;margin:0.25em 0">
-<input type="range" min="0" max="{len(frames) - 1}" step="1" value="{start}"
- aria-label="{html.escape(title or "frame", quote=True)}" style="width:100%">
-<output style="display:block;font-size:0.85em">{html.escape(labels[start])}</output>
-<script type="application/json">{payload}</script>
-</div>
-<script>
-(function () {{
-  var root = document.getElementById("{uid}");
-  if (!root) return;
-  var data = JSON.parse(root.querySelector('script[type="application/json"]').textContent);
-  var img = root.querySelector("img"), input = root.querySelector("input"), out = root.querySelector("output");
-  input.addEventListener("input", function () {{
-    var i = Number(input.value);
-    img.src = "data:image/png;base64," + data.frames[i];
-    out.textContent = data.labels[i];
-  }});
-}})();
-</script>"""
-    return HTML(markup)
+    axis = Axis("frame", "", tuple(range(len(frames))), tuple(labels), "slider")
+    return HTML(
+        viewer_html(
+            [axis],
+            [png(frame) for frame in frames],
+            labels,
+            (start,),
+            title=title,
+            alt=alt,
+            width=width,
+            pixelated=bool(arrays),
+        )
+    )
