@@ -788,7 +788,8 @@ class DenoisingExplorer:
             return self._figure(x_hat, eps, sigma, beta0, bank)
 
         def caption(eps, sigma, beta0, bank):
-            x_hat = results[eps, sigma, beta0, bank]
+            # a grid point's own solve, or (live, off the grid) the solve the panel has just drawn
+            x_hat = results.get((eps, sigma, beta0, bank), self._last.get(bank, [None])[0])
             return (
                 f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}: SNR {snr_db(x_hat, self.truth):.1f} dB "
                 f"(noisy {snr_db(self.noisy(sigma), self.truth):.1f} dB)"
