@@ -73,12 +73,14 @@ def test_page_renders_cleanly_in_chromium(browser, site, book, page_reports, doc
 # --- every control of every page changes its picture ------------------------------------------
 
 # The book's controls live in cell outputs; each drives the picture of its explorer (or, for any
-# other control, of its output). Theme controls (sidebar toggles, copy buttons) are not outputs.
+# other control, of its output). Theme controls (sidebar toggles) are not in outputs; the copy
+# buttons that sphinx-copybutton adds to output code blocks drive no picture and are skipped.
 _CONTROLS_JS = """
 () => {
   const controls = [...document.querySelectorAll(
     ".cell_output input[type=range], .cell_output select, .cell_output button, "
-    + ".bl-explorer input[type=range], .bl-explorer select, .bl-explorer button")];
+    + ".bl-explorer input[type=range], .bl-explorer select, .bl-explorer button")]
+    .filter((el) => !el.classList.contains("copybtn"));  // sphinx-copybutton's, on every code block
   return [...new Set(controls)].map((el, i) => {
     el.setAttribute("data-check-control", String(i));
     const label = (el.labels && el.labels[0] && el.labels[0].textContent)
