@@ -1,8 +1,9 @@
-"""Layer 7, the book: figures, widgets and the exercises' self-checks.
+"""Layer 7, the book: figures, explorers (a live widget and static frames), the exercises' self-checks.
 
 The only layer that imports matplotlib and ipywidgets.
 """
 
+from . import explorer
 from .checks import (
     CheckResult,
     check_closed_form,
@@ -16,6 +17,7 @@ from .checks import (
     check_sum_gradient,
     finite_difference_gradient,
 )
+from .explorer import Explorer
 from .viz import (
     figure_png,
     plot_denoising,
@@ -30,7 +32,7 @@ from .widgets import (
     DenoisingExplorer,
     ThresholdSweep,
     WorkCurves,
-    beta0_widget,
+    beta0_explorer,
     plot_accuracy_against_work,
     plot_beta0_curves,
     plot_loss_against_work,
@@ -38,18 +40,19 @@ from .widgets import (
     plot_tolerance_errors,
     plot_truncation,
     plot_work_budget,
-    threshold_widget,
-    tolerance_widget,
-    truncation_widget,
-    work_budget_widget,
+    threshold_explorer,
+    tolerance_explorer,
+    truncation_explorer,
+    work_budget_explorer,
 )
 
 __all__ = [
     "CheckResult",
     "DenoisingExplorer",
+    "Explorer",
     "ThresholdSweep",
     "WorkCurves",
-    "beta0_widget",
+    "beta0_explorer",
     "check_closed_form",
     "check_denoising_gradient",
     "check_forward_beta0_ogm",
@@ -74,11 +77,12 @@ __all__ = [
     "show_filters",
     "show_images",
     "static_slider",
-    "threshold_widget",
-    "tolerance_widget",
-    "truncation_widget",
+    "threshold_explorer",
+    "tolerance_explorer",
+    "truncation_explorer",
     "use_book_style",
-    "work_budget_widget",
+    "work_budget_explorer",
+    "explorer",
     "viz",
     "widgets",
     "checks",

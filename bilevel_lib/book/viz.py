@@ -2,11 +2,18 @@
 
 Every chapter calls :func:`use_book_style` once, so all figures share one look.  Figures are shown
 as PNG (:func:`figure_png`); :func:`static_slider` turns precomputed frames into a slider that works
-in the static HTML book, without a kernel.  The live ``ipywidgets`` explorers are in
-:mod:`bilevel_lib.book.widgets`.
+in the static HTML book, without a kernel (the one-axis case of :mod:`bilevel_lib.book.explorer`).
+The chapters' plotting functions over precomputed results are in :mod:`bilevel_lib.book.widgets`.
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import numbers
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,6 +31,8 @@ __all__ = [
     "display_png",
     "plot_storage_diagram",
     "static_slider",
+    "Axis",
+    "viewer_html",
 ]
 
 BOOK_STYLE = {
@@ -303,9 +312,10 @@ def static_slider(
 ):
     """A slider that works without a kernel: precomputed frames, switched in the browser.
 
-    For readers of the static book (Ch. "The running example"): the figure for each slider
-    position is computed when the chapter runs, and a few lines of inline JavaScript swap the
-    image when the reader moves an HTML range input. Nothing is fetched from the network.
+    The one-axis case of the book's static viewer (:func:`bilevel_lib.book.explorer.viewer_html`),
+    for a sequence of pictures that has no live panel: a few lines of inline JavaScript swap the
+    image when the reader moves an HTML range input. Nothing is fetched from the network.  A
+    panel that should also be live in a notebook is an :func:`~bilevel_lib.book.explorer.explorer`.
 
     Parameters
     ----------
@@ -319,19 +329,14 @@ def static_slider(
     title, alt : str
         Caption above the slider, and alt text of the image.
     width : int, optional
-        Width of the slider (image, range input and label) in CSS pixels; images are scaled
-        without smoothing. Sliders with a width sit side by side when there is room.
+        Maximum width of the viewer (image, range input and label) in CSS pixels.
 
     Returns
     -------
     IPython.display.HTML
         Display it, or take its ``.data`` for the HTML string.
     """
-    import base64
-    import hashlib
-    import html
     import io
-    import json
 
     from IPython.display import HTML
     from PIL import Image
@@ -357,18 +362,159 @@ def static_slider(
         Image.fromarray(np.round(255 * scaled).astype(np.uint8), mode="L").save(buffer, format="png", optimize=True)
         return buffer.getvalue()
 
-    encoded = [base64.b64encode(png(frame)).decode("ascii") for frame in frames]
-    uid = "bl-static-slider-" + hashlib.sha1("".join(encoded + labels).encode()).hexdigest()[:12]
-    payload = json.dumps({"frames": encoded, "labels": labels}).replace("</", "<\\/")
-    box = f"width:{int(width)}px;" if width else ""
-    markup = f"""<div class="bl-static-slider" id="{uid}" role="group" aria-label="{html.escape(title or "slider", quote=True)}"
- style="{box}display:inline-block;vertical-align:top;margin:0.5em 0">
-<div class="bl-static-slider-title" style="font-weight:600;font-size:0.9em;min-height:2.6em">{html.escape(title)}</div>
-<img src="data:image/png;base64,{encoded[start]}" alt="{html.escape(alt, quote=True)}"
- style="width:100%;image-rendering:pixelated;display:block;margin:0.25em 0">
-<input type="range" min="0" max="{len(frames) - 1}" step="1" value="{start}"
- aria-label="{html.escape(title or "frame", quote=True)}" style="width:100%">
-<output style="display:block;font-size:0.85em">{html.escape(labels[start])}</output>
+    axis = Axis("frame", "", tuple(range(len(frames))), tuple(labels), "slider")
+    return HTML(
+        viewer_html(
+            [axis],
+            [png(frame) for frame in frames],
+            labels,
+            (start,),
+            title=title,
+            alt=alt,
+            width=width,
+            pixelated=bool(arrays),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One named axis of an explorer's grid (:mod:`bilevel_lib.book.explorer`): its values, their labels and the kind of control.
+
+    Attributes
+    ----------
+    name : str
+        the keyword under which the plotting function receives the value
+    label : str
+        the control's description (for example ``"noise σ"``); default the name
+    values : tuple
+        the grid values, in the order of the control
+    texts : tuple of str
+        what the control shows for each value
+    kind : str
+        ``"slider"`` (a range input) or ``"dropdown"`` (a menu)
+    """
+
+    name: str
+    label: str
+    values: tuple
+    texts: tuple
+    kind: str
+
+    def index(self, value) -> int:
+        """Position of ``value`` on this axis; ValueError naming the axis if it is not a grid value."""
+        for i, v in enumerate(self.values):
+            if _same(v, value):
+                return i
+        raise ValueError(f"{self.name} must be one of the grid values {list(self.values)}; got {value!r}")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) and not isinstance(a, bool):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def viewer_html(
+    axes, frames, captions, start, *, title: str = "", alt: str = "", width: int | None = None, pixelated: bool = False
+) -> str:
+    """The static viewer: controls over ``axes`` that switch precomputed PNG ``frames`` in the browser.
+
+    Parameters
+    ----------
+    axes : list of Axis
+        The grid's axes; the frames are ordered as ``itertools.product`` of their values (the last
+        axis varies fastest).  An axis with an empty label shows no readout.
+    frames : list of bytes
+        One PNG per grid point; identical frames are embedded once.
+    captions : list of str
+        One text per grid point, shown under the picture (may be empty strings).
+    start : tuple of int
+        The position on each axis shown first.
+    title, alt : str
+        Caption above the controls, and alt text of the picture.
+    width : int, optional
+        Width of the viewer in CSS pixels; default the frame's natural width.
+    pixelated : bool
+        Scale the frames to the viewer's width without smoothing (small images shown large).
+
+    Returns
+    -------
+    str
+        Self-contained HTML: the frames are inline (base64), the script is inline.
+    """
+    sizes = [len(axis.values) for axis in axes]
+    count = 1
+    for size in sizes:
+        count *= size
+    if len(frames) != count or len(captions) != count:
+        raise ValueError(
+            f"need one frame and one caption per grid point ({count}); got {len(frames)} frames and "
+            f"{len(captions)} captions"
+        )
+    if any(not isinstance(frame, bytes) or not frame.startswith(b"\x89PNG") for frame in frames):
+        raise TypeError("frames must be PNG bytes (for example from viz.figure_png)")
+    if len(start) != len(axes) or any(not 0 <= s < n for s, n in zip(start, sizes)):
+        raise ValueError(f"start must give a position on each axis within {sizes}; got {tuple(start)}")
+    unique, index = {}, []
+    for frame in frames:
+        index.append(unique.setdefault(frame, len(unique)))
+    encoded = [base64.b64encode(frame).decode("ascii") for frame in unique]
+    flat = 0
+    for s, n in zip(start, sizes):
+        flat = flat * n + s
+    digest = hashlib.sha1(json.dumps([encoded, captions, [a.texts for a in axes]]).encode()).hexdigest()[:12]
+    uid = "bl-explorer-" + digest
+    payload = json.dumps(
+        {
+            "frames": encoded,
+            "index": index,
+            "captions": list(captions),
+            "sizes": sizes,
+            "texts": [a.texts for a in axes],
+        }
+    ).replace("</", "<\\/")
+    esc = html.escape
+    rows = []
+    for i, axis in enumerate(axes):
+        control_id = f"{uid}-{i}"
+        label = esc(axis.label)
+        if axis.kind == "slider":
+            control = (
+                f'<input type="range" id="{control_id}" data-axis="{i}" min="0" max="{sizes[i] - 1}" step="1" '
+                f'value="{start[i]}" aria-valuetext="{esc(axis.texts[start[i]], quote=True)}" style="flex:1 1 8em;min-width:6em">'
+            )
+        else:
+            options = "".join(
+                f'<option value="{j}"{" selected" if j == start[i] else ""}>{esc(text)}</option>'
+                for j, text in enumerate(axis.texts)
+            )
+            control = f'<select id="{control_id}" data-axis="{i}">{options}</select>'
+        readout = (
+            f'<output for="{control_id}" class="bl-explorer-readout" style="min-width:4em">{esc(axis.texts[start[i]])}</output>'
+            if axis.kind == "slider" and axis.label
+            else ""
+        )
+        if not axis.label:  # no visible label: the control is named by the viewer's title
+            control = control.replace(
+                f'id="{control_id}"', f'id="{control_id}" aria-label="{esc(title or "frame", quote=True)}"', 1
+            )
+        tag = f'<label for="{control_id}" style="min-width:5em">{label}</label>' if axis.label else ""
+        rows.append(
+            f'<div class="bl-explorer-control" style="display:flex;align-items:center;gap:0.5em;flex:1 1 16em">'
+            f"{tag}{control}{readout}</div>"
+        )
+    box = f"max-width:{int(width)}px;" if width else ""
+    image = "width:100%;image-rendering:pixelated;" if pixelated else "max-width:100%;"
+    heading = (
+        f'<div class="bl-explorer-title" style="font-weight:600;font-size:0.9em">{esc(title)}</div>' if title else ""
+    )
+    return f"""<div class="bl-explorer" id="{uid}" role="group" aria-label="{esc(title or "explorer", quote=True)}"
+ style="{box}margin:0.5em 0">{heading}
+<div class="bl-explorer-controls" style="display:flex;flex-wrap:wrap;gap:0.25em 1.5em;font-size:0.9em">{"".join(rows)}</div>
+<img src="data:image/png;base64,{encoded[index[flat]]}" alt="{esc(alt, quote=True)}"
+ style="{image}display:block;margin:0.25em 0">
+<output class="bl-explorer-caption" aria-live="polite" style="display:block;font-size:0.85em">{esc(captions[flat])}</output>
 <script type="application/json">{payload}</script>
 </div>
 <script>
@@ -376,12 +522,23 @@ def static_slider(
   var root = document.getElementById("{uid}");
   if (!root) return;
   var data = JSON.parse(root.querySelector('script[type="application/json"]').textContent);
-  var img = root.querySelector("img"), input = root.querySelector("input"), out = root.querySelector("output");
-  input.addEventListener("input", function () {{
-    var i = Number(input.value);
-    img.src = "data:image/png;base64," + data.frames[i];
-    out.textContent = data.labels[i];
+  var img = root.querySelector("img"), caption = root.querySelector(".bl-explorer-caption");
+  var controls = Array.prototype.slice.call(root.querySelectorAll("[data-axis]"));
+  function update() {{
+    var flat = 0;
+    controls.forEach(function (control, i) {{
+      var k = Number(control.value);
+      flat = flat * data.sizes[i] + k;
+      var readout = root.querySelector('output[for="' + control.id + '"]');
+      if (readout) readout.textContent = data.texts[i][k];
+      if (control.type === "range") control.setAttribute("aria-valuetext", data.texts[i][k]);
+    }});
+    img.src = "data:image/png;base64," + data.frames[data.index[flat]];
+    caption.textContent = data.captions[flat];
+  }}
+  controls.forEach(function (control) {{
+    control.addEventListener("input", update);
+    control.addEventListener("change", update);
   }});
 }})();
 </script>"""
-    return HTML(markup)

@@ -1,12 +1,14 @@
-"""Chapter explorers: a pure plotting function over precomputed results plus a thin widget.
+"""Chapter explorers: a pure plotting function over precomputed results, shown two ways.
 
 Each explorer comes in two parts, as the book's style asks of widgets:
 
 * ``plot_…(data, setting)`` draws one setting from results the chapter computed once; it has no
-  state and returns a matplotlib figure, so it also makes the frames of a
-  :func:`~bilevel_lib.book.viz.static_slider` for readers without a kernel;
-* ``…_widget(data, defaults)`` wraps it in ``ipywidgets`` sliders (``continuous_update=False``)
-  whose callback only looks results up and redraws.
+  state, returns a matplotlib figure, and raises ValueError naming the argument for a setting
+  that was not precomputed;
+* ``…_explorer(data, defaults)`` makes it an :class:`~bilevel_lib.book.explorer.Explorer`: one
+  precomputed frame per grid point for the static book, where every control switches frames,
+  and a live ``ipywidgets`` panel (``continuous_update=False``) whose callback only looks results
+  up and redraws when the chapter runs as a notebook.
 
 The figures use fixed layouts (``subplots_adjust``), which are faster to redraw than constrained
 layouts, and are shown as PNG (:func:`~bilevel_lib.book.viz.figure_png`).
@@ -16,7 +18,8 @@ explorer                        chapter                      what moves
 ==============================  ===========================  ========================================
 :class:`DenoisingExplorer`      "The running example"        the denoised image with ε, σ, β0 and the
                                                              filter bank (the one explorer that
-                                                             solves live, warm-started)
+                                                             solves live, warm-started;
+                                                             :meth:`DenoisingExplorer.explorer`)
 :func:`plot_beta0_curves`       "Tuning β"                   ℓ(β0) and the best β0 with σ and ε
 :func:`plot_tolerance_errors`   "Implicit differentiation"   hypergradient error over the (lower-level,
                                                              CG) tolerance grid
@@ -42,27 +45,29 @@ import numpy as np
 from ..experiments.profiling import format_bytes
 from ..problem import filters as filter_banks
 from ..problem.cost import LowerLevelCost
-from ..problem.metrics import psnr_db
+from ..problem.metrics import psnr_db, snr_db
 from ..problem.params import Hyperparameters
 from ..problem.penalties import CornerRounded1Norm
 from ..solvers.lower import solve_lower_level
 from . import viz
+from .explorer import explorer
 
 __all__ = [
     "plot_beta0_curves",
-    "beta0_widget",
+    "beta0_explorer",
     "ThresholdSweep",
     "plot_threshold",
-    "threshold_widget",
+    "threshold_explorer",
     "plot_truncation",
-    "truncation_widget",
+    "TRUNCATION_DEPTHS",
+    "truncation_explorer",
     "WorkCurves",
     "plot_loss_against_work",
     "plot_accuracy_against_work",
     "plot_work_budget",
-    "work_budget_widget",
+    "work_budget_explorer",
     "plot_tolerance_errors",
-    "tolerance_widget",
+    "tolerance_explorer",
     "DenoisingExplorer",
 ]
 
@@ -134,25 +139,29 @@ def plot_beta0_curves(curves, sigma: float, eps: float):
     return fig
 
 
-def beta0_widget(curves, sigma: float = 0.1, eps: float = 0.01):
-    """Sliders for σ and ε over the precomputed ``curves``, redrawing :func:`plot_beta0_curves`."""
-    import ipywidgets as ipw
+def beta0_explorer(curves, sigma: float = 0.1, eps: float = 0.01):
+    """σ and ε sliders over the precomputed ``curves``: :func:`plot_beta0_curves` as an explorer.
 
+    Returns an :class:`~bilevel_lib.book.explorer.Explorer` (a live panel in a notebook, one
+    precomputed frame per (σ, ε) in the book), starting at (``sigma``, ``eps``).
+    """
     sigmas, epsilons = _grid_axes(curves, ("σ", "ε"))
     _check_choice(sigma, sigmas, "sigma")
     _check_choice(eps, epsilons, "eps")
-    style = {"description_width": "30px"}
-    controls = {
-        "sigma": ipw.SelectionSlider(
-            options=sigmas, value=sigma, description="σ", style=style, continuous_update=False
+    return explorer(
+        lambda sigma, eps: plot_beta0_curves(curves, sigma, eps),
+        {"sigma": sigmas, "eps": epsilons},
+        {"sigma": sigma, "eps": eps},
+        labels={"sigma": "σ", "eps": "ε"},
+        caption=lambda sigma, eps: (
+            f"σ = {sigma:g}, ε = {eps:g}: best β0 = {curves[sigma, eps].best.beta0:.3f}, "
+            f"ℓ = {curves[sigma, eps].best_loss:.3g}"
         ),
-        "eps": ipw.SelectionSlider(options=epsilons, value=eps, description="ε", style=style, continuous_update=False),
-    }
-
-    def draw(sigma, eps):
-        viz.display_png(plot_beta0_curves(curves, sigma, eps))
-
-    return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
+        title="ℓ(β0) for every ε at the chosen σ, and the best β0 against σ",
+        alt="Left: the loss against β0 for each ε at the chosen noise level, the chosen ε in bold and its "
+        "minimum circled. Right: the best β0 against σ for each ε.",
+        width=640,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,6 +252,8 @@ def plot_threshold(sweep: ThresholdSweep, sigma: float, exponent: int):
         right the error curve, the marker of the chosen τ and the accuracy line.
     """
     i, j = sweep.sigma_index(sigma), sweep.exponent_index(exponent)
+    if not np.isclose(sweep.sigmas[i], sigma, rtol=1e-12, atol=0):
+        raise ValueError(f"sigma must be one of the precomputed noise levels {sweep.sigmas.tolist()}; got {sigma!r}")
     signal, noisy, learned, finite = sweep.signal, sweep.noisy[i], sweep.learned[i], sweep.finite[i]
     errors = sweep.errors[i]
     fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.0))  # fixed layout: fast to redraw
@@ -262,34 +273,30 @@ def plot_threshold(sweep: ThresholdSweep, sigma: float, exponent: int):
     return fig
 
 
-def threshold_widget(sweep: ThresholdSweep, sigma: float = 0.1, exponent: int = -8):
-    """A σ slider and a log₁₀ τ slider over ``sweep``, redrawing :func:`plot_threshold`."""
-    import ipywidgets as ipw
+def threshold_explorer(sweep: ThresholdSweep, sigma: float = 0.1, exponent: int = -8):
+    """A σ slider and a log₁₀ τ slider over ``sweep``: :func:`plot_threshold` as an explorer.
 
+    One precomputed frame per (σ, τ) of the sweep; returns an
+    :class:`~bilevel_lib.book.explorer.Explorer` starting at (``sigma``, 10**``exponent``).
+    """
     sweep.exponent_index(exponent)
-    style = {"description_width": "110px"}
-    controls = {
-        "sigma": ipw.SelectionSlider(
-            options=[float(s) for s in sweep.sigmas],
-            value=float(sweep.sigmas[sweep.sigma_index(sigma)]),
-            description="noise σ",
-            continuous_update=False,
-            style=style,
+    sigmas = [float(s) for s in sweep.sigmas]
+    _check_choice(sigma, sigmas, "sigma")
+    exponents = [int(e) for e in sweep.exponents]
+    return explorer(
+        lambda sigma, exponent: plot_threshold(sweep, sigma, exponent),
+        {"sigma": sigmas, "exponent": exponents},
+        {"sigma": float(sigma), "exponent": int(exponent)},
+        labels={"sigma": "noise σ", "exponent": "log₁₀ threshold"},
+        caption=lambda sigma, exponent: (
+            f"σ = {sigma:g}, threshold τ = 1e{exponent}: relative gradient error "
+            f"{sweep.errors[sweep.sigma_index(sigma), sweep.exponent_index(exponent)]:.1e}"
         ),
-        "exponent": ipw.IntSlider(
-            value=exponent,
-            min=int(sweep.exponents[0]),
-            max=int(sweep.exponents[-1]),
-            description="log₁₀ threshold",
-            continuous_update=False,
-            style=style,
-        ),
-    }
-
-    def draw(sigma, exponent):
-        viz.display_png(plot_threshold(sweep, sigma, exponent))
-
-    return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
+        title="The denoised test signal, and the gradient error against the threshold τ",
+        alt="Left: the noisy, true and denoised test signals at the chosen σ. Right: the relative gradient "
+        "error against log10 of the threshold, the chosen threshold marked, the solver's accuracy dotted.",
+        width=620,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +318,7 @@ def plot_truncation(truncation_errors, unrolled_errors, T: int, k: int, scale: f
     T, scale :
         The chosen pair; it must be a key.  The step s = 1 is drawn solid on the right.
     k : int
-        Backward steps, at least 1; values above T are clipped to T.
+        Backward steps, 1 ≤ k ≤ T.
     iterate_bytes : int
         Bytes of one stored iterate (``cost.y.nbytes``), for the memory in the title.
 
@@ -324,9 +331,9 @@ def plot_truncation(truncation_errors, unrolled_errors, T: int, k: int, scale: f
     T_values, scales = _grid_axes(truncation_errors, ("T", "s"))
     _check_choice(T, T_values, "T")
     _check_choice(scale, scales, "scale")
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer ≥ 1; got {k!r}")
-    k = min(int(k), T)
+    if int(k) != k or not 1 <= k <= T:
+        raise ValueError(f"k must be an integer in [1, T] = [1, {T}]; got {k!r}")
+    k = int(k)
     log_errors = np.log10(truncation_errors[T, scale])  # a linear axis of exponents draws faster than a log axis
     if log_errors.shape != (T,) or np.shape(unrolled_errors[T, scale]) != (T - 1,):
         raise ValueError(
@@ -360,39 +367,41 @@ def plot_truncation(truncation_errors, unrolled_errors, T: int, k: int, scale: f
     return fig
 
 
-def truncation_widget(
-    truncation_errors, unrolled_errors, *, iterate_bytes: int, T: int = 40, k: int = 10, scale: float = 1.0
-):
-    """Sliders for T, k and the step factor over precomputed errors, redrawing :func:`plot_truncation`."""
-    import ipywidgets as ipw
+#: The back-propagation depths of the truncation explorer, as fractions of T (rounded up).
+TRUNCATION_DEPTHS = {"1": lambda T: 1, "T/4": lambda T: -(-T // 4), "T/2": lambda T: -(-T // 2), "T": lambda T: T}
 
+
+def truncation_explorer(
+    truncation_errors, unrolled_errors, *, iterate_bytes: int, T: int = 40, k: str = "T/4", scale: float = 1.0
+):
+    """Sliders for T, the depth k and the step factor over precomputed errors: :func:`plot_truncation` as an explorer.
+
+    ``k`` is one of :data:`TRUNCATION_DEPTHS`, ``"1"``, ``"T/4"``, ``"T/2"`` or ``"T"`` (rounded
+    up), so that every depth exists for every T.  One precomputed frame per (T, k, s); returns an
+    :class:`~bilevel_lib.book.explorer.Explorer`.
+    """
     T_values, scales = _grid_axes(truncation_errors, ("T", "s"))
     _check_choice(T, T_values, "T")
     _check_choice(scale, scales, "scale")
-    style = {"description_width": "100px"}
-    layout = ipw.Layout(width="420px")
-    controls = {
-        "T": ipw.SelectionSlider(
-            options=T_values, value=T, description="iterations T", continuous_update=False, style=style, layout=layout
-        ),
-        "k": ipw.IntSlider(
-            value=k,
-            min=1,
-            max=max(T_values),
-            description="back-prop k",
-            continuous_update=False,
-            style=style,
-            layout=layout,
-        ),
-        "scale": ipw.SelectionSlider(
-            options=scales, value=scale, description="step α·L", continuous_update=False, style=style, layout=layout
-        ),
-    }
+    _check_choice(k, list(TRUNCATION_DEPTHS), "k")
 
-    def draw(T, k, scale):
-        viz.display_png(plot_truncation(truncation_errors, unrolled_errors, T, k, scale, iterate_bytes=iterate_bytes))
+    def plot(T, k, scale):
+        return plot_truncation(
+            truncation_errors, unrolled_errors, T, TRUNCATION_DEPTHS[k](T), scale, iterate_bytes=iterate_bytes
+        )
 
-    return ipw.VBox([*controls.values(), ipw.interactive_output(draw, controls)])
+    return explorer(
+        plot,
+        {"T": T_values, "k": list(TRUNCATION_DEPTHS), "scale": [(f"{s:g}/L", s) for s in scales]},
+        {"T": T, "k": k, "scale": scale},
+        labels={"T": "iterations T", "k": "back-prop k", "scale": "step α"},
+        controls={"k": "slider"},
+        title="Truncated back-propagation: error against k, and full back-propagation against T",
+        alt="Left: log10 relative error of the truncated unrolled gradient against k, against the bilevel "
+        "and the unrolled gradient, the chosen k marked. Right: error of full back-propagation against T "
+        "for each step size.",
+        width=620,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,35 +586,47 @@ def plot_work_budget(curves, names, budget: float, best: float):
     return fig
 
 
-def work_budget_widget(
-    curves, best: float, *, names=None, budget: int = 2000, max_budget: int | None = None, step: int = 100
-):
-    """A menu of runs and a work-budget slider over precomputed ``curves``, redrawing :func:`plot_work_budget`.
+def work_budget_explorer(curves, best: float, groups, *, group: str, budgets, budget: int):
+    """A menu of groups of runs and a work-budget slider over ``curves``: :func:`plot_work_budget` as an explorer.
 
-    ``names`` are the runs selected at first (default all); the slider runs from ``step`` to
-    ``max_budget`` (default the largest work of any run, rounded up to a multiple of ``step``).
+    Parameters
+    ----------
+    curves : dict[str, WorkCurves]
+    best : float
+        The reference loss, drawn dotted.
+    groups : dict[str, list of str]
+        Named selections of runs to compare (the menu), e.g. ``{"fixed T": ["T = 3", ...]}``.
+    group : str
+        The selection shown first.
+    budgets : sequence of int
+        The work budgets of the slider, increasing.
+    budget : int
+        The budget shown first, one of ``budgets``.
+
+    Returns
+    -------
+    bilevel_lib.book.explorer.Explorer
+        One precomputed frame per (group, budget).
     """
-    import ipywidgets as ipw
-
-    names = _check_runs(curves, names, budget)
-    if max_budget is None:
-        largest = max((int(c.work[-1]) for c in curves.values() if c.work.size), default=step)
-        max_budget = int(np.ceil(largest / step) * step)
-    if not step <= budget <= max_budget:
-        raise ValueError(f"budget must lie in [step, max_budget] = [{step}, {max_budget}]; got {budget!r}")
-    controls = {
-        "names": ipw.SelectMultiple(
-            options=list(curves), value=tuple(names), rows=min(6, len(curves)), description="methods"
-        ),
-        "budget": ipw.IntSlider(
-            value=budget, min=step, max=max_budget, step=step, description="work W", continuous_update=False
-        ),
-    }
-
-    def draw(names, budget):
-        viz.display_png(plot_work_budget(curves, list(names), budget, best))
-
-    return ipw.VBox([ipw.HBox(list(controls.values())), ipw.interactive_output(draw, controls)])
+    if not isinstance(groups, Mapping) or not groups:
+        raise ValueError(f"groups must be a non-empty dict {{name: list of runs}}; got {groups!r}")
+    for runs in groups.values():
+        _check_runs(curves, runs, None)
+    _check_choice(group, list(groups), "group")
+    budgets = [int(b) for b in budgets]
+    if not budgets or any(b <= 0 for b in budgets) or np.any(np.diff(budgets) <= 0):
+        raise ValueError(f"budgets must be positive and increasing; got {budgets}")
+    _check_choice(budget, budgets, "budget")
+    return explorer(
+        lambda group, budget: plot_work_budget(curves, list(groups[group]), budget, best),
+        {"group": list(groups), "budget": budgets},
+        {"group": group, "budget": int(budget)},
+        labels={"group": "methods", "budget": "work W"},
+        title="Loss and lower-level accuracy of the chosen runs, up to a work budget",
+        alt="Left: the recorded loss against work of the chosen runs near the best loss. Right: their "
+        "lower-level accuracy against work; the title gives each run's loss at the budget.",
+        width=640,
+    )
 
 
 def plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp: int, cg_exp: int):
@@ -616,7 +637,14 @@ def plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp: int, cg_ex
     right: the two slices through the marked pair (Ch. "Implicit differentiation").
     """
     log_lower, log_cg = np.asarray(log_lower), np.asarray(log_cg)
-    i, j = int(lower_exp - log_lower[0]), int(cg_exp - log_cg[0])
+    _check_choice(lower_exp, log_lower.tolist(), "lower_exp")
+    _check_choice(cg_exp, log_cg.tolist(), "cg_exp")
+    if np.shape(errors) != (log_lower.size, log_cg.size) or np.shape(work) != (log_lower.size, log_cg.size, 2):
+        raise ValueError(
+            f"errors must have shape {(log_lower.size, log_cg.size)} and work {(log_lower.size, log_cg.size, 2)}; "
+            f"got {np.shape(errors)} and {np.shape(work)}"
+        )
+    i, j = log_lower.tolist().index(lower_exp), log_cg.tolist().index(cg_exp)
     log_errors = np.log10(errors)  # a linear axis of exponents draws faster than a log axis
     fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3))  # a fixed layout is fast to redraw
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.86, wspace=0.32)
@@ -642,30 +670,25 @@ def plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp: int, cg_ex
     return fig
 
 
-def tolerance_widget(errors, work, log_lower, log_cg, lower_exp: int = -4, cg_exp: int = -8):
-    """Two sliders over precomputed tolerance grids, redrawing :func:`plot_tolerance_errors`."""
-    import ipywidgets as widgets
+def tolerance_explorer(errors, work, log_lower, log_cg, lower_exp: int = -4, cg_exp: int = -8):
+    """Two tolerance sliders over precomputed grids: :func:`plot_tolerance_errors` as an explorer.
 
-    def slider(value, exponents, description):
-        return widgets.IntSlider(
-            value=value,
-            min=int(exponents[0]),
-            max=int(exponents[-1]),
-            description=description,
-            continuous_update=False,
-            style={"description_width": "130px"},
-        )
-
-    controls = {
-        "lower_exp": slider(lower_exp, log_lower, "log₁₀ lower tol"),
-        "cg_exp": slider(cg_exp, log_cg, "log₁₀ CG tol"),
-    }
-
-    def draw(lower_exp, cg_exp):
-        viz.display_png(plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp, cg_exp))
-
-    output = widgets.interactive_output(draw, controls)
-    return widgets.VBox([widgets.HBox(list(controls.values())), output])
+    One precomputed frame per (lower-level, CG) tolerance pair; returns an
+    :class:`~bilevel_lib.book.explorer.Explorer`.
+    """
+    lowers, cgs = [int(e) for e in log_lower], [int(e) for e in log_cg]
+    _check_choice(lower_exp, lowers, "lower_exp")
+    _check_choice(cg_exp, cgs, "cg_exp")
+    return explorer(
+        lambda lower_exp, cg_exp: plot_tolerance_errors(errors, work, log_lower, log_cg, lower_exp, cg_exp),
+        {"lower_exp": lowers, "cg_exp": cgs},
+        {"lower_exp": lower_exp, "cg_exp": cg_exp},
+        labels={"lower_exp": "log₁₀ lower tol", "cg_exp": "log₁₀ CG tol"},
+        title="Hypergradient error over the (lower-level, CG) tolerance grid",
+        alt="Left: heat map of log10 relative error over the tolerance grid with the chosen pair marked. "
+        "Right: the error along the two slices through the chosen pair.",
+        width=620,
+    )
 
 
 @dataclass
@@ -720,46 +743,105 @@ class DenoisingExplorer:
 
         The caption gives the setting and OGM's iteration count and final ‖∇Φ‖/√N.
         """
-        x_hat = self.denoise(eps, sigma, beta0, bank)
+        return self._figure(self.denoise(eps, sigma, beta0, bank), eps, sigma, beta0, bank)
+
+    def _figure(self, x_hat, eps, sigma, beta0, bank):
         caption = (
             f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
             f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}"
         )
         return viz.plot_denoising(self.truth, self.noisy(sigma), x_hat, caption)
 
-    def widget(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
-        """Sliders for log10 ε, σ and β0 and a bank menu, redrawing on release (``continuous_update=False``)."""
-        import ipywidgets as widgets
+    def explorer(self, grid, defaults, *, title: str = "", alt: str = "", width: int | None = 640):
+        """The running example's panel: precomputed frames over ``grid``, a live panel that solves.
 
-        style = {"description_width": "70px"}
-        controls = {
-            "log_eps": widgets.FloatSlider(
-                value=np.log10(eps),
+        Parameters
+        ----------
+        grid : dict
+            Values of ``"eps"``, ``"sigma"``, ``"beta0"`` and ``"bank"`` (bank names) for the static
+            frames, one solve each (started afresh, so the iteration count in each title is that of
+            a first solve): keep the product small.
+        defaults : dict
+            The setting shown first, one grid value for each of the four.
+
+        Returns
+        -------
+        bilevel_lib.book.explorer.Explorer
+            Live, its sliders cover log₁₀ ε ∈ [−3, 0], σ ∈ [0, 0.3], β0 ∈ [−7, 1] and every bank,
+            and each move solves again, warm-started from the last solution of the same bank.
+        """
+        import ipywidgets as ipw
+
+        expected = ["eps", "sigma", "beta0", "bank"]
+        if not isinstance(grid, Mapping) or sorted(grid) != sorted(expected):
+            raise ValueError(
+                f"grid must give values for {expected}; got {list(grid) if isinstance(grid, Mapping) else grid!r}"
+            )
+        for bank in grid["bank"]:
+            if bank not in self._bank_arrays:
+                raise ValueError(f"grid['bank'] must hold bank names {list(self._bank_arrays)}; got {bank!r}")
+        results = {}
+
+        def solve(eps, sigma, beta0, bank):
+            x_hat = self.denoise(eps, sigma, beta0, bank, warm_start=False)
+            results[eps, sigma, beta0, bank] = x_hat
+            return self._figure(x_hat, eps, sigma, beta0, bank)
+
+        def caption(eps, sigma, beta0, bank):
+            # a grid point's own solve, or (live, off the grid) the solve the panel has just drawn
+            x_hat = results.get((eps, sigma, beta0, bank), self._last.get(bank, [None])[0])
+            return (
+                f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}: SNR {snr_db(x_hat, self.truth):.1f} dB "
+                f"(noisy {snr_db(self.noisy(sigma), self.truth):.1f} dB)"
+            )
+
+        style = {"description_width": "initial"}
+        start = dict(defaults)
+        live = {
+            "eps": ipw.FloatLogSlider(
+                value=start.get("eps", 0.01),
+                base=10,
                 min=-3,
                 max=0,
                 step=0.25,
-                description="log₁₀ ε",
+                description="ε",
                 continuous_update=False,
                 style=style,
             ),
-            "sigma": widgets.FloatSlider(
-                value=sigma, min=0.0, max=0.3, step=0.02, description="σ", continuous_update=False, style=style
+            "sigma": ipw.FloatSlider(
+                value=start.get("sigma", 0.1),
+                min=0.0,
+                max=0.3,
+                step=0.02,
+                description="σ",
+                continuous_update=False,
+                style=style,
             ),
-            "beta0": widgets.FloatSlider(
-                value=beta0, min=-7, max=1, step=0.25, description="β0", continuous_update=False, style=style
+            "beta0": ipw.FloatSlider(
+                value=start.get("beta0", -3.0),
+                min=-7,
+                max=1,
+                step=0.25,
+                description="β0",
+                continuous_update=False,
+                style=style,
             ),
-            "bank": widgets.Dropdown(options=list(self._bank_arrays), value=bank, description="filters", style=style),
+            "bank": ipw.Dropdown(
+                options=list(self._bank_arrays),
+                value=start.get("bank", "finite differences"),
+                description="filters",
+                style=style,
+            ),
         }
-
-        def draw(log_eps, sigma, beta0, bank):
-            viz.display_png(self.figure(10.0**log_eps, sigma, beta0, bank))
-
-        output = widgets.interactive_output(draw, controls)
-        box = widgets.VBox(
-            [
-                widgets.HBox([controls["log_eps"], controls["sigma"]]),
-                widgets.HBox([controls["beta0"], controls["bank"]]),
-                output,
-            ]
+        return explorer(
+            solve,
+            {name: grid[name] for name in expected},
+            defaults,
+            caption=caption,
+            labels={"eps": "ε", "sigma": "σ", "beta0": "β0", "bank": "filters"},
+            live=live,
+            live_plot=self.figure,
+            title=title,
+            alt=alt,
+            width=width,
         )
-        return box

@@ -1,5 +1,5 @@
 """The book build is a test: every chapter executes without an error or a warning, and the
-rendered pages work offline (MathJax and the ipywidgets manager come from the book itself).
+rendered pages work offline (MathJax comes from the book itself; no page needs a widget manager).
 
 Runs the real build, ``jupyter-book build <repo> --all -W -n --keep-going``, once per test
 session into a temporary directory (``_build/`` is left alone; the ``book`` fixture in
@@ -8,7 +8,6 @@ tests/conftest.py, shared with the browser and student-build tests), then checks
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -19,19 +18,11 @@ from bookbuild import log_excerpt as _log_excerpt
 
 pytestmark = pytest.mark.slow
 
-# Widget models the vendored @jupyter-widgets/html-manager bundle renders by itself;
-# anything else would be fetched from a CDN when the page is viewed.
-BUNDLED_WIDGET_MODULES = {
-    "@jupyter-widgets/base",
-    "@jupyter-widgets/controls",
-    "@jupyter-widgets/output",
-}
-
 SCRIPT_TAG = re.compile(r"<script\b[^>]*>", re.IGNORECASE)
 STYLESHEET_TAG = re.compile(r"<link\b[^>]*\brel=\"stylesheet\"[^>]*>", re.IGNORECASE)
 SRC_ATTR = re.compile(r"\bsrc=\"([^\"]*)\"")
 HREF_ATTR = re.compile(r"\bhref=\"([^\"]*)\"")
-WIDGET_STATE = re.compile(r"<script type=\"application/vnd\.jupyter\.widget-state\+json\">(.*?)</script>", re.DOTALL)
+WIDGET_SCRIPT = re.compile(r"<script[^>]*(application/vnd\.jupyter\.widget-(?:state|view)\+json|embed-amd|require\.js)")
 ERROR_OUTPUT = re.compile(r"class=\"output (?:traceback|error)\b")
 STDERR_OUTPUT = re.compile(r"<div class=\"output stderr[^\"]*\">(.*?)</pre>", re.DOTALL)
 PYTHON_WARNING = re.compile(r"\b\w*Warning:")
@@ -64,11 +55,11 @@ def test_build_succeeds_without_warnings(book):
 
 
 def test_vendored_assets_named_in_config_are_in_the_site(book):
-    """mathjax_path and nb_ipywidgets_js (relative to _static/) point at files in the site,
-    even when no page uses widgets yet."""
+    """mathjax_path (relative to _static/) points at a file in the site; no widget manager is loaded."""
     sphinx_config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     sphinx_config = sphinx_config["sphinx"]["config"]
-    urls = [sphinx_config["mathjax_path"], *sphinx_config["nb_ipywidgets_js"]]
+    assert sphinx_config["nb_ipywidgets_js"] == {}, "the pages need no widget manager (book.explorer)"
+    urls = [sphinx_config["mathjax_path"]]
     external = [url for url in urls if _is_external(url)]
     assert not external, f"_config.yml loads assets from the network: {external}"
     missing = [url for url in urls if not book.resolve("_static/page", url).is_file()]
@@ -95,25 +86,11 @@ def test_page_loads_only_local_assets(book, docname):
 
 
 @pytest.mark.parametrize("docname", TOC_PAGES)
-def test_widgets_render_from_the_vendored_manager(book, docname):
-    html = book.page(docname)
-    states = WIDGET_STATE.findall(html)
-    if not states:
-        return
-    srcs = [m.group(1) for tag in SCRIPT_TAG.findall(html) if (m := SRC_ATTR.search(tag))]
-    for needed in ("require.js", "widgets-setup.js", "embed-amd.js"):
-        urls = [url for url in srcs if needed in url]
-        assert urls, f"{docname} has widget state but does not load {needed}"
-        assert all(book.resolve(docname, url).is_file() for url in urls), urls
-    for state in states:
-        models = json.loads(state)["state"].values()
-        modules = {model["model_module"] for model in models}
-        modules |= {m["state"].get("_view_module") for m in models} - {None}
-        unknown = modules - BUNDLED_WIDGET_MODULES
-        assert not unknown, (
-            f"{docname} uses widget modules {sorted(unknown)} that the vendored "
-            "html-manager does not bundle; they would be fetched from a CDN"
-        )
+def test_page_has_no_widget_state_or_manager(book, docname):
+    """Explorers render as precomputed frames (nb_mime_priority_overrides); widget views, their saved
+    state (dropped by scripts/sphinx_no_widget_state.py) and a widget manager have no place in a page."""
+    found = sorted(set(WIDGET_SCRIPT.findall(book.page(docname))))
+    assert not found, f"{docname} carries ipywidgets scripts: {found}"
 
 
 @pytest.mark.parametrize("docname", TOC_PAGES)
@@ -132,11 +109,3 @@ def test_page_has_no_python_warning_output(book, docname):
         if PYTHON_WARNING.search(text)
     ]
     assert not warnings, f"{docname} shows Python warnings in its outputs: {warnings}"
-
-
-def test_vendored_widget_shim_matches_its_source():
-    source = ROOT / "scripts" / "widgets-setup.js"
-    vendored = ROOT / "_vendor" / "jupyter-widgets" / "widgets-setup.js"
-    assert vendored.read_bytes() == source.read_bytes(), (
-        "_vendor/jupyter-widgets/widgets-setup.js differs from scripts/widgets-setup.js: run scripts/vendor_assets.sh"
-    )

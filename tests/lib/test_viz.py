@@ -5,6 +5,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import re  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -139,7 +141,7 @@ def _controls(box):
         item = stack.pop()
         if isinstance(item, ipw.Box):
             stack.extend(item.children)
-        elif hasattr(item, "description") and hasattr(item, "value"):
+        elif getattr(item, "description", "") and hasattr(item, "value"):
             found[item.description] = item
     return found
 
@@ -197,9 +199,11 @@ def test_beta0_curves_reject_settings_that_were_not_precomputed():
         widgets.plot_beta0_curves({}, 0.1, 0.01)
 
 
-def test_beta0_widget_redraws_the_chosen_setting(shown):
+def test_beta0_explorer_redraws_the_chosen_setting(shown):
     curves = _beta0_curves()
-    box = widgets.beta0_widget(curves, sigma=0.1, eps=0.01)
+    panel = widgets.beta0_explorer(curves, sigma=0.1, eps=0.01)
+    assert len(panel) == 6 and not shown  # one frame per (σ, ε); nothing displayed yet
+    box = panel.widget()
     assert len(shown) == 1 and "σ = 0.1, ε = 0.01" in shown[-1].axes[0].get_title()
     controls = _controls(box)
     assert controls["σ"].continuous_update is False
@@ -210,7 +214,7 @@ def test_beta0_widget_redraws_the_chosen_setting(shown):
     bold = [line.get_label() for line in shown[-1].axes[0].lines[:2] if line.get_linewidth() > 1]
     assert bold == ["ε = 0.1"]
     with pytest.raises(ValueError, match="sigma must be one of"):
-        widgets.beta0_widget(curves, sigma=0.3)
+        widgets.beta0_explorer(curves, sigma=0.3)
 
 
 # --- Ch. "Translation to a single level": the zero-set threshold ------------------------------------
@@ -243,7 +247,8 @@ def test_threshold_plot_marks_the_threshold_at_the_chosen_noise_level():
     np.testing.assert_allclose(right.lines[1].get_xydata(), [[-4, sweep.errors[1, 2]]])
     np.testing.assert_allclose(right.lines[2].get_xdata(), [np.log10(2e-5)] * 2)
     assert fig._suptitle.get_text() == f"σ = 0.1, τ = 1e-4: gradient error {sweep.errors[1, 2]:.1e}"
-    assert "σ = 0.2" in widgets.plot_threshold(sweep, 0.19, -4)._suptitle.get_text()  # nearest σ
+    with pytest.raises(ValueError, match="sigma must be one of the precomputed noise levels"):
+        widgets.plot_threshold(sweep, 0.19, -4)  # no longer the nearest σ under another title
     with pytest.raises(ValueError, match=r"exponent must be an integer in \[-6, -2\]"):
         widgets.plot_threshold(sweep, 0.1, -1)
 
@@ -285,10 +290,11 @@ def test_threshold_sweep_checks_shapes():
         )
 
 
-def test_threshold_widget_redraws_when_a_slider_moves(shown):
+def test_threshold_explorer_redraws_when_a_slider_moves(shown):
     sweep = _threshold_sweep()
-    box = widgets.threshold_widget(sweep, sigma=0.1, exponent=-4)
-    controls = _controls(box)
+    panel = widgets.threshold_explorer(sweep, sigma=0.1, exponent=-4)
+    assert len(panel) == 3 * 5
+    controls = _controls(panel.widget())
     assert len(shown) == 1
     controls["log₁₀ threshold"].value = -2
     np.testing.assert_allclose(shown[-1].axes[1].lines[1].get_xydata(), [[-2, sweep.errors[1, 4]]])
@@ -322,32 +328,38 @@ def test_truncation_plot_shows_the_chosen_truncation_and_its_cost():
     title = fig._suptitle.get_text()
     assert "T = 10, k = 4" in title and "3 Hessian-vector + 4 mixed products" in title
     assert f"{format_bytes(4 * 2048)} stored" in title
-    clipped = widgets.plot_truncation(truncation, unrolled, 5, 40, 0.5, iterate_bytes=2048)
-    assert "T = 5, k = 5" in clipped._suptitle.get_text()  # k > T is clipped to T
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, T\] = \[1, 5\]; got 40"):
+        widgets.plot_truncation(truncation, unrolled, 5, 40, 0.5, iterate_bytes=2048)  # off the grid
 
 
 def test_truncation_plot_rejects_bad_settings():
     truncation, unrolled = _truncation_errors()
     with pytest.raises(ValueError, match=r"T must be one of the precomputed values \[5, 10, 20\]"):
         widgets.plot_truncation(truncation, unrolled, 40, 4, 1.0, iterate_bytes=1)
-    with pytest.raises(ValueError, match="k must be an integer ≥ 1"):
+    with pytest.raises(ValueError, match="k must be an integer in"):
         widgets.plot_truncation(truncation, unrolled, 10, 0, 1.0, iterate_bytes=1)
     unrolled[10, 1.0] = unrolled[10, 1.0][:-2]
     with pytest.raises(ValueError, match="expected 10 truncation errors and 9 unrolled errors"):
         widgets.plot_truncation(truncation, unrolled, 10, 4, 1.0, iterate_bytes=1)
 
 
-def test_truncation_widget_redraws_when_k_or_T_changes(shown):
+def test_truncation_explorer_redraws_when_k_or_T_changes(shown):
     truncation, unrolled = _truncation_errors()
-    box = widgets.truncation_widget(truncation, unrolled, iterate_bytes=8, T=10, k=4, scale=1.0)
-    controls = _controls(box)
-    assert set(controls) == {"iterations T", "back-prop k", "step α·L"}
+    panel = widgets.truncation_explorer(truncation, unrolled, iterate_bytes=8, T=10, k="T/4", scale=1.0)
+    assert len(panel) == 3 * 4 * 3  # every depth exists for every T: no clipped duplicates
+    assert len(set(panel.frames)) == len(panel.frames)
+    controls = _controls(panel.widget())
+    assert set(controls) == {"iterations T", "back-prop k", "step α"}
     assert all(c.continuous_update is False for c in controls.values())
-    controls["back-prop k"].value = 7
-    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [7])
+    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [3])  # ⌈10/4⌉
+    controls["back-prop k"].value = "T/2"
+    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [5])
     controls["iterations T"].value = 20
     assert shown[-1].axes[0].lines[0].get_xdata().size == 20
+    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [10])
     assert len(shown) == 3
+    with pytest.raises(ValueError, match="k must be one of"):
+        widgets.truncation_explorer(truncation, unrolled, iterate_bytes=8, T=10, k=4, scale=1.0)
 
 
 # --- Ch. "Single- vs double-loop algorithms": training runs against work ---------------------------
@@ -427,20 +439,196 @@ def test_work_budget_plot_rejects_unknown_runs_and_bad_budgets():
         widgets.plot_work_budget({}, [], 1000, 1.0)
 
 
-def test_work_budget_widget_redraws_with_the_new_budget_and_runs(shown):
+def test_work_budget_explorer_redraws_with_the_new_budget_and_runs(shown):
     curves = _work_curves()
-    box = widgets.work_budget_widget(curves, 1.0, names=["fast"], budget=500, max_budget=2600)
-    controls = _controls(box)
+    groups = {"fast only": ["fast"], "slow and late": ["slow", "late"]}
+    panel = widgets.work_budget_explorer(curves, 1.0, groups, group="fast only", budgets=[500, 900, 2600], budget=500)
+    assert len(panel) == 2 * 3
+    controls = _controls(panel.widget())
     assert set(controls) == {"methods", "work W"}
-    assert controls["work W"].continuous_update is False and controls["work W"].max == 2600
+    assert controls["work W"].continuous_update is False
     assert len(shown) == 1 and shown[-1]._suptitle.get_text() == "loss at W = 500 · fast: 1.0020"
     controls["work W"].value = 900
     assert len(shown) == 2 and shown[-1].axes[0].lines[0].get_xdata().size == 9
     assert shown[-1].axes[0].get_xlim() == (0, 900)
-    controls["methods"].value = ("slow", "late")
+    controls["methods"].value = "slow and late"
     assert [line.get_label() for line in shown[-1].axes[0].lines[:2]] == ["slow", "late"]
     assert "slow: 1.0067, late: –" in shown[-1]._suptitle.get_text()
-    assert widgets.work_budget_widget(curves, 1.0, budget=100) is not None  # default max: largest work
-    assert _controls(widgets.work_budget_widget(curves, 1.0, budget=100))["work W"].max == 3000
-    with pytest.raises(ValueError, match=r"budget must lie in \[step, max_budget\] = \[100, 2600\]"):
-        widgets.work_budget_widget(curves, 1.0, budget=3000, max_budget=2600)
+    with pytest.raises(ValueError, match=r"budget must be one of the precomputed values \[500, 900\]"):
+        widgets.work_budget_explorer(curves, 1.0, groups, group="fast only", budgets=[500, 900], budget=2600)
+    with pytest.raises(ValueError, match=r"unknown run\(s\) \['fastest'\]"):
+        widgets.work_budget_explorer(curves, 1.0, {"g": ["fastest"]}, group="g", budgets=[500], budget=500)
+    with pytest.raises(ValueError, match="budgets must be positive and increasing"):
+        widgets.work_budget_explorer(curves, 1.0, groups, group="fast only", budgets=[900, 500], budget=500)
+
+
+# --- off-grid settings: every plot_… helper names the argument (issue 14) -------------------------
+
+
+def test_plot_helpers_reject_settings_off_their_grid():
+    sweep = _threshold_sweep()
+    with pytest.raises(
+        ValueError, match=r"sigma must be one of the precomputed noise levels \[0.05, 0.1, 0.2\]; got 0.12"
+    ):
+        widgets.plot_threshold(sweep, 0.12, -4)  # used to draw the nearest σ under the requested title
+    with pytest.raises(ValueError, match=r"exponent must be an integer in \[-6, -2\]; got -9"):
+        widgets.plot_threshold(sweep, 0.1, -9)
+    errors = np.logspace(-8, 0, 12).reshape(3, 4)
+    work = np.ones((3, 4, 2), dtype=int)
+    with pytest.raises(ValueError, match=r"lower_exp must be one of the precomputed values \[-3, -2, -1\]; got 0"):
+        widgets.plot_tolerance_errors(errors, work, np.arange(-3, 0), np.arange(-4, 0), 0, -3)
+    with pytest.raises(ValueError, match=r"cg_exp must be one of the precomputed values \[-4, -3, -2, -1\]; got -5"):
+        widgets.plot_tolerance_errors(errors, work, np.arange(-3, 0), np.arange(-4, 0), -2, -5)  # used to wrap
+    with pytest.raises(ValueError, match=r"errors must have shape \(3, 4\)"):
+        widgets.plot_tolerance_errors(errors[:2], work, np.arange(-3, 0), np.arange(-4, 0), -2, -3)
+    with pytest.raises(ValueError, match="budget must be a positive amount of work"):
+        widgets.plot_work_budget(_work_curves(), ["fast"], -1, 1.0)
+
+
+# --- the explorer: one plotting function, a live panel and a static viewer -----------------------
+
+
+def _toy_plot(calls=None):
+    import matplotlib.pyplot as plt
+
+    def plot(a, kind):
+        if calls is not None:
+            calls.append((a, kind))
+        fig, ax = plt.subplots(figsize=(2.0, 1.2))
+        ax.plot([0, 1], [0, a], color={"up": "C0", "down": "C1", "flat": "C2"}[kind])
+        ax.set_title(f"a = {a}, {kind}")
+        return fig
+
+    return plot
+
+
+def test_explorer_precomputes_one_frame_per_grid_point_and_offers_both_renderings():
+    from bilevel_lib.book.explorer import WIDGET_VIEW, explorer
+
+    calls = []
+    panel = explorer(
+        _toy_plot(calls),
+        {"a": [1, 2, 3], "kind": ["up", "down"]},
+        {"a": 2, "kind": "down"},
+        caption=lambda a, kind: f"caption {a} {kind}",
+        labels={"a": "slope a"},
+        title="Toy <panel>",
+    )
+    assert calls == [(a, k) for a in (1, 2, 3) for k in ("up", "down")]  # the grid product, last axis fastest
+    assert len(panel) == 6 and len(set(panel.frames)) == 6 and all(f[:4] == b"\x89PNG" for f in panel.frames)
+    assert panel.frame(a=3, kind="up") == panel.frames[4]
+    bundle = panel._repr_mimebundle_()
+    assert {"text/html", WIDGET_VIEW, "text/plain"} <= set(bundle)
+    assert set(bundle[WIDGET_VIEW]) >= {"model_id", "version_major"}
+    page = bundle["text/html"]
+    assert page.count('type="range"') == 1 and page.count("<select") == 1  # numbers slide, strings drop down
+    assert page.count("<option") == 2 and '<option value="1" selected>down</option>' in page
+    assert 'value="1"' in page and "caption 2 down" in page and "Toy &lt;panel&gt;" in page
+    assert ">slope a</label>" in page and ">kind</label>" in page
+    data = _viewer_payload(page)
+    assert data["sizes"] == [3, 2] and len(data["frames"]) == 6 and len(data["captions"]) == 6
+    assert data["captions"][data["sizes"][1] * 1 + 1] == "caption 2 down"
+    assert not re.search(r"""(src|href)=["']?https?:""", page)  # nothing fetched
+
+
+def _viewer_payload(page):
+    import json
+
+    return json.loads(re.search(r'<script type="application/json">(.*?)</script>', page, re.S).group(1))
+
+
+def test_explorer_stores_identical_frames_once():
+    from bilevel_lib.book.explorer import explorer
+
+    panel = explorer(lambda a, b: _toy_plot()(a, "up"), {"a": [1, 2], "b": [0, 1, 2]}, {"a": 1, "b": 0})
+    data = _viewer_payload(panel.html())
+    assert len(data["frames"]) == 2 and data["index"] == [0, 0, 0, 1, 1, 1]
+
+
+def test_explorer_rejects_bad_grids_and_defaults():
+    from bilevel_lib.book.explorer import explorer
+
+    plot = _toy_plot()
+    grid = {"a": [1, 2], "kind": ["up", "down"]}
+    with pytest.raises(
+        ValueError, match=r"defaults must give one value for each axis \['a', 'kind'\].*missing \['kind'\]"
+    ):
+        explorer(plot, grid, {"a": 1})
+    with pytest.raises(ValueError, match=r"unknown \['b'\]"):
+        explorer(plot, grid, {"a": 1, "kind": "up", "b": 0})
+    with pytest.raises(ValueError, match=r"a must be one of the grid values \[1, 2\]; got 3"):
+        explorer(plot, grid, {"a": 3, "kind": "up"})
+    with pytest.raises(ValueError, match=r"kind must be one of the grid values \['up', 'down'\]; got 'sideways'"):
+        explorer(plot, grid, {"a": 1, "kind": "sideways"})
+    with pytest.raises(ValueError, match=r"grid\['a'\] must hold at least one value"):
+        explorer(plot, {"a": [], "kind": ["up"]}, {"a": 1, "kind": "up"})
+    with pytest.raises(ValueError, match=r"grid\['a'\] repeats the value 1"):
+        explorer(plot, {"a": [1, 1.0], "kind": ["up"]}, {"a": 1, "kind": "up"})
+    with pytest.raises(TypeError, match=r"grid\['a'\] must be a sequence"):
+        explorer(plot, {"a": "12", "kind": ["up"]}, {"a": "1", "kind": "up"})
+    with pytest.raises(ValueError, match="grid must be a non-empty dict"):
+        explorer(plot, {}, {})
+    with pytest.raises(ValueError, match=r"labels names axes \['b'\] that are not in the grid"):
+        explorer(plot, grid, {"a": 1, "kind": "up"}, labels={"b": "B"})
+    with pytest.raises(ValueError, match=r"controls\['a'\] must be 'slider' or 'dropdown'; got 'knob'"):
+        explorer(plot, grid, {"a": 1, "kind": "up"}, controls={"a": "knob"})
+    with pytest.raises(TypeError, match="plot must be a function"):
+        explorer("plot", grid, {"a": 1, "kind": "up"})
+    with pytest.raises(
+        TypeError, match=r"plot must return a matplotlib figure or PNG bytes; for \{'a': 1, 'kind': 'up'\}"
+    ):
+        explorer(lambda a, kind: None, grid, {"a": 1, "kind": "up"})
+    panel = explorer(plot, grid, {"a": 1, "kind": "up"})
+    with pytest.raises(ValueError, match=r"a must be one of the grid values \[1, 2\]; got 5"):
+        panel.frame(a=5, kind="up")
+
+
+def test_explorer_live_panel_redraws_and_accepts_its_own_controls(shown):
+    import ipywidgets as ipw
+
+    from bilevel_lib.book.explorer import explorer
+
+    panel = explorer(
+        _toy_plot(),
+        {"a": [1, 2], "kind": ["up", "down"]},
+        {"a": 1, "kind": "up"},
+        live={"a": ipw.FloatSlider(value=1.0, min=0, max=5, description="a live")},
+    )
+    controls = _controls(panel.widget())
+    assert set(controls) == {"a live", "kind"} and len(shown) == 1
+    controls["a live"].value = 4.5  # off the static grid: the live panel draws it anyway
+    assert shown[-1].axes[0].get_title() == "a = 4.5, up"
+    controls["kind"].value = "down"
+    assert shown[-1].axes[0].get_title() == "a = 4.5, down" and len(shown) == 3
+
+
+def test_static_slider_is_the_one_axis_viewer():
+    frames = [np.full((4, 5), value) for value in (0.0, 0.5, 1.0)]
+    page = viz.static_slider(frames, ["a", "b", "c"], start=1, title="t <1>", vmin=0, vmax=1).data
+    assert 'class="bl-explorer"' in page and page.count('type="range"') == 1
+    data = _viewer_payload(page)
+    assert len(data["frames"]) == 3 and data["captions"] == ["a", "b", "c"] and data["sizes"] == [3]
+    assert 'value="1"' in page and ">b</output>" in page and "t &lt;1&gt;" in page
+    with pytest.raises(ValueError, match="one label per frame"):
+        viz.static_slider(frames, ["a"])
+    with pytest.raises(ValueError, match="start must be a frame index"):
+        viz.static_slider(frames, ["a", "b", "c"], start=3)
+
+
+def test_denoising_explorer_precomputes_its_grid_and_solves_live(shown):
+    image = data.cameraman()[100:124, 200:224]
+    denoiser = widgets.DenoisingExplorer(image, seed=1)
+    grid = {"eps": [0.01, 0.3], "sigma": [0.1], "beta0": [-3.0, -2.0], "bank": ["finite differences"]}
+    panel = denoiser.explorer(grid, {"eps": 0.01, "sigma": 0.1, "beta0": -3.0, "bank": "finite differences"})
+    assert len(panel) == 4 and len(set(panel.frames)) == 4
+    assert panel.captions[0].startswith("finite differences, ε = 0.01, σ = 0.1, β0 = -3: SNR ")
+    controls = _controls(panel.widget())
+    assert set(controls) == {"ε", "σ", "β0", "filters"} and len(shown) == 1
+    controls["β0"].value = -2.5  # not a grid value: solved live
+    assert "β0 = -2.5" in shown[-1]._suptitle.get_text()
+    with pytest.raises(ValueError, match=r"grid\['bank'\] must hold bank names"):
+        denoiser.explorer(
+            {**grid, "bank": ["wavelets"]}, {"eps": 0.01, "sigma": 0.1, "beta0": -3.0, "bank": "wavelets"}
+        )
+    with pytest.raises(ValueError, match="grid must give values for"):
+        denoiser.explorer({"eps": [0.01]}, {"eps": 0.01})
