@@ -157,7 +157,7 @@ class Explorer:
         return len(self.html().encode())
 
     def html(self) -> str:
-        """The static viewer (:func:`viewer_html`): every control switches precomputed frames."""
+        """The static viewer (:func:`~bilevel_lib.book.viz.viewer_html`): every control switches precomputed frames."""
         return viewer_html(
             self.axes, self.frames, self.captions, self._start, title=self.title, alt=self.alt, width=self.width
         )

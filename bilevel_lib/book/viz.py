@@ -312,7 +312,7 @@ def static_slider(
 ):
     """A slider that works without a kernel: precomputed frames, switched in the browser.
 
-    The one-axis case of the book's static viewer (:func:`bilevel_lib.book.explorer.viewer_html`),
+    The one-axis case of the book's static viewer (:func:`~bilevel_lib.book.viz.viewer_html`),
     for a sequence of pictures that has no live panel: a few lines of inline JavaScript swap the
     image when the reader moves an HTML range input. Nothing is fetched from the network.  A
     panel that should also be live in a notebook is an :func:`~bilevel_lib.book.explorer.explorer`.
