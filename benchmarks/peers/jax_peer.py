@@ -5,7 +5,8 @@ Everything is float64 and ``jit``-compiled; the derivatives come from autodiff, 
 
 * Φ(x; γ) = ½‖x − y‖² + Σ_k e^{β0+β_k} Σ_i φ((c_k ⊛ x)_i),  φ(z) = √(z² + ε²)  (the library's
   ``CornerRounded1Norm``, the same constant included), with circular correlation
-  (c ⊛ x)_i = Σ_a c_a x_{i+a}, by real FFTs or by ``lax.conv_general_dilated`` on a wrap-padded x;
+  (c ⊛ x)_i = Σ_a c_a x_{i+a}, by real FFTs, by ``lax.conv_general_dilated`` on a wrap-padded x, or
+  as taps × patches of the wrap-padded x (``lax.conv_general_dilated_patches`` and ``einsum``);
 * ∇ₓΦ by ``jax.grad``, the Hessian-vector product by ``jax.jvp`` of the gradient, the mixed product
   (∇ₓγΦ)'v by ``jax.vjp`` of γ ↦ ∇ₓΦ(x; γ);
 * T iterations of OGM with gradient-based adaptive restart (per image, step 1/L of review eq. 4.19)
@@ -50,8 +51,18 @@ def correlate_conv(x, filters):
     )
 
 
-#: the two ways of filtering, by name
-CORRELATIONS = {"fft": correlate_fft, "conv": correlate_conv}
+def correlate_patches(x, filters):
+    """c_k ⊛ x for every filter as one matrix product of the taps with the wrap-padded x's 7×7 (or
+    f0×f1) patches (``lax.conv_general_dilated_patches``, then ``einsum``): im2col, which is how the
+    library's direct back end filters."""
+    f0, f1 = filters.shape[-2:]
+    padded = jnp.pad(x, ((0, 0), (0, f0 - 1), (0, f1 - 1)), mode="wrap")
+    patches = lax.conv_general_dilated_patches(padded[:, None], (f0, f1), (1, 1), "VALID")  # (J, f0·f1, n0, n1)
+    return jnp.einsum("ks,jsmn->jkmn", filters.reshape(filters.shape[0], -1), patches)
+
+
+#: the ways of filtering, by name
+CORRELATIONS = {"fft": correlate_fft, "conv": correlate_conv, "patches": correlate_patches}
 
 
 def _check_method(method):
@@ -69,8 +80,8 @@ class JaxPeer:
         The measurements.
     eps : float
         The ε of φ(z) = √(z² + ε²).
-    method : {"fft", "conv"}
-        How the K correlations are computed.
+    method : {"fft", "conv", "patches"}
+        How the K correlations are computed (:data:`CORRELATIONS`).
 
     γ is a dict ``{"beta0": (), "beta": (K,), "filters": (K, f0, f1)}`` of float64 arrays.
     """
