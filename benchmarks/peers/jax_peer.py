@@ -122,6 +122,35 @@ class JaxPeer:
         x_j is done once and reused by every product, as CG wants)."""
         return jax.linearize(lambda u: self._grad(u[None], params, yj[None])[0], xj)[1]
 
+    def gradient_operator(self, params):
+        """x -> ∇ₓΦ(x; γ) at a fixed γ, jitted, with the work that depends on γ alone done once (the
+        filters' spectra for FFTs, the weights e^{β0+β_k}), as a lower-level solver at fixed γ would;
+        the library caches its filter bank per γ the same way."""
+        return jax.jit(self._fixed_gradient(params))
+
+    def _fixed_gradient(self, params):
+        """The function behind :meth:`gradient_operator` (traceable: OGM uses it inside its loop)."""
+        weights = jnp.exp(params["beta0"] + params["beta"])
+        if self.method == "fft":
+            shape = self.y.shape[-2:]
+            spectra = jnp.conj(jnp.fft.rfft2(params["filters"], s=shape))
+
+            def correlate(x):
+                return jnp.fft.irfft2(spectra[None] * jnp.fft.rfft2(x)[:, None], s=shape)
+        else:
+            filters = params["filters"]
+
+            def correlate(x):
+                return self.correlate(x, filters)
+
+        def value(x):
+            z = correlate(x)
+            return 0.5 * jnp.sum((x - self.y) ** 2) + jnp.dot(
+                weights, jnp.sum(jnp.sqrt(z * z + self.eps**2), axis=(0, 2, 3))
+            )
+
+        return jax.grad(value)
+
     def hessian_operator(self, x, params):
         """The batch Hessian at x as a jitted v -> ∇ₓₓΦ v, linearised once (for timing one CG product)."""
         return jax.jit(jax.linearize(lambda u: self._grad(u, params), jnp.asarray(x))[1])
@@ -143,6 +172,7 @@ class JaxPeer:
         Returns (x, ∇ₓΦ(x)).
         """
         step = 1.0 / self._lipschitz(params)
+        gradient = self._fixed_gradient(params)  # the filters' spectra once, outside the loop
 
         def body(_, carry):
             x, y_prev, g, theta = carry
@@ -154,9 +184,9 @@ class JaxPeer:
             restart = jnp.sum(-g * (y_next - y_prev), axis=(1, 2)) < 0
             x_next = jnp.where(restart[:, None, None], y_next, x_next)
             theta_next = jnp.where(restart, 1.0, theta_next)
-            return x_next, y_next, self._grad(x_next, params), theta_next
+            return x_next, y_next, gradient(x_next), theta_next
 
-        start = (x0, x0, self._grad(x0, params), jnp.ones(x0.shape[0]))
+        start = (x0, x0, gradient(x0), jnp.ones(x0.shape[0]))
         x, _, g, _ = lax.fori_loop(0, n_iter, body, start)
         return x, g
 

@@ -74,6 +74,7 @@ def test_cost_and_derivatives_agree(problem, peer):
     jp = as_jax(params)
     assert relative_error(peer.value(x, jp), cost.value(x, params).sum()) < TOL
     assert relative_error(peer.gradient(x, jp), cost.gradient(x, params)) < TOL
+    assert relative_error(peer.gradient_operator(jp)(x), cost.gradient(x, params)) < TOL
     hvp = cost.hessian_vector_product(x, params, v)
     assert relative_error(peer.hvp(x, jp, v), hvp) < TOL
     assert relative_error(peer.hessian_operator(x, jp)(v), hvp) < TOL
