@@ -5,6 +5,7 @@
 #   make test-lib        only the library's tests (tests/lib, no book build; about 2 min)
 #   make lint    ruff: format check and lint of the code, lint of the chapters' code cells (in make test)
 #   make bench   print the speed figures of benchmarks/ (not part of the tests)
+#   make bench-peers     bilevel_lib against a JAX peer, with verdicts (own venv .venv-peers; not in the tests)
 #   make clean   remove build outputs and caches (keeps .venv); distclean removes .venv too
 #   make student         the student edition, without solutions, in _build/student/html
 #   make browser-check   only the Chromium checks of the pages and the live widget (in make test)
@@ -24,10 +25,10 @@ BUILD_FLAGS ?= --all -W -n --keep-going
 # Quiet ipykernel's debugger warning about frozen modules (printed by every kernel).
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test test-lib lint bench clean distclean student browser-check binder-check
+.PHONY: help venv book test test-lib lint bench bench-peers clean distclean student browser-check binder-check
 
 help:
-	@sed -n '3,12p' Makefile
+	@sed -n '3,13p' Makefile
 
 venv: $(STAMP)
 
@@ -72,6 +73,22 @@ bench: $(STAMP)
 	$(VPY) benchmarks/bench_training.py
 	$(VPY) benchmarks/bench_unrolling.py
 	$(VPY) benchmarks/bench_single_level.py --quick
+
+# The JAX peer benchmark (issue 18) in an environment of its own: the book's pinned requirements plus
+# benchmarks/peers/requirements.txt (jax, jaxlib), so JAX never enters requirements.txt or .venv.
+PEERS_VENV  ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.stamp-install
+
+$(PEERS_STAMP): requirements.txt benchmarks/peers/requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; run: make PYTHON=python3.11 ...")'
+	rm -rf $(PEERS_VENV)
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r requirements.txt -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+bench-peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python benchmarks/peers/bench_peers.py
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info
