@@ -118,10 +118,16 @@ NOT_OURS: list[Tolerated] = [
 ]
 
 
-_MATHJAX_READY_JS = """
+# axe judges the page as laid out: wait for MathJax, the web fonts and the images, or a code block
+# measured in a fallback font may overflow (scrollable-region-focusable) only for that moment.
+_PAGE_READY_JS = """
 async () => {
   const mj = window.MathJax;
   if (mj && mj.startup && mj.startup.promise) { await mj.startup.promise; }
+  await document.fonts.ready;
+  await Promise.all([...document.images].map((img) => img.complete ? null :
+    new Promise((resolve) => { img.addEventListener("load", resolve); img.addEventListener("error", resolve); })));
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
 }
 """
 
@@ -142,7 +148,7 @@ def run_axe(browser, url: str) -> list[Finding]:
     page = context.new_page()
     try:
         page.goto(url, wait_until="networkidle", timeout=AXE_TIMEOUT_MS)
-        page.evaluate(_MATHJAX_READY_JS)
+        page.evaluate(_PAGE_READY_JS)
         page.add_script_tag(path=str(axe_script()))
         violations = page.evaluate(_RUN_AXE_JS)
     finally:
