@@ -15,6 +15,10 @@ fixes it; an entry that no longer matches anything on any page fails
 
 The check can fail: a synthetic page with an image without ``alt`` text, an unlabelled input and
 low-contrast text is reported, each by its rule.
+
+axe accepts any alt text, and Sphinx writes an image's own path as its alt when a figure cell has
+no ``mystnb.image.alt``: a static check of the built HTML fails on such placeholders (and on
+missing or empty alt text), with its own planted-fault test.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -216,3 +221,49 @@ def test_the_check_fails_on_planted_violations(browser, tmp_path):
         findings = run_axe(browser, server.url("bad.html"))
     rules = {f.rule for f in failing(findings)}
     assert {"image-alt", "label", "color-contrast"} <= rules, findings
+
+
+# --- alt text that axe accepts but a reader cannot use --------------------------------------
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.images: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+
+
+def placeholder_alt_texts(html_text: str) -> list[str]:
+    """Images whose alt text is missing, empty or only a file name: Sphinx writes the image's path
+    as its alt when a figure cell has no ``mystnb.image.alt``, which axe's image-alt rule accepts."""
+    parser = _Images()
+    parser.feed(html_text)
+    out = []
+    for image in parser.images:
+        src, alt = image.get("src") or "", (image.get("alt") or "").strip()
+        if image.get("role") in ("presentation", "none"):
+            continue
+        name = src.rsplit("/", 1)[-1]
+        if not alt or alt == src or alt == name or re.fullmatch(r"[\w./-]+\.(png|jpe?g|svg|gif|webp)", alt):
+            out.append(f"<img src={src[:80]!r} alt={alt[:80]!r}>")
+    return out
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_every_image_has_alt_text_that_describes_it(book, docname):
+    bad = placeholder_alt_texts(book.page(docname))
+    assert not bad, f"{docname}: images without a real alt text (give the cell mystnb.image.alt):\n  " + "\n  ".join(
+        bad
+    )
+
+
+def test_the_alt_check_fails_on_placeholders():
+    page = (
+        '<img src="../_images/ab12.png" alt="../_images/ab12.png"> <img src="x/fig.png" alt="fig.png">'
+        ' <img src="y.png"> <img src="z.png" alt=" "> <img src="ok.png" alt="A curve falling to zero.">'
+        ' <img src="d.png" alt="" role="presentation"> <script>var s = "<img src=q.png>";</script>'
+    )
+    assert len(placeholder_alt_texts(page)) == 4
