@@ -46,7 +46,9 @@ BOOK_STYLE = {
     "grid.alpha": 0.3,
     "image.cmap": "gray",
     "image.interpolation": "nearest",
-    "axes.prop_cycle": plt.cycler(color=["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#6c4f99", "#30638e"]),
+    # Curves that cross must be told apart: the fourth colour is not another blue (it was a teal
+    # next to the first one's blue; the penalty and truncation figures draw four crossing curves).
+    "axes.prop_cycle": plt.cycler(color=["#1b6ca8", "#d1495b", "#edae49", "#7b3294", "#00798c", "#30638e"]),
 }
 
 
@@ -193,16 +195,33 @@ def show_images(images, titles=None, size: float = 2.6, vmin=None, vmax=None):
     return fig
 
 
-def plot_denoising(truth, noisy, denoised, caption: str = "", row: int | None = None):
+def plot_denoising(
+    truth, noisy, denoised, caption: str = "", row: int | None = None, layout: str = "row", width: float = 8.5
+):
     """Truth, noisy and denoised signal with their SNRs (review eq. 3.2).
 
     2-D images get a fourth panel with the profile along ``row`` (default: the middle row);
-    1-D signals are drawn as curves on one axis.
+    1-D signals are drawn as curves on one axis. The three images share one grey scale, the range
+    of the truth and the noisy image together, so the noise is shown and not clipped to the
+    truth's range.
+
+    Parameters
+    ----------
+    layout : {"row", "stacked"}
+        2-D only: ``"row"`` puts the four panels side by side (small, for widget frames);
+        ``"stacked"`` puts the three images in a row at a third of ``width`` each, large enough
+        to compare, with the profile below them across the full width (for the chapters' figures).
+    width : float
+        Width of the figure in inches (the book's text column is about 8.5 in at 100 dpi).
     """
+    if layout not in ("row", "stacked"):
+        raise ValueError(f"layout must be 'row' or 'stacked'; got {layout!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a positive number of inches; got {width!r}")
     truth, noisy, denoised = (np.asarray(a, dtype=np.float64) for a in (truth, noisy, denoised))
     snr_noisy, snr_denoised = snr_db(noisy, truth), snr_db(denoised, truth)
     if truth.ndim == 1:
-        fig, ax = plt.subplots(figsize=(8, 2.8), layout="constrained")
+        fig, ax = plt.subplots(figsize=(width, 2.8), layout="constrained")
         ax.plot(noisy, ".", color="0.6", ms=3, label=f"noisy y ({snr_noisy:.1f} dB)")
         ax.plot(truth, "k-", lw=1, label="truth")
         ax.plot(denoised, "-", lw=1.6, label=f"denoised x̂ ({snr_denoised:.1f} dB)")
@@ -212,22 +231,34 @@ def plot_denoising(truth, noisy, denoised, caption: str = "", row: int | None = 
             ax.set_title(caption)
         return fig
     row = truth.shape[0] // 2 if row is None else row
-    fig, axes = plt.subplots(
-        1, 4, figsize=(8.5, 2.4), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1, 1.5]}
-    )
-    vmin, vmax = truth.min(), truth.max()
+    if layout == "row":
+        fig, axes = plt.subplots(
+            1, 4, figsize=(width, 2.4), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1, 1.5]}
+        )
+        image_axes, profile = axes[:3], axes[3]
+    else:
+        side = width / 3
+        aspect = truth.shape[0] / truth.shape[1]
+        fig = plt.figure(figsize=(width, side * aspect + 2.4), layout="constrained")
+        grid = fig.add_gridspec(2, 3, height_ratios=[side * aspect, 1.9])
+        image_axes = [fig.add_subplot(grid[0, j]) for j in range(3)]
+        profile = fig.add_subplot(grid[1, :])
+    vmin = min(truth.min(), noisy.min())
+    vmax = max(truth.max(), noisy.max())
     for ax, image, title in zip(
-        axes, (truth, noisy, denoised), ("truth", f"noisy ({snr_noisy:.1f} dB)", f"denoised ({snr_denoised:.1f} dB)")
+        image_axes,
+        (truth, noisy, denoised),
+        ("truth", f"noisy ({snr_noisy:.1f} dB)", f"denoised ({snr_denoised:.1f} dB)"),
     ):
         ax.imshow(image, vmin=vmin, vmax=vmax)
         ax.axhline(row, color="#edae49", lw=0.8, ls=":")
         _image_axes(ax)
         ax.set_title(title)
-    axes[3].plot(noisy[row], color="0.65", lw=0.8, label="noisy")
-    axes[3].plot(truth[row], "k-", lw=1, label="truth")
-    axes[3].plot(denoised[row], lw=1.5, label="denoised")
-    axes[3].set_title(f"row {row}")
-    axes[3].legend(fontsize=7, loc="upper right")
+    profile.plot(noisy[row], color="0.65", lw=0.8, label="noisy")
+    profile.plot(truth[row], "k-", lw=1, label="truth")
+    profile.plot(denoised[row], lw=1.5, label="denoised")
+    profile.set_title(f"row {row} (dotted line in the images)" if layout == "stacked" else f"row {row}")
+    profile.legend(fontsize=7, loc="upper right")
     if caption:
         fig.suptitle(caption, fontsize=9)
     return fig

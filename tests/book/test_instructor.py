@@ -7,6 +7,11 @@ chapter. Each section gives learning goals ("What students should leave with."),
 class ("In class (about N minutes"), and suggested assignments that name every exercise of the
 chapter by its label (``{ref}`<slug>-exN```) and no exercise that does not exist.
 
+A second part, "Which exercises need a kernel", is a table with one row per exercise of those
+chapters (each exactly once, none that does not exist), saying whether a student can do it from
+the static page ("no"), needs a kernel only for a numerical check ("for the check", "for (b)"...)
+or needs one for the exercise itself ("yes"), and what the student does.
+
 Source checks only (fast); the rendered page is checked by the book build (-W -n), which fails on
 a reference to a label that does not exist.
 """
@@ -152,3 +157,58 @@ def test_every_chapter_states_its_time(docname):
         f"{docname}: the overview should say 'Time for this chapter: about N minutes, plus M minutes "
         "for the exercises' (the instructor page's table reads it)"
     )
+
+
+KERNEL_PART = "## Which exercises need a kernel"
+KERNEL_ROW = re.compile(r"^\| \{ref\}`([\w-]+-ex\d+)` \| ([^|]+?) \| ([^|]*?) \|$", re.MULTILINE)
+KERNEL_NEEDS = re.compile(r"^(no|yes|for the check|for \([a-z]\)(?: and \([a-z]\))?)$")
+
+
+def kernel_problems(text: str, exercises: list[str]) -> list[str]:
+    """What is missing or wrong in the kernel table of an instructor page (empty if nothing)."""
+    if KERNEL_PART not in text:
+        return [f"no '{KERNEL_PART}' part"]
+    part = re.split(r"^## ", text.split(KERNEL_PART, 1)[1], maxsplit=1, flags=re.MULTILINE)[0]
+    rows = KERNEL_ROW.findall(part)
+    out = []
+    labels = [label for label, _, _ in rows]
+    missing = [label for label in exercises if label not in labels]
+    if missing:
+        out.append(f"exercises without a row: {missing}")
+    unknown = [label for label in labels if label not in exercises]
+    if unknown:
+        out.append(f"rows for exercises that do not exist: {unknown}")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        out.append(f"exercises with more than one row: {repeated}")
+    for label, need, what in rows:
+        if not KERNEL_NEEDS.match(need.strip()):
+            out.append(f"{label}: 'needs a kernel' is {need.strip()!r}, not no / yes / for the check / for (x)")
+        if not what.strip():
+            out.append(f"{label}: says nothing about what the student does")
+    return out
+
+
+def test_instructor_page_says_which_exercises_need_a_kernel():
+    exercises = [label for docname in CHAPTERS for label in chapter_info(docname).exercises]
+    found = kernel_problems(INSTRUCTOR.read_text(encoding="utf-8"), exercises)
+    assert not found, "chapters/instructor.md:\n" + "\n".join(found)
+
+
+def test_the_kernel_check_fails_on_a_bad_table():
+    good = (
+        "## Which exercises need a kernel\n\n| Exercise | Needs a kernel | What |\n| --- | --- | --- |\n"
+        "| {ref}`a-ex1` | no | a derivation |\n| {ref}`a-ex2` | for (b) | (b) runs a solve |\n"
+        "| {ref}`b-ex1` | yes | coding |\n\n## Course plans\n\n| {ref}`z-ex9` | maybe | outside |\n"
+    )
+    exercises = ["a-ex1", "a-ex2", "b-ex1"]
+    assert kernel_problems(good, exercises) == []
+    assert kernel_problems(good, [*exercises, "b-ex2"]) == ["exercises without a row: ['b-ex2']"]
+    assert kernel_problems(good, exercises[:2]) == ["rows for exercises that do not exist: ['b-ex1']"]
+    doubled = good.replace("| {ref}`b-ex1` | yes", "| {ref}`a-ex1` | yes")
+    assert "exercises with more than one row: ['a-ex1']" in kernel_problems(doubled, ["a-ex1", "a-ex2"])
+    vague = good.replace("| no | a derivation |", "| maybe | a derivation |")
+    assert any("'maybe'" in p for p in kernel_problems(vague, exercises))
+    silent = good.replace("| yes | coding |", "| yes |  |")
+    assert any("says nothing" in p for p in kernel_problems(silent, exercises))
+    assert kernel_problems("# page\n", exercises) == [f"no '{KERNEL_PART}' part"]
