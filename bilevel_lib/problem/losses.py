@@ -36,7 +36,7 @@ class SquaredErrorLoss(UpperLoss):
         self.truth = truth
 
     def _check(self, x):
-        x = np.asarray(x, dtype=np.float64)
+        x = as_float_array(x, "x")
         if x.shape != self.truth.shape:
             raise ValueError(f"x must have the shape of the training images, {self.truth.shape}; got {x.shape}")
         return x

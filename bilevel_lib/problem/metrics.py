@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..util.validation import as_float_array
+from ..util.validation import as_float_array, positive_scalar
 
 __all__ = ["mse", "snr_db", "psnr_db", "relative_error"]
 
@@ -18,6 +18,8 @@ __all__ = ["mse", "snr_db", "psnr_db", "relative_error"]
 def _pair(estimate, truth, per_image, names=("estimate", "truth")):
     estimate = as_float_array(estimate, names[0])
     truth = as_float_array(truth, names[1])
+    if not isinstance(per_image, (bool, np.bool_)):
+        raise TypeError(f"per_image must be True or False; got {per_image!r}")
     if estimate.shape != truth.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape; got {estimate.shape} and {truth.shape}")
     if per_image and truth.ndim < 2:
@@ -46,7 +48,9 @@ def psnr_db(estimate, truth, per_image: bool = False, data_range: float | None =
     peak unsquared; we use the standard squared peak, as scikit-image does.)
     """
     estimate, truth, axes = _pair(estimate, truth, per_image)
-    peak = np.max(np.abs(truth), axis=axes) if data_range is None else float(data_range)
+    peak = np.max(np.abs(truth), axis=axes) if data_range is None else positive_scalar(data_range, "data_range")
+    if np.any(peak == 0):
+        raise ValueError("the truth is zero (max|x^true| = 0), so the peak of the PSNR is undefined; give data_range")
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(np.square(peak) / np.mean(np.square(estimate - truth), axis=axes))
 
