@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..util.validation import as_float_array, positive_scalar
+from ..util.validation import as_float_array, check_finite_result, positive_scalar
 
 __all__ = ["mse", "snr_db", "psnr_db", "relative_error"]
 
@@ -31,7 +31,10 @@ def _pair(estimate, truth, per_image, names=("estimate", "truth")):
 def mse(estimate, truth, per_image: bool = False):
     """Mean squared error (1/N)‖x̂ − x^true‖²."""
     estimate, truth, axes = _pair(estimate, truth, per_image)
-    return np.mean(np.square(estimate - truth), axis=axes)
+    with np.errstate(over="ignore"):
+        value = np.mean(np.square(estimate - truth), axis=axes)
+    check_finite_result(value, "mse", "the mean squared error", "it overflows float64 (huge entries)")
+    return value
 
 
 def snr_db(estimate, truth, per_image: bool = False):
@@ -83,6 +86,9 @@ def relative_error(estimate, reference, per_image: bool = False):
         with ``per_image=True``), where the relative error is undefined.
     """
     estimate, reference, axes = _pair(estimate, reference, per_image, names=("estimate", "reference"))
+    # norms of the arrays scaled to a largest entry of 1: no overflow for huge entries
+    size = max(float(np.max(np.abs(reference), initial=0.0)), float(np.max(np.abs(estimate), initial=0.0)), 1e-300)
+    estimate, reference = estimate / size, reference / size
     if axes is None:
         scale, distance = np.linalg.norm(reference.ravel()), np.linalg.norm((estimate - reference).ravel())
     else:

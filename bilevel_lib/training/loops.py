@@ -291,7 +291,8 @@ def train_double_loop(
             where = f"train_double_loop, upper step {u}"
             check_finite_result(gradient, where, f"the hypergradient ∇ℓ ({hyper.method})", hyper.message)
             check_finite_result(hyper.loss, where, "the loss ℓ", hyper.message)
-            gradient_norm = np.linalg.norm(gradient) / np.sqrt(gradient.size)
+            with np.errstate(over="ignore"):  # a huge but finite gradient may have an infinite norm
+                gradient_norm = np.linalg.norm(gradient) / np.sqrt(gradient.size)
             history.append(
                 loss=hyper.loss,
                 gradient_norm=gradient_norm,
@@ -310,7 +311,8 @@ def train_double_loop(
             except NonFiniteError as error:
                 raise NonFiniteError(f"{where}: {error}") from error
             check_finite_result(new_vector, where, "γ after the optimizer step", "the step overflowed")
-            change = np.linalg.norm(new_vector - vector) / max(np.linalg.norm(vector), 1e-300)
+            with np.errstate(over="ignore", invalid="ignore"):
+                change = np.linalg.norm(new_vector - vector) / max(np.linalg.norm(vector), 1e-300)
             vector = new_vector
             params = params.unflatten(vector, parts)
             if stop_relative_change is not None and change < stop_relative_change:

@@ -41,7 +41,8 @@ class GradientDescent:
             The new γ.
         """
         vector, gradient = _check_step(vector, gradient)
-        return _checked(vector - self.learning_rate * gradient, "GradientDescent")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _checked(vector - self.learning_rate * gradient, "GradientDescent")
 
 
 @dataclass
@@ -94,6 +95,10 @@ class Adam:
         if gradient.shape != self._m.shape:
             raise ValueError(f"gradient shape changed from {self._m.shape} to {gradient.shape}")
         self._t += 1
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._update(vector, gradient)
+
+    def _update(self, vector, gradient):
         self._m = self.beta1 * self._m + (1 - self.beta1) * gradient
         self._v = self.beta2 * self._v + (1 - self.beta2) * np.square(gradient)
         m_hat = self._m / (1 - self.beta1**self._t)
