@@ -131,15 +131,24 @@ class LowerLevelCost:
     def value(self, x, params: Hyperparameters) -> np.ndarray:
         """Φ(x_j; γ) for each image, shape (J,)."""
         x = self.check_x(x)
+        strengths = params.strengths if isinstance(params, Hyperparameters) else None
         _, z = self._filter_responses(x, params)
         axes = tuple(range(1, x.ndim))
-        data_fit = 0.5 * np.sum(np.square(self.forward_model.forward(x) - self.y), axis=axes)
-        penalty_sums = np.sum(self.penalty.value(z), axis=tuple(range(2, z.ndim)))  # (J, K)
-        return data_fit + penalty_sums @ params.strengths
+        with np.errstate(over="ignore", invalid="ignore"):
+            data_fit = 0.5 * np.sum(np.square(self.forward_model._forward(x) - self.y), axis=axes)
+            penalty_sums = np.sum(self.penalty.value(z), axis=tuple(range(2, z.ndim)))  # (J, K)
+            value = data_fit + penalty_sums @ strengths
+        check_finite_result(value, "LowerLevelCost.value", "Φ(x; γ)", "it overflows float64 (huge x, y or strengths)")
+        return value
 
     def gradient(self, x, params: Hyperparameters) -> np.ndarray:
         """∇ₓΦ(x; γ), shape ``(J, *signal_shape)`` (review eq. 4.9, first line)."""
-        return self._gradient(self.check_x(x), params)
+        with np.errstate(over="ignore", invalid="ignore"):
+            gradient = self._gradient(self.check_x(x), params)
+        check_finite_result(
+            gradient, "LowerLevelCost.gradient", "∇ₓΦ(x; γ)", "it overflows float64 (huge x, y or strengths)"
+        )
+        return gradient
 
     def _gradient(self, x: np.ndarray, params: Hyperparameters) -> np.ndarray:
         """:meth:`gradient` without the checks of x, for solvers that validated their start once."""

@@ -219,10 +219,10 @@ def test_lower_level_cost_and_solve(y, beta0, tol, max_iter, step, method):
         return
     x = np.zeros(cost.y.shape)
     where = ["e^(β0 + β_k)", "solve_lower_level", "LowerLevelCost"]
-    outcome(lambda: cost.value(x, params), ["x"], where)
-    outcome(lambda: cost.gradient(x, params), ["x"], where)
+    outcome(lambda: cost.value(x, params), ["x", "filter"], where)
+    outcome(lambda: cost.gradient(x, params), ["x", "filter"], where)
     outcome(lambda: cost.lipschitz(params), ["params"], where)
-    names = ["tol", "max_iter", "step", "method", "x0"]
+    names = ["tol", "max_iter", "step", "method", "x0", "filter"]
     result = outcome(
         lambda: bl.solve_lower_level(cost, params, tol=tol, max_iter=max_iter, step=step, method=method), names, where
     )
