@@ -58,7 +58,8 @@ def random_filters(n_filters: int, shape, rng: np.random.Generator | int) -> np.
     """``n_filters`` Gaussian random filters of the given shape, each scaled to unit ℓ2 norm."""
     n_filters = check_count(n_filters, "n_filters")
     if isinstance(rng, (bool, np.bool_)) or not (
-        rng is None or isinstance(rng, (int, np.integer, np.random.Generator))
+        rng is None
+        or isinstance(rng, (int, np.integer, np.random.Generator, np.random.BitGenerator, np.random.SeedSequence))
     ):
         raise TypeError(f"rng must be a seed (int) or a numpy.random.Generator; got {type(rng).__name__}")
     rng = np.random.default_rng(rng)

@@ -146,7 +146,8 @@ def random_search_beta(
     if not low < high:
         raise ValueError(f"low must be < high; got low = {low:g}, high = {high:g}")
     if isinstance(rng, (bool, np.bool_)) or not (
-        rng is None or isinstance(rng, (int, np.integer, np.random.Generator))
+        rng is None
+        or isinstance(rng, (int, np.integer, np.random.Generator, np.random.BitGenerator, np.random.SeedSequence))
     ):
         raise TypeError(f"rng must be a seed (int) or a numpy.random.Generator; got {type(rng).__name__}")
     rng = np.random.default_rng(rng)
