@@ -26,16 +26,31 @@ from ..problem.forward_models import CircularBlur, ForwardModel, Identity
 from ..problem.params import Hyperparameters
 from ..problem.penalties import Quadratic
 from ..util.validation import as_float_array
-from .result import HypergradientResult
+from .result import HypergradientResult, check_finite_estimate
 
 __all__ = ["quadratic_solution", "quadratic_hypergradient", "quadratic_estimator"]
 
 
 def _spectra(y, params: Hyperparameters, forward_model: ForwardModel):
     y = as_float_array(y, "y", min_ndim=2)
+    if not isinstance(params, Hyperparameters):
+        raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
+    if not isinstance(forward_model, ForwardModel):
+        raise TypeError(f"forward_model must be a ForwardModel; got {type(forward_model).__name__}")
     signal_shape = y.shape[1:]
     if params.filters.ndim - 1 != len(signal_shape):
         raise ValueError(f"filters {params.filters.shape} do not match signals of shape {signal_shape}")
+    if any(f > n for f, n in zip(params.filter_shape, signal_shape)):
+        raise ValueError(
+            f"each filter must fit inside the signal: filter shape {params.filter_shape} is larger than "
+            f"the signal shape {signal_shape} of y along some axis (the circular correlation would wrap it)"
+        )
+    model_shape = getattr(forward_model, "signal_shape", None)
+    if model_shape is not None and tuple(model_shape) != signal_shape:
+        raise ValueError(
+            f"y must have shape (J, *{tuple(model_shape)}) to match the forward model "
+            f"{type(forward_model).__name__}; got {y.shape}"
+        )
     axes = tuple(range(1, y.ndim))
     if isinstance(forward_model, Identity):
         a_hat = np.ones(signal_shape)
@@ -95,15 +110,17 @@ def quadratic_hypergradient(
     d_filters = -(4.0 / n) * weights * np.real(lag_sums)
     gradient = Hyperparameters(beta0=float(d_beta.sum()), beta=d_beta, filters=d_filters[support])
     loss = float(0.5 * np.sum(np.square(x_hat - truth)) / n_images)
-    return HypergradientResult(
-        gradient=gradient,
-        loss=loss,
-        x=x_hat,
-        diagnostics=dict(lower_residual=0.0),
-        seconds=time.perf_counter() - start,
-        converged=True,
-        message="exact: x̂ and ∇ℓ by division of spectra",
-        method="closed-form",
+    return check_finite_estimate(
+        HypergradientResult(
+            gradient=gradient,
+            loss=loss,
+            x=x_hat,
+            diagnostics=dict(lower_residual=0.0),
+            seconds=time.perf_counter() - start,
+            converged=True,
+            message="exact: x̂ and ∇ℓ by division of spectra",
+            method="closed-form",
+        )
     )
 
 
@@ -116,6 +133,10 @@ def quadratic_estimator(
     ``truth`` (the mean ½‖x̂_j − x_j^true‖² of :class:`~bilevel_lib.problem.losses.SquaredErrorLoss`).
     ``x0`` and ``state`` are accepted and unused (nothing to warm start).
     """
+    from ..problem.cost import LowerLevelCost
+
+    if not isinstance(cost, LowerLevelCost):
+        raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
     if not isinstance(cost.penalty, Quadratic):
         raise TypeError(f"the closed form needs φ(z) = z² (Quadratic); got {type(cost.penalty).__name__}")
     truth = getattr(loss, "truth", None)

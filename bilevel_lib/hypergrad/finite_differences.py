@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..util.validation import NonFiniteError, as_float_array, check_real
+
 __all__ = ["finite_difference_gradient"]
 
 
@@ -15,13 +17,22 @@ def finite_difference_gradient(f, x, step: float = 1e-6) -> np.ndarray:
     """Central finite differences (f(x + h e_i) − f(x − h e_i)) / 2h for every entry of x.
 
     ``f`` maps an array shaped like ``x`` to a scalar; the result has the shape of ``x``.
-    Costs 2·x.size evaluations of ``f``.
+    Costs 2·x.size evaluations of ``f``.  A non-finite difference quotient raises
+    :class:`~bilevel_lib.util.validation.NonFiniteError` naming the entry.
     """
-    x = np.asarray(x, dtype=np.float64)
+    if not callable(f):
+        raise TypeError(f"f must be a callable array -> scalar; got {type(f).__name__}")
+    x = as_float_array(x, "x")
+    step = check_real(step, "step", low=0.0, low_open=True)
     grad = np.empty(x.size)
     flat = x.ravel()
     for i in range(x.size):
         bump = np.zeros(x.size)
         bump[i] = step
         grad[i] = (f((flat + bump).reshape(x.shape)) - f((flat - bump).reshape(x.shape))) / (2 * step)
+        if not np.isfinite(grad[i]):
+            raise NonFiniteError(
+                f"finite_difference_gradient: the difference quotient for entry {i} is {grad[i]} "
+                f"(f is not finite at x ± {step:g} e_{i})"
+            )
     return grad.reshape(x.shape)

@@ -29,8 +29,9 @@ from ..problem.losses import UpperLoss
 from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.cg import CGResult, conjugate_gradient
 from ..solvers.lower import solve_lower_level
+from ..util.validation import as_float_array, check_choice, check_count, check_real
 from .finite_differences import finite_difference_gradient
-from .result import HypergradientResult
+from .result import HypergradientResult, check_finite_estimate, check_problem
 
 __all__ = [
     "HypergradientResult",
@@ -93,7 +94,11 @@ def implicit_step(
     ImplicitStep
         (gradient as Hyperparameters, q, CGResult).
     """
-    rhs = loss.gradient(x) if rhs is None else rhs
+    check_problem(cost, params, loss)
+    x = cost.check_x(x)
+    if q0 is not None:
+        q0 = cost.check_x(q0, "q0")
+    rhs = loss.gradient(x) if rhs is None else cost.check_x(rhs, "rhs")
     hessian = cost.hessian_operator(x, params)
     preconditioner = None
     if cg_preconditioner is not None:  # an optional extra: imported only when asked for
@@ -163,8 +168,12 @@ def implicit_hypergradient(
         CG counts (a fixed budget has no tolerance to miss).
     """
     start = time.perf_counter()
+    check_problem(cost, params, loss)
+    _check_cg_settings(cg_tol, cg_max_iter, cg_relative_to)
     if q0 is None and state:
         q0 = state.get("q")
+    if q0 is not None:
+        q0 = cost.check_x(q0, "q0")
     lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=warn)
     x = lower.x
     step = implicit_step(
@@ -193,25 +202,34 @@ def implicit_hypergradient(
         if problems
         else (f"{lower.message}; CG reached {cg_residual:.2g} ≤ {cg_tol:g} in {step.cg.iterations} iterations")
     )
-    return HypergradientResult(
-        gradient=step.gradient,
-        loss=loss.value(x),
-        x=x,
-        lower_iterations=lower.iterations,
-        cg_iterations=step.cg.iterations,
-        products=0,
-        diagnostics=dict(
-            lower_residual=float(np.max(lower.gradient_norm)),
-            cg_residual=cg_residual,
-            cg_converged=bool(step.cg.converged),
-        ),
-        seconds=time.perf_counter() - start,
-        converged=not problems,
-        message=message,
-        method="implicit",
-        state=dict(q=step.q),
-        lower=lower,
+    return check_finite_estimate(
+        HypergradientResult(
+            gradient=step.gradient,
+            loss=loss.value(x),
+            x=x,
+            lower_iterations=lower.iterations,
+            cg_iterations=step.cg.iterations,
+            products=0,
+            diagnostics=dict(
+                lower_residual=float(np.max(lower.gradient_norm)),
+                cg_residual=cg_residual,
+                cg_converged=bool(step.cg.converged),
+            ),
+            seconds=time.perf_counter() - start,
+            converged=not problems,
+            message=message,
+            method="implicit",
+            state=dict(q=step.q),
+            lower=lower,
+        )
     )
+
+
+def _check_cg_settings(cg_tol, cg_max_iter, cg_relative_to) -> None:
+    """The CG settings of an estimator, checked at its entry (named as the caller passes them)."""
+    check_real(cg_tol, "cg_tol", low=0.0, low_open=True)
+    check_count(cg_max_iter, "cg_max_iter")
+    check_choice(cg_relative_to, "cg_relative_to", ("rhs", "initial"))
 
 
 def _dense_columns(apply, shape):
@@ -244,11 +262,12 @@ def kkt_hypergradient(
     counts the Hessian columns and mixed products formed.
     """
     start = time.perf_counter()
+    check_problem(cost, params, loss)
     lower = None
     if x is None:
         lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
         x = lower.x
-    x = np.asarray(x, dtype=np.float64)
+    x = cost.check_x(x)
     n = cost.n_pixels
     if n > 2048:
         raise ValueError(f"kkt_hypergradient forms dense N×N matrices; N = {n} is too large (limit 2048)")
@@ -270,18 +289,20 @@ def kkt_hypergradient(
     message = "dense KKT solve at the given x" if lower is None else lower.message
     if not converged:
         message = f"lower level: {lower.message}"
-    return HypergradientResult(
-        gradient=params.unflatten(total),
-        loss=loss.value(x),
-        x=x,
-        lower_iterations=0 if lower is None else lower.iterations,
-        products=2 * n * cost.n_images,
-        diagnostics=dict(lower_residual=residual),
-        seconds=time.perf_counter() - start,
-        converged=converged,
-        message=message,
-        method="kkt",
-        lower=lower,
+    return check_finite_estimate(
+        HypergradientResult(
+            gradient=params.unflatten(total),
+            loss=loss.value(x),
+            x=x,
+            lower_iterations=0 if lower is None else lower.iterations,
+            products=2 * n * cost.n_images,
+            diagnostics=dict(lower_residual=residual),
+            seconds=time.perf_counter() - start,
+            converged=converged,
+            message=message,
+            method="kkt",
+            lower=lower,
+        )
     )
 
 
@@ -305,7 +326,9 @@ def finite_difference_hypergradient(
     ``converged`` is False if any of the 2R + 1 solves missed ``lower_tol``.
     """
     start = time.perf_counter()
+    check_problem(cost, params, loss)
     parts = check_parts(parts)
+    step = check_real(step, "step", low=0.0, low_open=True)
     base = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
     solves = [base]
 
@@ -324,24 +347,32 @@ def finite_difference_hypergradient(
         if missed
         else f"{len(solves)} lower-level solves to ‖∇Φ‖/√N < {lower_tol:g}, step h = {step:g}"
     )
-    return HypergradientResult(
-        gradient=(params * 0.0).unflatten(flat, parts),
-        loss=loss.value(base.x),
-        x=base.x,
-        lower_iterations=sum(s.iterations for s in solves),
-        diagnostics=dict(lower_residual=float(np.max(base.gradient_norm)), step=step),
-        seconds=time.perf_counter() - start,
-        converged=not missed,
-        message=message,
-        method="finite-differences",
-        parts=parts,
-        lower=base,
+    return check_finite_estimate(
+        HypergradientResult(
+            gradient=(params * 0.0).unflatten(flat, parts),
+            loss=loss.value(base.x),
+            x=base.x,
+            lower_iterations=sum(s.iterations for s in solves),
+            diagnostics=dict(lower_residual=float(np.max(base.gradient_norm)), step=step),
+            seconds=time.perf_counter() - start,
+            converged=not missed,
+            message=message,
+            method="finite-differences",
+            parts=parts,
+            lower=base,
+        )
     )
 
 
 def gradient_angle_degrees(estimate, reference) -> float:
     """Angle in degrees between two gradient vectors (the error measure of review Fig. 5.1)."""
-    a, b = np.ravel(estimate), np.ravel(reference)
+    a, b = np.ravel(as_float_array(estimate, "estimate")), np.ravel(as_float_array(reference, "reference"))
+    if a.shape != b.shape:
+        raise ValueError(f"estimate and reference must have the same size; got {a.size} and {b.size}")
+    for name, vector in (("estimate", a), ("reference", b)):
+        if not np.any(vector):
+            raise ValueError(f"{name} is the zero vector, whose direction (and so the angle) is undefined")
+    a, b = a / np.max(np.abs(a)), b / np.max(np.abs(b))  # first to O(1): no overflow in the norms
     a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
     # 2·atan2(‖a − b‖, ‖a + b‖) keeps full precision for tiny angles, where arccos(a·b) does not
     return float(np.degrees(2.0 * np.arctan2(np.linalg.norm(a - b), np.linalg.norm(a + b))))

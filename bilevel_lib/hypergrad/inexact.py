@@ -29,8 +29,9 @@ from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
 from ..problem.params import Hyperparameters, check_parts
 from ..solvers.lower import solve_lower_level
+from ..util.validation import check_count, positive_scalar
 from .implicit import implicit_step
-from .result import HypergradientResult
+from .result import HypergradientResult, check_finite_estimate, check_problem
 
 __all__ = ["inexact_hypergradient", "certified_lower_tol"]
 
@@ -40,6 +41,9 @@ def certified_lower_tol(cost: LowerLevelCost, eps: float) -> float:
 
     ‖∇Φ‖ ≤ μ ε in the stacked norm guarantees ‖x − x̂‖ ≤ ε for a μ-strongly convex Φ.
     """
+    if not isinstance(cost, LowerLevelCost):
+        raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
+    eps = positive_scalar(eps, "eps")
     mu = cost.forward_model.sigma_min_squared
     if mu <= 0:
         raise ValueError("MAID's error bound needs a strongly convex lower level: σ_min(A)² > 0")
@@ -117,7 +121,15 @@ def inexact_hypergradient(
         ``cg_residual_norm`` (the absolute ‖r‖ ≤ δ the bound uses), state ``q``.
     """
     start = time.perf_counter()
+    check_problem(cost, params, loss)
     parts = check_parts(parts)
+    eps, delta = positive_scalar(eps, "eps"), positive_scalar(delta, "delta")
+    check_count(lower_max_iter, "lower_max_iter")
+    check_count(cg_max_iter, "cg_max_iter")
+    if not np.isfinite(getattr(loss, "lipschitz", np.nan)):
+        raise TypeError(
+            f"loss must have a finite lipschitz attribute (of ∇ₓℓ) for the error bound; got {type(loss).__name__}"
+        )
     if q0 is None and state:
         q0 = state.get("q")
     mu = cost.forward_model.sigma_min_squared
@@ -145,27 +157,29 @@ def inexact_hypergradient(
         problems.append(f"CG stopped after {step.cg.iterations} iterations with ‖r‖ = {residual:.3g} > δ = {delta:g}")
     message = "; ".join(problems) if problems else f"ε = {eps:g}, δ = {delta:g}: error bound ω = {bound:.3g}"
     zero = params * 0.0
-    return HypergradientResult(
-        gradient=zero.unflatten(step.gradient.flatten(parts), parts),
-        loss=loss.value(x),
-        x=x,
-        lower_iterations=lower.iterations,
-        cg_iterations=step.cg.iterations,
-        products=1,
-        diagnostics=dict(
-            error_bound=float(bound),
-            x_error_bound=float(eps_x),
-            cg_residual=float(np.max(step.cg.residual)),
-            cg_residual_norm=float(residual),
-            lower_residual=float(np.max(lower.gradient_norm)),
-            eps=eps,
-            delta=delta,
-        ),
-        seconds=time.perf_counter() - start,
-        converged=not problems,
-        message=message,
-        method="maid-inexact",
-        state=dict(q=step.q),
-        parts=parts,
-        lower=lower,
+    return check_finite_estimate(
+        HypergradientResult(
+            gradient=zero.unflatten(step.gradient.flatten(parts), parts),
+            loss=loss.value(x),
+            x=x,
+            lower_iterations=lower.iterations,
+            cg_iterations=step.cg.iterations,
+            products=1,
+            diagnostics=dict(
+                error_bound=float(bound),
+                x_error_bound=float(eps_x),
+                cg_residual=float(np.max(step.cg.residual)),
+                cg_residual_norm=float(residual),
+                lower_residual=float(np.max(lower.gradient_norm)),
+                eps=eps,
+                delta=delta,
+            ),
+            seconds=time.perf_counter() - start,
+            converged=not problems,
+            message=message,
+            method="maid-inexact",
+            state=dict(q=step.q),
+            parts=parts,
+            lower=lower,
+        )
     )

@@ -62,7 +62,40 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HypergradientResult"]
+from ..util.validation import NonFiniteError
+
+__all__ = ["HypergradientResult", "check_problem", "check_finite_estimate"]
+
+
+def check_problem(cost, params, loss=None) -> None:
+    """``TypeError`` unless cost is a LowerLevelCost, params a Hyperparameters and loss has value/gradient.
+
+    The entry check of the estimators of the smooth lower level (names the argument and what came).
+    """
+    from ..problem.cost import LowerLevelCost
+    from ..problem.params import Hyperparameters
+
+    if not isinstance(cost, LowerLevelCost):
+        raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
+    if not isinstance(params, Hyperparameters):
+        raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
+    if loss is not None and not (callable(getattr(loss, "value", None)) and callable(getattr(loss, "gradient", None))):
+        raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
+
+
+def check_finite_estimate(result: HypergradientResult) -> HypergradientResult:
+    """Return ``result`` if its gradient and loss are finite, else raise
+    :class:`~bilevel_lib.util.validation.NonFiniteError` naming the estimator and the non-finite quantity."""
+    gradient = np.asarray(result.flat(None) if result.parts is None else result.flat(), dtype=np.float64)
+    if not np.isfinite(gradient).all():
+        bad = int(gradient.size - np.count_nonzero(np.isfinite(gradient)))
+        raise NonFiniteError(
+            f"{result.method or 'hypergradient'}: the hypergradient has {bad} of {gradient.size} entries NaN or "
+            f"infinite (an overflow in the adjoint solve or the mixed product; {result.message})"
+        )
+    if not np.isfinite(result.loss):
+        raise NonFiniteError(f"{result.method or 'hypergradient'}: the loss ℓ(x) is {result.loss} ({result.message})")
+    return result
 
 
 @dataclass

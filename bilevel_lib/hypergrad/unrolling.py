@@ -59,8 +59,9 @@ import scipy.fft as sfft
 from ..problem.cost import LowerLevelCost
 from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.lower import ogm_coefficients, ogm_extrapolate, starting_point
+from ..util.validation import NonFiniteError, check_count
 from .finite_differences import finite_difference_gradient
-from .result import HypergradientResult
+from .result import HypergradientResult, check_finite_estimate
 
 __all__ = [
     "SOLVERS",
@@ -128,18 +129,20 @@ def _result(
     )
     if truncated_gradients is not None:
         diagnostics["truncated_gradients"] = truncated_gradients
-    return HypergradientResult(
-        gradient=gradient,
-        loss=loss.value(x_T),
-        x=x_T,
-        lower_iterations=n_iter,
-        products=hvps + mixed,
-        diagnostics=diagnostics,
-        seconds=time.perf_counter() - start,
-        converged=converged,
-        message=message,
-        method=mode if mode == "jacobian-free" else f"unrolled-{mode}",
-        parts=parts,
+    return check_finite_estimate(
+        HypergradientResult(
+            gradient=gradient,
+            loss=loss.value(x_T),
+            x=x_T,
+            lower_iterations=n_iter,
+            products=hvps + mixed,
+            diagnostics=diagnostics,
+            seconds=time.perf_counter() - start,
+            converged=converged,
+            message=message,
+            method=mode if mode == "jacobian-free" else f"unrolled-{mode}",
+            parts=parts,
+        )
     )
 
 
@@ -151,8 +154,7 @@ def _check_inputs(cost, params, loss, n_iter, solver, step, x0):
         raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
     if loss is not None and not (hasattr(loss, "value") and hasattr(loss, "gradient")):
         raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
-    if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 0:
-        raise ValueError(f"n_iter (T) must be a non-negative integer; got {n_iter!r}")
+    n_iter = check_count(n_iter, "n_iter (T)", minimum=0)  # T = 0: x_T = x0, used by the tests
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}")
     if step is None:
@@ -185,16 +187,24 @@ def _run(cost, params, n_iter, solver, step, x0, keep: int = 0):
     stored = deque(maxlen=keep) if keep else None
     x = x0
     y_prev = x0
-    for t in range(n_iter):
-        if stored is not None:
-            stored.append(x)  # every iterate is a fresh array, so keeping a reference is safe
-        y_next = x - step * cost.gradient(x, params)
-        if solver == "ogm":
-            x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
-            y_prev = y_next
-        else:
-            x_next = y_next
-        x = x_next
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite gradient raises below instead
+        for t in range(n_iter):
+            if stored is not None:
+                stored.append(x)  # every iterate is a fresh array, so keeping a reference is safe
+            gradient = cost._gradient(x, params)
+            if not np.isfinite(gradient).all():
+                raise NonFiniteError(
+                    f"unrolled {solver.upper()}: ∇ₓΦ became NaN or infinite at iteration {t} of T = {n_iter} "
+                    f"(step α = {step:.3g}, 2/L = {2.0 / cost.lipschitz(params):.3g}: "
+                    f"{'the step is too large, so the iteration diverges' if step * cost.lipschitz(params) > 2 else 'overflow'})"
+                )
+            y_next = x - step * gradient
+            if solver == "ogm":
+                x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
+                y_prev = y_next
+            else:
+                x_next = y_next
+            x = x_next
     return x, (list(stored) if stored is not None else [])
 
 
@@ -502,7 +512,14 @@ def forward_mode_hypergradient(
     y_prev = x0
     for t in range(n_iter):
         z_next = z_x - step * gradient_jvp(cost, x, params, z_x, parts)
-        y_next = x - step * cost.gradient(x, params)
+        gradient = cost._gradient(x, params)
+        if not np.isfinite(gradient).all():
+            raise NonFiniteError(
+                f"unrolled {solver.upper()}: ∇ₓΦ became NaN or infinite at iteration {t} of T = {n_iter} "
+                f"(step α = {step:.3g}, 2/L = {2.0 / cost.lipschitz(params):.3g}: "
+                f"{'the step is too large, so the iteration diverges' if step * cost.lipschitz(params) > 2 else 'overflow'})"
+            )
+        y_next = x - step * gradient
         if solver == "ogm":  # the same linear map for the iterates and their tangents
             x_next = ogm_extrapolate(y_next, y_prev, x, a[t], b[t])
             z_x, z_y = ogm_extrapolate(z_next, z_y, z_x, a[t], b[t]), z_next

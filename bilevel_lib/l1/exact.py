@@ -36,7 +36,7 @@ from scipy.linalg.lapack import dtrtrs as _trtrs
 
 from ..problem.ops import FilterBankOperator, correlation_matrix
 from ..solvers.lower import ConvergenceWarning, ogm_momentum
-from ..util.validation import as_float_array
+from ..util.validation import NonFiniteError, as_float_array
 
 __all__ = [
     "L1Result",
@@ -56,14 +56,6 @@ RANK_RTOL = 1e-10  # |R_ii| (or σ_i) below this fraction of the largest counts 
 #: The largest magnitude accepted in y, W and the other arrays of the ℓ1 layer.  Squares and products
 #: of a few such numbers stay far from float64 overflow (1.8e308), so a finite input gives finite output.
 MAX_MAGNITUDE = 1e100
-
-
-class NonFiniteError(ValueError, FloatingPointError):
-    """A NaN or inf appeared *during* a computation of the ℓ1 layer (the message says where and why).
-
-    A ``ValueError`` (the inputs were outside what the computation can represent) and a
-    ``FloatingPointError`` (what happened), so either ``except`` catches it.
-    """
 
 
 def real_array(value, name: str, *, ndim: int | None = None, min_ndim: int | None = None) -> np.ndarray:

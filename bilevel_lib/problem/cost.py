@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..util.validation import as_float_array
+from ..util.validation import as_float_array, check_finite_result
 from .forward_models import ForwardModel, Identity, PixelMask
 from .ops import FilterBankOperator
 from .params import Hyperparameters
@@ -114,9 +114,11 @@ class LowerLevelCost:
         Raises
         ------
         ValueError
-            If the shape of ``x`` is not ``y.shape``.
+            If the shape of ``x`` is not ``y.shape`` or ``x`` has a NaN or infinite entry.
+        TypeError
+            If ``x`` is not real (complex, bool, object or string data).
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = as_float_array(x, name)
         if x.shape != self.y.shape:
             raise ValueError(f"{name} must have the shape of y, (J, *signal_shape) = {self.y.shape}; got {x.shape}")
         return x
@@ -129,17 +131,29 @@ class LowerLevelCost:
     def value(self, x, params: Hyperparameters) -> np.ndarray:
         """Φ(x_j; γ) for each image, shape (J,)."""
         x = self.check_x(x)
+        strengths = params.strengths if isinstance(params, Hyperparameters) else None
         _, z = self._filter_responses(x, params)
         axes = tuple(range(1, x.ndim))
-        data_fit = 0.5 * np.sum(np.square(self.forward_model.forward(x) - self.y), axis=axes)
-        penalty_sums = np.sum(self.penalty.value(z), axis=tuple(range(2, z.ndim)))  # (J, K)
-        return data_fit + penalty_sums @ params.strengths
+        with np.errstate(over="ignore", invalid="ignore"):
+            data_fit = 0.5 * np.sum(np.square(self.forward_model._forward(x) - self.y), axis=axes)
+            penalty_sums = np.sum(self.penalty.value(z), axis=tuple(range(2, z.ndim)))  # (J, K)
+            value = data_fit + penalty_sums @ strengths
+        check_finite_result(value, "LowerLevelCost.value", "Φ(x; γ)", "it overflows float64 (huge x, y or strengths)")
+        return value
 
     def gradient(self, x, params: Hyperparameters) -> np.ndarray:
         """∇ₓΦ(x; γ), shape ``(J, *signal_shape)`` (review eq. 4.9, first line)."""
-        x = self.check_x(x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            gradient = self._gradient(self.check_x(x), params)
+        check_finite_result(
+            gradient, "LowerLevelCost.gradient", "∇ₓΦ(x; γ)", "it overflows float64 (huge x, y or strengths)"
+        )
+        return gradient
+
+    def _gradient(self, x: np.ndarray, params: Hyperparameters) -> np.ndarray:
+        """:meth:`gradient` without the checks of x, for solvers that validated their start once."""
         op = self.operator(params)
-        data_grad = self.forward_model.adjoint(self.forward_model.forward(x) - self.y)
+        data_grad = self.forward_model._adjoint(self.forward_model._forward(x) - self.y)
         data_grad += op.adjoint_of_pointwise(x, self.penalty.derivative, weights=params.strengths)
         return data_grad
 
@@ -177,12 +191,27 @@ class LowerLevelCost:
         per_filter, taps = op.mixed_terms(x, v, self.penalty.derivative, self.penalty.second_derivative)
         d_beta = weights * per_filter
         d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
+        check_finite_result(
+            np.append(d_beta, d_filters.ravel()),
+            "LowerLevelCost.mixed_transpose",
+            "the mixed product (∇ₓγΦ)'v",
+            "v or x has entries too large for float64",
+        )
         return Hyperparameters(beta0=float(d_beta.sum()), beta=d_beta, filters=d_filters)
 
     def lipschitz(self, params: Hyperparameters) -> float:
         """L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁², a Lipschitz constant of ∇ₓΦ (review eq. 4.19)."""
+        if not isinstance(params, Hyperparameters):
+            raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
         l1 = np.sum(np.abs(params.filters.reshape(params.n_filters, -1)), axis=1)
-        return float(self.forward_model.sigma1_squared + self.penalty.lipschitz * np.sum(params.strengths * l1**2))
+        with np.errstate(over="ignore"):
+            lipschitz = float(
+                self.forward_model.sigma1_squared + self.penalty.lipschitz * np.sum(params.strengths * l1**2)
+            )
+        check_finite_result(
+            lipschitz, "LowerLevelCost.lipschitz", "L = σ₁² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁²", "overflow"
+        )
+        return lipschitz
 
 
 #: ``hessian_operator(method="auto")`` assembles the Hessian (as a stencil, or a sparse matrix for
@@ -366,9 +395,9 @@ class HessianOperator:
         elif self.method == "sparse":
             result = (self.matrix @ v.reshape(-1)).reshape(v.shape)
         else:
-            return self.forward_model.gram(v) + self.filter_bank.adjoint_of_scaled(
+            return self.forward_model._gram(v) + self.filter_bank.adjoint_of_scaled(
                 v, self.curvature, weights=self.weights
             )
         if self._diagonal_gram is None:
-            result += self.forward_model.gram(v)
+            result += self.forward_model._gram(v)
         return result

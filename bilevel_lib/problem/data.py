@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
-from ..util.validation import as_float_array
+from ..util.validation import as_float_array, check_count, check_real
 
 __all__ = [
     "piecewise_constant_1d",
@@ -36,7 +36,10 @@ def piecewise_constant_1d(n: int, n_signals: int, rng, n_jumps: int = 4, amplitu
 
     Levels are uniform in [−amplitude, amplitude].  Returns shape (n_signals, n).
     """
-    if n < 2 or n_signals < 1 or not 0 <= n_jumps < n:
+    n, n_signals = check_count(n, "n", minimum=2), check_count(n_signals, "n_signals")
+    n_jumps = check_count(n_jumps, "n_jumps", minimum=0)
+    amplitude = check_real(amplitude, "amplitude", low=0.0)
+    if not n_jumps < n:
         raise ValueError(
             f"need n ≥ 2, n_signals ≥ 1 and 0 ≤ n_jumps < n; got n={n}, n_signals={n_signals}, n_jumps={n_jumps}"
         )
@@ -56,6 +59,9 @@ def dct_sparse_1d(n: int, n_signals: int, rng, sparsity: int = 5, amplitude: flo
 
     Returns shape (n_signals, n).
     """
+    n, n_signals = check_count(n, "n"), check_count(n_signals, "n_signals")
+    sparsity = check_count(sparsity, "sparsity")
+    amplitude = check_real(amplitude, "amplitude", low=0.0)
     if not 1 <= sparsity <= n:
         raise ValueError(f"sparsity must be between 1 and n={n}; got {sparsity}")
     rng = np.random.default_rng(rng)
@@ -73,7 +79,12 @@ def vertical_bars(shape=(32, 32), period: int = 4) -> np.ndarray:
     ``xtrue[:, 1:4:end] .= 1``; the phase matters only with their noise, see
     :func:`~bilevel_lib.experiments.recipes.vertical_bars_draws`).  For 32×32, ‖x‖² = 192.
     """
-    rows, cols = (int(s) for s in shape)
+    try:
+        rows, cols = shape
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"shape must be a pair (rows, columns) of positive integers; got {shape!r}") from err
+    rows, cols = check_count(rows, "shape[0] (rows)"), check_count(cols, "shape[1] (columns)")
+    period = check_count(period, "period")
     if cols % period:
         raise ValueError(f"the number of columns ({cols}) must be a multiple of the period ({period})")
     image = np.zeros((rows, cols))
@@ -103,7 +114,6 @@ def cameraman_patches(patches=CAMERAMAN_PATCHES) -> np.ndarray:
 def add_noise(x, sigma: float, rng) -> np.ndarray:
     """x + n with n ~ N(0, σ² I), drawn from ``rng`` (a seed or Generator)."""
     x = as_float_array(x, "x")
-    if not (np.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a finite number ≥ 0; got {sigma!r}")
+    sigma = check_real(sigma, "sigma", low=0.0)
     rng = np.random.default_rng(rng)
     return x + sigma * rng.standard_normal(x.shape)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
+from ..util.validation import check_count
+
 __all__ = ["finite_differences", "dct_filters", "random_filters", "FILTER_BANKS"]
 
 
@@ -20,6 +22,7 @@ def finite_differences(ndim: int = 2) -> np.ndarray:
     ndim=1 gives one filter [−1, 1], shape (1, 2).  ndim=2 gives a horizontal and a vertical
     difference on a 2×2 support, shape (2, 2, 2): z = x[i, j+1] − x[i, j] and x[i+1, j] − x[i, j].
     """
+    ndim = check_count(ndim, "ndim")
     if ndim == 1:
         return np.array([[-1.0, 1.0]])
     if ndim == 2:
@@ -36,8 +39,10 @@ def dct_filters(size: int, ndim: int = 2, include_dc: bool = False) -> np.ndarra
     Without the DC atom there are K = S − 1 filters (48 for 7×7, 8 for 3×3), ordered by
     frequency index in C order.  Each has ℓ2 norm 1/√S.
     """
-    if int(size) != size or size < 2:
-        raise ValueError(f"size must be an integer ≥ 2; got {size!r}")
+    size = check_count(size, "size", minimum=2)
+    ndim = check_count(ndim, "ndim")
+    if not isinstance(include_dc, (bool, np.bool_)):
+        raise TypeError(f"include_dc must be True or False; got {include_dc!r}")
     if ndim not in (1, 2):
         raise ValueError(f"ndim must be 1 or 2; got {ndim}")
     basis_1d = sfft.idct(np.eye(size), norm="ortho", axis=0).T  # rows: orthonormal DCT-II atoms
@@ -51,10 +56,22 @@ def dct_filters(size: int, ndim: int = 2, include_dc: bool = False) -> np.ndarra
 
 def random_filters(n_filters: int, shape, rng: np.random.Generator | int) -> np.ndarray:
     """``n_filters`` Gaussian random filters of the given shape, each scaled to unit ℓ2 norm."""
-    if n_filters < 1:
-        raise ValueError(f"n_filters must be ≥ 1; got {n_filters}")
+    n_filters = check_count(n_filters, "n_filters")
+    if isinstance(rng, (bool, np.bool_)) or not (
+        rng is None
+        or isinstance(rng, (int, np.integer, np.random.Generator, np.random.BitGenerator, np.random.SeedSequence))
+    ):
+        raise TypeError(f"rng must be a seed (int) or a numpy.random.Generator; got {type(rng).__name__}")
     rng = np.random.default_rng(rng)
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    if np.isscalar(shape):
+        shape = (check_count(shape, "shape"),)
+    else:
+        try:
+            shape = tuple(check_count(s, "shape entries") for s in shape)
+        except TypeError as err:
+            raise TypeError(f"shape must be a positive integer or a tuple of them; got {shape!r}") from err
+        if not shape:
+            raise ValueError("shape must have at least one axis; got ()")
     bank = rng.standard_normal((n_filters,) + shape)
     return bank / np.linalg.norm(bank.reshape(n_filters, -1), axis=1).reshape((-1,) + (1,) * len(shape))
 

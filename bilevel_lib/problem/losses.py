@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..util.validation import as_float_array
+from ..util.validation import as_float_array, check_finite_result
 
 __all__ = ["UpperLoss", "SquaredErrorLoss"]
 
@@ -36,18 +36,26 @@ class SquaredErrorLoss(UpperLoss):
         self.truth = truth
 
     def _check(self, x):
-        x = np.asarray(x, dtype=np.float64)
+        x = as_float_array(x, "x")
         if x.shape != self.truth.shape:
             raise ValueError(f"x must have the shape of the training images, {self.truth.shape}; got {x.shape}")
         return x
 
     def value(self, x) -> float:
         x = self._check(x)
-        return float(0.5 * np.sum(np.square(x - self.truth)) / self.truth.shape[0])
+        with np.errstate(over="ignore"):
+            value = float(0.5 * np.sum(np.square(x - self.truth)) / self.truth.shape[0])
+        check_finite_result(
+            value, "SquaredErrorLoss.value", "½‖x − x^true‖²/J", "it overflows float64 (huge x or truth)"
+        )
+        return value
 
     def gradient(self, x) -> np.ndarray:
         x = self._check(x)
-        return (x - self.truth) / self.truth.shape[0]
+        with np.errstate(over="ignore"):
+            gradient = (x - self.truth) / self.truth.shape[0]
+        check_finite_result(gradient, "SquaredErrorLoss.gradient", "(x − x^true)/J", "it overflows float64")
+        return gradient
 
     @property
     def lipschitz(self) -> float:

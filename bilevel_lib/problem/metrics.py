@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..util.validation import as_float_array
+from ..util.validation import as_float_array, check_finite_result, positive_scalar
 
 __all__ = ["mse", "snr_db", "psnr_db", "relative_error"]
 
@@ -18,6 +18,8 @@ __all__ = ["mse", "snr_db", "psnr_db", "relative_error"]
 def _pair(estimate, truth, per_image, names=("estimate", "truth")):
     estimate = as_float_array(estimate, names[0])
     truth = as_float_array(truth, names[1])
+    if not isinstance(per_image, (bool, np.bool_)):
+        raise TypeError(f"per_image must be True or False; got {per_image!r}")
     if estimate.shape != truth.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape; got {estimate.shape} and {truth.shape}")
     if per_image and truth.ndim < 2:
@@ -29,26 +31,44 @@ def _pair(estimate, truth, per_image, names=("estimate", "truth")):
 def mse(estimate, truth, per_image: bool = False):
     """Mean squared error (1/N)‖x̂ − x^true‖²."""
     estimate, truth, axes = _pair(estimate, truth, per_image)
-    return np.mean(np.square(estimate - truth), axis=axes)
+    with np.errstate(over="ignore"):
+        value = np.mean(np.square(estimate - truth), axis=axes)
+    check_finite_result(value, "mse", "the mean squared error", "it overflows float64 (huge entries)")
+    return value
+
+
+def _log10_sum_squares(values, axes, scale):
+    """log10 Σ values², computed on values/scale so that huge entries do not overflow."""
+    with np.errstate(divide="ignore"):
+        return np.log10(np.sum(np.square(values / scale), axis=axes)) + 2.0 * np.log10(scale)
+
+
+def _scale(*arrays) -> float:
+    return max(max(float(np.max(np.abs(a), initial=0.0)) for a in arrays), 1e-300)
 
 
 def snr_db(estimate, truth, per_image: bool = False):
     """SNR in dB, 10 log10(‖x^true‖² / ‖x̂ − x^true‖²) (review eq. 3.2); +inf for a perfect estimate."""
     estimate, truth, axes = _pair(estimate, truth, per_image)
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(np.sum(np.square(truth), axis=axes) / np.sum(np.square(estimate - truth), axis=axes))
+    scale = _scale(estimate, truth)
+    return 10.0 * (_log10_sum_squares(truth, axes, scale) - _log10_sum_squares(estimate - truth, axes, scale))
 
 
 def psnr_db(estimate, truth, per_image: bool = False, data_range: float | None = None):
     """Peak SNR in dB, 10 log10(peak² / MSE).
 
     The peak is ``data_range`` if given, else ``max|x^true|``.  (The review's eq. after (3.2) prints the
-    peak unsquared; we use the standard squared peak, as scikit-image does.)
+    peak unsquared; we use the standard squared peak, as scikit-image does.)  +inf for a perfect
+    estimate; computed in the log domain, so huge values do not overflow.
     """
     estimate, truth, axes = _pair(estimate, truth, per_image)
-    peak = np.max(np.abs(truth), axis=axes) if data_range is None else float(data_range)
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(np.square(peak) / np.mean(np.square(estimate - truth), axis=axes))
+    peak = np.max(np.abs(truth), axis=axes) if data_range is None else positive_scalar(data_range, "data_range")
+    if np.any(peak == 0):
+        raise ValueError("the truth is zero (max|x^true| = 0), so the peak of the PSNR is undefined; give data_range")
+    scale = _scale(estimate, truth)
+    count = truth.size if axes is None else int(np.prod(truth.shape[1:]))
+    log_mse = _log10_sum_squares(estimate - truth, axes, scale) - np.log10(count)
+    return 20.0 * np.log10(peak) - 10.0 * log_mse
 
 
 def relative_error(estimate, reference, per_image: bool = False):
@@ -79,6 +99,9 @@ def relative_error(estimate, reference, per_image: bool = False):
         with ``per_image=True``), where the relative error is undefined.
     """
     estimate, reference, axes = _pair(estimate, reference, per_image, names=("estimate", "reference"))
+    # norms of the arrays scaled to a largest entry of 1: no overflow for huge entries
+    size = max(float(np.max(np.abs(reference), initial=0.0)), float(np.max(np.abs(estimate), initial=0.0)), 1e-300)
+    estimate, reference = estimate / size, reference / size
     if axes is None:
         scale, distance = np.linalg.norm(reference.ravel()), np.linalg.norm((estimate - reference).ravel())
     else:

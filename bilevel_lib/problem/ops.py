@@ -155,7 +155,8 @@ class FilterBankOperator:
         return tuple(range(-self.ndim, 0))
 
     def _check_signal(self, x: np.ndarray, name: str, *, stacked: bool = False) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        # dtype and shape only: these products run inside the solvers' loops, whose callers check finiteness
+        x = x if isinstance(x, np.ndarray) and x.dtype == np.float64 else as_float_array(x, name, finite=False)
         expected = ((self.n_filters,) if stacked else ()) + self.signal_shape
         if x.ndim < len(expected) or x.shape[x.ndim - len(expected) :] != expected:
             raise ValueError(f"{name} must have shape (..., *{expected}); got {x.shape}")

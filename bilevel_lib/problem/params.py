@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..util.validation import as_float_array
+from ..util.validation import NonFiniteError, as_float_array
 
 __all__ = ["Hyperparameters", "PARTS"]
 
@@ -87,7 +87,7 @@ class Hyperparameters:
     @classmethod
     def from_filters(cls, filters, beta0: float = 0.0, beta=None) -> Hyperparameters:
         """γ with the given filters, β0 and β_k = 0 (e^{β_k} = 1) unless ``beta`` is given."""
-        filters = np.asarray(filters, dtype=np.float64)
+        filters = as_float_array(filters, "filters", min_ndim=2)
         if beta is None:
             beta = np.zeros(filters.shape[0] if filters.ndim else 0)
         return cls(beta0=beta0, beta=beta, filters=filters)
@@ -104,8 +104,21 @@ class Hyperparameters:
 
     @property
     def strengths(self) -> np.ndarray:
-        """e^{β0 + β_k}, the weight of each filter's penalty, shape (K,)."""
-        return np.exp(self.beta0 + self.beta)
+        """e^{β0 + β_k}, the weight of each filter's penalty, shape (K,).
+
+        Raises :class:`~bilevel_lib.util.validation.NonFiniteError` when e^{β0 + β_k} overflows
+        float64 (β0 + β_k > 709.78) rather than returning infinity.
+        """
+        with np.errstate(over="ignore"):
+            strengths = np.exp(self.beta0 + self.beta)
+        if not np.isfinite(strengths).all():
+            k = int(np.flatnonzero(~np.isfinite(strengths))[0])
+            raise NonFiniteError(
+                f"e^(β0 + β_k) overflows float64 for filter k = {k}: β0 = {self.beta0:g}, β_k = {self.beta[k]:g}, "
+                f"β0 + β_k = {self.beta0 + self.beta[k]:g} > {np.log(np.finfo(float).max):.2f}; "
+                "the strengths are too large (a diverging upper-level step, or a wrong β0)"
+            )
+        return strengths
 
     @property
     def effective_strengths(self) -> np.ndarray:
@@ -143,9 +156,13 @@ class Hyperparameters:
         return Hyperparameters(self.beta0, self.beta.copy(), self.filters.copy())
 
     def __add__(self, other: Hyperparameters) -> Hyperparameters:
+        if not isinstance(other, Hyperparameters):
+            return NotImplemented
         return Hyperparameters(self.beta0 + other.beta0, self.beta + other.beta, self.filters + other.filters)
 
     def __mul__(self, scale: float) -> Hyperparameters:
+        if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer, np.floating)):
+            return NotImplemented
         return Hyperparameters(self.beta0 * scale, self.beta * scale, self.filters * scale)
 
     __rmul__ = __mul__

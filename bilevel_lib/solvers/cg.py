@@ -27,6 +27,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from ..problem.ops import single_threaded_blas
+from ..util.validation import NonFiniteError, as_float_array, check_choice, check_count, check_real
 from .lower import ConvergenceWarning
 
 __all__ = ["CGResult", "conjugate_gradient"]
@@ -77,6 +78,17 @@ def _checked_preconditioner(preconditioner, shape):
     return apply
 
 
+def _check_residuals(rr, images, iteration) -> None:
+    """Raise :class:`NonFiniteError` if a squared residual norm ‖r_j‖² is NaN or infinite (a cheap scalar test)."""
+    for j in images:
+        if not math.isfinite(rr[j]):
+            where = "for the initial residual b − H x0" if iteration == 0 else f"at iteration {iteration}"
+            raise NonFiniteError(
+                f"conjugate_gradient: the residual ‖b − H x‖ of image {j} became NaN or infinite {where}: "
+                "H v returned non-finite values or overflowed (huge entries in b, x0 or the Hessian)"
+            )
+
+
 @single_threaded_blas
 def conjugate_gradient(
     apply_hessian,
@@ -111,16 +123,25 @@ def conjugate_gradient(
         r -> M⁻¹ r for a batch r of b's shape, with M symmetric positive definite and block
         diagonal like H (one block per image).  Default none (plain CG).  A result of the wrong
         shape, non-finite, or showing that M is not positive definite raises ``ValueError``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input (named in the message): b or x0 not a finite real array of matching shapes,
+        tol not > 0, max_iter not an integer ≥ 1, an unknown ``relative_to``.
+    NonFiniteError
+        A residual became NaN or infinite (checked on the scalar ‖r_j‖² of every iteration).
     """
-    if relative_to not in ("rhs", "initial"):
-        raise ValueError(f"relative_to must be 'rhs' or 'initial'; got {relative_to!r}")
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number; got {tol!r}")
-    b = np.asarray(b, dtype=np.float64)
+    check_choice(relative_to, "relative_to", ("rhs", "initial"))
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    max_iter = check_count(max_iter, "max_iter", minimum=1)
+    if not callable(apply_hessian):
+        raise TypeError(f"apply_hessian must be a callable v -> H v; got {type(apply_hessian).__name__}")
+    b = as_float_array(b, "b")
     if b.ndim == 0:
         raise ValueError("b must have a leading batch axis, shape (J, …); got a scalar")
-    if not np.all(np.isfinite(b)):
-        raise ValueError("b must be finite; it has NaN or infinite entries")
+    if b.size == 0:
+        raise ValueError(f"b must have at least one entry; got shape {b.shape}")
     precondition = None if preconditioner is None else _checked_preconditioner(preconditioner, b.shape)
     rows = (b.shape[0], int(np.prod(b.shape[1:])))  # every vector is also viewed as (J, n): one row per system
 
@@ -129,13 +150,17 @@ def conjugate_gradient(
         x_rows = np.zeros(b.shape).reshape(rows)
         r_rows = np.array(b, order="C").reshape(rows)
     else:
-        x = np.array(x0, dtype=np.float64, order="C")
+        x = np.array(as_float_array(x0, "x0"), dtype=np.float64, order="C")
         if x.shape != b.shape:
             raise ValueError(f"x0 must have the shape of b, {b.shape}; got {x.shape}")
         x_rows = x.reshape(rows)
-        r_rows = np.ascontiguousarray(b - apply_hessian(x), dtype=np.float64).reshape(rows)
+        hx = apply_hessian(x)
+        if np.shape(hx) != b.shape:
+            raise ValueError(f"apply_hessian must return an array of b's shape {b.shape}; got {np.shape(hx)}")
+        r_rows = np.ascontiguousarray(b - hx, dtype=np.float64).reshape(rows)
     n_images = b.shape[0]
     rr = [_dot(r, r) for r in r_rows]
+    _check_residuals(rr, range(n_images), 0)
     reference = [np.sqrt(_dot(bj, bj) if relative_to == "rhs" else rrj) for bj, rrj in zip(b.reshape(rows), rr)]
     reference = [ref if ref > 0 else 1.0 for ref in reference]
     limit = [tol * ref for ref in reference]  # image j is done once ‖r_j‖ ≤ limit_j
@@ -148,7 +173,7 @@ def conjugate_gradient(
         rz = {j: _dot(r_rows[j], z_rows[j]) for j in images}
         for j in images:
             if not np.isfinite(rz[j]):
-                raise ValueError("the preconditioner returned NaN or infinite values")
+                raise NonFiniteError("conjugate_gradient: the preconditioner returned NaN or infinite values")
             if rz[j] <= 0 and rr[j] > 0:
                 raise ValueError("the preconditioner is not positive definite: ⟨r, M⁻¹ r⟩ ≤ 0 for some image")
         return z_rows, rz
@@ -164,6 +189,7 @@ def conjugate_gradient(
                 "the lower-level cost may be non-convex at this point"
             )
         rr = list(rr)
+        _check_residuals(rr, range(n_images), iterations)
         active = [j for j in range(n_images) if math.sqrt(rr[j]) > limit[j]]  # empty unless max_iter was hit
     z_rows, rz = preconditioned(active)
     p_rows = z_rows.copy()
@@ -188,8 +214,9 @@ def conjugate_gradient(
             _scal(rz_new[j] / rz[j], p_rows[j])  # p_j = z_j + β p_j
             _axpy(z_rows[j], p_rows[j])
         rz.update(rz_new)
-        active = [j for j in active if math.sqrt(rr[j]) > limit[j]]
         iterations += 1
+        _check_residuals(rr, active, iterations)
+        active = [j for j in active if math.sqrt(rr[j]) > limit[j]]
     residual = np.sqrt(rr) / np.array(reference)
     converged = not active
     if converged:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..problem.cost import LowerLevelCost
 from ..problem.params import Hyperparameters
+from ..util.validation import NonFiniteError, as_float_array, check_choice, check_count, check_real
 
 __all__ = [
     "LowerLevelResult",
@@ -111,18 +112,37 @@ def starting_point(cost: LowerLevelCost, x0=None) -> np.ndarray:
 
     The starting point of :func:`solve_lower_level` and of the unrolled maps.
     """
+    if not isinstance(cost, LowerLevelCost):
+        raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
     if x0 is None:
         return np.array(cost.forward_model.adjoint(cost.y), dtype=np.float64)
-    x = np.array(x0, dtype=np.float64)
+    x = np.array(as_float_array(x0, "x0"), dtype=np.float64)
     if x.shape != cost.y.shape:
         raise ValueError(f"x0 must have the shape of y, {cost.y.shape}; got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x0 must be finite")
     return x
 
 
 def _norms(g: np.ndarray, n_pixels: int) -> np.ndarray:
     return np.sqrt(np.sum(np.square(g), axis=tuple(range(1, g.ndim))) / n_pixels)
+
+
+def _diverged(method, iteration, norms, x, step, cost, params) -> NonFiniteError:
+    """The error for a non-finite gradient norm at ``iteration``, with the likely cause."""
+    bad = np.flatnonzero(~np.isfinite(norms)).tolist()
+    bound = 2.0 / cost.lipschitz(params)
+    if step > bound:
+        why = (
+            f"the step α = {step:.3g} exceeds 2/L = {bound:.3g} (L of eq. 4.19), so the iteration diverges; "
+            "use a smaller step (the default is 1/L)"
+        )
+    elif not np.isfinite(x).all():
+        why = "the iterate overflowed float64 (huge data, strengths or filter taps)"
+    else:
+        why = "the gradient overflowed float64 (huge data, strengths e^{β0+β_k} or filter taps)"
+    where = "at the starting point" if iteration == 0 else f"at iteration {iteration}"
+    return NonFiniteError(
+        f"solve_lower_level ({method.upper()}): ‖∇ₓΦ‖ became NaN or infinite {where} for image(s) {bad[:5]}: {why}"
+    )
 
 
 def solve_lower_level(
@@ -165,21 +185,30 @@ def solve_lower_level(
     -------
     LowerLevelResult
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    if tol is not None and not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number or None; got {tol!r}")
-    if int(max_iter) != max_iter or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative integer; got {max_iter!r}")
+    check_choice(method, "method", METHODS)
+    if tol is not None:
+        tol = check_real(tol, "tol", low=0.0, low_open=True)
+    max_iter = check_count(max_iter, "max_iter", minimum=1)
     x = starting_point(cost, x0)
+    if not isinstance(params, Hyperparameters):
+        raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
     if step is None:
         step = 1.0 / cost.lipschitz(params)
-    elif not (np.isfinite(step) and step > 0):
-        raise ValueError(f"step must be a positive number; got {step!r}")
+    else:
+        step = check_real(step, "step", low=0.0, low_open=True)
 
     n = cost.n_pixels
-    grad = cost.gradient(x, params)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _iterate(cost, params, x, method, tol, max_iter, restart, step, record_history, warn, n)
+
+
+def _iterate(cost, params, x, method, tol, max_iter, restart, step, record_history, warn, n):
+    """The loop of :func:`solve_lower_level` on validated input (floating-point warnings silenced:
+    a non-finite gradient norm, checked every iteration, raises :class:`NonFiniteError` instead)."""
+    grad = cost._gradient(x, params)
     norms = _norms(grad, n)
+    if not np.isfinite(norms).all():
+        raise _diverged(method, 0, norms, x, step, cost, params)
     history = [norms.max()] if record_history else None
     expand = (slice(None),) + (None,) * (x.ndim - 1)
 
@@ -202,21 +231,23 @@ def solve_lower_level(
                     theta_next = np.where(disagree, 1.0, theta_next)
                     x_next = np.where(disagree[expand], y_next, x_next)
             x, y_prev, theta = x_next, y_next, theta_next
-        grad = cost.gradient(x, params)
+        grad = cost._gradient(x, params)
         norms = _norms(grad, n)
         iterations += 1
+        if not np.isfinite(norms).all():
+            raise _diverged(method, iterations, norms, x, step, cost, params)
         if record_history:
             history.append(norms.max())
 
     converged = tol is not None and bool(norms.max() < tol)
     if tol is None:
-        message = f"ran the fixed budget of {iterations} iterations"
+        message = f"ran the fixed budget of {iterations} iterations (no tolerance; max ‖∇Φ‖/√N = {norms.max():.3g})"
     elif converged:
         message = f"reached ‖∇Φ‖/√N < {tol:g} in {iterations} iterations"
     else:
         message = f"stopped at max_iter={max_iter} with max ‖∇Φ‖/√N = {norms.max():.3g} > tol = {tol:g}"
         if warn:
-            warnings.warn(f"{method.upper()}: {message}", ConvergenceWarning, stacklevel=2)
+            warnings.warn(f"{method.upper()}: {message}", ConvergenceWarning, stacklevel=3)
     return LowerLevelResult(
         x=x,
         iterations=iterations,

@@ -19,16 +19,19 @@ Introduced in the chapter "Single- vs double-loop algorithms".
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..hypergrad.implicit import implicit_hypergradient, implicit_step
+from ..hypergrad.result import check_problem
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
 from ..problem.params import Hyperparameters, check_parts
-from ..solvers.lower import solve_lower_level, starting_point
+from ..solvers.lower import ConvergenceWarning, solve_lower_level, starting_point
 from ..util.progress import progress_bar
+from ..util.validation import NonFiniteError, check_choice, check_count, check_finite_result, check_real
 from .optimizers import Adam
 
 __all__ = ["TrainingHistory", "TrainingResult", "hoag_schedule", "train_double_loop", "train_ttsa"]
@@ -36,8 +39,9 @@ __all__ = ["TrainingHistory", "TrainingResult", "hoag_schedule", "train_double_l
 
 def hoag_schedule(initial: float = 1e-2, decay: float = 0.9, floor: float = 1e-12):
     """Tolerances ε^(u) = max(initial · decay^u, floor): summable, as HOAG's convergence needs (Alg. 1)."""
-    if not (0 < decay < 1 and initial > 0):
-        raise ValueError(f"need initial > 0 and 0 < decay < 1; got {initial}, {decay}")
+    initial = check_real(initial, "initial", low=0.0, low_open=True)
+    decay = check_real(decay, "decay", low=0.0, high=1.0, low_open=True, high_open=True)
+    floor = check_real(floor, "floor", low=0.0, low_open=True)
     return lambda u: max(initial * decay**u, floor)
 
 
@@ -52,8 +56,11 @@ class TrainingHistory:
     cg_iterations: list = field(default_factory=list)
     work: list = field(default_factory=list)  # cumulative lower + CG iterations
     seconds: list = field(default_factory=list)  # cumulative wall time
+    converged: list = field(default_factory=list)  # did the step's estimate reach every tolerance it was given
 
-    def append(self, *, loss, gradient_norm, lower_gradient_norm, lower_iterations, cg_iterations, elapsed):
+    def append(
+        self, *, loss, gradient_norm, lower_gradient_norm, lower_iterations, cg_iterations, elapsed, converged=True
+    ):
         """Record one upper-level step.
 
         Parameters
@@ -70,6 +77,9 @@ class TrainingHistory:
             The conjugate-gradient iterations of this step (0 for estimators without CG).
         elapsed : float
             The wall time since the start of the run, in seconds (stored as is: cumulative).
+        converged : bool
+            Whether the step's estimate reached every tolerance it was asked for (its
+            ``HypergradientResult.converged``; for TTSA, CG's).
 
         ``work`` gets the previous total plus ``lower_iterations + cg_iterations``.
         """
@@ -81,6 +91,7 @@ class TrainingHistory:
         self.cg_iterations.append(int(cg_iterations))
         self.work.append(int(previous + lower_iterations + cg_iterations))
         self.seconds.append(float(elapsed))
+        self.converged.append(bool(converged))
 
     def as_arrays(self) -> dict:
         """The history as a dict of 1-D numpy arrays, one per field, each of length the number of steps."""
@@ -89,13 +100,43 @@ class TrainingHistory:
 
 @dataclass
 class TrainingResult:
-    """Learned γ, the final lower-level estimate x̂ and the history of the run."""
+    """Learned γ, the final lower-level estimate x̂ and the history of the run.
+
+    ``converged`` is False when some step's estimate missed a tolerance it was asked for
+    (``history.converged`` says which; the message counts them), or the run stopped early on
+    failure (MAID without sufficient decrease).
+    """
 
     params: Hyperparameters
     history: TrainingHistory
     x: np.ndarray
     message: str
     settings: dict = field(default_factory=dict)
+    converged: bool = True
+
+
+def _check_loop_inputs(cost, params, loss, parts, n_steps, x0):
+    """The common entry checks of the training loops; returns (parts, n_steps, x0 checked)."""
+    check_problem(cost, params, loss)
+    parts = check_parts(parts)
+    n_steps = check_count(n_steps, "n_steps")
+    if x0 is not None:
+        x0 = starting_point(cost, x0)
+    return parts, n_steps, x0
+
+
+def _optional_positive(value, name):
+    return None if value is None else check_real(value, name, low=0.0, low_open=True)
+
+
+def _report_unconverged(where: str, unconverged: int, n_steps: int, what: str) -> None:
+    """Warn with a ConvergenceWarning when some steps missed a tolerance the caller asked for."""
+    if unconverged:
+        warnings.warn(
+            f"{where}: {unconverged} of {n_steps} step(s) missed {what} (see history.converged)",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def train_double_loop(
@@ -156,6 +197,26 @@ def train_double_loop(
     ``diagnostics["lower_residual"]``, ``lower_iterations`` and ``cg_iterations``; the message
     counts the steps whose estimate was not ``converged``.
     """
+    parts, n_steps, x0 = _check_loop_inputs(cost, params, loss, parts, n_steps, x0)
+    if lower_iterations is not None:
+        lower_iterations = check_count(lower_iterations, "lower_iterations")
+    lower_tol = _optional_positive(lower_tol, "lower_tol")
+    if schedule is not None and not callable(schedule):
+        raise TypeError(f"schedule must be a callable u -> tolerance (e.g. hoag_schedule()); got {schedule!r}")
+    initial_tol = check_real(initial_tol, "initial_tol", low=0.0, low_open=True)
+    cg_tol = check_real(cg_tol, "cg_tol", low=0.0, low_open=True)
+    check_choice(cg_relative_to, "cg_relative_to", ("rhs", "initial"))
+    cg_max_iter = check_count(cg_max_iter, "cg_max_iter")
+    stop_gradient_norm = _optional_positive(stop_gradient_norm, "stop_gradient_norm")
+    stop_relative_change = _optional_positive(stop_relative_change, "stop_relative_change")
+    if optimizer is not None and not callable(getattr(optimizer, "step", None)):
+        raise TypeError(f"optimizer must have a step(vector, gradient) method; got {type(optimizer).__name__}")
+    if estimator is not None and not callable(estimator):
+        raise TypeError(f"estimator must be a callable (cost, params, loss, *, x0, state, ...); got {estimator!r}")
+    if estimator_settings is not None and not isinstance(estimator_settings, dict):
+        raise TypeError(
+            f"estimator_settings must be a dict of keyword arguments; got {type(estimator_settings).__name__}"
+        )
     if sum(rule is not None for rule in (lower_iterations, lower_tol, schedule)) > 1:
         raise ValueError("give exactly one lower-level rule: lower_iterations (fixed T), lower_tol, or schedule")
     if estimator is not None and (lower_tol is not None or schedule is not None or lower_iterations is not None):
@@ -204,7 +265,10 @@ def train_double_loop(
         )
 
     start = time.perf_counter()
-    first = solve_lower_level(cost, params, x0=x0, tol=initial_tol, max_iter=200_000)
+    try:
+        first = solve_lower_level(cost, params, x0=x0, tol=initial_tol, max_iter=200_000)
+    except NonFiniteError as error:
+        raise NonFiniteError(f"train_double_loop, the first (cold) lower-level solve: {error}") from error
     x, state = first.x, None
     history = TrainingHistory()
     vector = params.flatten(parts)
@@ -214,14 +278,21 @@ def train_double_loop(
         for u in range(n_steps):
             if not warm_start:
                 x, state = None, None
-            if estimator is None:
-                hyper = implicit_hypergradient(cost, params, loss, x0=x, state=state, **default_settings(u))
-            else:
-                hyper = estimator(cost, params, loss, x0=x, state=state, **(estimator_settings or {}))
+            try:
+                if estimator is None:
+                    hyper = implicit_hypergradient(cost, params, loss, x0=x, state=state, **default_settings(u))
+                else:
+                    hyper = estimator(cost, params, loss, x0=x, state=state, **(estimator_settings or {}))
+            except NonFiniteError as error:
+                raise NonFiniteError(f"train_double_loop, upper step {u}: {error}") from error
             x, state = hyper.x, hyper.state
             unconverged += not hyper.converged
             gradient = hyper.gradient.flatten(parts)
-            gradient_norm = np.linalg.norm(gradient) / np.sqrt(gradient.size)
+            where = f"train_double_loop, upper step {u}"
+            check_finite_result(gradient, where, f"the hypergradient ∇ℓ ({hyper.method})", hyper.message)
+            check_finite_result(hyper.loss, where, "the loss ℓ", hyper.message)
+            with np.errstate(over="ignore"):  # a huge but finite gradient may have an infinite norm
+                gradient_norm = np.linalg.norm(gradient) / np.sqrt(gradient.size)
             history.append(
                 loss=hyper.loss,
                 gradient_norm=gradient_norm,
@@ -229,21 +300,28 @@ def train_double_loop(
                 lower_iterations=hyper.lower_iterations + (first.iterations if u == 0 else 0),
                 cg_iterations=hyper.cg_iterations,
                 elapsed=time.perf_counter() - start,
+                converged=hyper.converged,
             )
             bar.update(1)
             if stop_gradient_norm is not None and gradient_norm < stop_gradient_norm:
                 message = f"stopped at step {u}: ‖∇ℓ‖/√R = {gradient_norm:.2e} < {stop_gradient_norm:g}"
                 break
-            new_vector = optimizer.step(vector, gradient)
-            change = np.linalg.norm(new_vector - vector) / max(np.linalg.norm(vector), 1e-300)
+            try:
+                new_vector = optimizer.step(vector, gradient)
+            except NonFiniteError as error:
+                raise NonFiniteError(f"{where}: {error}") from error
+            check_finite_result(new_vector, where, "γ after the optimizer step", "the step overflowed")
+            with np.errstate(over="ignore", invalid="ignore"):
+                change = np.linalg.norm(new_vector - vector) / max(np.linalg.norm(vector), 1e-300)
             vector = new_vector
             params = params.unflatten(vector, parts)
             if stop_relative_change is not None and change < stop_relative_change:
                 message = f"stopped at step {u}: relative change of γ {change:.2e} < {stop_relative_change:g}"
                 break
     if unconverged:
-        message += f"; {unconverged} estimate(s) missed a tolerance (see HypergradientResult.message)"
-    return TrainingResult(params, history, x, message, settings)
+        message += f"; {unconverged} estimate(s) missed a tolerance (see history.converged)"
+        _report_unconverged("train_double_loop", unconverged, len(history.loss), "a tolerance (CG or lower level)")
+    return TrainingResult(params, history, x, message, settings, converged=not unconverged)
 
 
 def train_ttsa(
@@ -270,8 +348,11 @@ def train_ttsa(
     largest safe step, while the upper step decays (with the review's convex-case rate 3/4 by
     default), so α_ℓ/α_Φ → 0: the two timescales of the method.
     """
-    if not (upper_step > 0 and 0 < upper_decay <= 1):
-        raise ValueError(f"need upper_step > 0 and 0 < upper_decay ≤ 1; got {upper_step}, {upper_decay}")
+    parts, n_steps, x0 = _check_loop_inputs(cost, params, loss, parts, n_steps, x0)
+    upper_step = check_real(upper_step, "upper_step", low=0.0, low_open=True)
+    upper_decay = check_real(upper_decay, "upper_decay", low=0.0, high=1.0, low_open=True)
+    cg_tol = check_real(cg_tol, "cg_tol", low=0.0, low_open=True)
+    cg_max_iter = check_count(cg_max_iter, "cg_max_iter")
     settings = dict(
         parts=list(check_parts(parts)),
         n_steps=n_steps,
@@ -285,14 +366,23 @@ def train_ttsa(
     q = None
     history = TrainingHistory()
     vector = params.flatten(parts)
+    unconverged = 0
     with progress_bar(n_steps, progress, "TTSA") as bar:
         for u in range(n_steps):
-            x = x - cost.gradient(x, params) / cost.lipschitz(params)
-            step = implicit_step(
-                cost, params, loss, x, q, cg_tol=cg_tol, cg_max_iter=cg_max_iter, cg_relative_to="initial"
-            )
+            where = f"train_ttsa, iteration {u}"
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    x = x - cost._gradient(x, params) / cost.lipschitz(params)
+                check_finite_result(x, where, "the lower-level iterate x", "the lower-level step overflowed")
+                step = implicit_step(
+                    cost, params, loss, x, q, cg_tol=cg_tol, cg_max_iter=cg_max_iter, cg_relative_to="initial"
+                )
+            except NonFiniteError as error:
+                raise NonFiniteError(f"{where}: {error}") from error
             q, cg = step.q, step.cg
+            unconverged += not cg.converged
             gradient = step.gradient.flatten(parts)
+            check_finite_result(gradient, where, "the hypergradient ∇ℓ")
             history.append(
                 loss=loss.value(x),
                 gradient_norm=np.linalg.norm(gradient) / np.sqrt(gradient.size),
@@ -300,8 +390,14 @@ def train_ttsa(
                 lower_iterations=1,
                 cg_iterations=cg.iterations,
                 elapsed=time.perf_counter() - start,
+                converged=cg.converged,
             )
             vector = vector - upper_step * (u + 1) ** (-upper_decay) * gradient
+            check_finite_result(vector, where, "γ after the upper step", "the step overflowed")
             params = params.unflatten(vector, parts)
             bar.update(1)
-    return TrainingResult(params, history, x, f"ran {n_steps} TTSA iterations", settings)
+    message = f"ran {n_steps} TTSA iterations"
+    if unconverged:
+        message += f"; CG missed cg_tol = {cg_tol:g} in {unconverged} of them (see history.converged)"
+        _report_unconverged("train_ttsa", unconverged, n_steps, f"CG's tolerance cg_tol = {cg_tol:g}")
+    return TrainingResult(params, history, x, message, settings, converged=not unconverged)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..util.validation import NonFiniteError, as_float_array, check_real
+
 __all__ = ["GradientDescent", "Adam"]
 
 
@@ -21,8 +23,7 @@ class GradientDescent:
     learning_rate: float = 1e-3
 
     def __post_init__(self):
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive number; got {self.learning_rate!r}")
+        self.learning_rate = check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
 
     def step(self, vector: np.ndarray, gradient: np.ndarray) -> np.ndarray:
         """One step γ − α ∇ℓ.
@@ -39,7 +40,9 @@ class GradientDescent:
         numpy.ndarray, shape (R,)
             The new γ.
         """
-        return vector - self.learning_rate * gradient
+        vector, gradient = _check_step(vector, gradient)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _checked(vector - self.learning_rate * gradient, "GradientDescent")
 
 
 @dataclass
@@ -59,10 +62,10 @@ class Adam:
     _t: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self):
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive number; got {self.learning_rate!r}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"beta1 and beta2 must lie in [0, 1); got {self.beta1}, {self.beta2}")
+        self.learning_rate = check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        self.beta1 = check_real(self.beta1, "beta1", low=0.0, high=1.0, high_open=True)
+        self.beta2 = check_real(self.beta2, "beta2", low=0.0, high=1.0, high_open=True)
+        self.eps = check_real(self.eps, "eps", low=0.0, low_open=True)
 
     def step(self, vector: np.ndarray, gradient: np.ndarray) -> np.ndarray:
         """One Adam step: update the moments with ``gradient`` and return the new γ.
@@ -82,17 +85,40 @@ class Adam:
         Raises
         ------
         ValueError
-            If the shape of ``gradient`` differs from that of the first step.
+            If ``vector`` or ``gradient`` is not a finite real array, their shapes differ, or the shape
+            of ``gradient`` differs from that of the first step.
         """
-        gradient = np.asarray(gradient, dtype=np.float64)
+        vector, gradient = _check_step(vector, gradient)
         if self._m is None:
             self._m = np.zeros_like(gradient)
             self._v = np.zeros_like(gradient)
         if gradient.shape != self._m.shape:
             raise ValueError(f"gradient shape changed from {self._m.shape} to {gradient.shape}")
         self._t += 1
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._update(vector, gradient)
+
+    def _update(self, vector, gradient):
         self._m = self.beta1 * self._m + (1 - self.beta1) * gradient
         self._v = self.beta2 * self._v + (1 - self.beta2) * np.square(gradient)
         m_hat = self._m / (1 - self.beta1**self._t)
         v_hat = self._v / (1 - self.beta2**self._t)
-        return vector - self.learning_rate * m_hat / (np.sqrt(v_hat) + self.eps)
+        return _checked(vector - self.learning_rate * m_hat / (np.sqrt(v_hat) + self.eps), "Adam")
+
+
+def _check_step(vector, gradient):
+    """The arguments of ``step``: finite real arrays of one shape (ValueError/TypeError naming them)."""
+    vector = as_float_array(vector, "vector")
+    gradient = as_float_array(gradient, "gradient")
+    if gradient.shape != vector.shape:
+        raise ValueError(f"gradient must have the shape of vector, {vector.shape}; got {gradient.shape}")
+    return vector, gradient
+
+
+def _checked(new_vector, name):
+    """The new γ, or :class:`~bilevel_lib.util.validation.NonFiniteError` if the step overflowed."""
+    if not np.isfinite(new_vector).all():
+        raise NonFiniteError(
+            f"{name}.step: the new γ is not finite (the step overflowed: huge gradient or learning rate)"
+        )
+    return new_vector

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hypergrad.implicit import implicit_hypergradient
+from ..hypergrad.result import check_problem
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
-from ..problem.params import Hyperparameters
+from ..problem.params import Hyperparameters, check_parts
 from ..solvers.lower import solve_lower_level
+from ..util.validation import NonFiniteError, as_float_array, check_count, check_finite_result, check_real
 
 __all__ = ["SearchResult", "DescentResult", "grid_search_beta0", "random_search_beta", "gradient_descent_beta"]
 
@@ -33,6 +35,8 @@ class SearchResult:
     losses : array (M,)         ℓ at each candidate
     n_solves : int              lower-level solves
     lower_iterations : int      total lower-level iterations
+    converged : bool            every lower-level solve reached ``lower_tol``
+    message : str
     """
 
     best: Hyperparameters
@@ -41,6 +45,8 @@ class SearchResult:
     losses: np.ndarray
     n_solves: int
     lower_iterations: int
+    converged: bool = True
+    message: str = ""
 
 
 @dataclass
@@ -48,6 +54,8 @@ class DescentResult:
     """Outcome of gradient descent on some parts of γ, with its history (one entry per iterate).
 
     ``solves[i]`` is the number of lower-level solves spent up to iterate i (for loss-vs-work plots).
+    ``converged`` is False when a lower-level or CG solve missed its tolerance (each also warned);
+    ``message`` says how the descent ended.
     """
 
     params: Hyperparameters
@@ -59,6 +67,20 @@ class DescentResult:
     n_solves: int = 0
     lower_iterations: int = 0
     cg_iterations: int = 0
+    converged: bool = True
+    message: str = ""
+
+
+def _check_tuning(cost, params, loss, lower_tol, lower_max_iter):
+    check_problem(cost, params, loss)
+    check_real(lower_tol, "lower_tol", low=0.0, low_open=True)
+    check_count(lower_max_iter, "lower_max_iter")
+
+
+def _search_message(what, n_solves, missed, lower_tol):
+    if missed:
+        return f"{what}: {missed} of {n_solves} lower-level solves missed lower_tol = {lower_tol:g}"
+    return f"{what}: {n_solves} lower-level solves to lower_tol = {lower_tol:g}"
 
 
 def grid_search_beta0(
@@ -74,15 +96,19 @@ def grid_search_beta0(
 
     This is how the review's experiments choose β0 before learning the rest (App. D).
     """
-    grid = np.asarray(grid, dtype=np.float64)
+    _check_tuning(cost, params, loss, lower_tol, lower_max_iter)
+    grid = as_float_array(grid, "grid")
     if grid.ndim != 1 or grid.size == 0:
         raise ValueError(f"grid must be a non-empty 1-D array of β0 values; got shape {grid.shape}")
-    losses, x, iterations = np.empty(grid.size), None, 0
+    losses, x, iterations, missed = np.empty(grid.size), None, 0, 0
     for i, beta0 in enumerate(grid):
-        result = solve_lower_level(
-            cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=lower_tol, max_iter=lower_max_iter
-        )
-        x, iterations = result.x, iterations + result.iterations
+        try:
+            result = solve_lower_level(
+                cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=lower_tol, max_iter=lower_max_iter
+            )
+        except NonFiniteError as error:
+            raise NonFiniteError(f"grid_search_beta0, β0 = {beta0:g} (grid point {i}): {error}") from error
+        x, iterations, missed = result.x, iterations + result.iterations, missed + (not result.converged)
         losses[i] = loss.value(result.x)
     best = int(np.argmin(losses))
     return SearchResult(
@@ -92,6 +118,8 @@ def grid_search_beta0(
         losses,
         grid.size,
         iterations,
+        converged=not missed,
+        message=_search_message("grid search", grid.size, missed, lower_tol),
     )
 
 
@@ -112,16 +140,32 @@ def random_search_beta(
     Samples come from ``rng`` (a seed or Generator); each solve is warm-started from the solution
     of the best sample so far.
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be ≥ 1; got {n_samples}")
+    _check_tuning(cost, params, loss, lower_tol, lower_max_iter)
+    n_samples = check_count(n_samples, "n_samples")
+    low, high = check_real(low, "low"), check_real(high, "high")
+    if not low < high:
+        raise ValueError(f"low must be < high; got low = {low:g}, high = {high:g}")
+    if isinstance(rng, (bool, np.bool_)) or not (
+        rng is None
+        or isinstance(rng, (int, np.integer, np.random.Generator, np.random.BitGenerator, np.random.SeedSequence))
+    ):
+        raise TypeError(f"rng must be a seed (int) or a numpy.random.Generator; got {type(rng).__name__}")
     rng = np.random.default_rng(rng)
     candidates = rng.uniform(low, high, size=(n_samples, params.n_filters))
-    losses, iterations, best_x = np.empty(n_samples), 0, None
+    losses, iterations, best_x, missed = np.empty(n_samples), 0, None, 0
     for i, beta in enumerate(candidates):
-        result = solve_lower_level(
-            cost, Hyperparameters(params.beta0, beta, params.filters), x0=best_x, tol=lower_tol, max_iter=lower_max_iter
-        )
+        try:
+            result = solve_lower_level(
+                cost,
+                Hyperparameters(params.beta0, beta, params.filters),
+                x0=best_x,
+                tol=lower_tol,
+                max_iter=lower_max_iter,
+            )
+        except NonFiniteError as error:
+            raise NonFiniteError(f"random_search_beta, sample {i}: {error}") from error
         iterations += result.iterations
+        missed += not result.converged
         losses[i] = loss.value(result.x)
         if losses[i] <= losses[: i + 1].min():
             best_x = result.x
@@ -133,6 +177,8 @@ def random_search_beta(
         losses,
         n_samples,
         iterations,
+        converged=not missed,
+        message=_search_message("random search", n_samples, missed, lower_tol),
     )
 
 
@@ -157,14 +203,24 @@ def gradient_descent_beta(
     10⁻⁴ s ‖∇ℓ‖² (Armijo); otherwise s shrinks by ``shrink``.  After an accepted step s grows by
     ``grow``.  Lower-level and CG solves are warm-started from the previous iterate.
     """
-    out = DescentResult(params=params)
+    _check_tuning(cost, params, loss, lower_tol, lower_max_iter)
+    parts = check_parts(parts)
+    n_steps = check_count(n_steps, "n_steps")
+    step = check_real(step, "step", low=0.0, low_open=True)
+    check_real(cg_tol, "cg_tol", low=0.0, low_open=True)
+    shrink = check_real(shrink, "shrink", low=0.0, high=1.0, low_open=True, high_open=True)
+    grow = check_real(grow, "grow", low=1.0)
+    max_backtracks = check_count(max_backtracks, "max_backtracks")
+    out = DescentResult(params=params, message=f"ran {n_steps} steps")
     hyper = implicit_hypergradient(
         cost, params, loss, lower_tol=lower_tol, cg_tol=cg_tol, lower_max_iter=lower_max_iter
     )
     out.n_solves, out.lower_iterations, out.cg_iterations = 1, hyper.lower_iterations, hyper.cg_iterations
     current, x, state = params, hyper.x, hyper.state
-    for _ in range(n_steps):
+    out.converged = hyper.converged
+    for u in range(n_steps):
         gradient = hyper.gradient.flatten(parts)
+        check_finite_result(gradient, f"gradient_descent_beta, step {u}", "the hypergradient ∇ℓ", hyper.message)
         out.loss.append(hyper.loss)
         out.gradient_norm.append(float(np.linalg.norm(gradient)))
         out.iterates.append(current)
@@ -175,11 +231,13 @@ def gradient_descent_beta(
             result = solve_lower_level(cost, trial, x0=x, tol=lower_tol, max_iter=lower_max_iter)
             out.n_solves += 1
             out.lower_iterations += result.iterations
+            out.converged &= result.converged
             if loss.value(result.x) <= hyper.loss - 1e-4 * step * gradient @ gradient:
                 break
             step *= shrink
-        else:
-            break  # no decrease found: at a stationary point to working accuracy
+        else:  # no decrease found: at a stationary point to working accuracy
+            out.message = f"stopped at step {u}: no decrease after {max_backtracks} backtracks (stationary)"
+            break
         current = trial
         hyper = implicit_hypergradient(
             cost,
@@ -194,6 +252,7 @@ def gradient_descent_beta(
         out.n_solves += 1
         out.lower_iterations += hyper.lower_iterations
         out.cg_iterations += hyper.cg_iterations
+        out.converged &= hyper.converged
         x, state = hyper.x, hyper.state
         step *= grow
     out.params = current
