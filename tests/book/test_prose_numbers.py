@@ -79,7 +79,7 @@ MEASURE_PATTERNS = [
         "unit",
         re.compile(
             NUM
-            + r"(?:\s?(?:–|-|to)\s?\d+(?:\.\d+)?)?\s?(?:dB|ms|µs|us|ns|s|sec|seconds?|min|minutes?|h|hours?|KB|kB|MB|GB|KiB|MiB|%)(?![\w])"
+            + r"(?:\s?(?:–|-|to)\s?\d+(?:\.\d+)?)?\s?(?:dB|ms|µs|us|ns|s|sec|seconds?|min|minutes?|h|hours?|KB|kB|MB|GB|KiB|MiB|%|°)(?![\w])"
         ),
     ),
     ("unit", re.compile(NUM + r"\s?(?:per ?cent|percent)\b")),
@@ -110,7 +110,7 @@ MEASURE_PATTERNS = [
         "error",
         re.compile(
             r"\b(?:agree|agrees|agreed|agreement|error|errors|differ|differs|differed|difference|falls?|fell|"
-            r"reach(?:es|ed)?|about|roughly|around|near|nearly|at\s+most|below|stays?|stayed|residual|metric|gap|"
+            r"reach(?:es|ed)?|about|roughly|around|near|nearly|at\s+most|below|stays?|stayed|metric|gap|"
             r"off\s+by|of\s+order|order|rises?|grows?|drops?)\b[^.;:!?\n]{0,25}?"
             r"((?<![\w.])\d+(?:\.\d+)?e[-−]\d+\b|(?<![\w.])(?:\d+(?:\.\d+)?\s?×\s?)?10\s?(?:\^\{?[-−]\d+\}?|⁻[⁰¹²³⁴⁵⁶⁷⁸⁹]+))",
             re.I,
