@@ -24,7 +24,9 @@ iterations" is a setting. The rule is stated in the README, section "Numbers in 
 Skipped: the front matter, code cells and every fenced code block, display math (``$$``,
 ``{math}``, ``\\begin{…}``), inline code, MyST comments (``%``) and HTML comments, directive
 option lines, the bibliography page, the generated library reference page, and the prerequisites
-table ("Time to learn" is an estimate of reading time, not a result).
+table. Estimates of reading and teaching time are plans, not results: a paragraph that starts
+"Time for this chapter", "In class" or "Suggested assignments", and minutes or hours in a paragraph
+about a lab, class, session, lecture, homework or students, are not flagged.
 
 The test is parametrized over every page of the book (``intro.md`` and ``chapters/*.md``); its
 self-tests plant a hard-coded figure and check that it is flagged, and that its glued version is not.
@@ -136,6 +138,8 @@ SETTING_BEFORE = re.compile(
 # Estimates of reading and teaching time ("Time for this chapter: about 60 minutes", the instructor
 # page's "In class (about 75 minutes)") are plans, not measurements.
 TEACHING_TIME = re.compile(r"^(?:Time for this chapter|In class|Suggested assignments)\b", re.I)
+TEACHING_WORDS = re.compile(r"\b(?:lab|class|sessions?|lectures?|homework|students?)\b", re.I)
+MINUTES = re.compile(r"\b(?:min|minutes?|h|hours?)$")
 SIZE = re.compile(r"\d\s?×\s?\d")
 
 
@@ -387,6 +391,8 @@ def flagged_figures(source: str, page: str = "<page>") -> list[Figure]:
             if SETTING_BEFORE.search(before) or SIZE.search(text[max(0, begin - 3) : end + 3]):
                 continue
             if _matches_saved(figure, saved):
+                continue
+            if MINUTES.search(figure) and TEACHING_WORDS.search(text):  # a plan for a class, not a result
                 continue
             line = para.line + text[:begin].count("\n")
             found.append(Figure(page, line, figure.strip(), kind, raw))
