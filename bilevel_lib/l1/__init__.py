@@ -5,6 +5,7 @@ Every ℓ1 hypergradient estimator returns :class:`~bilevel_lib.hypergrad.result
 The CVXPY/diffcp references (:mod:`bilevel_lib.l1.cvx`) import cvxpy and are not imported here.
 """
 
+from ..util.validation import NonFiniteError
 from .blorc import (
     PAPER_THRESHOLD,
     TRAINING_THRESHOLD,
@@ -18,7 +19,7 @@ from .blorc import (
     mean_psnr,
     train_blorc,
 )
-from .exact import DEFAULT_THRESHOLD, MAX_MAGNITUDE, L1Result, NonFiniteError, sign_pattern, solve_l1_denoising
+from .exact import DEFAULT_THRESHOLD, MAX_MAGNITUDE, L1Result, sign_pattern, solve_l1_denoising
 from .gradients import (
     CLOSED_FORM_TOL,
     MAX_CLOSED_FORM_TOL,

@@ -44,7 +44,6 @@ __all__ = [
     "sign_pattern",
     "DEFAULT_THRESHOLD",
     "MAX_MAGNITUDE",
-    "NonFiniteError",
 ]
 
 #: default zero-set threshold, far above the error of a verified (polished) solve, ~1e-15

@@ -697,7 +697,7 @@ def smoothed_hypergradient(
         (else, with ``warn``, a :class:`~bilevel_lib.solvers.lower.ConvergenceWarning`).
         Warm start with ``x0=result.x``.  ε must lie in [1e-12, 1e12]: below, ε² is lost to
         rounding next to z²; NaN or inf during the Newton solve raises
-        :class:`~bilevel_lib.l1.exact.NonFiniteError` naming the iteration.
+        :class:`~bilevel_lib.util.validation.NonFiniteError` naming the iteration.
     """
     start = time.perf_counter()
     y, W = check_signals(y, W)
