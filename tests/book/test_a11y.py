@@ -82,8 +82,8 @@ class Tolerated:
 
 
 # Critical/serious violations in markup the book's sources do not write: the theme
-# (sphinx-book-theme 1.x on pydata-sphinx-theme), Sphinx, sphinxcontrib-bibtex and the ipywidgets
-# HTML manager. The book's own markup (chapters, figures, captions, our CSS, the static viewers of
+# (sphinx-book-theme 1.x on pydata-sphinx-theme), Sphinx and sphinxcontrib-bibtex
+# (the ipywidgets manager is no longer in the static pages). The book's own markup (chapters, figures, captions, our CSS, the static viewers of
 # bilevel_lib.book.viz) has no entry here: a violation there always fails.
 NOT_OURS: list[Tolerated] = [
     Tolerated(
@@ -101,24 +101,6 @@ NOT_OURS: list[Tolerated] = [
         source="docutils / sphinxcontrib-bibtex",
         reason="the bibliography is a role=list whose children are citations (role=doc-biblioentry) "
         "and back-links, not listitems; references page only",
-    ),
-    Tolerated(
-        rule="aria-input-field-name",
-        selector=r"",  # axe names the handle by any of its attributes
-        element=r'^<div class="noUi-handle',
-        source="ipywidgets HTML manager (saved state of a live widget panel)",
-        reason="the manager draws a slider's handle as a role=slider <div> that is not tied to the "
-        "widget's description label. The explorer rewrite (issue 13) replaces these live panels in "
-        "the static page by precomputed viewers with labelled inputs: remove this entry then",
-    ),
-    Tolerated(
-        rule="image-alt",
-        selector=r"\.jp-RenderedImage > img$",
-        element=r'^<img src="data:image/png',
-        source="ipywidgets HTML manager (saved state of an Output widget)",
-        reason="a figure shown inside an Output widget is saved as a bare PNG, which the manager renders "
-        "without alt text. The explorer rewrite (issue 13) replaces these panels in the static page "
-        "by viewers whose frames carry alt text: remove this entry then",
     ),
 ]
 
