@@ -25,14 +25,20 @@ assembled as a sparse matrix with one (2f − 1)^d-point stencil per pixel
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft as sfft
 from scipy import sparse
-from threadpoolctl import ThreadpoolController
 
 from ..util.validation import as_float_array
+
+# threadpoolctl sets KMP_DUPLICATE_LIB_OK in os.environ when it is first imported; the library
+# changes no environment variable of its caller, so a value it did not find is removed again.
+_SET_BY_THREADPOOLCTL = "threadpoolctl" not in sys.modules and "KMP_DUPLICATE_LIB_OK" not in os.environ
+from threadpoolctl import ThreadpoolController  # noqa: E402
 
 __all__ = ["FilterBankOperator", "correlate", "correlate_adjoint", "correlation_matrix", "DIRECT_MAX_TAPS"]
 
@@ -41,6 +47,8 @@ DIRECT_MAX_TAPS = 121
 
 _WORKERS = 1  # measured: on 2 cores, threading these small batched transforms is slower
 _THREADPOOLS = ThreadpoolController()
+if _SET_BY_THREADPOOLCTL:
+    os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
 
 
 def single_threaded_blas(method):

@@ -8,6 +8,7 @@ and a ValueError) naming where and why; bad input raises ValueError/TypeError na
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -307,3 +308,16 @@ def test_the_library_changes_no_global_state_of_the_process():
         assert now["filters"] == before["filters"], f"{moment}: warning filters changed"
         assert now["threads"][: len(before["threads"])] == before["threads"], f"{moment}: BLAS threads changed"
         assert now["errstate"] == before["errstate"], f"{moment}: numpy's floating-point error state changed"
+
+
+def test_importing_the_library_first_sets_no_environment_variable():
+    """threadpoolctl (a dependency) sets KMP_DUPLICATE_LIB_OK when first imported; importing the
+    library first must leave the caller's environment as it was."""
+    script = (
+        "import json, os; before = dict(os.environ); import bilevel_lib; from bilevel_lib import training; "
+        "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KMP_DUPLICATE_LIB_OK"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []
