@@ -13,7 +13,7 @@ or from lower ones (``tests/lib/test_layers.py`` checks this):
                         differences, unrolled, truncated, Jacobian-free, closed form φ = z²)
  4    ``l1``            the exact ℓ1 lower level, BLORC closed form, primal–dual unrolling, BLORC
                         training, CVXPY/diffcp references
- 5    ``training``      upper-level optimizers, β search, double loop / HOAG / TTSA / MAID
+ 5    ``training``      upper-level optimisers, β search, double loop / HOAG / TTSA / MAID
  6    ``experiments``   recipes shared by chapters, tests and benchmarks; results; command line
  7    ``book``          figures, widgets, exercise self-checks (the only layer that imports
                         matplotlib and ipywidgets)

@@ -70,7 +70,7 @@ def figure_png(fig, dpi: float | None = None, colors: int | None = None) -> byte
         Pixels per inch; default the book's 100.  Lower values give smaller pictures, for
         example the frames of a :func:`static_slider` shown at their natural size.
     colors : int, optional
-        Quantize to an adaptive palette of this many colours (2 to 256).  Line plots keep their
+        Quantise to an adaptive palette of this many colours (2 to 256).  Line plots keep their
         look with 64 colours, and their PNG shrinks three- to fourfold: use it for the many
         frames of a :func:`static_slider`, which are all embedded in the page.
     """

@@ -1,4 +1,4 @@
-"""Hypergradients ∇ℓ(γ) of the running example by the minimizer (implicit) approach, and references.
+"""Hypergradients ∇ℓ(γ) of the running example by the minimiser (implicit) approach, and references.
 
 * :func:`implicit_step`: from a given x ≈ x̂, the adjoint solve ∇ₓₓΦ q = ∇ₓℓ by CG (review eq.
   4.10–4.11) and the mixed product −(∇ₓγΦ)'q of eq. (4.8).  It is the one place this step is

@@ -1,6 +1,6 @@
 """The hyperparameters γ = (β0, β_k, c_k) of (Ex) in one container (Ch. "The running example").
 
-Optimizers and finite differences work on a flat vector; :meth:`Hyperparameters.flatten` and
+Optimisers and finite differences work on a flat vector; :meth:`Hyperparameters.flatten` and
 :meth:`Hyperparameters.unflatten` convert, for all of γ or only some parts of it (the review's
 experiments freeze β0 after a grid search and learn β_k and the filters).  Gradients with respect
 to γ are returned in the same container.

@@ -130,7 +130,7 @@ class LogSquare(Penalty):
 
     @property
     def is_convex(self) -> bool:
-        """Always False, since log(1 + z²/ε²) is concave for ``|z| > ε``; Φ may have several minimizers."""
+        """Always False, since log(1 + z²/ε²) is concave for ``|z| > ε``; Φ may have several minimisers."""
         return False
 
 

@@ -1,4 +1,4 @@
-"""Layer 5, training: upper-level optimizers, β search, the double loop, HOAG, TTSA and MAID."""
+"""Layer 5, training: upper-level optimisers, β search, the double loop, HOAG, TTSA and MAID."""
 
 from .loops import TrainingHistory, TrainingResult, hoag_schedule, train_double_loop, train_ttsa
 from .maid import train_maid

@@ -3,7 +3,7 @@ the single-loop TTSA, with a history of loss, gradient norm, lower-level accurac
 
 Double loop (review Sec. 5.1, Alg. 1, App. D): every upper step runs the lower level warm-started
 from the previous x̂, then the implicit hypergradient (4.8) with CG warm-started from the previous
-q, then one optimizer step on the learned parts of γ.  The lower level stops after ``T``
+q, then one optimiser step on the learned parts of γ.  The lower level stops after ``T``
 iterations (``lower_iterations``), at a fixed tolerance, or at the tolerance of a decreasing
 schedule (HOAG).  Single loop (Alg. 2, TTSA): one lower-level gradient step, then one upper step
 whose size decays faster than the lower one (two timescales).

@@ -1,6 +1,6 @@
-"""Upper-level optimizers on the flattened γ: gradient descent and Adam (Ch. "Single- vs double-loop").
+"""Upper-level optimisers on the flattened γ: gradient descent and Adam (Ch. "Single- vs double-loop").
 
-Each optimizer is a small object with ``step(vector, gradient) -> new vector`` and its own state,
+Each optimiser is a small object with ``step(vector, gradient) -> new vector`` and its own state,
 so the training loops can treat them alike.  Adam uses the default parameters of Kingma & Ba, as
 the review's experiments do (Sec. 5.1, App. D).
 """
