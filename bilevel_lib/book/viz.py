@@ -13,6 +13,7 @@ import hashlib
 import html
 import json
 import numbers
+import re
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -29,6 +30,7 @@ __all__ = [
     "plot_denoising",
     "figure_png",
     "display_png",
+    "markdown_table",
     "plot_storage_diagram",
     "static_slider",
     "Axis",
@@ -105,6 +107,42 @@ def display_png(fig) -> None:
     from IPython.display import Image, display
 
     display(Image(figure_png(fig)))
+
+
+def markdown_table(header, rows, align=None):
+    """A table for a chapter's output, as Markdown: the book renders it as an HTML table that fits
+    the text column (its headers wrap), where a printed table of fixed-width text would not.
+
+    ``header`` is a sequence of column titles, ``rows`` a sequence of rows with one entry per
+    column (anything with a ``str``; format numbers before, e.g. ``f"{x:.2f}"``); ``align`` is
+    ``None`` (text columns left, the others right) or a string of ``"l"``, ``"r"``, ``"c"``, one
+    letter per column. A ``|`` inside an entry is escaped. Returns an ``IPython.display.Markdown``
+    (the last expression of a cell displays it).
+    """
+    from IPython.display import Markdown
+
+    if isinstance(header, str) or not hasattr(header, "__len__") or len(header) == 0:
+        raise ValueError(f"header must be a non-empty sequence of column titles; got {header!r}")
+    header = [str(title) for title in header]
+    if isinstance(rows, str) or not hasattr(rows, "__iter__"):
+        raise TypeError(f"rows must be a sequence of rows; got {type(rows).__name__}")
+    rows = [list(row) for row in rows]
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise ValueError(f"row {i} has {len(row)} entries; expected {len(header)}, one per column of {header}")
+    if align is None:
+        numeric = re.compile(r"^[\s+\-−]*[\d.]+([eE][+\-−]?\d+)?\s*[^\s\d]{0,2}$")
+        align = "".join(
+            "r" if rows and all(numeric.match(str(row[j]).strip()) for row in rows) else "l" for j in range(len(header))
+        )
+    if not isinstance(align, str) or len(align) != len(header) or set(align) - set("lrc"):
+        raise ValueError(f"align must be a string of l, r or c, one per column ({len(header)}); got {align!r}")
+    rule = {"l": ":---", "r": "---:", "c": ":---:"}
+
+    def line(entries):
+        return "| " + " | ".join(str(entry).replace("|", "\\|") for entry in entries) + " |"
+
+    return Markdown("\n".join([line(header), "| " + " | ".join(rule[a] for a in align) + " |", *map(line, rows)]))
 
 
 def _image_axes(ax):

@@ -9,8 +9,10 @@ Command line (:mod:`bilevel_lib.experiments.cli`; saves ``results/blorc_<signal>
 through :mod:`bilevel_lib.experiments.store`)::
 
     python -m bilevel_lib blorc --help
-    python -m bilevel_lib blorc --signal piecewise             # a small run, about a minute
-    python -m bilevel_lib blorc --signal piecewise --full      # the paper: 4000 pairs, 750 epochs
+    # a small run, about a minute
+    python -m bilevel_lib blorc --signal piecewise
+    # the paper: 4000 pairs, 750 epochs
+    python -m bilevel_lib blorc --signal piecewise --full
 
 Introduced in the chapter "Translation to a single level".
 """

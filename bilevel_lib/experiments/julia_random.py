@@ -7,8 +7,8 @@ Case study (a) of the review (Crockett & Fessler, App. D.1: 32×32 vertical bars
 ``cecroc/BilevelFilterLearningForImageRecon`` under Julia 1.7.1 (its Manifest.toml).  The script
 draws its noise and its initial filters from Julia's default generator::
 
-    seed!(0); 𝚽 = init𝚽(xtrue; reg)            # init𝚽 draws nothing (denoising A = LinearMap)
-    y = xtrue + σ*randn(size(xtrue))             # randn(32, 32)
+    seed!(0); 𝚽 = init𝚽(xtrue; reg)     # no draws (denoising: A = LinearMap)
+    y = xtrue + σ*randn(size(xtrue))     # randn(32, 32)
     seed!(0); h = [normalize(randn(4,2)) for _=1:4]
 
 :class:`JuliaXoshiro` draws the same numbers, so that the book can start from the authors' exact

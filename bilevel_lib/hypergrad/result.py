@@ -22,7 +22,8 @@ The estimator protocol
 ----------------------
 An *estimator* of the smooth lower level is a callable::
 
-    estimator(cost, params, loss, *, x0=None, state=None, **settings) -> HypergradientResult
+    estimator(cost, params, loss, *, x0=None, state=None, **settings)
+        -> HypergradientResult
 
 ``x0`` warm starts the lower level (or, for the unrolled estimators, is the x_0 of the unrolled
 map), ``state`` is the previous result's ``state``.  Every estimator of :mod:`bilevel_lib.hypergrad`

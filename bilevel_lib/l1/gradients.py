@@ -104,9 +104,10 @@ def _rounding_floor(y, signs, W) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- closed forms
 def closed_form_solution(y, W, signs) -> np.ndarray:
-    """x* = P_N(W0) (y − W±' s) (BLORC Thm 1; review eq. 4.16), shape (J, n).
+    """x* = P_N(W0)(y − W±' s) (BLORC Thm 1; review eq. 4.16), shape (J, n).
 
-    ``signs`` (J, k) holds the sign pattern of W x*: rows with sign 0 form W0, the others W±.
+    ``signs`` (J, k) holds the sign pattern of W x*: rows with sign 0 form
+    W0, the others W±.
     """
     y, W = check_signals(y, W)
     signs = check_signs(signs, (y.shape[0], W.shape[0]))
@@ -246,7 +247,8 @@ def _lemma1(y, x_true, W, signs, factor):
     g = residual / J
     Qg = factor.coefficients(g)
     Pg = factor.project(g, Qg)
-    pinv = factor.pinv_transpose_of_coefficients(np.stack([Qg, Qq], axis=2))  # (J, k, 2)
+    both = np.stack([Qg, Qq], axis=2)  # (J, k, 2)
+    pinv = factor.pinv_transpose_of_coefficients(both)
     u, v = pinv[:, :, 0], pinv[:, :, 1]
     gradient = -((signs + v).T @ Pg + u.T @ x)
     loss = float(0.5 * (residual * residual).sum() / J)
