@@ -179,16 +179,19 @@ class LowerLevelCost:
         return HessianOperator(self, op, self.penalty.second_derivative(z), params.strengths, method)
 
     def mixed_transpose(self, x, params: Hyperparameters, v) -> Hyperparameters:
-        """(∇ₓγΦ(x; γ))' v summed over the batch: the γ-gradient of ⟨v, ∇ₓΦ(x; γ)⟩.
+        """(∇ₓγΦ(x; γ))' v summed over the batch: the γ-gradient of
+        ⟨v, ∇ₓΦ(x; γ)⟩.
 
-        Returns a :class:`~bilevel_lib.problem.params.Hyperparameters` holding the derivative for β0, every β_k and every
-        filter tap c_{k,s} (review eq. 4.9 and App. C.1).
+        Returns a :class:`~bilevel_lib.problem.params.Hyperparameters`
+        holding the derivative for β0, every β_k and every filter tap
+        c_{k,s} (review eq. 4.9 and App. C.1).
         """
         x = self.check_x(x)
         v = self.check_x(v, "v")
         op = self.operator(params)
         weights = params.strengths
-        per_filter, taps = op.mixed_terms(x, v, self.penalty.derivative, self.penalty.second_derivative)
+        dphi, ddphi = self.penalty.derivative, self.penalty.second_derivative
+        per_filter, taps = op.mixed_terms(x, v, dphi, ddphi)
         d_beta = weights * per_filter
         d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
         check_finite_result(
@@ -197,7 +200,8 @@ class LowerLevelCost:
             "the mixed product (∇ₓγΦ)'v",
             "v or x has entries too large for float64",
         )
-        return Hyperparameters(beta0=float(d_beta.sum()), beta=d_beta, filters=d_filters)
+        d_beta0 = float(d_beta.sum())
+        return Hyperparameters(beta0=d_beta0, beta=d_beta, filters=d_filters)
 
     def lipschitz(self, params: Hyperparameters) -> float:
         """L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁², a Lipschitz constant of ∇ₓΦ (review eq. 4.19)."""

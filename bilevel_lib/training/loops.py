@@ -37,8 +37,15 @@ from .optimizers import Adam
 __all__ = ["TrainingHistory", "TrainingResult", "hoag_schedule", "train_double_loop", "train_ttsa"]
 
 
-def hoag_schedule(initial: float = 1e-2, decay: float = 0.9, floor: float = 1e-12):
-    """Tolerances ε^(u) = max(initial · decay^u, floor): summable, as HOAG's convergence needs (Alg. 1)."""
+def hoag_schedule(
+    initial: float = 1e-2,
+    decay: float = 0.9,
+    floor: float = 1e-12,
+):
+    """Tolerances ε^(u) = max(initial · decay^u, floor).
+
+    Summable, as HOAG's convergence needs (Alg. 1).
+    """
     initial = check_real(initial, "initial", low=0.0, low_open=True)
     decay = check_real(decay, "decay", low=0.0, high=1.0, low_open=True, high_open=True)
     floor = check_real(floor, "floor", low=0.0, low_open=True)

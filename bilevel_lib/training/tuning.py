@@ -92,25 +92,40 @@ def grid_search_beta0(
     lower_tol: float = 1e-6,
     lower_max_iter: int = 20_000,
 ) -> SearchResult:
-    """ℓ on a grid of β0 values (other parts of γ fixed), warm-starting along the grid.
+    """ℓ on a grid of β0 values (other parts of γ fixed).
 
-    This is how the review's experiments choose β0 before learning the rest (App. D).
+    Each solve is warm-started from the one at the previous grid
+    point. This is how the review's experiments choose β0 before
+    learning the rest (App. D).
     """
     _check_tuning(cost, params, loss, lower_tol, lower_max_iter)
     grid = as_float_array(grid, "grid")
     if grid.ndim != 1 or grid.size == 0:
-        raise ValueError(f"grid must be a non-empty 1-D array of β0 values; got shape {grid.shape}")
+        expected = "a non-empty 1-D array of β0 values"
+        got = f"got shape {grid.shape}"
+        raise ValueError(f"grid must be {expected}; {got}")
     losses, x, iterations, missed = np.empty(grid.size), None, 0, 0
     for i, beta0 in enumerate(grid):
+        gamma = Hyperparameters(beta0, params.beta, params.filters)
         try:
             result = solve_lower_level(
-                cost, Hyperparameters(beta0, params.beta, params.filters), x0=x, tol=lower_tol, max_iter=lower_max_iter
+                cost,
+                gamma,
+                x0=x,
+                tol=lower_tol,
+                max_iter=lower_max_iter,
             )
         except NonFiniteError as error:
-            raise NonFiniteError(f"grid_search_beta0, β0 = {beta0:g} (grid point {i}): {error}") from error
-        x, iterations, missed = result.x, iterations + result.iterations, missed + (not result.converged)
+            where = f"β0 = {beta0:g} (grid point {i})"
+            message = f"grid_search_beta0, {where}: {error}"
+            raise NonFiniteError(message) from error
+        x = result.x
+        iterations += result.iterations
+        missed += not result.converged
         losses[i] = loss.value(result.x)
     best = int(np.argmin(losses))
+    n = grid.size
+    message = _search_message("grid search", n, missed, lower_tol)
     return SearchResult(
         Hyperparameters(grid[best], params.beta, params.filters),
         float(losses[best]),
@@ -119,7 +134,7 @@ def grid_search_beta0(
         grid.size,
         iterations,
         converged=not missed,
-        message=_search_message("grid search", grid.size, missed, lower_tol),
+        message=message,
     )
 
 
