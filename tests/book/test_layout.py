@@ -16,8 +16,8 @@ scrolling inside it or past the text column:
 The elements checked: code blocks (``div.highlight pre``, chapter cells and ``literalinclude``
 alike), cell outputs (each output box of ``div.cell_output``), display equations (MathJax's
 ``mjx-container[display]``) and tables. :data:`SCROLLS_ON_PURPOSE` names the elements allowed to
-scroll in their own box, each with the reason: none. :data:`PENDING` names the few that are
-over-wide today and fixed by work under way elsewhere; an entry that no longer matches an
+scroll in their own box, each with the reason: none. :data:`PENDING` would name elements that are
+over-wide today and fixed by work under way elsewhere: none; an entry that no longer matches an
 over-wide element fails, so the list can only shrink.
 
 **One output box per cell.** A cell that prints its output in pieces shows them as separate boxes,
@@ -51,26 +51,8 @@ SCROLLS_ON_PURPOSE: dict[str, dict[str, str]] = {}
 
 # Over-wide today and to be fixed by work under way elsewhere: {docname: {description substring:
 # reason}}. Every entry must still match an over-wide element of its page, so that the entry of a
-# fixed element fails the test until it is removed from here.
-_NUMERIC = (
-    "library code shown with literalinclude; the function is being edited by the s6-numeric "
-    "session (input checks), so its lines are shortened to the column after that merge"
-)
-_EXPLORER = (
-    "an interactive explorer cell (issue 13's explorer work owns its controls and frames, and the "
-    "layout work was asked not to edit it): its lines are shortened when that cell is next edited"
-)
-PENDING: dict[str, dict[str, str]] = {
-    "chapters/running_example": {"explorer = widgets.DenoisingExplorer(": _EXPLORER},
-    "chapters/implicit_differentiation": {
-        "def mixed_transpose(self": _NUMERIC,
-        "widgets.tolerance_explorer(": _EXPLORER,
-    },
-    "chapters/unrolling": {"widgets.truncation_explorer(": _EXPLORER},
-    "chapters/single_double_loop": {"def hoag_schedule(": _NUMERIC, "method_groups = {": _EXPLORER},
-    "chapters/tuning_beta": {"def grid_search_beta0(": _NUMERIC},
-    "chapters/case_studies": {"def draw_window(left, right, window)": _EXPLORER},
-}
+# fixed element fails the test until it is removed from here. Empty: nothing is pending.
+PENDING: dict[str, dict[str, str]] = {}
 
 # Open everything a reader can unfold: <details> (hidden cell inputs), sphinx-togglebutton's
 # dropdowns (gated solutions) and sphinx-design dropdowns.
