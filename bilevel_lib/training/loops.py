@@ -47,7 +47,14 @@ def hoag_schedule(
     Summable, as HOAG's convergence needs (Alg. 1).
     """
     initial = check_real(initial, "initial", low=0.0, low_open=True)
-    decay = check_real(decay, "decay", low=0.0, high=1.0, low_open=True, high_open=True)
+    decay = check_real(
+        decay,
+        "decay",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    )
     floor = check_real(floor, "floor", low=0.0, low_open=True)
     return lambda u: max(initial * decay**u, floor)
 
