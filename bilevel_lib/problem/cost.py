@@ -54,6 +54,8 @@ class LowerLevelCost:
 
     def __init__(self, y, penalty: Penalty | None = None, forward_model: ForwardModel | None = None):
         y = as_float_array(y, "y", min_ndim=2)
+        if y.size == 0:
+            raise ValueError(f"y must hold at least one signal with at least one sample; got shape {y.shape}")
         penalty = CornerRounded1Norm() if penalty is None else penalty
         forward_model = Identity() if forward_model is None else forward_model
         if not isinstance(penalty, Penalty):
@@ -287,6 +289,18 @@ class HessianOperator:
     ):
         if method not in ("auto", "implicit", "stencil", "sparse"):
             raise ValueError(f"method must be 'auto', 'implicit', 'stencil' or 'sparse'; got {method!r}")
+        if not isinstance(cost, LowerLevelCost):
+            raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
+        if not isinstance(filter_bank, FilterBankOperator):
+            raise TypeError(f"filter_bank must be a FilterBankOperator; got {type(filter_bank).__name__}")
+        if tuple(filter_bank.signal_shape) != tuple(cost.signal_shape):
+            raise ValueError(
+                f"filter_bank must act on the signals of cost, {tuple(cost.signal_shape)}; "
+                f"got one for {tuple(filter_bank.signal_shape)}"
+            )
+        k = filter_bank.n_filters
+        curvature = as_float_array(curvature, "curvature", shape=(cost.y.shape[0], k, *cost.signal_shape))
+        weights = as_float_array(weights, "weights", shape=(k,))
         self._check = cost.check_x
         self.shape = cost.y.shape
         self.filter_bank, self.curvature, self.weights = filter_bank, curvature, weights
