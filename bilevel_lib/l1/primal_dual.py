@@ -177,7 +177,7 @@ class AnalysisOperator:
 
     def with_parameters(self, parameters) -> AnalysisOperator:
         """The same kind of operator with new filters or a new matrix of the same shape."""
-        parameters = np.asarray(parameters, dtype=np.float64)
+        parameters = as_float_array(parameters, "parameters")
         if parameters.shape != self.parameters.shape:
             raise ValueError(f"parameters must have shape {self.parameters.shape}; got {parameters.shape}")
         return AnalysisOperator(parameters, self.signal_shape, self.kind)

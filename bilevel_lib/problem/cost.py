@@ -27,7 +27,7 @@ import numpy as np
 
 from ..util.validation import as_float_array, check_finite_result
 from .forward_models import ForwardModel, Identity, PixelMask
-from .ops import FilterBankOperator
+from .ops import FilterBankOperator, _check_filters_fit
 from .params import Hyperparameters
 from .penalties import CornerRounded1Norm, Penalty
 
@@ -205,6 +205,7 @@ class LowerLevelCost:
         """L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁², a Lipschitz constant of ∇ₓΦ (review eq. 4.19)."""
         if not isinstance(params, Hyperparameters):
             raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
+        _check_filters_fit(params.filters, self.signal_shape)
         l1 = np.sum(np.abs(params.filters.reshape(params.n_filters, -1)), axis=1)
         with np.errstate(over="ignore"):
             lipschitz = float(
