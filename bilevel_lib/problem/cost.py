@@ -205,7 +205,10 @@ class LowerLevelCost:
         """L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁², a Lipschitz constant of ∇ₓΦ (review eq. 4.19)."""
         if not isinstance(params, Hyperparameters):
             raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
-        _check_filters_fit(params.filters, self.signal_shape)
+        try:
+            _check_filters_fit(params.filters, self.signal_shape)
+        except ValueError as error:
+            raise ValueError(f"params must have filters for the signals of this cost: {error}") from None
         l1 = np.sum(np.abs(params.filters.reshape(params.n_filters, -1)), axis=1)
         with np.errstate(over="ignore"):
             lipschitz = float(
