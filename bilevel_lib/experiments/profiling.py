@@ -18,6 +18,8 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ..util.validation import check_count, check_flag, check_real
+
 __all__ = ["Measurement", "measure", "format_bytes"]
 
 
@@ -62,8 +64,8 @@ def measure(fn: Callable[[], Any], *, repeat: int = 1, memory: bool = True, stat
     """
     if not callable(fn):
         raise TypeError(f"fn must be a callable without arguments; got {type(fn).__name__}")
-    if int(repeat) != repeat or repeat < 1:
-        raise ValueError(f"repeat must be a positive integer; got {repeat!r}")
+    repeat = check_count(repeat, "repeat")
+    memory = check_flag(memory, "memory")
     if statistic not in ("min", "median"):
         raise ValueError(f"statistic must be 'min' or 'median'; got {statistic!r}")
     times = []
@@ -92,7 +94,7 @@ def measure(fn: Callable[[], Any], *, repeat: int = 1, memory: bool = True, stat
 
 def format_bytes(n_bytes: float) -> str:
     """A byte count as a short human-readable string, e.g. ``'3.2 MB'`` (powers of 1000)."""
-    n_bytes = float(n_bytes)
+    n_bytes = check_real(n_bytes, "n_bytes", low=0.0)
     for unit in ("B", "kB", "MB", "GB"):
         if abs(n_bytes) < 1000 or unit == "GB":
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"

@@ -11,12 +11,14 @@ import numpy as np
 
 from ..hypergrad.closed_form import quadratic_hypergradient
 from ..hypergrad.implicit import gradient_angle_degrees, implicit_step
+from ..hypergrad.result import check_problem
 from ..problem import data
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import SquaredErrorLoss
 from ..problem.params import Hyperparameters, check_parts
 from ..problem.penalties import Quadratic
 from ..solvers.lower import solve_lower_level
+from ..util.validation import as_float_array, check_count, check_real
 
 __all__ = ["two_tap_problem", "angle_error_vs_tolerance", "vertical_bars_draws", "vertical_bars_case", "cameraman_case"]
 
@@ -29,6 +31,9 @@ def two_tap_problem(
     Returns (cost, truth, loss, make_params) where ``make_params(c0, c1)`` builds γ for the filter
     [c0, c1] with the fixed β0, β1.  The review fixes the strengths and learns the two taps.
     """
+    seed = check_count(seed, "seed", minimum=0)
+    sigma = check_real(sigma, "sigma", low=0.0)
+    beta0, beta1 = check_real(beta0, "beta0"), check_real(beta1, "beta1")
     rng = np.random.default_rng(seed)
     truth = data.piecewise_constant_1d(n, n_signals, rng, n_jumps=4)
     y = data.add_noise(truth, sigma, rng)
@@ -38,6 +43,13 @@ def two_tap_problem(
         return Hyperparameters(beta0, np.array([beta1]), np.array([[c0, c1]]))
 
     return cost, truth, SquaredErrorLoss(truth), make_params
+
+
+def _check_grid(grid) -> np.ndarray:
+    grid = as_float_array(grid, "grid", ndim=1)
+    if grid.size == 0:
+        raise ValueError("grid must hold at least one β0")
+    return grid
 
 
 def angle_error_vs_tolerance(
@@ -55,6 +67,13 @@ def angle_error_vs_tolerance(
     the symmetry lines c1 = ±c0 of the two-tap problem, where the filter gradient is parallel to
     (1, ±1) and the angle is ~0 for any tolerance: probe points away from them.
     """
+    check_problem(cost, params)
+    parts = check_parts(parts)
+    tolerances = as_float_array(tolerances, "tolerances", ndim=1)
+    if tolerances.size == 0 or np.any(tolerances <= 0):
+        raise ValueError(f"tolerances must be a non-empty list of positive numbers; got {tolerances}")
+    if x0 is not None:
+        cost.check_x(x0, "x0")
     if not isinstance(cost.penalty, Quadratic):
         raise ValueError("angle_error_vs_tolerance needs the exact case φ(z) = z² (penalty Quadratic())")
     exact = quadratic_hypergradient(cost.y, truth, params, cost.forward_model).gradient
@@ -127,6 +146,10 @@ def vertical_bars_case(
         raise ValueError(f"bank must be 'random' or 'dct'; got {bank!r}")
     if draws not in ("julia", "numpy"):
         raise ValueError(f"draws must be 'julia' (the authors' noise and filters) or 'numpy'; got {draws!r}")
+    for name, seed in dict(julia_seed=julia_seed, filter_seed=filter_seed, noise_seed=noise_seed).items():
+        check_count(seed, name, minimum=0)
+    n_steps, lower_iterations = check_count(n_steps, "n_steps"), check_count(lower_iterations, "lower_iterations")
+    grid = None if grid is None else _check_grid(grid)
     start = time.perf_counter()
     truth = data.vertical_bars()[None]
     sigma = 25 / 255
@@ -194,6 +217,14 @@ def cameraman_case(
     from ..training.loops import train_double_loop
     from ..training.tuning import grid_search_beta0
 
+    parts = check_parts(parts)
+    n_steps, lower_iterations = check_count(n_steps, "n_steps"), check_count(lower_iterations, "lower_iterations")
+    noise_seed = check_count(noise_seed, "noise_seed", minimum=0)
+    if beta0 is not None:
+        beta0 = check_real(beta0, "beta0")
+        if grid is not None:
+            raise ValueError("grid applies only without beta0 (β0 is searched on the grid, or given); got both")
+    grid = None if grid is None else _check_grid(grid)
     start = time.perf_counter()
     truth = data.cameraman_patches()
     y = data.add_noise(truth, 25 / 255, rng=noise_seed)

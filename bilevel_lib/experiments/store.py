@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..util.validation import check_real
+
 __all__ = [
     "FORMAT",
     "ResultError",
@@ -404,6 +406,16 @@ def _merged_settings(own: dict, extra: dict | None) -> dict:
     return merged
 
 
+def _check_record_fields(command, seconds, **mappings) -> None:
+    """The caller's parts of a record, checked before anything is written."""
+    if not isinstance(command, str):
+        raise TypeError(f"command must be a str; got {type(command).__name__}")
+    check_real(seconds, "seconds", low=0.0)
+    for name, value in mappings.items():
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict (or None); got {type(value).__name__}")
+
+
 def save_result(
     result,
     source,
@@ -419,6 +431,11 @@ def save_result(
     settings (the training settings, plus the experiment's ``settings`` such as seeds, which must
     agree with them where both name a key), message, command, run time, ``metrics`` and the
     command-line ``options`` in the sidecar."""
+    from ..training.loops import TrainingResult
+
+    if not isinstance(result, TrainingResult):
+        raise TypeError(f"result must be a TrainingResult; got {type(result).__name__}")
+    _check_record_fields(command, seconds, metrics=metrics, settings=settings, options=options)
     params = result.params
     arrays = dict(
         beta0=params.beta0,

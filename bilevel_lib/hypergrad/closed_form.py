@@ -142,4 +142,8 @@ def quadratic_estimator(
     truth = getattr(loss, "truth", None)
     if truth is None:
         raise TypeError(f"the closed form needs a squared-error loss with a truth; got {type(loss).__name__}")
+    if x0 is not None:  # not needed by the closed form, but checked like every estimator's warm start
+        cost.check_x(x0, "x0")
+    if state is not None and not isinstance(state, dict):
+        raise TypeError(f"state must be a dict (or None); got {type(state).__name__}")
     return quadratic_hypergradient(cost.y, truth, params, cost.forward_model)

@@ -95,6 +95,7 @@ def implicit_step(
         (gradient as Hyperparameters, q, CGResult).
     """
     check_problem(cost, params, loss)
+    _check_cg_settings(cg_tol, cg_max_iter, cg_relative_to)
     x = cost.check_x(x)
     if q0 is not None:
         q0 = cost.check_x(q0, "q0")
@@ -170,6 +171,8 @@ def implicit_hypergradient(
     start = time.perf_counter()
     check_problem(cost, params, loss)
     _check_cg_settings(cg_tol, cg_max_iter, cg_relative_to)
+    _check_lower_settings(lower_tol, lower_max_iter, x0, cost)
+    _check_state(state)
     if q0 is None and state:
         q0 = state.get("q")
     if q0 is not None:
@@ -225,6 +228,20 @@ def implicit_hypergradient(
     )
 
 
+def _check_lower_settings(lower_tol, lower_max_iter, x0, cost) -> None:
+    """The lower-level options of an estimator, checked under the names the caller used."""
+    if lower_tol is not None:
+        check_real(lower_tol, "lower_tol", low=0.0, low_open=True)
+    check_count(lower_max_iter, "lower_max_iter")
+    if x0 is not None:
+        cost.check_x(x0, "x0")
+
+
+def _check_state(state) -> None:
+    if state is not None and not isinstance(state, dict):
+        raise TypeError(f"state must be a dict (or None); got {type(state).__name__}")
+
+
 def _check_cg_settings(cg_tol, cg_max_iter, cg_relative_to) -> None:
     """The CG settings of an estimator, checked at its entry (named as the caller passes them)."""
     check_real(cg_tol, "cg_tol", low=0.0, low_open=True)
@@ -263,6 +280,8 @@ def kkt_hypergradient(
     """
     start = time.perf_counter()
     check_problem(cost, params, loss)
+    _check_lower_settings(lower_tol, lower_max_iter, x0, cost)
+    _check_state(state)
     lower = None
     if x is None:
         lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
@@ -329,6 +348,8 @@ def finite_difference_hypergradient(
     check_problem(cost, params, loss)
     parts = check_parts(parts)
     step = check_real(step, "step", low=0.0, low_open=True)
+    _check_lower_settings(lower_tol, lower_max_iter, x0, cost)
+    _check_state(state)
     base = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=False)
     solves = [base]
 

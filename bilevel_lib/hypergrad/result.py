@@ -65,7 +65,7 @@ import numpy as np
 
 from ..util.validation import NonFiniteError
 
-__all__ = ["HypergradientResult", "check_problem", "check_finite_estimate"]
+__all__ = ["HypergradientResult", "check_problem", "check_compatible", "check_finite_estimate"]
 
 
 def check_problem(cost, params, loss=None) -> None:
@@ -82,6 +82,29 @@ def check_problem(cost, params, loss=None) -> None:
         raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
     if loss is not None and not (callable(getattr(loss, "value", None)) and callable(getattr(loss, "gradient", None))):
         raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
+    check_compatible(cost, params, loss)
+
+
+def check_compatible(cost, params, loss=None) -> None:
+    """``ValueError`` unless the filters of ``params`` act on the signals of ``cost`` and the truth of
+    ``loss`` (if it has one) has the shape of the lower level's x: found at entry, before any solve."""
+    signal_shape = tuple(cost.signal_shape)
+    filter_shape = tuple(params.filters.shape[1:])
+    if len(filter_shape) != len(signal_shape):
+        raise ValueError(
+            f"params must have {len(signal_shape)}-D filters for the {len(signal_shape)}-D signals of cost "
+            f"{signal_shape}; got filters of shape {params.filters.shape}"
+        )
+    if any(f > n for f, n in zip(filter_shape, signal_shape)):
+        raise ValueError(
+            f"params must have filters that fit in the signals of cost {signal_shape}; got filters of shape {filter_shape}"
+        )
+    truth = getattr(loss, "truth", None)
+    if isinstance(truth, np.ndarray) and truth.shape != cost.y.shape[:1] + signal_shape:
+        raise ValueError(
+            f"loss must compare x of shape {cost.y.shape[:1] + signal_shape} (one per training pair of cost); "
+            f"got a loss whose truth has shape {truth.shape}"
+        )
 
 
 def check_finite_estimate(result: HypergradientResult) -> HypergradientResult:

@@ -59,9 +59,9 @@ import scipy.fft as sfft
 from ..problem.cost import LowerLevelCost
 from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.lower import ogm_coefficients, ogm_extrapolate, starting_point
-from ..util.validation import NonFiniteError, check_count
+from ..util.validation import NonFiniteError, as_float_array, check_choice, check_count, check_real
 from .finite_differences import finite_difference_gradient
-from .result import HypergradientResult, check_finite_estimate
+from .result import HypergradientResult, check_finite_estimate, check_problem
 
 __all__ = [
     "SOLVERS",
@@ -147,30 +147,21 @@ def _result(
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_inputs(cost, params, loss, n_iter, solver, step, x0):
-    if not isinstance(cost, LowerLevelCost):
-        raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
-    if not isinstance(params, Hyperparameters):
-        raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
-    if loss is not None and not (hasattr(loss, "value") and hasattr(loss, "gradient")):
-        raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
+def _check_inputs(cost, params, loss, n_iter, solver, step, x0, *, lower_tol=None, state=None):
+    check_problem(cost, params, loss)
+    if lower_tol is not None:
+        check_real(lower_tol, "lower_tol", low=0.0, low_open=True)
+    if state is not None and not isinstance(state, dict):
+        raise TypeError(f"state must be a dict (or None); got {type(state).__name__}")
     n_iter = check_count(n_iter, "n_iter (T)", minimum=0)  # T = 0: x_T = x0, used by the tests
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}")
-    if step is None:
-        step = default_step(cost, params)
-    else:
-        try:
-            step = float(step)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"step must be a positive number; got {step!r}") from err
-        if not (np.isfinite(step) and step > 0):
-            raise ValueError(f"step must be a positive finite number; got {step!r}")
+    check_choice(solver, "solver", SOLVERS)
+    step = default_step(cost, params) if step is None else check_real(step, "step", low=0.0, low_open=True)
     return int(n_iter), step, starting_point(cost, x0)
 
 
 def default_step(cost: LowerLevelCost, params: Hyperparameters) -> float:
     """α = 1/L(γ) with L the Lipschitz bound (4.19) of ∇ₓΦ at γ (a number, not differentiated)."""
+    check_problem(cost, params)
     return 1.0 / cost.lipschitz(params)
 
 
@@ -339,7 +330,7 @@ def reverse_mode_hypergradient(
     HypergradientResult
     """
     start = time.perf_counter()
-    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0, lower_tol=lower_tol, state=state)
     return _reverse(
         cost, params, loss, n_iter, solver, step, x0, n_iter, record_truncations, "reverse", lower_tol, start
     )
@@ -369,12 +360,9 @@ def truncated_hypergradient(
     Parameters are those of :func:`reverse_mode_hypergradient`, plus ``backprop_steps`` (1 ≤ k ≤ T).
     """
     start = time.perf_counter()
-    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
-    if (
-        isinstance(backprop_steps, bool)
-        or int(backprop_steps) != backprop_steps
-        or not 1 <= backprop_steps <= max(n_iter, 1)
-    ):
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0, lower_tol=lower_tol, state=state)
+    backprop_steps = check_count(backprop_steps, "backprop_steps (k)")
+    if not backprop_steps <= max(n_iter, 1):
         raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
     if n_iter == 0:
         raise ValueError("truncated back-propagation needs at least one iteration (T ≥ 1)")
@@ -432,9 +420,10 @@ def gradient_jvp(cost: LowerLevelCost, x, params: Hyperparameters, x_dot, parts=
     -------
     array (R, J, *signal_shape)
     """
+    check_problem(cost, params)
     parts = check_parts(parts)
     x = cost.check_x(x)
-    x_dot = np.asarray(x_dot, dtype=np.float64)
+    x_dot = as_float_array(x_dot, "x_dot")
     n_cols = params.size(parts)
     if x_dot.shape != (n_cols,) + x.shape:
         raise ValueError(
@@ -503,7 +492,7 @@ def forward_mode_hypergradient(
     """
     start = time.perf_counter()
     parts = check_parts(parts)
-    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0, lower_tol=lower_tol, state=state)
     a, b = _coefficients(solver, n_iter)
     n_cols = params.size(parts)
     z_x = np.zeros((n_cols,) + x0.shape)
@@ -572,7 +561,7 @@ def jacobian_free_hypergradient(
     and a small T (even T = 0).
     """
     start = time.perf_counter()
-    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0)
+    n_iter, step, x0 = _check_inputs(cost, params, loss, n_iter, solver, step, x0, lower_tol=lower_tol, state=state)
     x_T = _run(cost, params, n_iter, solver, step, x0)[0]
     flat = -step * cost.mixed_transpose(x_T, params, loss.gradient(x_T)).flatten()
     return _result(
@@ -610,8 +599,17 @@ def unrolled_hypergradient(
     state: dict | None = None,
     lower_tol: float | None = None,
 ) -> HypergradientResult:
-    """Dispatch to one of the four estimators by ``mode`` (see the module docstring)."""
-    common = dict(solver=solver, step=step, x0=x0, lower_tol=lower_tol)
+    """Dispatch to one of the four estimators by ``mode`` (see the module docstring).
+
+    ``backprop_steps`` applies to ``mode="truncated"`` only and ``parts`` to ``mode="forward"`` only
+    (the others differentiate every part); any other value there is an error, not ignored.
+    """
+    check_choice(mode, "mode", MODES)
+    if mode != "truncated" and backprop_steps is not None:
+        raise ValueError(f"backprop_steps applies only to mode='truncated'; got {backprop_steps!r} with mode={mode!r}")
+    if mode != "forward" and check_parts(parts) != PARTS:
+        raise ValueError(f"parts applies only to mode='forward' (the others give every part); got {parts!r}")
+    common = dict(solver=solver, step=step, x0=x0, lower_tol=lower_tol, state=state)
     if mode == "reverse":
         return reverse_mode_hypergradient(cost, params, loss, n_iter, **common)
     if mode == "forward":

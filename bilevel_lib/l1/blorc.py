@@ -31,6 +31,7 @@ from ..hypergrad.result import HypergradientResult
 from ..problem.metrics import psnr_db
 from ..solvers.lower import ConvergenceWarning
 from ..util.progress import progress_bar
+from ..util.validation import check_count
 from .exact import (
     DEFAULT_THRESHOLD,
     check_finite,
@@ -76,13 +77,14 @@ def check_decay_epochs(decay_epochs, epochs) -> tuple:
 
     Returns them as a tuple of ints; raises ``ValueError`` naming ``lr_decay_epochs`` otherwise.
     """
+    epochs = check_count(epochs, "epochs")
     try:
         decay = tuple(decay_epochs)
     except TypeError as err:
         raise TypeError(f"lr_decay_epochs must be a sequence of epoch numbers; got {decay_epochs!r}") from err
     if any(isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer, float, np.floating)) for e in decay):
         raise TypeError(f"lr_decay_epochs must hold integers; got {decay_epochs!r}")
-    if any(int(e) != e or not 0 < e < epochs for e in decay) or list(decay) != sorted(set(decay)):
+    if any(not np.isfinite(e) or int(e) != e or not 0 < e < epochs for e in decay) or list(decay) != sorted(set(decay)):
         raise ValueError(f"lr_decay_epochs must be increasing epoch numbers in 1…{epochs - 1}; got {decay_epochs!r}")
     return tuple(int(e) for e in decay)
 
@@ -361,6 +363,7 @@ def best_scale(transform, x, y, scales=None) -> tuple[float, np.ndarray]:
 
     A grid search, so the baseline gets its regularisation strength tuned like the learned W.
     """
+    transform = real_array(transform, "transform", ndim=2)
     scales = np.geomspace(0.01, 1.0, 41) if scales is None else real_array(scales, "scales", ndim=1)
     if scales.size == 0 or np.any(scales < 0):
         raise ValueError(f"scales must be a non-empty 1-D array of numbers ≥ 0; got {scales!r}")

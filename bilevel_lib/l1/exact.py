@@ -36,7 +36,7 @@ from scipy.linalg.lapack import dtrtrs as _trtrs
 
 from ..problem.ops import FilterBankOperator, correlation_matrix
 from ..solvers.lower import ConvergenceWarning, ogm_momentum
-from ..util.validation import NonFiniteError, as_float_array
+from ..util.validation import NonFiniteError, as_float_array, check_flag
 
 __all__ = [
     "L1Result",
@@ -111,11 +111,8 @@ def count(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def flag(value, name: str) -> bool:
-    """``value`` if it is a bool (Python or numpy), else ``TypeError``."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
-    return bool(value)
+#: ``value`` if it is a bool (Python or numpy), else ``TypeError``: the one on/off check of the library
+flag = check_flag
 
 
 def check_threshold(threshold) -> float:

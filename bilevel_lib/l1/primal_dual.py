@@ -45,6 +45,7 @@ import scipy.fft as sfft
 from ..hypergrad.result import HypergradientResult
 from ..problem.losses import UpperLoss
 from ..problem.ops import FilterBankOperator
+from ..util.validation import check_count
 from .exact import check_finite, real_array, real_number
 
 as_float_array = real_array  # the ℓ1 layer's strict check: bool, complex and object data are a TypeError
@@ -109,6 +110,8 @@ def bregman_dual_update(d_tilde, u, step: float) -> np.ndarray:
     """
     d_tilde = as_float_array(d_tilde, "d_tilde")
     u = as_float_array(u, "u")
+    if u.shape != d_tilde.shape:
+        raise ValueError(f"u must have the shape of d_tilde, {d_tilde.shape}; got {u.shape}")
     step = positive_scalar(step, "step (σ)")
     if np.any(np.abs(d_tilde) >= 1):
         raise ValueError("d_tilde must lie strictly inside (−1, 1): the Bregman distance is infinite on the boundary")
@@ -119,6 +122,8 @@ def euclidean_dual_update(d_tilde, u, step: float) -> np.ndarray:
     """The usual Chambolle–Pock dual step: the projection of d̃ + step·u onto [−1, 1] (non-smooth)."""
     d_tilde = as_float_array(d_tilde, "d_tilde")
     u = as_float_array(u, "u")
+    if u.shape != d_tilde.shape:
+        raise ValueError(f"u must have the shape of d_tilde, {d_tilde.shape}; got {u.shape}")
     step = positive_scalar(step, "step (σ)")
     return np.clip(d_tilde + step * u, -1.0, 1.0)
 
@@ -143,7 +148,9 @@ class AnalysisOperator:
         if self.kind not in ("filters", "matrix"):
             raise ValueError(f"kind must be 'filters' or 'matrix'; got {self.kind!r}")
         parameters = as_float_array(self.parameters, "parameters", min_ndim=2)
-        signal_shape = tuple(int(n) for n in self.signal_shape)
+        if isinstance(self.signal_shape, (str, bytes)) or not hasattr(self.signal_shape, "__iter__"):
+            raise TypeError(f"signal_shape must be a tuple of positive integers; got {self.signal_shape!r}")
+        signal_shape = tuple(check_count(n, "signal_shape entries") for n in self.signal_shape)
         if self.kind == "matrix":
             if parameters.ndim != 2 or signal_shape != (parameters.shape[1],):
                 raise ValueError(
@@ -170,7 +177,7 @@ class AnalysisOperator:
 
     def with_parameters(self, parameters) -> AnalysisOperator:
         """The same kind of operator with new filters or a new matrix of the same shape."""
-        parameters = np.asarray(parameters, dtype=np.float64)
+        parameters = as_float_array(parameters, "parameters")
         if parameters.shape != self.parameters.shape:
             raise ValueError(f"parameters must have shape {self.parameters.shape}; got {parameters.shape}")
         return AnalysisOperator(parameters, self.signal_shape, self.kind)
@@ -218,8 +225,12 @@ class AnalysisOperator:
 
 def l1_analysis_objective(x, y, operator: AnalysisOperator, lam: float) -> np.ndarray:
     """½‖x_j − y_j‖² + λ‖Ωx_j‖₁ for each signal of the batch, shape (J,)."""
-    x = operator._check(x)
-    y = operator._check(y, "y")
+    _check_operator(operator)
+    x = operator._check(as_float_array(x, "x"))
+    y = operator._check(as_float_array(y, "y"), "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x must have the shape of y, {y.shape}; got {x.shape}")
+    lam = positive_scalar(lam, "lam (λ)")
     axes = tuple(range(1, x.ndim))
     z = operator.forward(x)
     return 0.5 * np.sum((x - y) ** 2, axis=axes) + lam * np.sum(np.abs(z), axis=tuple(range(1, z.ndim)))
@@ -227,6 +238,7 @@ def l1_analysis_objective(x, y, operator: AnalysisOperator, lam: float) -> np.nd
 
 def default_steps(operator: AnalysisOperator, lam: float) -> tuple[float, float]:
     """τ = σ = 1/(λ‖Ω‖₂), so that τσλ²‖Ω‖² = 1 (Chambolle–Pock's step condition)."""
+    _check_operator(operator)
     lam = positive_scalar(lam, "lam (λ)")
     norm = operator.norm()
     if norm == 0:
@@ -240,13 +252,21 @@ def _check_dual_step(dual_step):
         raise ValueError(f"dual_step must be one of {DUAL_STEPS}; got {dual_step!r}")
 
 
-def _check_problem(y, operator, lam, n_iter, tau, sigma, x0):
+def _check_operator(operator) -> None:
     if not isinstance(operator, AnalysisOperator):
         raise TypeError(f"operator must be an AnalysisOperator; got {type(operator).__name__}")
+
+
+def _check_loss(loss) -> None:
+    if not (callable(getattr(loss, "value", None)) and callable(getattr(loss, "gradient", None))):
+        raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
+
+
+def _check_problem(y, operator, lam, n_iter, tau, sigma, x0):
+    _check_operator(operator)
     y = operator._check(as_float_array(y, "y"), "y")
     lam = positive_scalar(lam, "lam (λ)")
-    if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 0:
-        raise ValueError(f"n_iter (T) must be a non-negative integer; got {n_iter!r}")
+    n_iter = check_count(n_iter, "n_iter (T)", minimum=0)
     if tau is None or sigma is None:
         default_tau, default_sigma = default_steps(operator, lam)
         tau = default_tau if tau is None else tau
@@ -389,6 +409,7 @@ def unrolled_l1_loss(
     x0=None,
 ) -> float:
     """ℓ(x_T(λ, Ω)) for T Chambolle–Pock iterations with fixed steps (for finite differences)."""
+    _check_loss(loss)
     _check_dual_step(dual_step)
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
     return loss.value(_iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step)[0])
@@ -405,9 +426,16 @@ def primal_dual_gap(x, d, y, operator: AnalysisOperator, lam: float) -> np.ndarr
     D(d) = ½‖y‖² − ½‖y − λΩ'd‖² is the dual objective; since P is 1-strongly convex,
     ½‖x − x̂‖² ≤ P(x) − P(x̂) ≤ P(x) − D(d), so √(2 gap) certifies ‖x − x̂‖.
     """
+    objective = l1_analysis_objective(x, y, operator, lam)  # checks x, y, operator and λ
+    y = as_float_array(y, "y")
+    d = as_float_array(d, "d")
+    expected = operator.forward(y).shape
+    if d.shape != expected:
+        raise ValueError(f"d must have the shape of Ωy, {expected}; got {d.shape}")
+    lam = positive_scalar(lam, "lam (λ)")
     axes = tuple(range(1, np.ndim(y)))
     dual = 0.5 * np.sum(y * y, axis=axes) - 0.5 * np.sum((y - lam * operator.adjoint(d)) ** 2, axis=axes)
-    return l1_analysis_objective(x, y, operator, lam) - dual
+    return objective - dual
 
 
 def unrolled_l1_hypergradient(
@@ -475,15 +503,14 @@ def unrolled_l1_hypergradient(
         None); ``state["d"]`` = d_T.
     """
     start = time.perf_counter()
-    if not (hasattr(loss, "value") and hasattr(loss, "gradient")):
-        raise TypeError(f"loss must have value(x) and gradient(x) methods; got {type(loss).__name__}")
+    _check_loss(loss)
     _check_dual_step(dual_step)
     tol = positive_scalar(tol, "tol")
     y, lam, n_iter, tau, sigma, x0 = _check_problem(y, operator, lam, n_iter, tau, sigma, x0)
     if n_iter < 1:
         raise ValueError("n_iter (T) must be at least 1 to differentiate the iteration")
-    k = n_iter if backprop_steps is None else backprop_steps
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= n_iter:
+    k = n_iter if backprop_steps is None else check_count(backprop_steps, "backprop_steps (k)")
+    if not 1 <= k <= n_iter:
         raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
     k = int(k)
     x_T, d_T, stored = _iterate(y, operator, lam, n_iter, tau, sigma, x0, dual_step, store=k)
@@ -597,8 +624,14 @@ def learn_analysis_operator(
     decay = positive_scalar(decay, "decay")
     if decay > 1:
         raise ValueError(f"decay must lie in (0, 1]; got {decay!r}")
-    if isinstance(n_updates, bool) or int(n_updates) != n_updates or n_updates < 0:
-        raise ValueError(f"n_updates must be a non-negative integer; got {n_updates!r}")
+    n_updates = check_count(n_updates, "n_updates", minimum=0)
+    _check_loss(loss)
+    _check_dual_step(dual_step)
+    n_iter = _check_problem(y, operator, lam, n_iter, None, None, None)[2]  # every update checks y again
+    if n_iter < 1:
+        raise ValueError("n_iter (T) must be at least 1 to differentiate the iteration")
+    if backprop_steps is not None and not 1 <= check_count(backprop_steps, "backprop_steps (k)") <= n_iter:
+        raise ValueError(f"backprop_steps (k) must be an integer with 1 ≤ k ≤ T = {n_iter}; got {backprop_steps!r}")
     losses = []
     k = n_iter if backprop_steps is None else backprop_steps
     for _ in range(int(n_updates)):

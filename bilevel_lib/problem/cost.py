@@ -27,7 +27,7 @@ import numpy as np
 
 from ..util.validation import as_float_array, check_finite_result
 from .forward_models import ForwardModel, Identity, PixelMask
-from .ops import FilterBankOperator
+from .ops import FilterBankOperator, _check_filters_fit
 from .params import Hyperparameters
 from .penalties import CornerRounded1Norm, Penalty
 
@@ -54,6 +54,8 @@ class LowerLevelCost:
 
     def __init__(self, y, penalty: Penalty | None = None, forward_model: ForwardModel | None = None):
         y = as_float_array(y, "y", min_ndim=2)
+        if y.size == 0:
+            raise ValueError(f"y must hold at least one signal with at least one sample; got shape {y.shape}")
         penalty = CornerRounded1Norm() if penalty is None else penalty
         forward_model = Identity() if forward_model is None else forward_model
         if not isinstance(penalty, Penalty):
@@ -207,6 +209,10 @@ class LowerLevelCost:
         """L = σ₁(A)² + e^{β0} L_φ̇ Σ_k e^{β_k} ‖c_k‖₁², a Lipschitz constant of ∇ₓΦ (review eq. 4.19)."""
         if not isinstance(params, Hyperparameters):
             raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")
+        try:
+            _check_filters_fit(params.filters, self.signal_shape)
+        except ValueError as error:
+            raise ValueError(f"params must have filters for the signals of this cost: {error}") from None
         l1 = np.sum(np.abs(params.filters.reshape(params.n_filters, -1)), axis=1)
         with np.errstate(over="ignore"):
             lipschitz = float(
@@ -291,6 +297,18 @@ class HessianOperator:
     ):
         if method not in ("auto", "implicit", "stencil", "sparse"):
             raise ValueError(f"method must be 'auto', 'implicit', 'stencil' or 'sparse'; got {method!r}")
+        if not isinstance(cost, LowerLevelCost):
+            raise TypeError(f"cost must be a LowerLevelCost; got {type(cost).__name__}")
+        if not isinstance(filter_bank, FilterBankOperator):
+            raise TypeError(f"filter_bank must be a FilterBankOperator; got {type(filter_bank).__name__}")
+        if tuple(filter_bank.signal_shape) != tuple(cost.signal_shape):
+            raise ValueError(
+                f"filter_bank must act on the signals of cost, {tuple(cost.signal_shape)}; "
+                f"got one for {tuple(filter_bank.signal_shape)}"
+            )
+        k = filter_bank.n_filters
+        curvature = as_float_array(curvature, "curvature", shape=(cost.y.shape[0], k, *cost.signal_shape))
+        weights = as_float_array(weights, "weights", shape=(k,))
         self._check = cost.check_x
         self.shape = cost.y.shape
         self.filter_bank, self.curvature, self.weights = filter_bank, curvature, weights

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
-from ..util.validation import as_float_array, check_count, check_real
+from ..util.validation import as_float_array, check_count, check_generator, check_real
 
 __all__ = [
     "piecewise_constant_1d",
@@ -43,7 +43,7 @@ def piecewise_constant_1d(n: int, n_signals: int, rng, n_jumps: int = 4, amplitu
         raise ValueError(
             f"need n ≥ 2, n_signals ≥ 1 and 0 ≤ n_jumps < n; got n={n}, n_signals={n_signals}, n_jumps={n_jumps}"
         )
-    rng = np.random.default_rng(rng)
+    rng = check_generator(rng, "rng")
     # choose jump positions without replacement per signal, vectorised by ranking random keys
     keys = rng.random((n_signals, n - 1))
     jump_at = np.argsort(keys, axis=1)[:, :n_jumps] + 1  # positions 1..n-1
@@ -64,7 +64,7 @@ def dct_sparse_1d(n: int, n_signals: int, rng, sparsity: int = 5, amplitude: flo
     amplitude = check_real(amplitude, "amplitude", low=0.0)
     if not 1 <= sparsity <= n:
         raise ValueError(f"sparsity must be between 1 and n={n}; got {sparsity}")
-    rng = np.random.default_rng(rng)
+    rng = check_generator(rng, "rng")
     coefficients = np.zeros((n_signals, n))
     support = np.argsort(rng.random((n_signals, n)), axis=1)[:, :sparsity]
     np.put_along_axis(coefficients, support, amplitude * rng.standard_normal((n_signals, sparsity)), axis=1)
@@ -107,13 +107,27 @@ def cameraman() -> np.ndarray:
 
 def cameraman_patches(patches=CAMERAMAN_PATCHES) -> np.ndarray:
     """The three 50×50 cameraman training patches of App. D.2, shape (3, 50, 50), values in [0, 1]."""
+    if isinstance(patches, (str, bytes)) or not hasattr(patches, "__len__") or len(patches) == 0:
+        raise TypeError(f"patches must be a non-empty sequence of (rows, cols) slice pairs; got {patches!r}")
     image = cameraman()
-    return np.stack([image[rows, cols] for rows, cols in patches])
+    cut = []
+    for patch in patches:
+        if not (isinstance(patch, tuple) and len(patch) == 2 and all(isinstance(s, slice) for s in patch)):
+            raise TypeError(f"patches must hold (rows, cols) pairs of slices; got {patch!r}")
+        rows, cols = patch
+        for axis, (part, size) in enumerate(zip(patch, image.shape)):
+            start, stop, step = part.indices(size)
+            if part.start is not None and not -size <= part.start < size or part.stop is not None and part.stop > size:
+                raise ValueError(f"patches must lie inside the {image.shape} image; got {part} on axis {axis}")
+            if len(range(start, stop, step)) == 0:
+                raise ValueError(f"patches must not be empty; got {part} on axis {axis}")
+        cut.append(image[rows, cols])
+    return np.stack(cut)
 
 
 def add_noise(x, sigma: float, rng) -> np.ndarray:
     """x + n with n ~ N(0, σ² I), drawn from ``rng`` (a seed or Generator)."""
     x = as_float_array(x, "x")
     sigma = check_real(sigma, "sigma", low=0.0)
-    rng = np.random.default_rng(rng)
+    rng = check_generator(rng, "rng")
     return x + sigma * rng.standard_normal(x.shape)

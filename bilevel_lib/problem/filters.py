@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
-from ..util.validation import check_count
+from ..util.validation import check_count, check_generator
 
 __all__ = ["finite_differences", "dct_filters", "random_filters", "FILTER_BANKS"]
 
@@ -57,12 +57,7 @@ def dct_filters(size: int, ndim: int = 2, include_dc: bool = False) -> np.ndarra
 def random_filters(n_filters: int, shape, rng: np.random.Generator | int) -> np.ndarray:
     """``n_filters`` Gaussian random filters of the given shape, each scaled to unit ℓ2 norm."""
     n_filters = check_count(n_filters, "n_filters")
-    if isinstance(rng, (bool, np.bool_)) or not (
-        rng is None
-        or isinstance(rng, (int, np.integer, np.random.Generator, np.random.BitGenerator, np.random.SeedSequence))
-    ):
-        raise TypeError(f"rng must be a seed (int) or a numpy.random.Generator; got {type(rng).__name__}")
-    rng = np.random.default_rng(rng)
+    rng = check_generator(rng, "rng")
     if np.isscalar(shape):
         shape = (check_count(shape, "shape"),)
     else:

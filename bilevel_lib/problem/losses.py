@@ -33,12 +33,16 @@ class SquaredErrorLoss(UpperLoss):
 
     def __init__(self, truth):
         truth = as_float_array(truth, "truth", min_ndim=2)
+        if truth.size == 0:
+            raise ValueError(f"truth must hold at least one image with at least one sample; got shape {truth.shape}")
         self.truth = truth
 
     def _check(self, x):
         x = as_float_array(x, "x")
         if x.shape != self.truth.shape:
-            raise ValueError(f"x must have the shape of the training images, {self.truth.shape}; got {x.shape}")
+            raise ValueError(
+                f"x must have the shape of the loss's truth (the training images), {self.truth.shape}; got {x.shape}"
+            )
         return x
 
     def value(self, x) -> float:

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import sparse
 
-from ..util.validation import as_float_array
+from ..util.validation import as_float_array, check_count
 
 # threadpoolctl sets KMP_DUPLICATE_LIB_OK in os.environ when it is first imported; the library
 # changes no environment variable of its caller, so a value it did not find is removed again.
@@ -79,17 +79,25 @@ def single_threaded_blas(method):
     return wrapper
 
 
+def _signal_shape(value) -> tuple[int, ...]:
+    """``signal_shape`` as a tuple of positive ints, or a TypeError/ValueError naming it."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"signal_shape must be a tuple of positive integers; got {value!r}")
+    return tuple(check_count(n, "signal_shape entries") for n in value)
+
+
 def _check_filters_fit(filters: np.ndarray, signal_shape: tuple[int, ...]) -> None:
     filter_shape = filters.shape[1:]
     if len(filter_shape) != len(signal_shape):
         raise ValueError(
             f"filters of shape (K, *filter_shape) = {filters.shape} act on {len(filter_shape)}-D signals, "
-            f"but the signal shape is {signal_shape} ({len(signal_shape)}-D)"
+            f"but the signal shape (signal_shape, or x's shape after the batch axis) is {signal_shape} "
+            f"({len(signal_shape)}-D)"
         )
     if any(f > s for f, s in zip(filter_shape, signal_shape)):
         raise ValueError(
-            f"each filter must fit inside the signal: filter shape {filter_shape} is larger than "
-            f"signal shape {signal_shape} along some axis"
+            f"filters must fit inside the signal: filter shape {filter_shape} is larger than "
+            f"the signal shape (signal_shape) {signal_shape} along some axis"
         )
 
 
@@ -123,9 +131,7 @@ class FilterBankOperator:
 
     def __post_init__(self):
         filters = as_float_array(self.filters, "filters", min_ndim=2)
-        signal_shape = tuple(int(n) for n in self.signal_shape)
-        if any(n < 1 for n in signal_shape):
-            raise ValueError(f"signal_shape must be positive integers; got {self.signal_shape}")
+        signal_shape = _signal_shape(self.signal_shape)
         _check_filters_fit(filters, signal_shape)
         if self.method not in ("auto", "direct", "fft"):
             raise ValueError(f"method must be 'auto', 'direct' or 'fft'; got {self.method!r}")
@@ -552,7 +558,7 @@ def correlation_matrix(filter_, signal_shape) -> np.ndarray:
     Row i holds the taps ``c_a`` at the columns ``i + a`` (mod the signal shape), flattened in C order.
     """
     filter_ = as_float_array(filter_, "filter_", min_ndim=1)
-    signal_shape = tuple(int(n) for n in signal_shape)
+    signal_shape = _signal_shape(signal_shape)
     _check_filters_fit(filter_[None], signal_shape)
     n = int(np.prod(signal_shape))
     matrix = np.zeros((n, n))

@@ -76,6 +76,8 @@ class Hyperparameters:
         beta0 = as_float_array(self.beta0, "beta0", ndim=0)
         filters = as_float_array(self.filters, "filters", min_ndim=2)
         beta = as_float_array(self.beta, "beta", ndim=1)
+        if filters.size == 0:
+            raise ValueError(f"filters must hold at least one filter of at least one tap; got shape {filters.shape}")
         if beta.shape[0] != filters.shape[0]:
             raise ValueError(
                 f"beta must have one entry per filter: filters has K={filters.shape[0]}, beta has {beta.shape[0]}"

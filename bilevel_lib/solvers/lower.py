@@ -18,7 +18,7 @@ import numpy as np
 
 from ..problem.cost import LowerLevelCost
 from ..problem.params import Hyperparameters
-from ..util.validation import NonFiniteError, as_float_array, check_choice, check_count, check_real
+from ..util.validation import NonFiniteError, as_float_array, check_choice, check_count, check_flag, check_real
 
 __all__ = [
     "LowerLevelResult",
@@ -89,8 +89,9 @@ def ogm_coefficients(n_iter: int) -> tuple[np.ndarray, np.ndarray]:
     """The momentum factors (a_t, b_t), t = 0, …, T − 1, of OGM without restart, from θ_0 = 1.
 
     They do not depend on γ, so the unrolled OGM differentiates through them as constants.
-    Returns (a, b), each of shape (T,).
+    Returns (a, b), each of shape (T,); T = 0 gives empty arrays.
     """
+    n_iter = check_count(n_iter, "n_iter", minimum=0)
     a, b = np.empty(n_iter), np.empty(n_iter)
     theta = 1.0
     for t in range(n_iter):
@@ -189,6 +190,9 @@ def solve_lower_level(
     if tol is not None:
         tol = check_real(tol, "tol", low=0.0, low_open=True)
     max_iter = check_count(max_iter, "max_iter", minimum=1)
+    restart, record_history, warn = (
+        check_flag(v, k) for k, v in dict(restart=restart, record_history=record_history, warn=warn).items()
+    )
     x = starting_point(cost, x0)
     if not isinstance(params, Hyperparameters):
         raise TypeError(f"params must be a Hyperparameters instance; got {type(params).__name__}")

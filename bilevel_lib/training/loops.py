@@ -31,7 +31,7 @@ from ..problem.losses import UpperLoss
 from ..problem.params import Hyperparameters, check_parts
 from ..solvers.lower import ConvergenceWarning, solve_lower_level, starting_point
 from ..util.progress import progress_bar
-from ..util.validation import NonFiniteError, check_choice, check_count, check_finite_result, check_real
+from ..util.validation import NonFiniteError, check_choice, check_count, check_finite_result, check_flag, check_real
 from .optimizers import Adam
 
 __all__ = ["TrainingHistory", "TrainingResult", "hoag_schedule", "train_double_loop", "train_ttsa"]
@@ -218,6 +218,7 @@ def train_double_loop(
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be a callable u -> tolerance (e.g. hoag_schedule()); got {schedule!r}")
     initial_tol = check_real(initial_tol, "initial_tol", low=0.0, low_open=True)
+    warm_start, progress = check_flag(warm_start, "warm_start"), check_flag(progress, "progress")
     cg_tol = check_real(cg_tol, "cg_tol", low=0.0, low_open=True)
     check_choice(cg_relative_to, "cg_relative_to", ("rhs", "initial"))
     cg_max_iter = check_count(cg_max_iter, "cg_max_iter")

@@ -18,7 +18,14 @@ from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
 from ..problem.params import Hyperparameters, check_parts
 from ..solvers.lower import solve_lower_level
-from ..util.validation import NonFiniteError, as_float_array, check_count, check_finite_result, check_real
+from ..util.validation import (
+    NonFiniteError,
+    as_float_array,
+    check_count,
+    check_finite_result,
+    check_generator,
+    check_real,
+)
 
 __all__ = ["SearchResult", "DescentResult", "grid_search_beta0", "random_search_beta", "gradient_descent_beta"]
 
@@ -165,7 +172,7 @@ def random_search_beta(
         or isinstance(rng, (int, np.integer, np.random.Generator, np.random.BitGenerator, np.random.SeedSequence))
     ):
         raise TypeError(f"rng must be a seed (int) or a numpy.random.Generator; got {type(rng).__name__}")
-    rng = np.random.default_rng(rng)
+    rng = check_generator(rng, "rng")
     candidates = rng.uniform(low, high, size=(n_samples, params.n_filters))
     losses, iterations, best_x, missed = np.empty(n_samples), 0, None, 0
     for i, beta in enumerate(candidates):

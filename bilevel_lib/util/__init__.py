@@ -7,6 +7,8 @@ from .validation import (
     check_choice,
     check_count,
     check_finite_result,
+    check_flag,
+    check_generator,
     check_real,
     positive_scalar,
 )
@@ -17,6 +19,8 @@ __all__ = [
     "check_choice",
     "check_count",
     "check_finite_result",
+    "check_flag",
+    "check_generator",
     "check_real",
     "positive_scalar",
     "progress_bar",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
+from .validation import check_count, check_flag
+
 __all__ = ["progress_bar"]
 
 
@@ -47,6 +49,8 @@ def progress_bar(total: int, enabled: bool, description: str, **options):
 
     ``enabled=False`` shows nothing.  ``options`` go to ``tqdm`` (e.g. ``unit``, ``mininterval``).
     """
+    total = check_count(total, "total", minimum=0)
+    enabled = check_flag(enabled, "enabled")
     try:
         from tqdm.auto import tqdm
     except ImportError:

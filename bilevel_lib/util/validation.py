@@ -34,6 +34,8 @@ __all__ = [
     "check_count",
     "check_real",
     "check_finite_result",
+    "check_flag",
+    "check_generator",
     "positive_scalar",
 ]
 
@@ -168,6 +170,29 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
     return value
+
+
+def check_flag(value, name: str) -> bool:
+    """Return ``value`` if it is a bool (Python or numpy), else raise ``TypeError`` naming ``name``.
+
+    An on/off option given a string, a number or a list is refused rather than read by its truth value
+    (``"no"`` would mean on).
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {_describe(value)}")
+    return bool(value)
+
+
+def check_generator(value, name: str) -> np.random.Generator:
+    """Return a numpy ``Generator`` from ``value``: a Generator, a BitGenerator or SeedSequence, or an
+    integer seed ≥ 0 (:func:`check_count` rules), or None (fresh entropy); anything else raises naming ``name``."""
+    if value is None:
+        return np.random.default_rng()
+    if isinstance(value, np.random.Generator):
+        return value
+    if isinstance(value, (np.random.BitGenerator, np.random.SeedSequence)):
+        return np.random.default_rng(value)
+    return np.random.default_rng(check_count(value, name, minimum=0))
 
 
 def check_finite_result(value, where: str, quantity: str, why: str = "") -> None:
