@@ -239,6 +239,14 @@ class FilterBankOperator:
 
         Returns a view into a work array: copy it (or add it to something) before the next call.
         """
+        if self.ndim <= 2:  # compiled (bilevel_lib.problem.stencil.fold_columns): one pass per tap, no padding
+            from .stencil import fold_columns
+
+            plane = (1,) * (2 - self.ndim) + self.signal_shape
+            n_batch = int(np.prod(batch_shape))
+            out = self._buffer("folded", (n_batch,) + plane)
+            fold_columns(columns.reshape((columns.shape[0], n_batch) + plane), self.filter_shape[-1], out)
+            return out.reshape(batch_shape + self.signal_shape)
         columns = columns.reshape(self.filter_shape + batch_shape + self.signal_shape)
         padded = self._buffer(
             "fold", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape))
