@@ -188,7 +188,9 @@ class LowerLevelCost:
         v = self.check_x(v, "v")
         op = self.operator(params)
         weights = params.strengths
-        per_filter, taps = op.mixed_terms(x, v, self.penalty.derivative, self.penalty.second_derivative)
+        per_filter, taps = op.mixed_terms(
+            x, v, self.penalty.derivative, self.penalty.second_derivative, factors=self.penalty._mixed_factors
+        )
         d_beta = weights * per_filter
         d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
         check_finite_result(

@@ -463,7 +463,7 @@ class FilterBankOperator:
         return self._workspace[key]
 
     @single_threaded_blas
-    def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative):
+    def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative, factors=None):
         """The pieces of (∇ₓγΦ)'v for a pointwise penalty, before the weights e^{β0+β_k}:
 
         * ``per_filter[k] = ⟨C_k v, f'.(C_k x)⟩`` (shape (K,), the β_k part), and
@@ -471,6 +471,9 @@ class FilterBankOperator:
           (shape ``(K, *filter_shape)``, the filter part of review App. C.1),
 
         summed over the batch, with z_k = c_k ⊛ x and f', f'' given as ``function(z, out)``.
+        ``factors(z, cv, slope, curvature) -> per_filter``, optional (e.g. a penalty's fused
+        ``_mixed_factors``), computes the pointwise part at once on the direct back end's
+        (K, batch·N) arrays: f'.(z) into ``slope``, f''.(z) ⊙ cv into ``curvature``.
         """
         x = self._check_signal(x, "x")
         v = self._check_signal(v, "v")
@@ -483,11 +486,15 @@ class FilterBankOperator:
         patches_x, patches_v = self._patches(x), self._patches(v, "patches_v")
         z = np.matmul(self._taps, patches_x, out=self._buffer("responses", (self.n_filters, x.size)))
         cv = np.matmul(self._taps, patches_v, out=self._buffer("responses_v", (self.n_filters, v.size)))
-        slope = derivative(z, out=self._buffer("values", z.shape))
-        per_filter = np.einsum("kn,kn->k", cv, slope)
+        slope, curvature = self._buffer("values", z.shape), self._buffer("curvature", z.shape)
+        if factors is None:
+            derivative(z, out=slope)
+            per_filter = np.einsum("kn,kn->k", cv, slope)
+            second_derivative(z, out=curvature)
+            curvature *= cv
+        else:
+            per_filter = factors(z, cv, slope, curvature)
         taps = slope @ patches_v.T
-        curvature = second_derivative(z, out=self._buffer("curvature", z.shape))
-        curvature *= cv
         taps += curvature @ patches_x.T
         return per_filter, taps.reshape(self.filters.shape)
 

@@ -34,6 +34,16 @@ class Penalty:
         """φ̈(z; ε) elementwise, the curvature in the Hessian ∇ₓₓΦ (review eq. 4.10)."""
         raise TypeError(f"{type(self).__name__} does not define second_derivative()")
 
+    def _mixed_factors(self, z, cv, slope, curvature):
+        """The pointwise part of the mixed product for (K, M) arrays z = C x and cv = C v: writes
+        φ̇.(z) into ``slope`` and φ̈.(z) ⊙ cv into ``curvature`` and returns Σ_m cv ⊙ φ̇.(z) per row, shape (K,).
+        Subclasses may fuse the three (:class:`CornerRounded1Norm` does)."""
+        self.derivative(z, out=slope)
+        per_row = np.einsum("km,km->k", cv, slope)
+        self.second_derivative(z, out=curvature)
+        curvature *= cv
+        return per_row
+
     @property
     def lipschitz(self) -> float:  # pragma: no cover - interface
         """L_φ̇ = max φ̈, the Lipschitz constant of φ̇ (a float; it enters the step size 1/L)."""
@@ -129,6 +139,19 @@ class CornerRounded1Norm(Penalty):
             ratio = np.divide(self.eps, out)  # ε/h ∈ (0, 1]
             ratio *= ratio
             return np.divide(ratio, out, out=out)  # ε²/h³ = (ε/h)²/h, no overflow of h³
+
+    def _mixed_factors(self, z, cv, slope, curvature):
+        arrays = (z, cv, slope, curvature)
+        if all(isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.c_contiguous for a in arrays) and (
+            z.ndim == 2 and all(a.shape == z.shape for a in arrays)
+        ):
+            from . import stencil
+
+            if stencil.CR1N_SAFE**-1 <= self.eps <= stencil.CR1N_SAFE:
+                per_row = np.empty(z.shape[0])
+                if not stencil.cr1n_mixed_factors(z, cv, self.eps, slope, curvature, per_row):
+                    return per_row
+        return super()._mixed_factors(z, cv, slope, curvature)
 
     @property
     def lipschitz(self) -> float:

@@ -40,6 +40,7 @@ __all__ = [
     "cr1n_value",
     "cr1n_derivative",
     "cr1n_second_derivative",
+    "cr1n_mixed_factors",
     "fold_columns",
 ]
 
@@ -236,6 +237,29 @@ def cr1n_second_derivative(z, eps, out):
         h = np.sqrt(zi * zi + e2)
         ratio = eps / h
         out[i] = ratio * ratio / h
+    return big
+
+
+@_elementwise
+def cr1n_mixed_factors(z, cv, eps, slope, curvature, per_row):
+    """The pointwise part of the mixed product (∇ₓγΦ)'v in one pass over (K, M) arrays z = C x and
+    cv = C v: slope = φ̇(z), curvature = φ̈(z) ⊙ cv and per_row[k] = Σ_m cv[k, m] φ̇(z[k, m]) (each
+    h = √(z² + ε²) computed once); returns the count of |z| > :data:`CR1N_SAFE`."""
+    e2 = eps * eps
+    big = 0
+    for k in range(z.shape[0]):
+        zk, cvk, slope_k, curvature_k = z[k], cv[k], slope[k], curvature[k]
+        total = 0.0
+        for m in range(z.shape[1]):
+            zi = zk[m]
+            big += abs(zi) > CR1N_SAFE
+            h = np.sqrt(zi * zi + e2)
+            ratio = eps / h
+            s = zi / h
+            slope_k[m] = s
+            total += s * cvk[m]
+            curvature_k[m] = ratio * ratio / h * cvk[m]
+        per_row[k] = total
     return big
 
 

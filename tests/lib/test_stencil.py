@@ -11,7 +11,7 @@ import pytest
 from problems import GEOMETRIES, explicit_gram, random_problem, relative_error
 
 import bilevel_lib as bl
-from bilevel_lib.problem import ops, stencil
+from bilevel_lib.problem import ops, penalties, stencil
 from bilevel_lib.solvers.cg import conjugate_gradient
 from bilevel_lib.solvers.lower import ConvergenceWarning
 
@@ -336,3 +336,26 @@ def test_compiled_fold_is_the_transpose_of_the_patch_gather(signal_shape, filter
         expected = np.zeros(x.shape)
         expected[(0,) + tuple(a % n for a, n in zip(tap, signal_shape))] = 1.0
         np.testing.assert_array_equal(op._fold(one_hot, (3,)), expected)
+
+
+@pytest.mark.parametrize("huge", [False, True])
+def test_fused_cr1n_mixed_factors_equal_the_separate_passes(huge):
+    """CR1N's one-pass φ̇, φ̈ ⊙ cv and per-filter sums equal the generic composition of
+    derivative, second_derivative and a sum (Penalty._mixed_factors), also when some |z| is
+    beyond the kernel's range (then the generic path runs); the kernel itself runs otherwise."""
+    rng = np.random.default_rng(4)
+    z, cv = 0.05 * rng.standard_normal((6, 200)), rng.standard_normal((6, 200))
+    if huge:
+        z[2, 5] = 1e200
+    penalty = bl.CornerRounded1Norm(0.01)
+    fused_slope, fused_curvature = np.full_like(z, np.nan), np.full_like(z, np.nan)
+    fused = penalty._mixed_factors(z, cv, fused_slope, fused_curvature)
+    slope, curvature = np.empty_like(z), np.empty_like(z)
+    separate = penalties.Penalty._mixed_factors(penalty, z, cv, slope, curvature)
+    np.testing.assert_allclose(fused, separate, rtol=1e-13)
+    np.testing.assert_allclose(fused_slope, slope, rtol=1e-15)
+    np.testing.assert_allclose(fused_curvature, curvature, rtol=1e-15)
+    np.testing.assert_allclose(slope, _cr1n_reference(z, 0.01)["derivative"], rtol=1e-15)
+    assert fused_slope[2, 5] == (1.0 if huge else fused_slope[2, 5])
+    count = stencil.cr1n_mixed_factors(z, cv, 0.01, np.empty_like(z), np.empty_like(z), np.empty(6))
+    assert count == int(huge)
