@@ -114,7 +114,8 @@ class CornerRounded1Norm(Penalty):
         object.__setattr__(self, "eps", positive_scalar(self.eps, "eps (corner rounding ε)"))
 
     # float64 arrays go through compiled kernels (bilevel_lib.problem.stencil: one pass, √(z² + ε²)
-    # in place of np.hypot, about 15× faster); other input, and |z| or ε so large or small that
+    # in place of np.hypot; φ̇ of the running example's 360,000 filter responses: 0.4 ms against
+    # 6–13 ms, measured on 2 shared cores); other input, and |z| or ε so large or small that
     # z² + ε² would overflow or lose ε², through numpy, written in place into one output array.
     # np.hypot keeps sqrt(z² + ε²) finite for huge z or ε.  Both agree to rounding (≤ 4 ulp).
     def value(self, z, out=None):

@@ -1,4 +1,5 @@
-"""Compiled circular-stencil products, and the conjugate-gradient loop on them (numba).
+"""Compiled circular-stencil products, the conjugate-gradient loop on them, and the elementwise
+kernels of the filter-bank products (numba).
 
 On small images the Hessian of (Ex) (review eq. 4.10),
 
@@ -24,6 +25,15 @@ preconditioner; both give the same iterates as the Python versions up to roundin
 are compiled on first use, once per environment (about 6 s for the CG loop and 2 s for the
 product, measured on 2 cores), and cached on disk next to this file; later processes load them in
 about 0.3 s.
+
+The same compiled loops serve the filter-bank products of larger problems, where the matrix
+products of :class:`~bilevel_lib.problem.ops.FilterBankOperator` run in BLAS and the elementwise
+rest dominated: the corner-rounded 1-norm's φ, φ̇, φ̈ and the fused pointwise part of the mixed
+product (:func:`cr1n_derivative` and its siblings, used by
+:class:`~bilevel_lib.problem.penalties.CornerRounded1Norm`), and the fold of the direct back end
+(:func:`fold_columns`).  They are compiled on first use too (together about 2.5 s, once per
+environment, measured on 2 cores under load) and give numpy's values up to rounding (tests in
+``tests/lib/test_stencil.py``).
 """
 
 from __future__ import annotations
@@ -195,7 +205,7 @@ def cg_loop(weights, x, r, limit, max_iter):
 # ---------------------------------------------------------------------------------------------
 # Elementwise corner-rounded 1-norm φ(z) = √(z² + ε²) and its derivatives, used by
 # :class:`~bilevel_lib.problem.penalties.CornerRounded1Norm` on float64 arrays (flat views of z and
-# of the output).  numpy's ``np.hypot`` is exact for any z but slow (about 15 ns per entry on this
+# of the output).  numpy's ``np.hypot`` is exact for any z but slow (about 15–35 ns per entry on this
 # machine, most of a gradient of the running example); √(z² + ε²) compiled is about 1 ns.  Each
 # kernel returns how many |z| exceed :data:`CR1N_SAFE` (a NaN is not counted: it gives NaN either
 # way); when that is not zero the caller recomputes with ``np.hypot``.
