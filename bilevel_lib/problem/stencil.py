@@ -64,8 +64,8 @@ _jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 # the loop), which lets the compiler vectorise the square roots and divisions
 _elementwise = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
-#: the CR1N kernels square z and ε: they handle |z| ≤ CR1N_SAFE and CR1N_SAFE⁻¹ ≤ ε ≤ CR1N_SAFE, where
-#: z² + ε² neither overflows nor loses ε² to underflow; their callers leave the rest to ``np.hypot``
+#: the range of the CR1N kernels, which square z and ε (|z| ≤ CR1N_SAFE and CR1N_SAFE⁻¹ ≤ ε ≤ CR1N_SAFE,
+#: where z² + ε² neither overflows nor loses ε² to underflow); their callers leave the rest to ``np.hypot``
 CR1N_SAFE = 1e150
 
 
