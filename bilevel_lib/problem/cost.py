@@ -193,7 +193,8 @@ class LowerLevelCost:
         op = self.operator(params)
         weights = params.strengths
         dphi, ddphi = self.penalty.derivative, self.penalty.second_derivative
-        per_filter, taps = op.mixed_terms(x, v, dphi, ddphi)
+        factors = self.penalty._mixed_factors
+        per_filter, taps = op.mixed_terms(x, v, dphi, ddphi, factors=factors)
         d_beta = weights * per_filter
         d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
         check_finite_result(

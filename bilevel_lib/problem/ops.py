@@ -245,6 +245,14 @@ class FilterBankOperator:
 
         Returns a view into a work array: copy it (or add it to something) before the next call.
         """
+        if self.ndim <= 2:  # compiled (bilevel_lib.problem.stencil.fold_columns): one pass per tap, no padding
+            from .stencil import fold_columns
+
+            plane = (1,) * (2 - self.ndim) + self.signal_shape
+            n_batch = int(np.prod(batch_shape))
+            out = self._buffer("folded", (n_batch,) + plane)
+            fold_columns(columns.reshape((columns.shape[0], n_batch) + plane), self.filter_shape[-1], out)
+            return out.reshape(batch_shape + self.signal_shape)
         columns = columns.reshape(self.filter_shape + batch_shape + self.signal_shape)
         padded = self._buffer(
             "fold", batch_shape + tuple(n + f - 1 for n, f in zip(self.signal_shape, self.filter_shape))
@@ -461,7 +469,7 @@ class FilterBankOperator:
         return self._workspace[key]
 
     @single_threaded_blas
-    def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative):
+    def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative, factors=None):
         """The pieces of (∇ₓγΦ)'v for a pointwise penalty, before the weights e^{β0+β_k}:
 
         * ``per_filter[k] = ⟨C_k v, f'.(C_k x)⟩`` (shape (K,), the β_k part), and
@@ -469,6 +477,9 @@ class FilterBankOperator:
           (shape ``(K, *filter_shape)``, the filter part of review App. C.1),
 
         summed over the batch, with z_k = c_k ⊛ x and f', f'' given as ``function(z, out)``.
+        ``factors(z, cv, slope, curvature) -> per_filter``, optional (e.g. a penalty's fused
+        ``_mixed_factors``), computes the pointwise part at once on the direct back end's
+        (K, batch·N) arrays: f'.(z) into ``slope``, f''.(z) ⊙ cv into ``curvature``.
         """
         x = self._check_signal(x, "x")
         v = self._check_signal(v, "v")
@@ -481,11 +492,15 @@ class FilterBankOperator:
         patches_x, patches_v = self._patches(x), self._patches(v, "patches_v")
         z = np.matmul(self._taps, patches_x, out=self._buffer("responses", (self.n_filters, x.size)))
         cv = np.matmul(self._taps, patches_v, out=self._buffer("responses_v", (self.n_filters, v.size)))
-        slope = derivative(z, out=self._buffer("values", z.shape))
-        per_filter = np.einsum("kn,kn->k", cv, slope)
+        slope, curvature = self._buffer("values", z.shape), self._buffer("curvature", z.shape)
+        if factors is None:
+            derivative(z, out=slope)
+            per_filter = np.einsum("kn,kn->k", cv, slope)
+            second_derivative(z, out=curvature)
+            curvature *= cv
+        else:
+            per_filter = factors(z, cv, slope, curvature)
         taps = slope @ patches_v.T
-        curvature = second_derivative(z, out=self._buffer("curvature", z.shape))
-        curvature *= cv
         taps += curvature @ patches_x.T
         return per_filter, taps.reshape(self.filters.shape)
 

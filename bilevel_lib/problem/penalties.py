@@ -34,6 +34,16 @@ class Penalty:
         """φ̈(z; ε) elementwise, the curvature in the Hessian ∇ₓₓΦ (review eq. 4.10)."""
         raise TypeError(f"{type(self).__name__} does not define second_derivative()")
 
+    def _mixed_factors(self, z, cv, slope, curvature):
+        """The pointwise part of the mixed product for (K, M) arrays z = C x and cv = C v: writes
+        φ̇.(z) into ``slope`` and φ̈.(z) ⊙ cv into ``curvature`` and returns Σ_m cv ⊙ φ̇.(z) per row, shape (K,).
+        Subclasses may fuse the three (:class:`CornerRounded1Norm` does)."""
+        self.derivative(z, out=slope)
+        per_row = np.einsum("km,km->k", cv, slope)
+        self.second_derivative(z, out=curvature)
+        curvature *= cv
+        return per_row
+
     @property
     def lipschitz(self) -> float:  # pragma: no cover - interface
         """L_φ̇ = max φ̈, the Lipschitz constant of φ̇ (a float; it enters the step size 1/L)."""
@@ -50,6 +60,45 @@ class Penalty:
         raise TypeError(f"{type(self).__name__} does not define third_derivative_bound")
 
 
+def _flat(array: np.ndarray):
+    """A 1-D view of all of ``array``'s entries in memory order, or None when they are not one dense block."""
+    if array.flags.c_contiguous:
+        return array.reshape(-1)
+    if array.ndim == 0 or min(array.strides) <= 0:
+        return None
+    dense = array.transpose(np.argsort(array.strides)[::-1])
+    return dense.reshape(-1) if dense.flags.c_contiguous else None
+
+
+#: below this many entries the numpy path is as fast as a kernel call (measured: ~2 µs either way)
+_COMPILED_MIN_SIZE = 64
+
+
+def _compiled(z, out, eps, kernel_name):
+    """Run the compiled CR1N kernel ``kernel_name`` of :mod:`bilevel_lib.problem.stencil` on z, into ``out``
+    (a new array of z's layout when None), and return ``out``; or None when the kernel does not apply
+    (not a float64 array, a layout it cannot take, ε outside its safe range, or some |z| beyond it,
+    in which case ``out`` is left for the numpy path to overwrite)."""
+    if not (isinstance(z, np.ndarray) and z.dtype == np.float64 and z.size >= _COMPILED_MIN_SIZE):
+        return None
+    from . import stencil  # numba, loaded on first use
+
+    if not stencil.CR1N_SAFE**-1 <= eps <= stencil.CR1N_SAFE:
+        return None
+    if out is None:
+        out = np.empty_like(z)
+    elif not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == z.shape):
+        return None
+    if out.strides != z.strides:
+        return None
+    z_flat, out_flat = _flat(z), _flat(out)
+    if z_flat is None or out_flat is None:
+        return None
+    if getattr(stencil, kernel_name)(z_flat, eps, out_flat):
+        return None  # some |z| > CR1N_SAFE: numpy's hypot
+    return out
+
+
 @dataclass(frozen=True)
 class CornerRounded1Norm(Penalty):
     """φ(z) = sqrt(z² + ε²), the corner-rounded 1-norm (CR1N) of the review, Sec. 1.3.
@@ -64,21 +113,46 @@ class CornerRounded1Norm(Penalty):
     def __post_init__(self):
         object.__setattr__(self, "eps", positive_scalar(self.eps, "eps (corner rounding ε)"))
 
-    # Written in place into one output array: on large batches this is several times faster
-    # than a chain of temporaries.  np.hypot keeps sqrt(z² + ε²) finite for huge z or ε.
+    # float64 arrays go through compiled kernels (bilevel_lib.problem.stencil: one pass, √(z² + ε²)
+    # in place of np.hypot; φ̇ of the running example's 360,000 filter responses: 0.4 ms against
+    # 6–13 ms, measured on 2 shared cores); other input, and |z| or ε so large or small that
+    # z² + ε² would overflow or lose ε², through numpy, written in place into one output array.
+    # np.hypot keeps sqrt(z² + ε²) finite for huge z or ε.  Both agree to rounding (≤ 4 ulp).
     def value(self, z, out=None):
+        compiled = _compiled(z, out, self.eps, "cr1n_value")
+        if compiled is not None:
+            return compiled
         return np.hypot(z, self.eps, out=out)
 
     def derivative(self, z, out=None):
-        out = self.value(z, out=out)
+        compiled = _compiled(z, out, self.eps, "cr1n_derivative")
+        if compiled is not None:
+            return compiled
+        out = np.hypot(z, self.eps, out=out)
         return np.divide(z, out, out=out)
 
     def second_derivative(self, z, out=None):
-        out = self.value(z, out=out)  # h = sqrt(z² + ε²)
+        compiled = _compiled(z, out, self.eps, "cr1n_second_derivative")
+        if compiled is not None:
+            return compiled
+        out = np.hypot(z, self.eps, out=out)  # h = sqrt(z² + ε²)
         with np.errstate(under="ignore"):
             ratio = np.divide(self.eps, out)  # ε/h ∈ (0, 1]
             ratio *= ratio
             return np.divide(ratio, out, out=out)  # ε²/h³ = (ε/h)²/h, no overflow of h³
+
+    def _mixed_factors(self, z, cv, slope, curvature):
+        arrays = (z, cv, slope, curvature)
+        if all(isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.c_contiguous for a in arrays) and (
+            z.ndim == 2 and all(a.shape == z.shape for a in arrays)
+        ):
+            from . import stencil
+
+            if stencil.CR1N_SAFE**-1 <= self.eps <= stencil.CR1N_SAFE:
+                per_row = np.empty(z.shape[0])
+                if not stencil.cr1n_mixed_factors(z, cv, self.eps, slope, curvature, per_row):
+                    return per_row
+        return super()._mixed_factors(z, cv, slope, curvature)
 
     @property
     def lipschitz(self) -> float:

@@ -11,7 +11,7 @@ import pytest
 from problems import GEOMETRIES, explicit_gram, random_problem, relative_error
 
 import bilevel_lib as bl
-from bilevel_lib.problem import ops, stencil
+from bilevel_lib.problem import ops, penalties, stencil
 from bilevel_lib.solvers.cg import conjugate_gradient
 from bilevel_lib.solvers.lower import ConvergenceWarning
 
@@ -205,6 +205,10 @@ for geometry in ("1d", "2d-4x2", "2d-full"):
     assert np.all(np.isfinite(hessian(v)))
     result = bl.conjugate_gradient(hessian, v, tol=1e-12)
     assert result.converged and np.all(np.isfinite(result.x))
+    # the direct filter back end's compiled fold and the CR1N kernels
+    assert np.all(np.isfinite(cost.gradient(x, params))) and np.all(np.isfinite(cost.value(x, params)))
+    assert np.all(np.isfinite(cost.hessian_operator(x, params, method="implicit")(v)))
+    assert np.isfinite(cost.mixed_transpose(x, params, v).beta0)
 print("in bounds")
 """
 
@@ -238,3 +242,120 @@ def test_a_right_hand_side_of_another_shape_raises_instead_of_reaching_the_kerne
     loop = cost.hessian_operator(x, params, method="stencil").compiled_cg
     with pytest.raises(ValueError, match="C-contiguous float64"):
         loop(np.zeros(x.shape, dtype=np.float32), np.zeros(x.shape), np.ones(2), 10)
+
+
+# ------------------------------------------------------------------ the compiled CR1N kernels and fold
+
+
+def _cr1n_reference(z, eps):
+    """φ, φ̇, φ̈ of the corner-rounded 1-norm through numpy's hypot (the path for inputs the kernels leave)."""
+    h = np.hypot(z, eps)
+    with np.errstate(under="ignore", invalid="ignore"):
+        return {"value": h, "derivative": z / h, "second_derivative": (eps / h) ** 2 / h}
+
+
+def _cr1n_samples(rng):
+    """z of every magnitude the kernels take, in (3, 4, 5, 6): zero, tiny, around ε, large."""
+    scale = 10.0 ** rng.integers(-200, 140, size=(3, 4, 5, 6))
+    z = rng.standard_normal((3, 4, 5, 6)) * np.where(rng.random((3, 4, 5, 6)) < 0.5, 0.01, scale)
+    z.flat[:3] = 0.0, 1e-320, -1e140
+    return z
+
+
+@pytest.mark.parametrize("eps", [1e-140, 1e-3, 0.01, 1.0, 1e120])
+@pytest.mark.parametrize("layout", ["C", "filters first", "reversed axes"])
+def test_compiled_cr1n_equals_numpy_hypot_on_every_layout(eps, layout):
+    """The kernels (√(z² + ε²) compiled) give numpy's hypot values to 4 ulp, for C-ordered z, the
+    direct back end's filter responses (a transposed view of a filters-first block) and any dense
+    permutation; the kernel itself runs (counting no |z| beyond its safe range)."""
+    rng = np.random.default_rng(1)
+    z = _cr1n_samples(rng)
+    if layout == "filters first":
+        z = np.moveaxis(np.ascontiguousarray(np.moveaxis(z, 1, 0)), 0, 1)
+    elif layout == "reversed axes":
+        z = np.ascontiguousarray(z.T).T
+    penalty = bl.CornerRounded1Norm(eps)
+    expected = _cr1n_reference(z, eps)
+    for name, reference in expected.items():
+        result = getattr(penalty, name)(z)
+        assert result.shape == z.shape and result.strides == z.strides
+        np.testing.assert_allclose(result, reference, rtol=1e-15, atol=0)
+        flat_out = np.empty(z.size)
+        assert getattr(stencil, f"cr1n_{name}")(np.ravel(z, order="K"), eps, flat_out) == 0
+        np.testing.assert_allclose(flat_out, np.ravel(reference, order="K"), rtol=1e-15, atol=0)
+
+
+def test_cr1n_beyond_the_kernels_range_falls_back_to_hypot():
+    """|z| > CR1N_SAFE (z² would overflow: a compiled φ̇ would be z/∞ = 0, not ±1), ε outside the
+    safe range, float32 data, a strided slice and an ``out`` of another layout all give numpy's
+    values; NaN stays NaN."""
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((4, 100))
+    z[1, 7], z[2, 3], z[3, 9] = 1e200, -3e160, np.nan
+    out = np.empty(z.size)
+    assert stencil.cr1n_derivative(z.reshape(-1), 0.01, out) == 2  # the kernel flags both, not the NaN
+    for eps, sample in [
+        (0.01, z),
+        (1e-160, z),
+        (1e160, z),
+        (0.01, z[:, ::3]),
+        (0.01, rng.standard_normal((4, 100)).astype(np.float32)),
+    ]:
+        penalty = bl.CornerRounded1Norm(eps)
+        expected = _cr1n_reference(np.asarray(sample, dtype=np.float64), eps)
+        for name, reference in expected.items():
+            np.testing.assert_allclose(
+                getattr(penalty, name)(sample), reference, rtol=1e-6 if sample.dtype == np.float32 else 1e-15
+            )
+    penalty = bl.CornerRounded1Norm(0.01)
+    assert penalty.derivative(z)[1, 7] == 1.0 and penalty.derivative(z)[2, 3] == -1.0
+    assert np.isnan(penalty.derivative(z)[3, 9])
+    fortran_out = np.asfortranarray(np.zeros_like(z))
+    assert penalty.derivative(z, out=fortran_out) is fortran_out
+    np.testing.assert_allclose(fortran_out, _cr1n_reference(z, 0.01)["derivative"], rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "signal_shape, filter_shape", [((7,), (3,)), ((6, 5), (3, 4)), ((4, 2), (4, 2)), ((1, 6), (1, 3))]
+)
+def test_compiled_fold_is_the_transpose_of_the_patch_gather(signal_shape, filter_shape):
+    """⟨fold(columns), x⟩ = ⟨columns, patches(x)⟩ for random columns and x, and a batch of one-hot
+    columns lands on the pixel i + a (circularly) of its tap a."""
+    rng = np.random.default_rng(3)
+    op = ops.FilterBankOperator(rng.standard_normal((2,) + filter_shape), signal_shape, method="direct")
+    x = rng.standard_normal((3,) + signal_shape)
+    patches = op._patches(x).copy()
+    columns = rng.standard_normal(patches.shape)
+    folded = op._fold(columns, (3,)).copy()
+    assert folded.shape == x.shape
+    assert np.vdot(folded, x) == pytest.approx(np.vdot(columns, patches), rel=1e-13)
+    n_taps = patches.shape[0]
+    for tap_index, tap in enumerate(np.ndindex(filter_shape)):
+        one_hot = np.zeros((n_taps, 3 * int(np.prod(signal_shape))))
+        one_hot[tap_index, 0] = 1.0  # image 0, pixel 0
+        expected = np.zeros(x.shape)
+        expected[(0,) + tuple(a % n for a, n in zip(tap, signal_shape))] = 1.0
+        np.testing.assert_array_equal(op._fold(one_hot, (3,)), expected)
+
+
+@pytest.mark.parametrize("huge", [False, True])
+def test_fused_cr1n_mixed_factors_equal_the_separate_passes(huge):
+    """CR1N's one-pass φ̇, φ̈ ⊙ cv and per-filter sums equal the generic composition of
+    derivative, second_derivative and a sum (Penalty._mixed_factors), also when some |z| is
+    beyond the kernel's range (then the generic path runs); the kernel itself runs otherwise."""
+    rng = np.random.default_rng(4)
+    z, cv = 0.05 * rng.standard_normal((6, 200)), rng.standard_normal((6, 200))
+    if huge:
+        z[2, 5] = 1e200
+    penalty = bl.CornerRounded1Norm(0.01)
+    fused_slope, fused_curvature = np.full_like(z, np.nan), np.full_like(z, np.nan)
+    fused = penalty._mixed_factors(z, cv, fused_slope, fused_curvature)
+    slope, curvature = np.empty_like(z), np.empty_like(z)
+    separate = penalties.Penalty._mixed_factors(penalty, z, cv, slope, curvature)
+    np.testing.assert_allclose(fused, separate, rtol=1e-13)
+    np.testing.assert_allclose(fused_slope, slope, rtol=1e-15)
+    np.testing.assert_allclose(fused_curvature, curvature, rtol=1e-15)
+    np.testing.assert_allclose(slope, _cr1n_reference(z, 0.01)["derivative"], rtol=1e-15)
+    assert fused_slope[2, 5] == (1.0 if huge else fused_slope[2, 5])
+    count = stencil.cr1n_mixed_factors(z, cv, 0.01, np.empty_like(z), np.empty_like(z), np.empty(6))
+    assert count == int(huge)
