@@ -65,6 +65,7 @@ __all__ = [
     "pareto_front",
     "relative_error",
     "QUICK_KNOBS",
+    "COLUMNS",
 ]
 
 #: The problems of the sweep, by name, with what they are
@@ -74,7 +75,7 @@ PROBLEMS = {
     "l1-1d": "1-D exact ℓ1: 4 piecewise-constant signals, n = 24, W = 0.1·D (first differences)",
 }
 
-#: Every estimator: (the problems it applies to, the knob's name, the knob's default values, a description)
+#: Every estimator by name, with the kind of problem it applies to, its knob's name, the knob's default values and a description
 ESTIMATORS = {
     "implicit": ("smooth", "τ (lower_tol = cg_tol)", (1e-2, 1e-4, 1e-6, 1e-8, 1e-10), "IFT + CG, eq. (4.8)"),
     "kkt": ("smooth", "lower_tol", (1e-4, 1e-8, 1e-12), "dense KKT solve, Sec. 4.2.2"),
@@ -93,7 +94,7 @@ ESTIMATORS = {
     "l1-finite-differences": ("l1", "h", (1e-4, 1e-6), "central differences of the exact solve"),
 }
 
-#: A scaled-down sweep (the chapter's live run): fewer knob values, the cheap estimators
+#: The knobs of a scaled-down sweep, fewer values of the cheaper estimators (``frontier --quick``)
 QUICK_KNOBS = {
     "implicit": (1e-2, 1e-5, 1e-8),
     "kkt": (1e-8,),
@@ -253,7 +254,7 @@ def estimator_call(problem: FrontierProblem, estimator: str, knob):
     return lambda: implicit.finite_difference_hypergradient(cost, params, loss, step=knob, lower_tol=1e-11)
 
 
-#: the numeric columns of a sweep, in the order of :attr:`FrontierSweep.table`
+#: the numeric columns of a sweep, in the order of the columns of ``FrontierSweep.table``
 COLUMNS = (
     "problem",
     "estimator",

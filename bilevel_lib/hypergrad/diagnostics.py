@@ -9,11 +9,11 @@ with an inexact adjoint q̃ (CG stopped at the residual r = ∇ₓₓΦ(x̃) q̃
 
     g̃ = −B(x̃)' q̃,        B(x) = ∇ₓγΦ(x),        g(x) = −B(x)' ∇ₓₓΦ(x)⁻¹ ∇ₓℓ(x),
 
-and the true hypergradient is g(x̂).  Its error splits exactly into two parts,
+and the true hypergradient is g(x̂).  Its error splits exactly into two parts::
 
-    g̃ − g(x̂) = [g̃ − g(x̃)]  +  [g(x̃) − g(x̂)],
-                 CG part          lower-level part
-               = B(x̃)' H⁻¹ r      ≈ ∇g(x̃) (x̃ − x̂),
+    g̃ − g(x̂) = [g̃ − g(x̃)]  +  [g(x̃) − g(x̂)]
+               (CG part)        (lower-level part)
+             = −B(x̃)' H⁻¹ r  +  ≈ ∇g(x̃) (x̃ − x̂)
 
 and :func:`implicit_error_split` estimates and bounds each one:
 
@@ -23,19 +23,19 @@ and :func:`implicit_error_split` estimates and bounds each one:
   ‖x̃ − x̂‖: near the solution the estimates are close to the true parts;
 * **bounds**, from the residuals the solver already has and a lower bound μ of the eigenvalues of
   ∇ₓₓΦ (for (Ex) with a convex φ, μ = σ_min(A)²): ‖x̃ − x̂‖ ≤ ε_x = ‖∇ₓΦ(x̃)‖/μ, and with the
-  Lipschitz constants of MAID's bound (:mod:`bilevel_lib.hypergrad.inexact`)
+  Lipschitz constants of MAID's bound (:mod:`bilevel_lib.hypergrad.inexact`)::
 
-      CG part    ≤ ‖B‖ ‖r‖/μ,
-      lower part ≤ ‖B‖ (L_g ε_x/μ + L_H ε_x G/μ²) + L_B ε_x G/μ,    G = ‖∇ₓℓ(x̃)‖ + L_g ε_x;
+      CG part    ≤ ‖B‖ ‖r‖/μ
+      lower part ≤ ‖B‖ (L_g ε_x/μ + L_H ε_x G/μ²) + L_B ε_x G/μ,    G = ‖∇ₓℓ(x̃)‖ + L_g ε_x
 
-  their sum is MAID's bound ω, which the chapter compares with the true error.
+  Their sum is MAID's bound ω, which the chapter compares with the true error.
 
 The directional check
 ---------------------
 :func:`directional_check` needs only a function ℓ(γ) and the gradient to check: for m random
 Gaussian directions u_i it compares the central difference (ℓ(γ + h u_i) − ℓ(γ − h u_i))/2h with
 ⟨g, u_i⟩.  If g = ∇ℓ + e, each mismatch is ⟨e, u_i⟩ ~ N(0, ‖e‖²) (up to the difference's own
-error), so Σ_i mismatch_i² / ‖e‖² is χ² with m degrees of freedom, and
+error), so Σ_i mismatch_i² / ‖e‖² is χ² with m degrees of freedom, and::
 
     ‖e‖/‖g‖ ≤ √( Σ_i mismatch_i² / χ²_m(1 − c) ) / ‖g‖     with probability c
 
