@@ -73,6 +73,7 @@ bench: $(STAMP)
 	$(VPY) benchmarks/bench_training.py
 	$(VPY) benchmarks/bench_unrolling.py
 	$(VPY) benchmarks/bench_single_level.py --quick
+	$(VPY) benchmarks/bench_frontier.py
 
 # The JAX peer benchmark (issue 18) in an environment of its own: the book's pinned requirements plus
 # benchmarks/peers/requirements.txt (jax, jaxlib), so JAX never enters requirements.txt or .venv.

@@ -1,9 +1,10 @@
 """Layer 6, experiments: recipes shared by chapters, tests and benchmarks, the BLORC experiments,
-the authors' random start (Julia's generator), profiling, the results store (``store``: one format
-and one place for every saved result) and the command line (``cli``, ``python -m bilevel_lib``).
+the authors' random start (Julia's generator), profiling, the hypergradient frontier sweep
+(``frontier``), the results store (``store``: one format and one place for every saved result) and
+the command line (``cli``, ``python -m bilevel_lib``).
 """
 
-from . import blorc, store
+from . import blorc, frontier, store
 from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
 from .profiling import Measurement, format_bytes, measure
 from .recipes import angle_error_vs_tolerance, cameraman_case, two_tap_problem, vertical_bars_case, vertical_bars_draws
@@ -25,6 +26,7 @@ __all__ = [
     "julia_random",
     "profiling",
     "blorc",
+    "frontier",
     "store",
     "load_result",
     "save_result",

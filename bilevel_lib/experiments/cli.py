@@ -7,6 +7,7 @@
     python -m bilevel_lib cameraman-filters         # review Fig. 6.1c, filters and β
     python -m bilevel_lib blorc --signal piecewise  # BLORC, the book's small setting (about a minute)
     python -m bilevel_lib blorc --signal piecewise --full   # BLORC, the paper's Sec. 4.1 (about an hour)
+    python -m bilevel_lib frontier                  # every hypergradient estimator on three problems
     python -m bilevel_lib bars --steps 400 --out /tmp/bars  # writes /tmp/bars.npz and /tmp/bars.json
 
 Each run shows a progress bar (``--quiet``: none), prints its figures of merit and run time, and
@@ -67,6 +68,11 @@ EXPERIMENTS = {
         help="BLORC: learn an ℓ1 analysis transform W (Ghosh et al. 2022); the book's small "
         "setting, or --full for the paper's (about an hour)",
         result="blorc_<signal>[_full]",
+    ),
+    "frontier": dict(
+        help="every hypergradient estimator over its accuracy knob on three problems: error, time, "
+        "memory, work (Ch. 'Choosing a hypergradient'); a few minutes",
+        result="frontier",
     ),
 }
 
@@ -229,6 +235,28 @@ def _add_blorc(sub) -> None:
     parser.add_argument("--no-progress", dest="quiet", action="store_true", help="the same as --quiet (default off)")
 
 
+def _add_frontier(sub) -> None:
+    spec = EXPERIMENTS["frontier"]
+    parser = sub.add_parser("frontier", help=spec["help"], description=spec["help"])
+    parser.add_argument(
+        "--size", type=_positive_int, default=24, help="side of the 2-D image patches, 4 to 45 (default 24)"
+    )
+    parser.add_argument(
+        "--l1-size", type=_positive_int, default=24, help="length of the 1-D ℓ1 signals, 4 to 45 (default 24)"
+    )
+    parser.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
+    parser.add_argument(
+        "--repeat", type=_positive_int, default=1, help="timed runs per setting, the shortest kept (default 1)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the scaled-down sweep of the chapter's live run (default: the full one)"
+    )
+    parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip the tracemalloc run (default: measure memory)"
+    )
+    _add_common(parser, spec["result"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter
@@ -243,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in EXPERIMENTS:
         if name == "blorc":
             _add_blorc(sub)
+        elif name == "frontier":
+            _add_frontier(sub)
         else:
             _add_training(sub, name)
     alias = sub.add_parser(
@@ -427,6 +457,49 @@ def _run_blorc(args, parser, command: str) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- the frontier
+def _run_frontier(args, parser, command: str) -> int:
+    from . import frontier
+
+    for option, value in (("--size", args.size), ("--l1-size", args.l1_size)):
+        if not 4 <= value <= 45:
+            parser.error(f"{option} must be an integer in [4, 45] (the KKT reference is dense); got {value}")
+    target = _checked_target(parser, args, EXPERIMENTS["frontier"]["result"])
+    if args.quick:
+        problems, estimators, knobs = ("running-example",), tuple(frontier.QUICK_KNOBS), frontier.QUICK_KNOBS
+    else:
+        problems, estimators, knobs = tuple(frontier.PROBLEMS), tuple(frontier.ESTIMATORS), None
+    sweep = frontier.run_frontier(
+        problems,
+        estimators,
+        knobs=knobs,
+        size=args.size,
+        l1_size=args.l1_size,
+        seed=args.seed,
+        repeat=args.repeat,
+        memory=args.memory,
+        progress=not args.quiet,
+    )
+    error = sweep.column("error")
+    metrics = dict(
+        runs=int(sweep.table.shape[0]),
+        best_error=float(np.min(error)),
+        worst_error=float(np.max(error)),
+        unconverged=int(np.sum(sweep.column("converged") == 0)),
+    )
+    record = dict(
+        kind="frontier",
+        **store.provenance(command, sweep.seconds_total),
+        settings=sweep.settings,
+        metrics=metrics,
+        options=_options(args),
+    )
+    npz, sidecar = store.write(target, sweep.arrays(), record, force=args.force)
+    print(json.dumps(dict(run="frontier", seconds=round(sweep.seconds_total, 1), **metrics), indent=2))
+    print(f"saved {npz} and {sidecar}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None) -> int:
     """Run the command line ``python -m bilevel_lib`` (see the module's description).
@@ -460,6 +533,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "blorc":
             return _run_blorc(args, subparser, command)
+        if args.command == "frontier":
+            return _run_frontier(args, subparser, command)
         return _run_training(args.command, args, subparser, command)
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted; nothing was saved", file=sys.stderr)

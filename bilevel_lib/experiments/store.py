@@ -83,7 +83,9 @@ _RECORD_TYPES = dict(
     checksum=dict,
 )
 #: the arrays a result of each kind must hold (training runs also hold history_* arrays)
-_REQUIRED_ARRAYS = dict(training=("beta0", "beta", "filters", "x"), blorc=("W", "epoch_loss", "test_psnr"))
+_REQUIRED_ARRAYS = dict(
+    training=("beta0", "beta", "filters", "x"), blorc=("W", "epoch_loss", "test_psnr"), frontier=("table",)
+)
 _TRAINING_RUNS = ("bars", "cameraman-beta", "cameraman-filters")
 
 
@@ -158,7 +160,7 @@ def make_command(name: str) -> str:
     name = Path(str(name)).name
     for suffix in (".npz", ".json"):
         name = name.removesuffix(suffix)
-    if name in _TRAINING_RUNS:
+    if name in _TRAINING_RUNS or name == "frontier":
         return f"python -m bilevel_lib {name}"
     match = re.fullmatch(r"blorc_(.+?)(_full)?", name)
     if match:

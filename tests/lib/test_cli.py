@@ -97,6 +97,24 @@ def blorc_calls(monkeypatch):
 
 
 @pytest.fixture
+def frontier_calls(monkeypatch):
+    """Replace the frontier sweep by a fake that records its arguments and returns a one-row sweep."""
+    from bilevel_lib.experiments import frontier
+
+    calls = []
+
+    def run(problems, estimators, **kwargs):
+        calls.append((problems, estimators, kwargs))
+        settings = dict(problems=list(problems), estimators=list(estimators), references={}, **kwargs)
+        table = np.zeros((1, len(frontier.COLUMNS)))
+        table[0, frontier.COLUMNS.index("error")] = 1e-3
+        return frontier.FrontierSweep(tuple(problems), tuple(estimators), table, {}, 0.5, settings)
+
+    monkeypatch.setattr(frontier, "run_frontier", run)
+    return calls
+
+
+@pytest.fixture
 def results_in_tmp(tmp_path, monkeypatch):
     """The repository's results/ folder, moved to tmp_path for the test."""
     monkeypatch.setattr(store, "results_dir", lambda: tmp_path)
@@ -152,6 +170,7 @@ EXPECTED_OPTIONS = {
         "--quiet",
         "--no-progress",
     ],
+    "frontier": ["--size", "--l1-size", "--seed", "--repeat", "--quick", "--no-memory", "--out", "--force", "--quiet"],
     "list": [],
     "reproduce": [],
 }
@@ -488,12 +507,13 @@ def test_the_numeric_options_are_all_found():
     assert {
         ("blorc", f"--{o}") for o in ("n", "pairs", "test", "sigma", "batch", "epochs", "lr", "threshold")
     } <= options
-    assert len(NUMERIC) == 4 + 3 + 3 + 10
+    assert {("frontier", f"--{o}") for o in ("size", "l1-size", "seed", "repeat")} <= options
+    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4
 
 
 @pytest.mark.parametrize("name, option, kind", NUMERIC, ids=[f"{n}{o}" for n, o, _ in NUMERIC])
 def test_every_bad_number_is_refused_by_the_parser_before_any_work(
-    name, option, kind, training_calls, blorc_calls, tmp_path, capsys
+    name, option, kind, training_calls, blorc_calls, frontier_calls, tmp_path, capsys
 ):
     extra = ["--draws", "numpy"] if option == "--filter-seed" else []
     for value in BAD[kind]:
@@ -540,12 +560,20 @@ RECORDED = [
     (["blorc", "--quiet"], ("options", "quiet"), True),
     (["blorc", "--no-progress"], ("options", "quiet"), True),
     (["blorc", "--force"], ("options", "force"), True),
+    (["frontier", "--size", "12"], ("settings", "size"), 12),
+    (["frontier", "--l1-size", "10"], ("settings", "l1_size"), 10),
+    (["frontier", "--seed", "3"], ("settings", "seed"), 3),
+    (["frontier", "--repeat", "2"], ("settings", "repeat"), 2),
+    (["frontier", "--quick"], ("settings", "problems"), ["running-example"]),
+    (["frontier", "--no-memory"], ("settings", "memory"), False),
+    (["frontier", "--quiet"], ("options", "quiet"), True),
+    (["frontier", "--force"], ("options", "force"), True),
 ]
 
 
 @pytest.mark.parametrize("argv, where, value", RECORDED, ids=[" ".join(case[0]) for case in RECORDED])
 def test_every_option_is_recorded_with_the_value_given(
-    argv, where, value, training_calls, blorc_calls, tmp_path, capsys
+    argv, where, value, training_calls, blorc_calls, frontier_calls, tmp_path, capsys
 ):
     out = tmp_path / "run"
     code, printed, _ = run_cli([*argv, "--out", str(out)], capsys)
@@ -583,6 +611,10 @@ def test_help_gives_every_option_with_its_true_default(command, capsys):
             book = cli._preset_value(getattr(blorc.BOOK_SETTINGS, field))
             assert f"default {book}" in text, option
         assert "with --full 4000" in text and "with --full 650 700" in text
+    elif command == "frontier":
+        defaults = sub.parse_args([])
+        assert (defaults.size, defaults.l1_size, defaults.seed, defaults.repeat) == (24, 24, 0, 1)
+        assert "(default 24)" in text and "(default 1)" in text
     else:
         spec = cli.EXPERIMENTS[command]
         assert f"(default {spec['steps']})" in text and f"(default {spec['lower']})" in text
@@ -680,6 +712,31 @@ def test_an_unwritable_results_folder_suggests_out(training_calls, tmp_path, cap
     monkeypatch.setattr(store, "results_dir", lambda: tmp_path / "file" / "results")
     code, _, err = run_cli(["bars"], capsys)
     assert code == 2 and "cannot write" in err and "give --out for another place" in err and training_calls == []
+
+
+# ----------------------------------------------------------------------------- the frontier
+def test_a_frontier_run_is_saved_and_loads_as_a_sweep(frontier_calls, results_in_tmp, capsys):
+    from bilevel_lib.experiments import frontier
+
+    code, printed, _ = run_cli(["frontier", "--quick", "--quiet", "--size", "12"], capsys)
+    assert code == 0 and saved_paths(printed)[0] == str(results_in_tmp / "frontier.npz")
+    ((problems, estimators, kwargs),) = frontier_calls
+    assert problems == ("running-example",) and estimators == tuple(frontier.QUICK_KNOBS)
+    assert kwargs["knobs"] == frontier.QUICK_KNOBS and kwargs["size"] == 12 and kwargs["progress"] is False
+    stored = store.load("frontier")
+    assert (
+        stored.record["kind"] == "frontier"
+        and stored.command == "python -m bilevel_lib frontier --quick --quiet --size 12"
+    )
+    assert frontier.FrontierSweep.from_stored(stored).column("error")[0] == 1e-3
+    assert store.make_command("frontier") == "python -m bilevel_lib frontier"
+
+
+@pytest.mark.parametrize("option", ["--size", "--l1-size"])
+def test_a_frontier_size_outside_the_dense_range_is_refused_before_any_work(option, frontier_calls, tmp_path, capsys):
+    code, _, err = run_cli(["frontier", option, "46", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and f"{option} must be an integer in [4, 45]" in err and "got 46" in err
+    assert frontier_calls == [] and list(tmp_path.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- a failing run saves nothing
