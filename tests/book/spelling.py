@@ -161,13 +161,29 @@ def fix_python(source: str) -> str:
     return source
 
 
-def fix_page(source: str) -> str:
+def page_prose(source: str):
+    """The prose paragraphs of a MyST page (``test_prose_numbers.prose_paragraphs``) without its
+    indented code blocks: what the spelling rules read and fix."""
     from test_prose_numbers import prose_paragraphs
 
-    lines = source.split("\n")
     for paragraph in prose_paragraphs(source):
-        if paragraph.lines[0].startswith("    "):  # an indented code block
-            continue
+        if not paragraph.lines[0].startswith("    "):  # an indented code block
+            yield paragraph
+
+
+def page_words(source: str) -> list[tuple[int, str, str]]:
+    """(line, word, British form) for the American spellings in a page's prose."""
+    found = []
+    for paragraph in page_prose(source):
+        text = "\n".join(paragraph.lines)
+        for offset, word, uk in american_words(text):
+            found.append((paragraph.line + text[:offset].count("\n"), word, uk))
+    return found
+
+
+def fix_page(source: str) -> str:
+    lines = source.split("\n")
+    for paragraph in page_prose(source):
         first, count = paragraph.line - 1, len(paragraph.lines)
         if lines[first : first + count] == paragraph.lines:  # consecutive lines: fix them as one text
             lines[first : first + count] = fix_text("\n".join(paragraph.lines)).split("\n")

@@ -9,23 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spelling import american_words, fix_page, fix_python, python_american_words
-from test_prose_numbers import prose_paragraphs
+from spelling import fix_page, fix_python, page_words, python_american_words
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "intro.md", ROOT / "README.md", *sorted((ROOT / "chapters").glob("*.md"))]
 MODULES = sorted((ROOT / "bilevel_lib").rglob("*.py"))
-
-
-def page_words(source: str) -> list[tuple[int, str, str]]:
-    found = []
-    for paragraph in prose_paragraphs(source):
-        if paragraph.lines[0].startswith("    "):  # an indented code block
-            continue
-        text = "\n".join(paragraph.lines)
-        for offset, word, uk in american_words(text):
-            found.append((paragraph.line + text[:offset].count("\n"), word, uk))
-    return found
 
 
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
