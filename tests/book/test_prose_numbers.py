@@ -131,7 +131,7 @@ ITERATION_COUNT = re.compile(
 # A setting: the number follows one of these (σ = 0.1, tol ≤ 1e-8) or a setting word.
 SETTING_BEFORE = re.compile(
     r"(?:[=≤<≥>]|\b(?:tol|tolerance|tolerances|threshold|step(?:\s+size)?|budget(?:\s+of)?|limit(?:\s+of)?|"
-    r"cap(?:ped)?(?:\s+at)?|set\s+to|set\s+at|timeout(?:\s+of)?|seed|σ|noise(?:\s+level)?(?:\s+of)?|"
+    r"cap(?:ped)?(?:\s+at)?|clipped(?:\s+below|\s+above)?\s+at|to\s+reach|set\s+to|set\s+at|timeout(?:\s+of)?|seed|σ|noise(?:\s+level)?(?:\s+of)?|"
     r"(?:stopping\s+)?criterion(?:\s+of)?|maxiter|rtol|atol)(?:\s+of)?)\s*$",
     re.I,
 )
@@ -489,3 +489,138 @@ def test_checker_accepts_a_value_of_a_named_saved_result_only():
     wrong = f"Made by `{command}`. The run in `results/bars.json` took {seconds + 7.3:.1f} s."
     assert flagged_figures(PLANTED.format(sentence=true)) == []
     assert len(flagged_figures(PLANTED.format(sentence=wrong))) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Captions and alt texts: the text a reader (or a screen reader) gets with each figure.
+#
+# A caption is prose like any paragraph (the rules above). An alt text describes the picture in
+# words, with no way to glue a number into it, so it must describe a run's values qualitatively:
+# no decimal or exponent numbers (4.6, 0.14, 5e-5), no signed values ("minus 4.6"), and no step or
+# iteration at which something happened ("near step 5350", "by step 7800"). Counts of the setup (48
+# filters, 7 by 7, 4000 steps) and the range of an axis ("against y from minus 2 to 2", "over w
+# from -1.6 to 1.6") stay.
+
+CELL_METADATA = re.compile(r"^```\{code-cell\}[^\n]*\n---\n(.*?)\n---\n", re.M | re.S)
+ALT_CALL = re.compile(r"\balt=((?:\s*\"[^\"]*\"\s*)+)")
+ALT_VALUE = re.compile(
+    r"(?<![\w.])(?:minus\s+|[-−+])?(?:\d+\.\d+|\d+(?:\.\d+)?[eE][-+]?\d+|\d+\s*×\s*10\^?[-−]?\d+)"
+    r"|\b(?:minus|plus)\s+\d+"
+    r"|\b(?:at|near|by|after|from|until|around)\s+(?:step|iteration|epoch)\s+\d+",
+    re.I,
+)
+
+
+def _texts_under(node, keys=("caption", "alt")):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys and isinstance(value, str):
+                yield key, value
+            else:
+                yield from _texts_under(value, keys)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _texts_under(item, keys)
+
+
+def figure_texts(source: str) -> list[tuple[int, str, str]]:
+    """(line, "caption" or "alt", text) of every code cell's figure caption and alt text (its YAML
+    metadata), every ``alt=`` argument of a call in a cell (the explorer's), and every ``:alt:``
+    option of a directive."""
+    import yaml
+
+    found = []
+    for m in CELL_METADATA.finditer(source):
+        line = source[: m.start()].count("\n") + 1
+        try:
+            metadata = yaml.safe_load(m.group(1))
+        except yaml.YAMLError:
+            continue
+        found += [(line, key, text) for key, text in _texts_under(metadata)]
+    for m in ALT_CALL.finditer(source):
+        text = "".join(re.findall(r"\"([^\"]*)\"", m.group(1)))
+        found.append((source[: m.start()].count("\n") + 1, "alt", text))
+    for m in re.finditer(r"^\s*:alt:\s*(.+)$", source, re.M):
+        found.append((source[: m.start()].count("\n") + 1, "alt", m.group(1)))
+    return found
+
+
+# "over w from -1.6 to 1.6", "against beta0 between minus 4 and minus 0.5": an axis's range
+AXIS_RANGE = re.compile(
+    r"\b(?:over|against)\s+[\w ]{1,20}?\s+(?:from|between)\s+\S+(?:\s+\S+)?\s+(?:to|and)\s+\S+(?:\s+\S+)?", re.I
+)
+
+
+def alt_text_values(text: str) -> list[str]:
+    """The run values an alt text quotes (see above), axis ranges left out."""
+    ranges = [m.span() for m in AXIS_RANGE.finditer(text)]
+    return [
+        m.group(0)
+        for m in ALT_VALUE.finditer(text)
+        if not any(start <= m.start() and m.end() <= end for start, end in ranges)
+    ]
+
+
+def flagged_figure_texts(source: str, page: str = "<page>") -> list[str]:
+    """Hand-typed run values in the captions (the prose rules) and alt texts (no run values) of a page."""
+    flagged = []
+    for line, key, text in figure_texts(source):
+        if key == "caption":
+            for figure in flagged_figures(text.replace("\n", " ") + "\n", page):
+                flagged.append(f"{page}:{line}: caption quotes {figure.text!r}")
+        else:
+            flagged += [f"{page}:{line}: alt text quotes {value!r}" for value in alt_text_values(text)]
+    return flagged
+
+
+@pytest.mark.parametrize("path", [p for p in PAGES if p.name not in NOT_PROSE], ids=page_id)
+def test_captions_and_alt_texts_quote_no_run_values(path: Path):
+    flagged = flagged_figure_texts(path.read_text(encoding="utf-8"), page_id(path))
+    assert not flagged, (
+        "Captions follow the prose rules; alt texts describe a run's values in words, without numbers "
+        "(the picture shows them):\n" + "\n".join(flagged)
+    )
+
+
+PLANTED_FIGURES = """# A page
+
+```{code-cell} ipython3
+---
+mystnb:
+  figure:
+    caption: |
+      The loss {caption}.
+  image:
+    alt: A curve {alt}.
+---
+plot()
+```
+
+```{code-cell} ipython3
+explorer(alt="A picture"
+         " {call_alt}.")
+```
+"""
+
+
+def _planted_figures(caption: str, alt: str, call_alt: str) -> str:
+    return PLANTED_FIGURES.replace("{caption}", caption).replace("{alt}", alt).replace("{call_alt}", call_alt)
+
+
+@pytest.mark.parametrize(
+    "caption, alt, call_alt",
+    [
+        ("ends at 12.3 dB", "with its minimum at minus 4.6", "falling to 0.14"),
+        ("takes 0.42 s", "falling from 5e-5 to 1e-6", "with a spike near step 5350"),
+    ],
+)
+def test_figure_text_checker_flags_planted_values(caption: str, alt: str, call_alt: str):
+    flagged = flagged_figure_texts(_planted_figures(caption, alt, call_alt))
+    assert any("caption quotes" in f for f in flagged), flagged
+    assert any(":3: alt text" in f for f in flagged) and any(":16: alt text" in f for f in flagged), flagged
+    calm = _planted_figures(
+        "of 48 filters 7×7 over 4000 steps",
+        "against y from minus 2 to 2, falling steadily over 4000 steps",
+        "of a 7 by 7 heat map over w from -1.6 to 1.6",
+    )
+    assert flagged_figure_texts(calm) == []
