@@ -53,7 +53,7 @@ from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
 from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.cg import conjugate_gradient
-from ..util.validation import as_float_array, check_count, check_real
+from ..util.validation import as_float_array, check_count, check_generator, check_real
 from .implicit import implicit_step
 from .inexact import _column_bounds
 from .result import HypergradientResult, check_problem
@@ -281,7 +281,7 @@ def directional_check(
     norm = float(np.linalg.norm(gradient))
     if norm == 0.0:
         raise ValueError("gradient is the zero vector: a relative check needs a non-zero gradient")
-    generator = np.random.default_rng(rng)
+    generator = check_generator(rng, "rng")
     directions = generator.standard_normal((m, point.size))
     differences = np.empty(m)
     for i, u in enumerate(directions):

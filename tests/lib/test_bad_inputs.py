@@ -175,6 +175,11 @@ def spec(_label, _call, _good, /, names=None, **bad):
     return Spec(_label, _call, _good, bad, names or {})
 
 
+def _implicit_result():
+    """A good implicit estimate for the error split (x̃ and q̃ in its state)."""
+    return bl.implicit_hypergradient(COST, PARAMS, LOSS, lower_tol=1e-6, cg_tol=1e-6, warn=False)
+
+
 def _x0():
     return X.copy()
 
@@ -476,6 +481,45 @@ SPECS: list[Spec] = [
         cg_tol=POSITIVES,
         cg_max_iter=COUNTS,
         cg_relative_to=CHOICES,
+    ),
+    spec(
+        "hypergrad.implicit_error_split",
+        hg.implicit_error_split,
+        lambda: dict(cost=COST, params=PARAMS, loss=LOSS, result=_implicit_result(), cg_max_iter=50),
+        names={"params": ("params", "filters", "filter"), "loss": ("loss", "truth")},
+        cost=COSTS_BAD,
+        params=PARAMS_BAD,
+        loss=LOSSES_BAD,
+        result=[("None", None), ("str", "result"), ("dict", {"x": X})],
+        mu=POSITIVES,
+        tight_tol=POSITIVES,
+        newton_tol=POSITIVES,
+        cg_max_iter=COUNTS,
+    ),
+    spec(
+        "hypergrad.directional_check",
+        hg.directional_check,
+        lambda: dict(function=lambda v: float(v @ v), point=np.ones(3), gradient=2 * np.ones(3), n_directions=2),
+        function=CALLABLES_BAD,
+        point=bad_array(np.ones(3)),
+        gradient=[("zero", np.zeros(3)), ("short", np.ones(2)), ("nan", np.array([1.0, np.nan, 1.0]))],
+        n_directions=COUNTS,
+        step=POSITIVES,
+        confidence=[("0", 0.0), ("1", 1.0), ("nan", np.nan), ("str", "0.9"), ("True", True)],
+        rtol=POSITIVES,
+        rng=SEEDS,
+    ),
+    spec(
+        "hypergrad.upper_loss_function",
+        hg.upper_loss_function,
+        lambda: dict(cost=COST, params=PARAMS, loss=LOSS, parts=("beta0",)),
+        names={"params": ("params", "filters", "filter"), "loss": ("loss", "truth")},
+        cost=COSTS_BAD,
+        params=PARAMS_BAD,
+        loss=LOSSES_BAD,
+        parts=PARTS_BAD,
+        lower_tol=POSITIVES,
+        x0=bad_array(X),
     ),
     spec(
         "hypergrad.kkt_hypergradient",
@@ -1517,6 +1561,8 @@ NOT_COVERED = {
     "TrainingResult": "a record the library returns (saved and loaded: experiments.save_result/load_result)",
     "Measurement": "a record the library returns",
     "ZigguratTables": "a record the library returns (experiments.ziggurat_tables is covered)",
+    "ErrorSplit": "a record the library returns (hypergrad.implicit_error_split is covered)",
+    "DirectionalCheck": "a record the library returns (hypergrad.directional_check is covered)",
     "ConvergenceWarning": "an exception class",
     "NonFiniteError": "an exception class",
     # abstract bases: their subclasses are covered
