@@ -64,7 +64,7 @@ _jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 # the loop), which lets the compiler vectorise the square roots and divisions
 _elementwise = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
-#: the range of the CR1N kernels, which square z and ε (|z| ≤ CR1N_SAFE and CR1N_SAFE⁻¹ ≤ ε ≤ CR1N_SAFE,
+#: the range of the CR1N kernels, which square z and ε (abs(z) ≤ CR1N_SAFE and CR1N_SAFE⁻¹ ≤ ε ≤ CR1N_SAFE,
 #: where z² + ε² neither overflows nor loses ε² to underflow); their callers leave the rest to ``np.hypot``
 CR1N_SAFE = 1e150
 
@@ -213,7 +213,7 @@ def cg_loop(weights, x, r, limit, max_iter):
 
 @_elementwise
 def cr1n_value(z, eps, out):
-    """out = √(z² + ε²); returns the count of |z| > :data:`CR1N_SAFE`."""
+    """out = √(z² + ε²); returns the count of abs(z) > :data:`CR1N_SAFE`."""
     e2 = eps * eps
     big = 0
     for i in range(z.shape[0]):
@@ -225,7 +225,7 @@ def cr1n_value(z, eps, out):
 
 @_elementwise
 def cr1n_derivative(z, eps, out):
-    """out = φ̇(z) = z / √(z² + ε²); returns the count of |z| > :data:`CR1N_SAFE`."""
+    """out = φ̇(z) = z / √(z² + ε²); returns the count of abs(z) > :data:`CR1N_SAFE`."""
     e2 = eps * eps
     big = 0
     for i in range(z.shape[0]):
@@ -238,7 +238,7 @@ def cr1n_derivative(z, eps, out):
 @_elementwise
 def cr1n_second_derivative(z, eps, out):
     """out = φ̈(z) = ε² / (z² + ε²)^{3/2}, as (ε/h)²/h with h = √(z² + ε²) (no overflow of h³);
-    returns the count of |z| > :data:`CR1N_SAFE`."""
+    returns the count of abs(z) > :data:`CR1N_SAFE`."""
     e2 = eps * eps
     big = 0
     for i in range(z.shape[0]):
@@ -254,7 +254,7 @@ def cr1n_second_derivative(z, eps, out):
 def cr1n_mixed_factors(z, cv, eps, slope, curvature, per_row):
     """The pointwise part of the mixed product (∇ₓγΦ)'v in one pass over (K, M) arrays z = C x and
     cv = C v: slope = φ̇(z), curvature = φ̈(z) ⊙ cv and per_row[k] = Σ_m cv[k, m] φ̇(z[k, m]) (each
-    h = √(z² + ε²) computed once); returns the count of |z| > :data:`CR1N_SAFE`."""
+    h = √(z² + ε²) computed once); returns the count of abs(z) > :data:`CR1N_SAFE`."""
     e2 = eps * eps
     big = 0
     for k in range(z.shape[0]):
