@@ -173,3 +173,46 @@ def test_reference_page_in_layer_order():
     for i, layer in enumerate(bilevel_lib.LAYERS):
         section = page.split(f"\n## Layer {i}: {layer}\n", 1)[1]
         assert section.split("\n.. bilevel-module:: ", 1)[1].split()[0] == f"bilevel_lib.{layer}"
+
+
+#: ``|z|`` in reStructuredText is a substitution reference: Sphinx fails the build with "Undefined
+#: substitution referenced" (write ``abs(z)``, ``|z|`` in double backticks, or :math:`|z|`)
+SUBSTITUTION = re.compile(r"(?<![`|\w\\])\|(?=\S)[^|`\n]*?(?<=\S)\|(?![`|\w])")
+LITERALS = re.compile(r"``.*?``|:math:`[^`]*`|`[^`]*`", re.S)
+
+
+def _rendered_texts():
+    """(where, text) of every docstring and ``#:`` comment the library reference renders."""
+    for module_name, module in MODULES:
+        yield module_name, module.__doc__ or ""
+        try:
+            attr_docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except Exception:
+            attr_docs = {}
+        for (_scope, name), lines in attr_docs.items():
+            yield f"{module_name}.{name}", "\n".join(lines)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name, None)
+            yield f"{module_name}.{name}", (inspect.getdoc(obj) or "") if callable(obj) else ""
+            if inspect.isclass(obj):
+                for attr_name, attr in vars(obj).items():
+                    if not attr_name.startswith("_"):
+                        attr = getattr(attr, "__func__", attr)
+                        yield f"{module_name}.{name}.{attr_name}", inspect.getdoc(attr) or ""
+
+
+def substitution_references() -> list[str]:
+    return [
+        f"{where}: {m.group(0)!r}"
+        for where, text in _rendered_texts()
+        for m in SUBSTITUTION.finditer(LITERALS.sub("", text))
+    ]
+
+
+def test_rendered_docstrings_have_no_substitution_references():
+    found = sorted(set(substitution_references()))
+    assert not found, "RST substitution references (write abs(z) or ``|z|``):\n" + "\n".join(found)
+
+
+def test_substitution_check_finds_a_planted_one():
+    assert SUBSTITUTION.findall(LITERALS.sub("", "returns the count of |z| > ``|y|`` and :math:`|x|`")) == ["|z|"]
