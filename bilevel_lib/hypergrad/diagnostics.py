@@ -26,7 +26,8 @@ and :func:`implicit_error_split` estimates and bounds each one:
   Lipschitz constants of MAID's bound (:mod:`bilevel_lib.hypergrad.inexact`)::
 
       CG part    ≤ ‖B‖ ‖r‖/μ
-      lower part ≤ ‖B‖ (L_g ε_x/μ + L_H ε_x G/μ²) + L_B ε_x G/μ,    G = ‖∇ₓℓ(x̃)‖ + L_g ε_x
+      lower part ≤ ‖B‖ (L_g ε_x/μ + L_H ε_x G/μ²) + L_B ε_x G/μ,
+      G          = ‖∇ₓℓ(x̃)‖ + L_g ε_x
 
   Their sum is MAID's bound ω, which the chapter compares with the true error.
 
@@ -37,7 +38,7 @@ Gaussian directions u_i it compares the central difference (ℓ(γ + h u_i) − 
 ⟨g, u_i⟩.  If g = ∇ℓ + e, each mismatch is ⟨e, u_i⟩ ~ N(0, ‖e‖²) (up to the difference's own
 error), so Σ_i mismatch_i² / ‖e‖² is χ² with m degrees of freedom, and::
 
-    ‖e‖/‖g‖ ≤ √( Σ_i mismatch_i² / χ²_m(1 − c) ) / ‖g‖     with probability c
+    ‖e‖/‖g‖ ≤ √( Σ_i mismatch_i² / χ²_m(1 − c) ) / ‖g‖    (probability c)
 
 (χ²_m(1 − c) the (1 − c)-quantile).  The check passes when that bound is below ``rtol``.
 """
