@@ -102,10 +102,16 @@ def figure_png(fig, dpi: float | None = None, colors: int | None = None) -> byte
 def display_png(fig) -> None:
     """Show ``fig`` in a notebook as one PNG image (:func:`figure_png`), the form every explorer uses.
 
-    A PNG keeps the page light and looks the same in the live notebook and in the static book.
+    ``fig`` may also be PNG bytes already (what an explorer's plot function may return).  A PNG
+    keeps the page light and looks the same in the live notebook and in the static book.
     """
     from IPython.display import Image, display
 
+    if isinstance(fig, bytes):
+        if not fig.startswith(b"\x89PNG"):
+            raise ValueError(f"fig must be a matplotlib figure or PNG bytes; got {len(fig)} bytes that are not a PNG")
+        display(Image(fig))
+        return
     display(Image(figure_png(fig)))
 
 

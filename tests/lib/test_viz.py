@@ -632,3 +632,17 @@ def test_denoising_explorer_precomputes_its_grid_and_solves_live(shown):
         )
     with pytest.raises(ValueError, match="grid must give values for"):
         denoiser.explorer({"eps": [0.01]}, {"eps": 0.01})
+
+
+def test_display_png_shows_png_bytes_as_they_are_and_refuses_other_bytes(monkeypatch):
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    seen = []
+    monkeypatch.setattr(IPython.display, "display", lambda image: seen.append(image.data))
+    fig, _ = plt.subplots(figsize=(1, 1))
+    png = viz.figure_png(fig, dpi=20)
+    viz.display_png(png)  # an explorer's plot may return PNG bytes (the live panel shows them)
+    assert seen == [png]
+    with pytest.raises(ValueError, match="fig must be a matplotlib figure or PNG bytes"):
+        viz.display_png(b"not a picture")
