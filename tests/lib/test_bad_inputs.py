@@ -252,6 +252,34 @@ SPECS: list[Spec] = [
         lambda: dict(truth=TRUTH),
         truth=bad_values(TRUTH) + empty(TRUTH),
     ),
+    spec(
+        "problem.HuberLoss",
+        bl.HuberLoss,
+        lambda: dict(truth=TRUTH, delta=0.1),
+        names={"delta": ("delta", "δ")},
+        truth=bad_values(TRUTH) + empty(TRUTH),
+        delta=POSITIVES,
+    ),
+    spec(
+        "problem.SSIMLoss",
+        bl.SSIMLoss,
+        lambda: dict(truth=TRUTH, data_range=1.0, window="uniform", win_size=3),
+        names={"win_size": ("win_size", "window")},
+        truth=bad_values(TRUTH) + empty(TRUTH) + [("smaller-than-window", TRUTH[:, :2, :2])],
+        data_range=POSITIVES,
+        window=CHOICES,
+        win_size=[("4", 4), ("1", 1), ("-3", -3), ("7.0", 7.0), ("True", True), ("str", "5"), ("9>8", 9)],
+        k1=POSITIVES,
+        k2=POSITIVES,
+        sample_covariance=FLAGS_BAD,
+    ),
+    spec(
+        "problem.SSIMLoss(gaussian)",
+        bl.SSIMLoss,
+        lambda: dict(truth=np.ones((1, 12, 12)), data_range=1.0, window="gaussian", sigma=1.5),
+        names={"sigma": ("sigma", "σ", "window")},
+        sigma=POSITIVES + [("0.1", 0.1), ("too-wide", 2.0)],
+    ),
     spec("problem.CornerRounded1Norm", bl.CornerRounded1Norm, lambda: dict(eps=0.1), eps=POSITIVES),
     spec("problem.LogSquare", bl.LogSquare, lambda: dict(eps=0.1), eps=POSITIVES),
     spec(
@@ -1274,6 +1302,11 @@ SPECS += [
     *[
         spec(f"SquaredErrorLoss.{method}", getattr(LOSS, method), lambda: dict(x=X), x=bad_array(X))
         for method in ("value", "gradient")
+    ],
+    *[
+        spec(f"{type(loss).__name__}.{method}", getattr(loss, method), lambda: dict(x=X), x=bad_array(X))
+        for loss in (bl.HuberLoss(TRUTH, 0.1), bl.SSIMLoss(TRUTH, 1.0, window="uniform", win_size=3))
+        for method in ("value", "gradient") + (("ssim",) if isinstance(loss, bl.SSIMLoss) else ())
     ],
     *[
         spec(f"{type(model).__name__}.{method}", getattr(model, method), lambda: dict(x=X), x=bad_array(X))
