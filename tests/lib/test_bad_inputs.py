@@ -36,7 +36,7 @@ from bilevel_lib import hypergrad as hg
 from bilevel_lib import l1, util
 from bilevel_lib import problem as pb
 from bilevel_lib import training as tr
-from bilevel_lib.experiments import cli, julia_random, profiling, recipes, store
+from bilevel_lib.experiments import beyond_mse, cli, julia_random, profiling, recipes, store
 from bilevel_lib.problem import filters as fb
 from bilevel_lib.training.loops import TrainingHistory, TrainingResult
 
@@ -1177,6 +1177,45 @@ SPECS += [
         recipes.cameraman_case,
         lambda: dict(n_steps=1, lower_iterations=1, grid=[-1.0]),
         grid=bad_values(np.array([-1.0])),
+    ),
+    spec(
+        "experiments.loss_comparison",
+        beyond_mse.loss_comparison,
+        lambda: dict(losses=("mse",), filter_size=3, n_steps=1, lower_iterations=1, size=16),
+        losses=[("unknown", ("mse", "l1")), ("str", "mse"), ("empty", ()), ("twice", ("mse", "mse")), ("int", 3)],
+        parts=PARTS_BAD,
+        filter_size=[("4", 4), ("0", 0), ("2.5", 2.5), ("str", "5"), ("True", True)],
+        n_steps=COUNTS,
+        lower_iterations=COUNTS,
+        lr=POSITIVES,
+        huber_delta=POSITIVES,
+        sigma=POSITIVES,
+        size=[("8", 8), ("51", 51), ("2.5", 2.5), ("str", "16"), ("0", 0)],
+        noise_seed=SEEDS,
+        progress=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.inpainting_case",
+        beyond_mse.inpainting_case,
+        lambda: dict(filter_size=3, n_steps=1, lower_iterations=1, size=16),
+        missing=POSITIVES + [("0.99", 0.99), ("1", 1.0)],
+        sigma=POSITIVES,
+        parts=PARTS_BAD,
+        filter_size=[("4", 4), ("0", 0), ("str", "3")],
+        n_steps=COUNTS,
+        lower_iterations=COUNTS,
+        lr=POSITIVES,
+        size=[("8", 8), ("51", 51), ("2.5", 2.5)],
+        noise_seed=SEEDS,
+        progress=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.scores",
+        beyond_mse.scores,
+        lambda: dict(x=np.ones((1, 12, 12)), truth=np.ones((1, 12, 12))),
+        names={"truth": ("truth", "x must have shape")},  # a truth of another shape: x no longer matches it
+        x=bad_array(np.ones((1, 12, 12))),
+        truth=bad_values(np.ones((1, 12, 12))) + [("2d", np.ones((12, 12))), ("small", np.ones((1, 8, 8)))],
     ),
     spec(
         "experiments.vertical_bars_case",
