@@ -78,7 +78,7 @@ EXPERIMENTS = {
     ),
     "losses": dict(
         help="cameraman patches, β of 24 DCT 5×5 filters trained with the squared error, Huber and 1 − SSIM, "
-        "scored on held-out patches (review Sec. 3.1; Ch. 'Other losses and inpainting'); about 4 min",
+        "scored on held-out patches (review Sec. 3.1; Ch. 'Other losses and inpainting'); about 10 min",
         steps=2000,
         lower=10,
         result="losses",
