@@ -76,8 +76,8 @@ class SquaredErrorLoss(_TruthLoss):
 class HuberLoss(_TruthLoss):
     """ℓ(x̂) = (1/J) Σ_j Σ_i ρ_δ(x̂_ji − x_ji^true), the pixelwise Huber loss averaged over J pairs.
 
-    ρ_δ(r) = r²/2 for |r| ≤ δ and δ(|r| − δ/2) beyond: quadratic for small errors (so it equals
-    :class:`SquaredErrorLoss` when every |r| ≤ δ), linear for large ones, which then weigh less.
+    ρ_δ(r) = r²/2 for −δ ≤ r ≤ δ and δ(abs(r) − δ/2) beyond: quadratic for small errors (so it equals
+    :class:`SquaredErrorLoss` when no error exceeds δ), linear for large ones, which then weigh less.
     One of the upper-level losses of the review's Sec. 3.1; introduced in Ch. "Other losses and
     inpainting".  Its gradient is clip(x̂ − x^true, −δ, δ)/J, Lipschitz with constant 1/J.
 
