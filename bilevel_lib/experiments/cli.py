@@ -85,7 +85,7 @@ EXPERIMENTS = {
     ),
     "inpainting": dict(
         help="cameraman patches with 60 percent of the pixels missing: learned β of the 3×3 DCT bank vs tuned TV "
-        "(Ch. 'Other losses and inpainting'); a few minutes",
+        "(Ch. 'Other losses and inpainting'); about 2 min",
         steps=1000,
         lower=20,
         result="inpainting",
