@@ -26,7 +26,7 @@ e.g. ``from bilevel_lib.l1 import solve_l1_denoising`` or ``from bilevel_lib.boo
 from .hypergrad.implicit import HypergradientResult, implicit_hypergradient
 from .problem.cost import LowerLevelCost
 from .problem.forward_models import CircularBlur, Identity, PixelMask
-from .problem.losses import SquaredErrorLoss
+from .problem.losses import HuberLoss, SquaredErrorLoss, SSIMLoss
 from .problem.params import Hyperparameters
 from .problem.penalties import CornerRounded1Norm, LogSquare, Quadratic
 from .solvers.cg import CGResult, conjugate_gradient
@@ -43,6 +43,7 @@ __all__ = [
     "ConvergenceWarning",
     "CornerRounded1Norm",
     "HypergradientResult",
+    "HuberLoss",
     "Hyperparameters",
     "Identity",
     "LAYERS",
@@ -51,6 +52,7 @@ __all__ = [
     "LowerLevelResult",
     "PixelMask",
     "Quadratic",
+    "SSIMLoss",
     "SquaredErrorLoss",
     "conjugate_gradient",
     "implicit_hypergradient",

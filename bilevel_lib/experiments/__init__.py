@@ -1,23 +1,29 @@
 """Layer 6, experiments: recipes shared by chapters, tests and benchmarks, the BLORC experiments,
 the authors' random start (Julia's generator), profiling, the hypergradient frontier sweep
 (``frontier``), the results store (``store``: one format and one place for every saved result) and
-the command line (``cli``, ``python -m bilevel_lib``).
+the command line (``cli``, ``python -m bilevel_lib``), and the recipes of Ch. "Other losses and
+inpainting" (``beyond_mse``).
 """
 
-from . import blorc, frontier, store
+from . import beyond_mse, blorc, frontier, store
+from .beyond_mse import TEST_PATCHES, inpainting_case, loss_comparison, scores
 from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
 from .profiling import Measurement, format_bytes, measure
 from .recipes import angle_error_vs_tolerance, cameraman_case, two_tap_problem, vertical_bars_case, vertical_bars_draws
 from .store import load_result, save_result
 
 __all__ = [
+    "TEST_PATCHES",
     "JuliaXoshiro",
     "Measurement",
     "ZigguratTables",
     "angle_error_vs_tolerance",
     "cameraman_case",
     "format_bytes",
+    "inpainting_case",
+    "loss_comparison",
     "measure",
+    "scores",
     "two_tap_problem",
     "vertical_bars_case",
     "vertical_bars_draws",
@@ -27,6 +33,7 @@ __all__ = [
     "profiling",
     "blorc",
     "frontier",
+    "beyond_mse",
     "store",
     "load_result",
     "save_result",

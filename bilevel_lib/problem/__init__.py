@@ -18,7 +18,7 @@ from .data import (
 )
 from .filters import FILTER_BANKS, dct_filters, finite_differences, random_filters
 from .forward_models import CircularBlur, ForwardModel, Identity, PixelMask, gaussian_kernel
-from .losses import SquaredErrorLoss, UpperLoss
+from .losses import HuberLoss, SquaredErrorLoss, SSIMLoss, UpperLoss
 from .metrics import mse, psnr_db, relative_error, snr_db
 from .ops import DIRECT_MAX_TAPS, FilterBankOperator, correlate, correlate_adjoint, correlation_matrix
 from .params import PARTS, Hyperparameters
@@ -33,6 +33,7 @@ __all__ = [
     "FilterBankOperator",
     "ForwardModel",
     "HessianOperator",
+    "HuberLoss",
     "Hyperparameters",
     "Identity",
     "LogSquare",
@@ -43,6 +44,7 @@ __all__ = [
     "PixelMask",
     "Quadratic",
     "SPARSE_HESSIAN_MAX_WORK",
+    "SSIMLoss",
     "SquaredErrorLoss",
     "UpperLoss",
     "add_noise",

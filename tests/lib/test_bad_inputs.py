@@ -36,7 +36,7 @@ from bilevel_lib import hypergrad as hg
 from bilevel_lib import l1, util
 from bilevel_lib import problem as pb
 from bilevel_lib import training as tr
-from bilevel_lib.experiments import cli, julia_random, profiling, recipes, store
+from bilevel_lib.experiments import beyond_mse, cli, julia_random, profiling, recipes, store
 from bilevel_lib.problem import filters as fb
 from bilevel_lib.training.loops import TrainingHistory, TrainingResult
 
@@ -256,6 +256,34 @@ SPECS: list[Spec] = [
         bl.SquaredErrorLoss,
         lambda: dict(truth=TRUTH),
         truth=bad_values(TRUTH) + empty(TRUTH),
+    ),
+    spec(
+        "problem.HuberLoss",
+        bl.HuberLoss,
+        lambda: dict(truth=TRUTH, delta=0.1),
+        names={"delta": ("delta", "δ")},
+        truth=bad_values(TRUTH) + empty(TRUTH),
+        delta=POSITIVES,
+    ),
+    spec(
+        "problem.SSIMLoss",
+        bl.SSIMLoss,
+        lambda: dict(truth=TRUTH, data_range=1.0, window="uniform", win_size=3),
+        names={"win_size": ("win_size", "window")},
+        truth=bad_values(TRUTH) + empty(TRUTH) + [("smaller-than-window", TRUTH[:, :2, :2])],
+        data_range=POSITIVES,
+        window=CHOICES,
+        win_size=[("4", 4), ("1", 1), ("-3", -3), ("7.0", 7.0), ("True", True), ("str", "5"), ("9>8", 9)],
+        k1=POSITIVES,
+        k2=POSITIVES,
+        sample_covariance=FLAGS_BAD,
+    ),
+    spec(
+        "problem.SSIMLoss(gaussian)",
+        bl.SSIMLoss,
+        lambda: dict(truth=np.ones((1, 12, 12)), data_range=1.0, window="gaussian", sigma=1.5),
+        names={"sigma": ("sigma", "σ", "window")},
+        sigma=POSITIVES + [("0.1", 0.1), ("too-wide", 2.0)],
     ),
     spec("problem.CornerRounded1Norm", bl.CornerRounded1Norm, lambda: dict(eps=0.1), eps=POSITIVES),
     spec("problem.LogSquare", bl.LogSquare, lambda: dict(eps=0.1), eps=POSITIVES),
@@ -1195,6 +1223,45 @@ SPECS += [
         grid=bad_values(np.array([-1.0])),
     ),
     spec(
+        "experiments.loss_comparison",
+        beyond_mse.loss_comparison,
+        lambda: dict(losses=("mse",), filter_size=3, n_steps=1, lower_iterations=1, size=16),
+        losses=[("unknown", ("mse", "l1")), ("str", "mse"), ("empty", ()), ("twice", ("mse", "mse")), ("int", 3)],
+        parts=PARTS_BAD,
+        filter_size=[("4", 4), ("0", 0), ("2.5", 2.5), ("str", "5"), ("True", True)],
+        n_steps=COUNTS,
+        lower_iterations=COUNTS,
+        lr=POSITIVES,
+        huber_delta=POSITIVES,
+        sigma=POSITIVES,
+        size=[("8", 8), ("51", 51), ("2.5", 2.5), ("str", "16"), ("0", 0)],
+        noise_seed=SEEDS,
+        progress=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.inpainting_case",
+        beyond_mse.inpainting_case,
+        lambda: dict(filter_size=3, n_steps=1, lower_iterations=1, size=16),
+        missing=POSITIVES + [("0.99", 0.99), ("1", 1.0)],
+        sigma=POSITIVES,
+        parts=PARTS_BAD,
+        filter_size=[("4", 4), ("0", 0), ("str", "3")],
+        n_steps=COUNTS,
+        lower_iterations=COUNTS,
+        lr=POSITIVES,
+        size=[("8", 8), ("51", 51), ("2.5", 2.5)],
+        noise_seed=SEEDS,
+        progress=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.scores",
+        beyond_mse.scores,
+        lambda: dict(x=np.ones((1, 12, 12)), truth=np.ones((1, 12, 12))),
+        names={"truth": ("truth", "x must have shape")},  # a truth of another shape: x no longer matches it
+        x=bad_array(np.ones((1, 12, 12))),
+        truth=bad_values(np.ones((1, 12, 12))) + [("2d", np.ones((12, 12))), ("small", np.ones((1, 8, 8)))],
+    ),
+    spec(
         "experiments.vertical_bars_case",
         recipes.vertical_bars_case,
         lambda: dict(n_steps=1, lower_iterations=1, grid=[-1.0]),
@@ -1318,6 +1385,11 @@ SPECS += [
     *[
         spec(f"SquaredErrorLoss.{method}", getattr(LOSS, method), lambda: dict(x=X), x=bad_array(X))
         for method in ("value", "gradient")
+    ],
+    *[
+        spec(f"{type(loss).__name__}.{method}", getattr(loss, method), lambda: dict(x=X), x=bad_array(X))
+        for loss in (bl.HuberLoss(TRUTH, 0.1), bl.SSIMLoss(TRUTH, 1.0, window="uniform", win_size=3))
+        for method in ("value", "gradient") + (("ssim",) if isinstance(loss, bl.SSIMLoss) else ())
     ],
     *[
         spec(f"{type(model).__name__}.{method}", getattr(model, method), lambda: dict(x=X), x=bad_array(X))

@@ -115,6 +115,56 @@ def frontier_calls(monkeypatch):
 
 
 @pytest.fixture
+def beyond_calls(monkeypatch):
+    """Replace the recipes of ``losses`` and ``inpainting`` by fakes that record their keyword arguments."""
+    from bilevel_lib.experiments import beyond_mse
+
+    calls = []
+    params = Hyperparameters(-3.0, np.zeros(2), np.ones((2, 3, 3)))
+    one = dict(snr=np.array([10.0]), psnr=np.array([20.0]), ssim=np.array([0.5]))
+
+    def outcome(rows, kwargs, **more):
+        return dict(
+            train={row: one for row in rows},
+            test={row: one for row in rows} | {"masked data": one},
+            test_truth=np.zeros((1, 4, 4)),
+            test_x={row: np.zeros((1, 4, 4)) for row in rows},
+            settings=dict(kwargs),
+            seconds_total=0.25,
+            **more,
+        )
+
+    def losses(**kwargs):
+        calls.append(("losses", kwargs))
+        return outcome(
+            ["start", "mse"],
+            {k: v for k, v in kwargs.items() if k != "progress"},
+            losses=("mse",),
+            start=params,
+            params={"mse": params},
+            history={"mse": np.ones(2)},
+            test_noisy=np.zeros((1, 4, 4)),
+            seconds={"mse": 0.1},
+        )
+
+    def inpainting(**kwargs):
+        calls.append(("inpainting", kwargs))
+        rows = ["TV", "DCT", "learned"]
+        return outcome(
+            rows,
+            {k: v for k, v in kwargs.items() if k != "progress"},
+            params={row: params for row in rows},
+            history=np.ones(2),
+            test_y=np.zeros((1, 4, 4)),
+            test_mask=np.ones((4, 4)),
+        )
+
+    monkeypatch.setattr(beyond_mse, "loss_comparison", losses)
+    monkeypatch.setattr(beyond_mse, "inpainting_case", inpainting)
+    return calls
+
+
+@pytest.fixture
 def results_in_tmp(tmp_path, monkeypatch):
     """The repository's results/ folder, moved to tmp_path for the test."""
     monkeypatch.setattr(store, "results_dir", lambda: tmp_path)
@@ -171,6 +221,8 @@ EXPECTED_OPTIONS = {
         "--no-progress",
     ],
     "frontier": ["--size", "--l1-size", "--seed", "--repeat", "--quick", "--no-memory", "--out", "--force", "--quiet"],
+    "losses": ["--steps", "--lower-iterations", "--seed", "--out", "--force", "--quiet"],
+    "inpainting": ["--steps", "--lower-iterations", "--seed", "--missing", "--out", "--force", "--quiet"],
     "list": [],
     "reproduce": [],
 }
@@ -508,12 +560,13 @@ def test_the_numeric_options_are_all_found():
         ("blorc", f"--{o}") for o in ("n", "pairs", "test", "sigma", "batch", "epochs", "lr", "threshold")
     } <= options
     assert {("frontier", f"--{o}") for o in ("size", "l1-size", "seed", "repeat")} <= options
-    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4
+    assert {("losses", "--steps"), ("inpainting", "--missing")} <= options
+    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4
 
 
 @pytest.mark.parametrize("name, option, kind", NUMERIC, ids=[f"{n}{o}" for n, o, _ in NUMERIC])
 def test_every_bad_number_is_refused_by_the_parser_before_any_work(
-    name, option, kind, training_calls, blorc_calls, frontier_calls, tmp_path, capsys
+    name, option, kind, training_calls, blorc_calls, frontier_calls, beyond_calls, tmp_path, capsys
 ):
     extra = ["--draws", "numpy"] if option == "--filter-seed" else []
     for value in BAD[kind]:
@@ -521,7 +574,24 @@ def test_every_bad_number_is_refused_by_the_parser_before_any_work(
         assert code == 2, (option, value)
         assert f"argument {option}: {'' if kind != 'positive' else 'must be a finite number '}" in err
         assert WHAT[kind] in err and (repr(value) in err or value in err)
-    assert training_calls == [] and blorc_calls == [] and list(tmp_path.iterdir()) == []
+    assert training_calls == [] and blorc_calls == [] and beyond_calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_inpainting_refuses_a_mask_that_hides_almost_everything(beyond_calls, tmp_path, capsys):
+    code, _, err = run_cli(["inpainting", "--missing", "0.99", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "--missing" in err and beyond_calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_losses_and_inpainting_save_their_tables(beyond_calls, tmp_path, capsys):
+    for name, rows in (("losses", ["start", "mse"]), ("inpainting", ["TV", "DCT", "learned"])):
+        out = tmp_path / name
+        code, printed, _ = run_cli([name, "--steps", "3", "--out", str(out), "--quiet"], capsys)
+        assert code == 0 and f'"run": "{name}"' in printed
+        saved = store.load(out)
+        assert saved.record["kind"] == name and saved.settings["rows"] == rows
+        assert saved.arrays["test_snr"].shape == (len(rows), 1) and saved.arrays["test_x"].shape == (len(rows), 1, 4, 4)
+        assert saved.metrics["test"][rows[-1]] == dict(snr=10.0, psnr=20.0, ssim=0.5)
+        assert beyond_calls[-1][1]["n_steps"] == 3 and beyond_calls[-1][1]["progress"] is False
 
 
 # ----------------------------------------------------------------------------- every option is recorded in the result
@@ -568,12 +638,23 @@ RECORDED = [
     (["frontier", "--no-memory"], ("settings", "memory"), False),
     (["frontier", "--quiet"], ("options", "quiet"), True),
     (["frontier", "--force"], ("options", "force"), True),
+    (["losses", "--steps", "3"], ("settings", "n_steps"), 3),
+    (["losses", "--lower-iterations", "2"], ("settings", "lower_iterations"), 2),
+    (["losses", "--seed", "4"], ("settings", "noise_seed"), 4),
+    (["losses", "--quiet"], ("options", "quiet"), True),
+    (["losses", "--force"], ("options", "force"), True),
+    (["inpainting", "--steps", "3"], ("settings", "n_steps"), 3),
+    (["inpainting", "--lower-iterations", "2"], ("settings", "lower_iterations"), 2),
+    (["inpainting", "--seed", "4"], ("settings", "noise_seed"), 4),
+    (["inpainting", "--missing", "0.5"], ("settings", "missing"), 0.5),
+    (["inpainting", "--quiet"], ("options", "quiet"), True),
+    (["inpainting", "--force"], ("options", "force"), True),
 ]
 
 
 @pytest.mark.parametrize("argv, where, value", RECORDED, ids=[" ".join(case[0]) for case in RECORDED])
 def test_every_option_is_recorded_with_the_value_given(
-    argv, where, value, training_calls, blorc_calls, frontier_calls, tmp_path, capsys
+    argv, where, value, training_calls, blorc_calls, frontier_calls, beyond_calls, tmp_path, capsys
 ):
     out = tmp_path / "run"
     code, printed, _ = run_cli([*argv, "--out", str(out)], capsys)
