@@ -342,26 +342,34 @@ def _cr1n_denoising_gradient(x, y, taps, weights, eps, work, g):
             for a0 in range(f0):
                 for a1 in range(f1):
                     c = taps[k, a0, a1]
-                    shift = a0 * m1 + a1
+                    shifted = padded[a0 * m1 + a1 : a0 * m1 + a1 + length]  # x_{i+a}
                     for i in range(length):
-                        z[i] += c * padded[i + shift]
+                        z[i] += c * shifted[i]
             w = weights[k]
+            beyond = 0  # a branch-free pass (vectorised square roots); the rare |z| > CR1N_SAFE again below
             for i in range(length):
                 s = z[i]
-                if abs(s) <= CR1N_SAFE:
-                    z[i] = w * (s / np.sqrt(s * s + eps2))
-                else:
-                    big += 1
-                    z[i] = w * (s / math.hypot(s, eps))
+                beyond += abs(s) > CR1N_SAFE
+                z[i] = w * (s / np.sqrt(s * s + eps2))
+            if beyond:
+                big += beyond
+                for i in range(length):  # z is w·φ̇ now, |φ̇| ≤ 1: recompute those entries from the sums
+                    if not np.isfinite(z[i]) or z[i] == 0.0:
+                        s = 0.0
+                        for a0 in range(f0):
+                            for a1 in range(f1):
+                                s += taps[k, a0, a1] * padded[i + a0 * m1 + a1]
+                        if abs(s) > CR1N_SAFE:
+                            z[i] = w * (s / math.hypot(s, eps))
             for i0 in range(n0):  # the extra columns are not responses
                 for i1 in range(n1, m1):
                     z[i0 * m1 + i1] = 0.0
             for a0 in range(f0):
                 for a1 in range(f1):
                     c = taps[k, a0, a1]
-                    shift = a0 * m1 + a1
+                    target = spread[a0 * m1 + a1 : a0 * m1 + a1 + length]
                     for i in range(length):
-                        spread[i + shift] += c * z[i]
+                        target[i] += c * z[i]
         for i0 in range(n0):
             for i1 in range(n1):
                 g[j, i0, i1] = x[j, i0, i1] - y[j, i0, i1] + spread[i0 * m1 + i1]

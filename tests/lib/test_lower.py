@@ -207,3 +207,17 @@ def test_compiled_loop_reports_divergence_like_the_python_loop(monkeypatch):
             bl.solve_lower_level(cost, params, step=max(100.0, 50 * bound), tol=None, max_iter=100_000)
         errors.append(str(caught.value))
     assert errors[0] == errors[1]
+
+
+def test_compiled_loop_takes_responses_beyond_the_square_roots_range_like_the_python_loop(monkeypatch):
+    """|C x| > CR1N_SAFE: z² overflows, so the compiled loop recomputes those φ̇ with hypot, as numpy does."""
+    from bilevel_lib.problem.stencil import CR1N_SAFE
+
+    cost, params, _, _ = random_problem("2d-4x2", "identity", n_images=2)
+    huge = bl.LowerLevelCost(cost.y * (100 * CR1N_SAFE), cost.penalty)
+    x0 = huge.y.copy()
+    x0[0, :4] = 0.0  # some responses small, some huge
+    compiled, python = _both_loops(monkeypatch, huge, params, x0=x0, tol=None, max_iter=3, step=0.5)
+    assert np.all(np.isfinite(compiled.x))
+    np.testing.assert_allclose(compiled.x, python.x, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(compiled.gradient_norm, python.gradient_norm, rtol=1e-12)
