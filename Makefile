@@ -69,6 +69,7 @@ binder-check: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) benchmarks/bench_core.py
+	$(VPY) benchmarks/bench_widgets.py
 	$(VPY) benchmarks/bench_hypergrad.py
 	$(VPY) benchmarks/bench_training.py
 	$(VPY) benchmarks/bench_unrolling.py

@@ -1,4 +1,4 @@
-"""Speed of the (Ex) core: ∇Φ evaluations, OGM vs GD, and the running-example widget callback.
+"""Speed of the (Ex) core: ∇Φ evaluations and OGM vs GD (the widget callbacks: bench_widgets.py).
 
 Run:  .venv/bin/python benchmarks/bench_core.py   (or `make bench`)
 
@@ -6,8 +6,7 @@ Prints, in one run:
 * milliseconds per ∇ₓΦ for J=3 cameraman patches 50×50 with K=48 7×7 DCT filters (target ≤ 5 ms),
   and for one 256×256 image, with both filter back ends (direct patches×taps and FFT) as peers;
 * Hessian-vector and mixed products at the same size;
-* OGM vs gradient-descent iterations to ‖∇Φ‖/√N < 1e-5 (target: OGM needs ≥ 3× fewer);
-* the median time of the running-example widget callback, solve + draw (target ≤ 150 ms).
+* OGM vs gradient-descent iterations to ‖∇Φ‖/√N < 1e-5 (target: OGM needs ≥ 3× fewer).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 import bilevel_lib as bl  # noqa: E402
-from bilevel_lib.book import viz, widgets
 from bilevel_lib.problem import data, filters, ops  # noqa: E402
 
 
@@ -104,43 +102,6 @@ def bench_ogm_vs_gd() -> None:
         )
 
 
-def bench_widget(quick: bool) -> None:
-    viz.use_book_style()
-    image = data.cameraman()[120:216, 200:296]
-    explorer = widgets.DenoisingExplorer(image, seed=5)
-    rng = np.random.default_rng(0)
-    banks = list(explorer.banks)
-    settings = [(0.01, 0.1, -3.0, banks[0])]
-    for _ in range(8 if quick else 30):  # a reader moving one control at a time
-        eps, sigma, beta0, bank = settings[-1]
-        which = rng.integers(4)
-        if which == 0:
-            eps = float(10 ** rng.choice(np.arange(-3, 0.01, 0.25)))
-        elif which == 1:
-            sigma = float(rng.choice(np.arange(0.0, 0.301, 0.02)))
-        elif which == 2:
-            beta0 = float(rng.choice(np.arange(-7, 1.01, 0.25)))
-        else:
-            bank = banks[rng.integers(len(banks))]
-        settings.append((eps, sigma, beta0, bank))
-    solve_ms, total_ms = [], []
-    for setting in settings:
-        start = time.perf_counter()
-        explorer.denoise(*setting)
-        middle = time.perf_counter()
-        viz.figure_png(explorer.figure(*setting))  # solves again from the warm start and renders
-        # the PNG exactly as the widget's callback does before display
-        end = time.perf_counter()
-        solve_ms.append(1e3 * (middle - start))
-        total_ms.append(1e3 * (end - middle))
-    median = statistics.median(total_ms)
-    print(
-        f"Widget callback (96×96 crop, {len(settings)} slider moves): median {median:.0f} ms "
-        f"(solve alone {statistics.median(solve_ms):.0f} ms, max total {max(total_ms):.0f} ms) "
-        f"[target ≤ 150 ms: {'meets' if median <= 150 else 'MISSES'}]"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke test)")
@@ -148,7 +109,6 @@ def main() -> None:
     print(f"bilevel_lib {bl.__version__}, numpy {np.__version__}")
     bench_gradients(args.quick)
     bench_ogm_vs_gd()
-    bench_widget(args.quick)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,7 @@ class Explorer:
         self.defaults = {axis.name: axis.values[i] for axis, i in zip(self.axes, start)}
         self._start = start
         self.plot, self.live_plot = plot, live_plot or plot
+        self._looks_up = live_plot is None and not live
         self.caption = caption
         self.live = live
         self.title, self.alt, self.width, self.dpi, self.colors = title, alt, width, dpi, colors
@@ -163,7 +164,11 @@ class Explorer:
         )
 
     def widget(self):
-        """The live ``ipywidgets`` panel: one control per axis (or the ``live`` ones), redrawing on release."""
+        """The live ``ipywidgets`` panel: one control per axis (or the ``live`` ones), redrawing on release.
+
+        With only grid controls and no ``live_plot`` it shows the precomputed frames (the same
+        pictures as the static viewer); otherwise it calls ``live_plot``.
+        """
         import ipywidgets as ipw
 
         style = {"description_width": "initial"}
@@ -183,7 +188,9 @@ class Explorer:
         caption = ipw.HTML()
 
         def draw(**setting):
-            viz.display_png(self.live_plot(**setting))
+            # every control a grid axis and no live plot of its own: the sliders reach only the
+            # precomputed frames, so the callback shows one (no drawing at all)
+            viz.display_png(self.frame(**setting) if self._looks_up else self.live_plot(**setting))
             caption.value = html.escape(str(self.caption(**setting))) if self.caption else ""
 
         output = ipw.interactive_output(draw, controls)
@@ -224,7 +231,9 @@ def explorer(plot: Callable, grid: Mapping, defaults: Mapping, **options) -> Exp
         Controls of the live panel that replace the grid's (for example a continuous slider);
         the live panel then calls ``live_plot`` with their values.
     live_plot : callable, optional
-        What the live panel calls (default ``plot``), e.g. one that solves instead of looking up.
+        What the live panel calls, returning a figure or PNG bytes, e.g. one that solves instead of
+        looking up.  Without it and without ``live`` controls the live panel shows the precomputed
+        frame of the setting (the sliders reach only grid points), so a move costs no drawing.
     title, alt : str
         The static viewer's heading and the alt text of its picture.
     width : int, optional

@@ -30,6 +30,7 @@ __all__ = [
     "plot_denoising",
     "figure_png",
     "display_png",
+    "DenoisingCanvas",
     "markdown_table",
     "plot_storage_diagram",
     "static_slider",
@@ -102,8 +103,9 @@ def figure_png(fig, dpi: float | None = None, colors: int | None = None) -> byte
 def display_png(fig) -> None:
     """Show ``fig`` in a notebook as one PNG image (:func:`figure_png`), the form every explorer uses.
 
-    ``fig`` may also be PNG bytes already (what an explorer's plot function may return).  A PNG
-    keeps the page light and looks the same in the live notebook and in the static book.
+    ``fig`` may also be PNG bytes already (a precomputed frame, a :class:`DenoisingCanvas`, an
+    explorer's plot).  A PNG keeps the page light and looks the same in the live notebook and in
+    the static book.
     """
     from IPython.display import Image, display
 
@@ -113,6 +115,132 @@ def display_png(fig) -> None:
         display(Image(fig))
         return
     display(Image(figure_png(fig)))
+
+
+def _rgb_png(canvas) -> bytes:
+    """The canvas's pixels as an RGB PNG with fast (level 1) compression: the picture of ``savefig``.
+
+    The book's figures are opaque, so dropping the alpha channel loses nothing.
+    """
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(buffer, format="png", compress_level=1)
+    return buffer.getvalue()
+
+
+def _segments_meet_box(points, box) -> bool:
+    """Whether the polyline through ``points`` (display coordinates) meets the rectangle ``box``."""
+    x0, y0, x1, y1 = points[:-1, 0], points[:-1, 1], points[1:, 0], points[1:, 1]
+    # clip each segment to the box's x range, then compare its y range there with the box's
+    dx = np.where(x1 == x0, 1e-300, x1 - x0)
+    t_low = np.clip(np.minimum((box.x0 - x0) / dx, (box.x1 - x0) / dx), 0, 1)
+    t_high = np.clip(np.maximum((box.x0 - x0) / dx, (box.x1 - x0) / dx), 0, 1)
+    ya, yb = y0 + t_low * (y1 - y0), y0 + t_high * (y1 - y0)
+    return bool(np.any((t_low <= t_high) & (np.maximum(ya, yb) >= box.y0) & (np.minimum(ya, yb) <= box.y1)))
+
+
+class DenoisingCanvas:
+    """The figure of :func:`plot_denoising` (``layout="row"``) kept alive and redrawn in place, for live panels.
+
+    Building the figure, laying it out and drawing every artist again take most of a live
+    callback, and most of the picture does not change when only x̂ does.  :meth:`png` builds a
+    fresh :func:`plot_denoising` figure for the first picture and whenever the noisy image or the
+    profile's limits change; it lays it out (constrained layout), draws everything but the artists
+    that follow x̂, keeps those pixels, and draws the rest on top.  When only x̂ and the caption
+    change it puts the kept pixels back (blitting) and draws x̂'s image, its title, its profile
+    line and the caption alone; the legend, which lies above the lines, is drawn again only when
+    x̂'s profile comes near it.  Either way the picture is that of a fresh render with
+    :func:`figure_png` (``tests/lib/test_viz.py`` compares the pixels).  The figure is detached from
+    pyplot, so a notebook never shows it by itself.
+
+    Attributes
+    ----------
+    fresh, blits : int
+        How many pictures were drawn each way.
+    """
+
+    def __init__(self, truth, width: float = 8.5, dpi: float = 72):
+        truth = np.asarray(truth, dtype=np.float64)
+        if truth.ndim != 2:
+            raise ValueError(f"truth must be a 2-D image; got an array of shape {truth.shape}")
+        if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not dpi > 0:
+            raise ValueError(f"dpi must be a positive number; got {dpi!r}")
+        self.truth, self.width, self.dpi = truth, width, float(dpi)
+        self.fresh = self.blits = 0
+        self._fig = None
+
+    def png(self, noisy, denoised, caption: str = "") -> bytes:
+        """The PNG of ``plot_denoising(truth, noisy, denoised, caption)``, drawing again only what changed."""
+        noisy, denoised = (np.asarray(a, dtype=np.float64) for a in (noisy, denoised))
+        for name, value in (("noisy", noisy), ("denoised", denoised)):
+            if value.shape != self.truth.shape:
+                raise ValueError(f"{name} must have the truth's shape {self.truth.shape}; got {value.shape}")
+        if self._fig is not None and np.array_equal(noisy, self._noisy) and bool(caption) == self._captioned:
+            if self._update(denoised, caption):
+                self.blits += 1
+                return self._compose()
+        self._build(noisy, denoised, caption)
+        self.fresh += 1
+        return self._compose()
+
+    def _build(self, noisy, denoised, caption) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        fig = plot_denoising(self.truth, noisy, denoised, caption, width=self.width)
+        plt.close(fig)  # detached from pyplot: only this object draws it, on an Agg canvas of its own
+        FigureCanvasAgg(fig)
+        fig.set_dpi(self.dpi)
+        image_ax, profile = fig.axes[2], fig.axes[3]
+        self._image, self._line, self._title = image_ax.images[0], profile.lines[2], image_ax.title
+        self._legend = profile.get_legend()
+        # in drawing order: x̂'s image, the dotted row marker above it, its title, its profile, the legend
+        self._changing = [self._image, image_ax.lines[0], self._title, self._line, self._legend]
+        self._changing += [fig._suptitle] if caption else []
+        for artist in self._changing:
+            artist.set_animated(True)
+        fig.canvas.draw()  # the constrained layout, and everything that does not follow x̂
+        fig.set_layout_engine("none")  # then frozen: the kept pixels stay where the layout put them
+        self._background = fig.canvas.copy_from_bbox(fig.bbox)
+        fig.draw_artist(self._legend)
+        self._with_legend = fig.canvas.copy_from_bbox(fig.bbox)
+        self._legend_box = self._legend.get_window_extent().padded(2 * self._line.get_linewidth() + 2)
+        self._fig, self._noisy, self._captioned, self._limits = fig, noisy.copy(), bool(caption), profile.get_ylim()
+        self._heights = self._text_heights()
+
+    def _text_heights(self) -> list:
+        """Heights in pixels of the texts that change, which the constrained layout makes room for."""
+        renderer = self._fig.canvas.get_renderer()
+        texts = [self._title] + ([self._fig._suptitle] if self._captioned else [])
+        return [text.get_window_extent(renderer).height for text in texts]
+
+    def _update(self, denoised, caption) -> bool:
+        """Give the kept figure x̂ and the caption; False if the layout could change (then a fresh build)."""
+        profile = self._fig.axes[3]
+        row = int(round(self._fig.axes[2].lines[0].get_ydata()[0]))
+        self._line.set_ydata(denoised[row])
+        profile.relim()
+        profile.autoscale_view()
+        if profile.get_ylim() != self._limits:
+            return False
+        self._image.set_data(denoised)
+        self._title.set_text(f"denoised ({snr_db(denoised, self.truth):.1f} dB)")
+        if caption:
+            self._fig._suptitle.set_text(caption)
+        # a text of another height would move the layout (the glyphs' extents count, not only the font)
+        return self._text_heights() == self._heights
+
+    def _compose(self) -> bytes:
+        fig = self._fig
+        points = self._line.get_transform().transform(np.column_stack(self._line.get_data()))
+        crossing = _segments_meet_box(points, self._legend_box)
+        fig.canvas.restore_region(self._background if crossing else self._with_legend)
+        for artist in self._changing:
+            if artist is not self._legend or crossing:
+                fig.draw_artist(artist)
+        return _rgb_png(fig.canvas)
 
 
 def markdown_table(header, rows, align=None):

@@ -714,6 +714,7 @@ class DenoisingExplorer:
         }
         self._last: dict[str, np.ndarray] = {}
         self.last_result = None
+        self._canvas = viz.DenoisingCanvas(self.truth)
 
     def noisy(self, sigma: float) -> np.ndarray:
         """The measurement y = x^true + σ n at noise level σ, with one fixed draw n (from ``seed``)."""
@@ -745,12 +746,24 @@ class DenoisingExplorer:
         """
         return self._figure(self.denoise(eps, sigma, beta0, bank), eps, sigma, beta0, bank)
 
-    def _figure(self, x_hat, eps, sigma, beta0, bank):
-        caption = (
+    def live_png(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
+        """What the live panel shows for one setting: the picture of :meth:`figure` as PNG bytes.
+
+        It solves as :meth:`figure` does (warm-started) and redraws one kept figure in place
+        (:class:`~bilevel_lib.book.viz.DenoisingCanvas`): only x̂ and the caption are drawn again
+        unless σ or the profile's limits change.
+        """
+        x_hat = self.denoise(eps, sigma, beta0, bank)
+        return self._canvas.png(self.noisy(sigma), x_hat, self._caption(eps, sigma, beta0, bank))
+
+    def _caption(self, eps, sigma, beta0, bank) -> str:
+        return (
             f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
             f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}"
         )
-        return viz.plot_denoising(self.truth, self.noisy(sigma), x_hat, caption)
+
+    def _figure(self, x_hat, eps, sigma, beta0, bank):
+        return viz.plot_denoising(self.truth, self.noisy(sigma), x_hat, self._caption(eps, sigma, beta0, bank))
 
     def explorer(self, grid, defaults, *, title: str = "", alt: str = "", width: int | None = 640):
         """The running example's panel: precomputed frames over ``grid``, a live panel that solves.
@@ -840,7 +853,7 @@ class DenoisingExplorer:
             caption=caption,
             labels={"eps": "ε", "sigma": "σ", "beta0": "β0", "bank": "filters"},
             live=live,
-            live_plot=self.figure,
+            live_plot=self.live_png,
             title=title,
             alt=alt,
             width=width,

@@ -7,6 +7,10 @@ the review's experiments, App. D.2) or after ``max_iter`` iterations.  Pass ``x0
 OGM is the optimized gradient method of Kim & Fessler, with the gradient-based adaptive restart of
 Kim & Fessler (2018) (review ref. [147]); its momentum is kept per image, so one image restarting
 does not disturb the others.  Introduced in the chapter "The running example".
+
+For small denoising problems (A = I, corner-rounded 1-norm, J·N·K·S ≤ :data:`COMPILED_MAX_WORK`) the
+same loop runs compiled (:func:`~bilevel_lib.problem.stencil.ogm_denoising_loop`): the same iterates,
+restarts and stopping iteration up to rounding, without Python's overhead per iteration.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..problem.cost import LowerLevelCost
+from ..problem.forward_models import Identity
 from ..problem.params import Hyperparameters
+from ..problem.penalties import CornerRounded1Norm
 from ..util.validation import NonFiniteError, as_float_array, check_choice, check_count, check_flag, check_real
 
 __all__ = [
@@ -29,11 +35,20 @@ __all__ = [
     "ogm_coefficients",
     "ogm_extrapolate",
     "starting_point",
+    "COMPILED_MAX_WORK",
 ]
 
 #: the lower-level solvers :func:`solve_lower_level` accepts as ``method``, OGM with adaptive
 #: restart (the default) and gradient descent with step 1/L
 METHODS = ("ogm", "gd")
+
+
+#: :func:`solve_lower_level` runs its whole loop compiled (:func:`~bilevel_lib.problem.stencil.ogm_denoising_loop`,
+#: the same iterates up to rounding) for denoising (A = I) with the corner-rounded 1-norm on 1-D and 2-D
+#: signals when J·N·K·S, images × pixels × filters × taps, is at most this; above it the filter products
+#: of the Python loop (BLAS) are faster than the compiled loop's direct sums, and its overhead matters less.
+#: Set it to 0 to always run the Python loop.
+COMPILED_MAX_WORK = 400_000
 
 
 class ConvergenceWarning(UserWarning):
@@ -206,9 +221,69 @@ def solve_lower_level(
         return _iterate(cost, params, x, method, tol, max_iter, restart, step, record_history, warn, n)
 
 
+def _compiled_loop_applies(cost, params, x) -> bool:
+    """Whether the compiled loop covers this problem (module constant :data:`COMPILED_MAX_WORK`)."""
+    if type(cost.forward_model) is not Identity or type(cost.penalty) is not CornerRounded1Norm:
+        return False
+    if len(cost.signal_shape) not in (1, 2) or params.filters.ndim != len(cost.signal_shape) + 1:
+        return False
+    if x.size * params.filters.size > COMPILED_MAX_WORK or not (1e-150 <= cost.penalty.eps <= 1e150):
+        return False
+    return x.dtype == np.float64 and cost.y.dtype == np.float64
+
+
+def _iterate_compiled(cost, params, x, method, tol, max_iter, restart, step, record_history, n):
+    """The loop of :func:`_iterate_python` compiled; returns (x, iterations, restarts, norms, history)."""
+    from ..problem import stencil  # numba, loaded on first use
+
+    plane = (x.shape[0],) + (1,) * (3 - x.ndim) + x.shape[1:]
+    taps = np.ascontiguousarray(params.filters, dtype=np.float64)
+    taps = taps.reshape((taps.shape[0],) + (1,) * (3 - taps.ndim) + taps.shape[1:])
+    xs = np.ascontiguousarray(x).reshape(plane).copy()
+    ys = np.ascontiguousarray(cost.y, dtype=np.float64).reshape(plane)
+    weights = np.ascontiguousarray(params.strengths, dtype=np.float64)
+    history = np.empty(max_iter + 1 if record_history else 0)
+    limit = -1.0 if tol is None else float(tol)
+    iterations, restarts, norms, finite = stencil.ogm_denoising_loop(
+        ys, xs, taps, weights, float(cost.penalty.eps), float(step), limit, max_iter, method == "gd", restart, history
+    )
+    x = xs.reshape(x.shape)
+    if not finite:
+        raise _diverged(method, iterations, norms, x, step, cost, params)
+    return x, iterations, restarts, norms, (history[: iterations + 1] if record_history else None)
+
+
 def _iterate(cost, params, x, method, tol, max_iter, restart, step, record_history, warn, n):
     """The loop of :func:`solve_lower_level` on validated input (floating-point warnings silenced:
-    a non-finite gradient norm, checked every iteration, raises :class:`NonFiniteError` instead)."""
+    a non-finite gradient norm, checked every iteration, raises :class:`NonFiniteError` instead).
+    Compiled where :func:`_compiled_loop_applies`, else in Python; the same iterates up to rounding."""
+    loop = _iterate_compiled if _compiled_loop_applies(cost, params, x) else _iterate_python
+    x, iterations, restarts, norms, history = loop(
+        cost, params, x, method, tol, max_iter, restart, step, record_history, n
+    )
+    converged = tol is not None and bool(norms.max() < tol)
+    if tol is None:
+        message = f"ran the fixed budget of {iterations} iterations (no tolerance; max ‖∇Φ‖/√N = {norms.max():.3g})"
+    elif converged:
+        message = f"reached ‖∇Φ‖/√N < {tol:g} in {iterations} iterations"
+    else:
+        message = f"stopped at max_iter={max_iter} with max ‖∇Φ‖/√N = {norms.max():.3g} > tol = {tol:g}"
+        if warn:
+            warnings.warn(f"{method.upper()}: {message}", ConvergenceWarning, stacklevel=3)
+    return LowerLevelResult(
+        x=x,
+        iterations=iterations,
+        gradient_norm=norms,
+        converged=converged,
+        message=message,
+        method=method,
+        restarts=restarts,
+        history=history,
+    )
+
+
+def _iterate_python(cost, params, x, method, tol, max_iter, restart, step, record_history, n):
+    """OGM's (or gradient descent's) loop in Python; returns (x, iterations, restarts, norms, history)."""
     grad = cost._gradient(x, params)
     norms = _norms(grad, n)
     if not np.isfinite(norms).all():
@@ -242,23 +317,4 @@ def _iterate(cost, params, x, method, tol, max_iter, restart, step, record_histo
             raise _diverged(method, iterations, norms, x, step, cost, params)
         if record_history:
             history.append(norms.max())
-
-    converged = tol is not None and bool(norms.max() < tol)
-    if tol is None:
-        message = f"ran the fixed budget of {iterations} iterations (no tolerance; max ‖∇Φ‖/√N = {norms.max():.3g})"
-    elif converged:
-        message = f"reached ‖∇Φ‖/√N < {tol:g} in {iterations} iterations"
-    else:
-        message = f"stopped at max_iter={max_iter} with max ‖∇Φ‖/√N = {norms.max():.3g} > tol = {tol:g}"
-        if warn:
-            warnings.warn(f"{method.upper()}: {message}", ConvergenceWarning, stacklevel=3)
-    return LowerLevelResult(
-        x=x,
-        iterations=iterations,
-        gradient_norm=norms,
-        converged=converged,
-        message=message,
-        method=method,
-        restarts=restarts,
-        history=None if history is None else np.asarray(history),
-    )
+    return x, iterations, restarts, norms, None if history is None else np.asarray(history)

@@ -124,3 +124,100 @@ def test_bad_arguments(bars_problem, kwargs, match):
     cost, params = bars_problem
     with pytest.raises(ValueError, match=match):
         bl.solve_lower_level(cost, params, **kwargs)
+
+
+# --- the compiled loop (problem.stencil.ogm_denoising_loop) against the Python loop ---------------
+
+
+def _both_loops(monkeypatch, cost, params, **options):
+    """The result of solve_lower_level with the compiled loop and with the Python loop."""
+    from bilevel_lib.solvers import lower
+
+    assert lower._compiled_loop_applies(cost, params, cost.y)
+    compiled = bl.solve_lower_level(cost, params, **options)
+    monkeypatch.setattr(lower, "COMPILED_MAX_WORK", 0)
+    assert not lower._compiled_loop_applies(cost, params, cost.y)
+    python = bl.solve_lower_level(cost, params, **options)
+    monkeypatch.undo()
+    return compiled, python
+
+
+@pytest.mark.parametrize("geometry", ["1d", "2d-4x2", "2d-full"])
+@pytest.mark.parametrize("method", ["ogm", "gd"])
+def test_compiled_loop_gives_the_python_iterates(monkeypatch, geometry, method):
+    cost, params, x, _ = random_problem(geometry, "identity", n_images=3, seed=2)
+    for options in (dict(tol=None, max_iter=40), dict(x0=x, tol=None, max_iter=7), dict(tol=1e-10, max_iter=5000)):
+        compiled, python = _both_loops(monkeypatch, cost, params, method=method, record_history=True, **options)
+        assert compiled.iterations == python.iterations and compiled.restarts == python.restarts
+        assert compiled.converged == python.converged and compiled.message == python.message
+        np.testing.assert_allclose(compiled.x, python.x, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(compiled.gradient_norm, python.gradient_norm, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(compiled.history, python.history, rtol=1e-9, atol=1e-15)
+    if method == "ogm":  # restarts happened, so the restart rule was compared too
+        assert python.restarts > 0
+
+
+def test_compiled_loop_reaches_the_minimiser_and_hypergradient_of_the_python_loop(monkeypatch):
+    """The running example's kind of problem: x̂ to 1e-10 and the implicit hypergradient to 1e-10."""
+    from bilevel_lib.solvers import lower
+
+    truth = data.cameraman()[140:172, 200:232]
+    y = data.add_noise(truth, 0.1, rng=0)
+    params = bl.Hyperparameters.from_filters(filters.random_filters(4, (3, 3), rng=1), beta0=-2.5)
+    cost = bl.LowerLevelCost(y[None], bl.CornerRounded1Norm(0.01))
+    loss = bl.SquaredErrorLoss(truth[None])
+    compiled, python = _both_loops(monkeypatch, cost, params, tol=1e-9, max_iter=100_000)
+    assert compiled.converged and compiled.iterations == python.iterations
+    assert np.abs(compiled.x - python.x).max() < 1e-10
+    options = dict(lower_tol=1e-9, cg_tol=1e-10, lower_max_iter=100_000)
+    fast = bl.implicit_hypergradient(cost, params, loss, **options)
+    monkeypatch.setattr(lower, "COMPILED_MAX_WORK", 0)
+    slow = bl.implicit_hypergradient(cost, params, loss, **options)
+    for name in ("beta0", "beta", "filters"):
+        a, b = np.asarray(getattr(fast.gradient, name)), np.asarray(getattr(slow.gradient, name))
+        assert np.abs(a - b).max() <= 1e-10 * max(1.0, np.abs(b).max()), name
+
+
+def test_compiled_loop_applies_to_denoising_with_cr1n_on_small_images_only():
+    from bilevel_lib.solvers import lower
+
+    for model, penalty, applies in (
+        ("identity", None, True),
+        ("blur", None, False),
+        ("mask", None, False),
+        ("identity", bl.Quadratic(), False),
+    ):
+        cost, params, x, _ = random_problem("2d-4x2", model, penalty=penalty)
+        assert lower._compiled_loop_applies(cost, params, x) is applies, (model, penalty)
+    big = bl.LowerLevelCost(np.zeros((1, 200, 200)))
+    bank = bl.Hyperparameters.from_filters(filters.dct_filters(3), beta0=-3.0)
+    assert 200 * 200 * bank.filters.size > lower.COMPILED_MAX_WORK
+    assert not lower._compiled_loop_applies(big, bank, big.y)
+
+
+def test_compiled_loop_reports_divergence_like_the_python_loop(monkeypatch):
+    from bilevel_lib.solvers import lower
+
+    cost, params, _, _ = random_problem("2d-4x2", "identity")
+    bound = 2.0 / cost.lipschitz(params)
+    errors = []
+    for limit in (lower.COMPILED_MAX_WORK, 0):
+        monkeypatch.setattr(lower, "COMPILED_MAX_WORK", limit)
+        with pytest.raises(bl.util.validation.NonFiniteError, match="exceeds 2/L") as caught:
+            bl.solve_lower_level(cost, params, step=max(100.0, 50 * bound), tol=None, max_iter=100_000)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+
+
+def test_compiled_loop_takes_responses_beyond_the_square_roots_range_like_the_python_loop(monkeypatch):
+    """|C x| > CR1N_SAFE: z² overflows, so the compiled loop recomputes those φ̇ with hypot, as numpy does."""
+    from bilevel_lib.problem.stencil import CR1N_SAFE
+
+    cost, params, _, _ = random_problem("2d-4x2", "identity", n_images=2)
+    huge = bl.LowerLevelCost(cost.y * (100 * CR1N_SAFE), cost.penalty)
+    x0 = huge.y.copy()
+    x0[0, :4] = 0.0  # some responses small, some huge
+    compiled, python = _both_loops(monkeypatch, huge, params, x0=x0, tol=None, max_iter=3, step=0.5)
+    assert np.all(np.isfinite(compiled.x))
+    np.testing.assert_allclose(compiled.x, python.x, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(compiled.gradient_norm, python.gradient_norm, rtol=1e-12)

@@ -209,6 +209,10 @@ for geometry in ("1d", "2d-4x2", "2d-full"):
     assert np.all(np.isfinite(cost.gradient(x, params))) and np.all(np.isfinite(cost.value(x, params)))
     assert np.all(np.isfinite(cost.hessian_operator(x, params, method="implicit")(v)))
     assert np.isfinite(cost.mixed_transpose(x, params, v).beta0)
+    # the compiled OGM loop (denoising: A = I), both methods
+    denoising, params, x, rng = random_problem(geometry, "identity", n_images=2)
+    for method in ("ogm", "gd"):
+        assert np.all(np.isfinite(bl.solve_lower_level(denoising, params, x, method=method, tol=None, max_iter=5).x))
 print("in bounds")
 """
 

@@ -132,6 +132,14 @@ def shown(monkeypatch):
     plt.close("all")
 
 
+def _shown_figure(panel, controls, shown):
+    """The figure of the setting the live panel's controls show, after checking that the panel showed
+    that setting's precomputed frame (a grid-only panel draws nothing live: it looks the frame up)."""
+    setting = {axis.name: controls[axis.label].value for axis in panel.axes}
+    assert isinstance(shown[-1], bytes) and shown[-1] == panel.frame(**setting)
+    return panel.plot(**setting)
+
+
 def _controls(box):
     """The sliders of a widget box, by description, whatever the nesting."""
     import ipywidgets as ipw
@@ -203,15 +211,18 @@ def test_beta0_explorer_redraws_the_chosen_setting(shown):
     curves = _beta0_curves()
     panel = widgets.beta0_explorer(curves, sigma=0.1, eps=0.01)
     assert len(panel) == 6 and not shown  # one frame per (σ, ε); nothing displayed yet
-    box = panel.widget()
-    assert len(shown) == 1 and "σ = 0.1, ε = 0.01" in shown[-1].axes[0].get_title()
-    controls = _controls(box)
+    controls = _controls(panel.widget())
+    assert len(shown) == 1 and "σ = 0.1, ε = 0.01" in _shown_figure(panel, controls, shown).axes[0].get_title()
     assert controls["σ"].continuous_update is False
     controls["σ"].value = 0.2
-    assert len(shown) == 2 and "σ = 0.2, ε = 0.01" in shown[-1].axes[0].get_title()
-    np.testing.assert_allclose(shown[-1].axes[0].lines[0].get_ydata(), curves[0.2, 0.1].losses)
+    assert len(shown) == 2 and "σ = 0.2, ε = 0.01" in _shown_figure(panel, controls, shown).axes[0].get_title()
+    np.testing.assert_allclose(
+        _shown_figure(panel, controls, shown).axes[0].lines[0].get_ydata(), curves[0.2, 0.1].losses
+    )
     controls["ε"].value = 0.1
-    bold = [line.get_label() for line in shown[-1].axes[0].lines[:2] if line.get_linewidth() > 1]
+    bold = [
+        line.get_label() for line in _shown_figure(panel, controls, shown).axes[0].lines[:2] if line.get_linewidth() > 1
+    ]
     assert bold == ["ε = 0.1"]
     with pytest.raises(ValueError, match="sigma must be one of"):
         widgets.beta0_explorer(curves, sigma=0.3)
@@ -297,9 +308,11 @@ def test_threshold_explorer_redraws_when_a_slider_moves(shown):
     controls = _controls(panel.widget())
     assert len(shown) == 1
     controls["log₁₀ threshold"].value = -2
-    np.testing.assert_allclose(shown[-1].axes[1].lines[1].get_xydata(), [[-2, sweep.errors[1, 4]]])
+    np.testing.assert_allclose(
+        _shown_figure(panel, controls, shown).axes[1].lines[1].get_xydata(), [[-2, sweep.errors[1, 4]]]
+    )
     controls["noise σ"].value = 0.2
-    np.testing.assert_allclose(shown[-1].axes[0].lines[0].get_ydata(), sweep.noisy[2])
+    np.testing.assert_allclose(_shown_figure(panel, controls, shown).axes[0].lines[0].get_ydata(), sweep.noisy[2])
     assert len(shown) == 3
 
 
@@ -351,12 +364,12 @@ def test_truncation_explorer_redraws_when_k_or_T_changes(shown):
     controls = _controls(panel.widget())
     assert set(controls) == {"iterations T", "back-prop k", "step α"}
     assert all(c.continuous_update is False for c in controls.values())
-    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [3])  # ⌈10/4⌉
+    np.testing.assert_allclose(_shown_figure(panel, controls, shown).axes[0].lines[2].get_xdata(), [3])  # ⌈10/4⌉
     controls["back-prop k"].value = "T/2"
-    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [5])
+    np.testing.assert_allclose(_shown_figure(panel, controls, shown).axes[0].lines[2].get_xdata(), [5])
     controls["iterations T"].value = 20
-    assert shown[-1].axes[0].lines[0].get_xdata().size == 20
-    np.testing.assert_allclose(shown[-1].axes[0].lines[2].get_xdata(), [10])
+    assert _shown_figure(panel, controls, shown).axes[0].lines[0].get_xdata().size == 20
+    np.testing.assert_allclose(_shown_figure(panel, controls, shown).axes[0].lines[2].get_xdata(), [10])
     assert len(shown) == 3
     with pytest.raises(ValueError, match="k must be one of"):
         widgets.truncation_explorer(truncation, unrolled, iterate_bytes=8, T=10, k=4, scale=1.0)
@@ -447,13 +460,16 @@ def test_work_budget_explorer_redraws_with_the_new_budget_and_runs(shown):
     controls = _controls(panel.widget())
     assert set(controls) == {"methods", "work W"}
     assert controls["work W"].continuous_update is False
-    assert len(shown) == 1 and shown[-1]._suptitle.get_text() == "loss at W = 500 · fast: 1.0020"
+    assert (
+        len(shown) == 1
+        and _shown_figure(panel, controls, shown)._suptitle.get_text() == "loss at W = 500 · fast: 1.0020"
+    )
     controls["work W"].value = 900
-    assert len(shown) == 2 and shown[-1].axes[0].lines[0].get_xdata().size == 9
-    assert shown[-1].axes[0].get_xlim() == (0, 900)
+    assert len(shown) == 2 and _shown_figure(panel, controls, shown).axes[0].lines[0].get_xdata().size == 9
+    assert _shown_figure(panel, controls, shown).axes[0].get_xlim() == (0, 900)
     controls["methods"].value = "slow and late"
-    assert [line.get_label() for line in shown[-1].axes[0].lines[:2]] == ["slow", "late"]
-    assert "slow: 1.0067, late: –" in shown[-1]._suptitle.get_text()
+    assert [line.get_label() for line in _shown_figure(panel, controls, shown).axes[0].lines[:2]] == ["slow", "late"]
+    assert "slow: 1.0067, late: –" in _shown_figure(panel, controls, shown)._suptitle.get_text()
     with pytest.raises(ValueError, match=r"budget must be one of the precomputed values \[500, 900\]"):
         widgets.work_budget_explorer(curves, 1.0, groups, group="fast only", budgets=[500, 900], budget=2600)
     with pytest.raises(ValueError, match=r"unknown run\(s\) \['fastest'\]"):
@@ -624,8 +640,10 @@ def test_denoising_explorer_precomputes_its_grid_and_solves_live(shown):
     assert panel.captions[0].startswith("finite differences, ε = 0.01, σ = 0.1, β0 = -3: SNR ")
     controls = _controls(panel.widget())
     assert set(controls) == {"ε", "σ", "β0", "filters"} and len(shown) == 1
-    controls["β0"].value = -2.5  # not a grid value: solved live
-    assert "β0 = -2.5" in shown[-1]._suptitle.get_text()
+    controls["β0"].value = -2.5  # not a grid value: solved live, the picture of a fresh figure
+    fresh = denoiser._figure(denoiser._last["finite differences"][0], 0.01, 0.1, -2.5, "finite differences")
+    assert "β0 = -2.5" in fresh._suptitle.get_text()
+    np.testing.assert_array_equal(_pixels(shown[-1]), _pixels(viz.figure_png(fresh, dpi=72)))
     with pytest.raises(ValueError, match=r"grid\['bank'\] must hold bank names"):
         denoiser.explorer(
             {**grid, "bank": ["wavelets"]}, {"eps": 0.01, "sigma": 0.1, "beta0": -3.0, "bank": "wavelets"}
@@ -646,3 +664,62 @@ def test_display_png_shows_png_bytes_as_they_are_and_refuses_other_bytes(monkeyp
     assert seen == [png]
     with pytest.raises(ValueError, match="fig must be a matplotlib figure or PNG bytes"):
         viz.display_png(b"not a picture")
+
+
+def _pixels(png):
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_denoising_canvas_redraws_in_place_the_picture_of_a_fresh_render():
+    """The live panel's fast path: every picture equals, pixel for pixel, a fresh figure at the same dpi."""
+    viz.use_book_style()
+    image = data.cameraman()[120:184, 200:264]
+    denoiser = widgets.DenoisingExplorer(image, seed=5)
+    moves = [  # β0 and ε moves redraw in place; a σ move (new noisy image) or a bank (caption) builds afresh
+        (0.01, 0.1, -3.0, "finite differences"),
+        (0.01, 0.1, -2.75, "finite differences"),
+        (0.03, 0.1, -2.75, "finite differences"),
+        (0.03, 0.1, -2.75, "DCT 3×3"),
+        (0.03, 0.14, -2.75, "DCT 3×3"),
+        (0.03, 0.14, -4.0, "DCT 3×3"),
+        (0.1, 0.14, -4.0, "DCT 3×3"),
+    ]
+    for eps, sigma, beta0, bank in moves:
+        live = denoiser.live_png(eps, sigma, beta0, bank)
+        fresh = denoiser._figure(denoiser._last[bank][0], eps, sigma, beta0, bank)
+        np.testing.assert_array_equal(_pixels(live), _pixels(viz.figure_png(fresh, dpi=72)), err_msg=str(bank))
+    canvas = denoiser._canvas
+    assert canvas.blits >= 3 and canvas.fresh >= 2 and canvas.blits + canvas.fresh == len(moves)
+    # a canvas at another dpi draws that dpi's fresh picture
+    other = viz.DenoisingCanvas(image, dpi=50)
+    x_hat = denoiser.denoise(0.01, 0.1, -3.0, "finite differences")
+    for beta0 in (-3.0, -2.9):
+        x_hat = denoiser.denoise(0.01, 0.1, beta0, "finite differences")
+        png = other.png(denoiser.noisy(0.1), x_hat, "caption")
+        reference = viz.figure_png(viz.plot_denoising(image, denoiser.noisy(0.1), x_hat, "caption"), dpi=50)
+        np.testing.assert_array_equal(_pixels(png), _pixels(reference))
+    assert other.blits == 1
+    with pytest.raises(ValueError, match=r"truth must be a 2-D image; got an array of shape \(4,\)"):
+        viz.DenoisingCanvas(np.ones(4))
+    with pytest.raises(ValueError, match="dpi must be a positive number; got 0"):
+        viz.DenoisingCanvas(image, dpi=0)
+    with pytest.raises(ValueError, match=r"denoised must have the truth's shape \(64, 64\); got \(3, 3\)"):
+        other.png(image, np.ones((3, 3)))
+
+
+def test_segments_meet_box_finds_a_crossing_polyline_only():
+    from matplotlib.transforms import Bbox
+
+    box = Bbox([[10.0, 10.0], [20.0, 20.0]])
+    meet = viz._segments_meet_box
+    assert meet(np.array([[0.0, 15.0], [30.0, 15.0]]), box)  # through the box, no point inside
+    assert meet(np.array([[12.0, 12.0], [13.0, 13.0]]), box)  # inside
+    assert meet(np.array([[0.0, 0.0], [30.0, 30.0]]), box)  # the diagonal
+    assert not meet(np.array([[0.0, 0.0], [30.0, 5.0]]), box)  # below it
+    assert not meet(np.array([[0.0, 0.0], [9.0, 30.0]]), box)  # left of it, though as high
+    assert not meet(np.array([[0.0, 25.0], [15.0, 25.0], [30.0, 25.0]]), box)  # above it
+    assert meet(np.array([[15.0, 0.0], [15.0, 30.0]]), box)  # vertical, through it
