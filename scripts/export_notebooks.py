@@ -421,7 +421,7 @@ def install_cell(repository_url: str, branch: str, extras: list[str]) -> nbforma
     if not repository_url:
         raise ExportError("repository_url is empty: set repository.url in _config.yml")
     folder = repository_url.rstrip("/").rsplit("/", 1)[-1]
-    spec = f"{folder}[{','.join(extras)}]"
+    spec = f"./{folder}[{','.join(extras)}]"
     source = f'''# Run this cell first. Where bilevel_lib is missing (on Colab, say), it
 # clones the book's repository and installs the library with what the
 # chapter needs. myst-nb's glue() puts numbers into the book's text;
