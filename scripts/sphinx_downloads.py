@@ -156,7 +156,7 @@ def export(app, exception):
     )
     written = export_notebooks.export_all(resolved, Path(app.outdir), variants(app.config), root=root)
     size = sum(path.stat().st_size for path in written) / 1024
-    LOGGER.info(f"clean notebooks: {len(written)} files ({size:.0f} KB) in {export_notebooks.NOTEBOOKS_DIR}/")
+    LOGGER.info(f"notebooks ({', '.join(variants(app.config))}): {len(written)} files ({size:.0f} KB) in notebooks/")
     if getattr(app, "_bilevel_pdf", False):
         pdf = print_pdf.print_book(Path(app.outdir), Path(app.outdir) / pdf_path(app.config), root=root)
         LOGGER.info(f"the book as one PDF: {pdf.stat().st_size / 1e6:.1f} MB in {pdf_path(app.config)}")

@@ -135,18 +135,39 @@ def test_zip_holds_every_notebook(book, variant):
 # --- running them -----------------------------------------------------------------------------
 
 
-def _execute(path: Path, cwd: Path) -> tuple[float, str | None]:
-    from nbclient import NotebookClient
+# Each notebook runs in a process of its own (a fresh kernel, and nbclient's event loops never
+# live in the test process); it prints one line: the error, or nothing.
+RUNNER = r"""
+import sys
+import nbformat
+from nbclient import NotebookClient
 
-    nb = nbformat.read(path, as_version=4)
+path, cwd, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3])
+nb = nbformat.read(path, as_version=4)
+try:
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": cwd}}).execute()
+except Exception as err:
+    print(f"{type(err).__name__}: {str(err)[-3000:]}")
+    sys.exit(1)
+"""
+
+
+def _execute(path: Path, cwd: Path) -> tuple[float, str | None]:
+    import os
+    import subprocess
+
     start = time.perf_counter()
-    try:
-        NotebookClient(
-            nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-        ).execute()
-    except Exception as err:  # reported by the test of that page
-        return time.perf_counter() - start, f"{type(err).__name__}: {str(err)[-3000:]}"
-    return time.perf_counter() - start, None
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(path), str(cwd), str(CELL_TIMEOUT_S)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        return seconds, (proc.stdout + proc.stderr[-3000:]).strip() or f"exit status {proc.returncode}"
+    return seconds, None
 
 
 @pytest.fixture(scope="session")
@@ -582,3 +603,16 @@ def test_install_cell_clones_and_installs_when_the_library_is_missing(monkeypatc
         assert callable(sys.modules["myst_nb"].glue)
     finally:
         sys.modules.pop("myst_nb", None)
+
+
+def test_execution_reports_an_error(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('planted')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    _, error = _execute(path, tmp_path)
+    assert error is not None and "planted" in error, error
+    nb.cells.pop()
+    nbformat.write(nb, path)
+    assert _execute(path, tmp_path)[1] is None
