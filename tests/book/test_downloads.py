@@ -616,3 +616,20 @@ def test_execution_reports_an_error(tmp_path):
     nb.cells.pop()
     nbformat.write(nb, path)
     assert _execute(path, tmp_path)[1] is None
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::text|:)?\}`([^`]+)`")
+
+
+def test_glued_values_are_the_pages(book):
+    """Each ``{glue:text}`` of a page becomes, in its notebooks, the text the page shows."""
+    resolved = export_notebooks.Resolved.from_build(book.html_dir.parent, [ROOT / "references.bib"])
+    checked = 0
+    for docname in DOCNAMES:
+        shown = normalize(html.unescape(re.sub(r"<[^>]+>", "", book.page(docname))))
+        page = export_notebooks.Page(docname, resolved)
+        for body in GLUE_ROLE.findall((ROOT / f"{docname}.md").read_text(encoding="utf-8")):
+            value = normalize(page.glue(body, docname))
+            assert value in shown, f"{docname}: {{glue:text}}`{body}` gives {value!r}, not on the page"
+            checked += 1
+    assert checked > 50, f"only {checked} glued values checked"
