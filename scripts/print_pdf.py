@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PDF_DIR = "pdf"
-TYPESET_TIMEOUT_MS = 60_000
+TYPESET_TIMEOUT_MS = 180_000  # per page (load, typeset, print); the library reference is ~180 sheets
 
 # Wait until MathJax has typeset the page and every image has loaded; open the solutions.
 PREPARE_JS = r"""
