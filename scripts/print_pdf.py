@@ -142,7 +142,7 @@ def print_book(html: Path, output: Path | None = None, pages: list[str] | None =
                     start = len(writer.pages)
                     for sheet in PdfReader(io.BytesIO(data)).pages:
                         writer.add_page(sheet)
-                    writer.add_outline_item(page_title(state["title"]), start)
+                    writer.add_outline_item(title=page_title(state["title"]), page_number=start)
             finally:
                 browser.close()
     finally:
