@@ -10,6 +10,8 @@
 #   make student         the student edition, without solutions, in _build/student/html
 #   make browser-check   only the Chromium checks of the pages and the live widget (in make test)
 #   make binder-check    a fresh venv from the Binder files runs every chapter (not in make test)
+#   make notebooks       the clean and student notebooks (and zips) again, from the last make book
+#   make pdf             the whole book as one PDF again (Chromium), from the last make book / make student
 #
 # Needs only Python 3.11 and make: the first run creates .venv from requirements.txt
 # and installs bilevel_lib into it in editable mode. The venv is rebuilt from scratch
@@ -25,10 +27,11 @@ BUILD_FLAGS ?= --all -W -n --keep-going
 # Quiet ipykernel's debugger warning about frozen modules (printed by every kernel).
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test test-lib lint bench bench-peers clean distclean student browser-check binder-check
+.PHONY: help venv book test test-lib lint bench bench-peers clean distclean student browser-check binder-check \
+        notebooks pdf
 
 help:
-	@sed -n '3,13p' Makefile
+	@sed -n '3,15p' Makefile
 
 venv: $(STAMP)
 
@@ -56,6 +59,18 @@ test-lib: $(STAMP)
 # The book with the exercises but without their solutions (scripts/build_student.py).
 student: $(STAMP)
 	$(VPY) scripts/build_student.py
+
+# Every build also writes the clean notebooks, the student notebooks, a zip of each (notebooks/ of
+# the site) and, with Chromium, the book as one PDF (pdf/): scripts/sphinx_downloads.py. These two
+# make them again from the last build (running `make book` first if there is none).
+notebooks: $(STAMP)
+	@test -f _build/.doctrees/environment.pickle || $(MAKE) book
+	$(VPY) scripts/export_notebooks.py --build _build
+
+pdf: $(STAMP)
+	@test -f _build/html/index.html || $(MAKE) book
+	$(VPY) scripts/print_pdf.py --html _build/html
+	@if [ -f _build/student/html/index.html ]; then $(VPY) scripts/print_pdf.py --html _build/student/html; fi
 
 # Part of `make test`, on its own: headless Chromium on every page (screenshots in
 # _build/screenshots/) and the live widget in Voila.

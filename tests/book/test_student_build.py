@@ -1,6 +1,7 @@
 """The student edition (``make student``, scripts/build_student.py) has the exercises but no solutions.
 
-Builds it once into a temporary directory, exactly as ``make student`` does, and compares it with the
+Builds it once into a temporary directory, exactly as ``make student`` does (the ``student`` fixture
+of conftest.py), and compares it with the
 normal build (the session's ``book`` fixture): for every solution of every chapter in _toc.yml's
 "Chapters" part, distinctive text taken from the .md source (code lines of its cells, runs of plain
 words of its prose) is in the normal build (so the comparison means something) and in no file of
@@ -11,10 +12,9 @@ from __future__ import annotations
 
 import html
 import re
-import sys
 
 import pytest
-from bookbuild import ROOT, log_excerpt, source_file, toc_chapters, toc_pages
+from bookbuild import source_file, toc_chapters, toc_pages
 from exercise_source import distinctive_snippets, normalize, parse
 
 pytestmark = pytest.mark.slow
@@ -29,23 +29,6 @@ def page_text(markup: str) -> str:
     """What a reader can read: tags dropped (without a space: highlighted code is one <span> per
     token), entities decoded, whitespace collapsed."""
     return normalize(html.unescape(TAG.sub("", SCRIPT_OR_STYLE.sub(" ", markup))))
-
-
-@pytest.fixture(scope="session")
-def student(tmp_path_factory):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import build_student
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    out = tmp_path_factory.mktemp("student")
-    proc = build_student.build(out, capture=True)
-    if proc.returncode != 0:
-        pytest.fail(
-            f"the student build failed (exit {proc.returncode}):\n{log_excerpt(proc.stdout + proc.stderr)}",
-            pytrace=False,
-        )
-    return out / "html"
 
 
 @pytest.fixture(scope="session")
