@@ -94,7 +94,7 @@ EXPERIMENTS = {
     "penalties": dict(
         help="cameraman patches, β of 24 DCT 5×5 filters learned with CR1N and with the non-convex "
         "log(1 + z²/ε²) (ε from a grid), the Hessian checked at x̂ (review Sec. 6; Ch. 'Other losses "
-        "and inpainting'); about 5 min",
+        "and inpainting'); about 4 min",
         steps=600,
         lower=10,
         result="penalties",
