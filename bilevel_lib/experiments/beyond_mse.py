@@ -387,16 +387,18 @@ def penalty_comparison(
     training patches (cropped to ``size`` if given), σ = 25/255, the non-constant DCT bank of side
     ``filter_size``, held-out :data:`TEST_PATCHES` with new noise.  The penalties are CR1N with
     ε = 0.01 and log(1 + z²/ε²) with the ε of ``log_eps_grid`` whose best β0 on
-    :data:`PENALTY_BETA0_GRID` has the lowest training loss.  Each then trains β with Adam (rate
-    ``lr``) for ``n_steps`` steps of T = ``lower_iterations`` warm-started OGM iterations from its own
-    tuned β0 and β = 0.
+    ``PENALTY_BETA0_GRID`` (β0 from −10 to −1 in steps of 0.5) has the lowest training loss.  Each
+    then trains β with Adam (rate ``lr``) for ``n_steps`` steps of T = ``lower_iterations``
+    warm-started OGM iterations from its own tuned β0 and β = 0.
 
     Φ is non-convex with the log penalty, so the lower level may have several minimisers and
     stationary points that are not minimisers.  At the final γ of each penalty the result reports,
     for the tight training and test reconstructions, the smallest eigenvalue of ∇ₓₓΦ
     (:func:`smallest_hessian_eigenvalues`), the fraction of filter responses in the concave part
-    of φ (|z| > ε for the log penalty), and how far a second solve started from the constant
-    mean image ends from the first (started at y), in relative norm.
+    of φ (responses z with ``|z| > ε`` for the log penalty), and how far a second solve started
+    from the constant mean image ends from the first (started at y), in relative norm.  If a CG
+    solve of the training meets a direction of non-positive curvature it raises ``ValueError``
+    (see :func:`~bilevel_lib.solvers.cg.conjugate_gradient`) and the run stops.
 
     Returns
     -------
