@@ -159,8 +159,29 @@ def beyond_calls(monkeypatch):
             test_mask=np.ones((4, 4)),
         )
 
+    def penalties(**kwargs):
+        calls.append(("penalties", kwargs))
+        names = ("CR1N", "log")
+        return outcome(
+            ["CR1N start", "CR1N", "log start", "log"],
+            {k: v for k, v in kwargs.items() if k != "progress"},
+            penalties=names,
+            eps={"CR1N": 0.01, "log": 0.005},
+            eps_search={0.005: 1.5, 0.01: 1.7},
+            start={name: params for name in names},
+            params={name: params for name in names},
+            history={name: np.ones(2) for name in names},
+            hessian_min={name: dict(train=np.array([0.5]), test=np.array([0.75])) for name in names},
+            concave_fraction={"CR1N": 0.0, "log": 0.1},
+            start_spread={"CR1N": 1e-8, "log": 2e-8},
+            test_noisy=np.zeros((1, 4, 4)),
+            noisy_scores=one,
+            seconds={name: 0.1 for name in names},
+        )
+
     monkeypatch.setattr(beyond_mse, "loss_comparison", losses)
     monkeypatch.setattr(beyond_mse, "inpainting_case", inpainting)
+    monkeypatch.setattr(beyond_mse, "penalty_comparison", penalties)
     return calls
 
 
@@ -223,6 +244,7 @@ EXPECTED_OPTIONS = {
     "frontier": ["--size", "--l1-size", "--seed", "--repeat", "--quick", "--no-memory", "--out", "--force", "--quiet"],
     "losses": ["--steps", "--lower-iterations", "--seed", "--out", "--force", "--quiet"],
     "inpainting": ["--steps", "--lower-iterations", "--seed", "--missing", "--out", "--force", "--quiet"],
+    "penalties": ["--steps", "--lower-iterations", "--seed", "--out", "--force", "--quiet"],
     "list": [],
     "reproduce": [],
 }
@@ -561,7 +583,7 @@ def test_the_numeric_options_are_all_found():
     } <= options
     assert {("frontier", f"--{o}") for o in ("size", "l1-size", "seed", "repeat")} <= options
     assert {("losses", "--steps"), ("inpainting", "--missing")} <= options
-    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4
+    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4 + 3
 
 
 @pytest.mark.parametrize("name, option, kind", NUMERIC, ids=[f"{n}{o}" for n, o, _ in NUMERIC])
@@ -592,6 +614,19 @@ def test_losses_and_inpainting_save_their_tables(beyond_calls, tmp_path, capsys)
         assert saved.arrays["test_snr"].shape == (len(rows), 1) and saved.arrays["test_x"].shape == (len(rows), 1, 4, 4)
         assert saved.metrics["test"][rows[-1]] == dict(snr=10.0, psnr=20.0, ssim=0.5)
         assert beyond_calls[-1][1]["n_steps"] == 3 and beyond_calls[-1][1]["progress"] is False
+
+
+def test_penalties_saves_its_table_and_the_hessian_check(beyond_calls, tmp_path, capsys):
+    out = tmp_path / "penalties"
+    code, printed, _ = run_cli(["penalties", "--steps", "3", "--out", str(out), "--quiet"], capsys)
+    assert code == 0 and '"run": "penalties"' in printed
+    saved = store.load(out)
+    assert saved.record["kind"] == "penalties" and saved.settings["rows"] == ["CR1N start", "CR1N", "log start", "log"]
+    assert saved.arrays["test_snr"].shape == (4, 1) and saved.arrays["test_x"].shape == (2, 1, 4, 4)
+    assert saved.metrics["hessian_min"] == {"CR1N": 0.5, "log": 0.5}  # the smallest over training and test
+    assert saved.metrics["eps"]["log"] == 0.005 and saved.metrics["eps_search"] == {"0.005": 1.5, "0.01": 1.7}
+    np.testing.assert_array_equal(saved.arrays["hessian_min_log_test"], [0.75])
+    assert beyond_calls[-1] == ("penalties", dict(n_steps=3, lower_iterations=10, noise_seed=0, progress=False))
 
 
 # ----------------------------------------------------------------------------- every option is recorded in the result
@@ -649,6 +684,11 @@ RECORDED = [
     (["inpainting", "--missing", "0.5"], ("settings", "missing"), 0.5),
     (["inpainting", "--quiet"], ("options", "quiet"), True),
     (["inpainting", "--force"], ("options", "force"), True),
+    (["penalties", "--steps", "3"], ("settings", "n_steps"), 3),
+    (["penalties", "--lower-iterations", "2"], ("settings", "lower_iterations"), 2),
+    (["penalties", "--seed", "4"], ("settings", "noise_seed"), 4),
+    (["penalties", "--quiet"], ("options", "quiet"), True),
+    (["penalties", "--force"], ("options", "force"), True),
 ]
 
 
