@@ -504,7 +504,9 @@ def test_bars_end_to_end(tmp_path, capsys):
     assert len(loaded.history.loss) == 3 and loaded.settings["lower_iterations"] == 5
     record = store.read_record(out)
     assert record["command"] == f"python -m bilevel_lib bars --steps 3 --lower-iterations 5 --quiet --out {out}"
-    assert record["metrics"]["snr_learned_db"] == summary["snr_learned_db"] and record["seconds"] > 0
+    assert (
+        record["metrics"]["snr_learned_db"] == summary["snr_learned_db"] and record["seconds"] >= 0
+    )  # rounded to 0.1 s: a 3-step run may record 0.0
 
 
 def test_blorc_end_to_end(tmp_path, capsys):
