@@ -723,7 +723,7 @@ class DenoisingExplorer:
 
     @property
     def profile_ylim(self) -> tuple[float, float]:
-        """The profile's value limits: the truth's range widened by 2.5 σ at the largest σ."""
+        """The profile's value limits, the truth's range widened by 2.5 σ at the largest σ (``SIGMA_MAX``)."""
         margin = 2.5 * self.SIGMA_MAX
         return float(self.truth.min()) - margin, float(self.truth.max()) + margin
 
