@@ -99,7 +99,7 @@ def test_non_convergence_is_an_error_naming_the_method_unless_allowed(crop):
     ],
 )
 def test_bad_inputs_are_refused_naming_the_argument(argument, value, error, crop):
-    kwargs = dict(image=crop, bm3d=False, **{argument: value})
+    kwargs = {"image": crop, "bm3d": False, argument: value}
     with pytest.raises(error, match=argument):
         full_image.full_image_case(**kwargs)
 
