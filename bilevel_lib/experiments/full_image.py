@@ -16,7 +16,7 @@ solved by OGM to ‖∇ₓΦ‖/√N < ``tol``; a solve that stops at its budget
 budget rather than the regulariser.
 
 The five images are stored as 16-bit integers over :data:`QUANT_RANGE` (:func:`quantise`,
-:func:`dequantise`, :func:`stored_images`), about a third of the size of float64 at a step of
+:func:`dequantise`, :func:`stored_images`), a quarter of the size of float64, at a step of
 about 3e-5, far below what a figure or a figure of merit resolves; the figures of merit are
 computed from the float images before they are quantised.  Command line:
 ``python -m bilevel_lib cameraman-full``; the chapter "Case studies" loads its result.
@@ -57,7 +57,7 @@ QUANT_RANGE = (-0.5, 1.5)
 #: The results of the comparison, by key (as stored), with the label the book shows
 METHODS = {"noisy": "noisy", "beta": "β only", "filters": "filters + β", "tv": "TV", "bm3d": "BM3D"}
 
-#: The β0 grid of the TV baseline, the grid the chapter uses for TV on its crop
+#: The β0 grid of the TV baseline, from −4 to −2 in steps of 0.25
 TV_BETA0_GRID = tuple(float(b) for b in np.round(np.arange(-4.0, -1.99, 0.25), 2))
 
 #: The command that installs the pinned BM3D package (also in requirements-dev.txt)
