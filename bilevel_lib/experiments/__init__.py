@@ -2,10 +2,10 @@
 the authors' random start (Julia's generator), profiling, the hypergradient frontier sweep
 (``frontier``), the results store (``store``: one format and one place for every saved result) and
 the command line (``cli``, ``python -m bilevel_lib``), and the recipes of Ch. "Other losses and
-inpainting" (``beyond_mse``).
+inpainting" (``beyond_mse``), and MAID against HOAG at a larger scale (``maid_hoag``).
 """
 
-from . import beyond_mse, blorc, frontier, store
+from . import beyond_mse, blorc, frontier, maid_hoag, store
 from .beyond_mse import TEST_PATCHES, inpainting_case, loss_comparison, scores
 from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
 from .profiling import Measurement, format_bytes, measure
@@ -34,6 +34,7 @@ __all__ = [
     "blorc",
     "frontier",
     "beyond_mse",
+    "maid_hoag",
     "store",
     "load_result",
     "save_result",
