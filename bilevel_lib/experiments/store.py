@@ -163,7 +163,7 @@ def make_command(name: str) -> str:
     name = Path(str(name)).name
     for suffix in (".npz", ".json"):
         name = name.removesuffix(suffix)
-    if name in _TRAINING_RUNS or name in ("frontier", "cameraman-full"):
+    if name in _TRAINING_RUNS or name in ("frontier", "cameraman-full", "maid-hoag"):
         return f"python -m bilevel_lib {name}"
     match = re.fullmatch(r"blorc_(.+?)(_full)?", name)
     if match:

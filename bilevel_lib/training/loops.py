@@ -175,6 +175,7 @@ def train_double_loop(
     x0=None,
     estimator=None,
     estimator_settings: dict | None = None,
+    max_work: int | None = None,
 ) -> TrainingResult:
     """Double-loop bilevel training (review Alg. 1) with a hypergradient estimator and warm starts.
 
@@ -206,6 +207,10 @@ def train_double_loop(
         its settings in ``estimator_settings``.
     estimator_settings : dict, optional
         Keyword arguments for ``estimator``.
+    max_work : int, optional
+        A work budget: stop after the first step at which the cumulative work (lower-level plus CG
+        iterations, ``history.work``) reaches it, so that runs given the same budget end within
+        one step's work of each other.
 
     The history records, per step, the estimate's loss, ‖∇ℓ‖/√R over ``parts``, its
     ``diagnostics["lower_residual"]``, ``lower_iterations`` and ``cg_iterations``; the message
@@ -224,6 +229,7 @@ def train_double_loop(
     cg_max_iter = check_count(cg_max_iter, "cg_max_iter")
     stop_gradient_norm = _optional_positive(stop_gradient_norm, "stop_gradient_norm")
     stop_relative_change = _optional_positive(stop_relative_change, "stop_relative_change")
+    max_work = None if max_work is None else check_count(max_work, "max_work")
     if optimizer is not None and not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer must have a step(vector, gradient) method; got {type(optimizer).__name__}")
     if estimator is not None and not callable(estimator):
@@ -332,6 +338,9 @@ def train_double_loop(
             params = params.unflatten(vector, parts)
             if stop_relative_change is not None and change < stop_relative_change:
                 message = f"stopped at step {u}: relative change of γ {change:.2e} < {stop_relative_change:g}"
+                break
+            if max_work is not None and history.work[-1] >= max_work:
+                message = f"stopped at step {u}: work {history.work[-1]} reached max_work = {max_work}"
                 break
     if unconverged:
         message += f"; {unconverged} estimate(s) missed a tolerance (see history.converged)"

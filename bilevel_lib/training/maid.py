@@ -50,6 +50,7 @@ def train_maid(
     backtracks: int = 3,
     max_rounds: int = 30,
     progress: bool = False,
+    max_work: int | None = None,
 ) -> TrainingResult:
     """MAID (slides' Algorithm: inexact gradient, inexact backtracking, adaptive ε and δ).
 
@@ -61,6 +62,8 @@ def train_maid(
 
     if none passes, shrink ε, δ and enlarge the budget.  After success ε, δ and the step grow by
     ``increase`` (the step by 1/``shrink``).  The history's ``lower_gradient_norm`` records ε.
+    With ``max_work`` (a count), the run stops after the first step at which the cumulative work
+    reaches it, as :func:`~bilevel_lib.training.loops.train_double_loop` does.
     """
     parts, n_steps, _ = _check_loop_inputs(cost, params, loss, parts, n_steps, None)
     positive = dict(eps=eps, delta=delta, step=step, sufficient=sufficient)
@@ -71,6 +74,7 @@ def train_maid(
     )
     increase = check_real(increase, "increase", low=1.0)
     backtracks, max_rounds = check_count(backtracks, "backtracks"), check_count(max_rounds, "max_rounds")
+    max_work = None if max_work is None else check_count(max_work, "max_work")
     if not np.isfinite(getattr(loss, "lipschitz", np.nan)):
         raise TypeError(f"loss must have a finite lipschitz attribute (of ∇ₓℓ); got {type(loss).__name__}")
     start = time.perf_counter()
@@ -119,6 +123,9 @@ def train_maid(
             step = alpha / shrink
             eps, delta = eps * increase, delta * increase
             bar.update(1)
+            if max_work is not None and history.work[-1] >= max_work:
+                message = f"stopped at step {u}: work {history.work[-1]} reached max_work = {max_work}"
+                break
     return TrainingResult(params, history, x if x is not None else cost.y, message, settings, converged=converged)
 
 

@@ -36,7 +36,7 @@ from bilevel_lib import hypergrad as hg
 from bilevel_lib import l1, util
 from bilevel_lib import problem as pb
 from bilevel_lib import training as tr
-from bilevel_lib.experiments import beyond_mse, cli, full_image, julia_random, profiling, recipes, store
+from bilevel_lib.experiments import beyond_mse, cli, full_image, julia_random, maid_hoag, profiling, recipes, store
 from bilevel_lib.problem import filters as fb
 from bilevel_lib.training.loops import TrainingHistory, TrainingResult
 
@@ -1105,6 +1105,7 @@ SPECS += [
         schedule=[("int", 3), ("str", "hoag")],
         estimator=[("int", 3), ("str", "bogus")],
         estimator_settings=[("list", [1]), ("unknown-key", {"bogus": 1})],
+        max_work=COUNTS,
     ),
     spec(
         "training.train_ttsa",
@@ -1142,6 +1143,7 @@ SPECS += [
         sufficient=POSITIVES,
         backtracks=COUNTS[1:],
         max_rounds=COUNTS,
+        max_work=COUNTS,
     ),
     spec(
         "training.gradient_descent_beta",
@@ -1279,6 +1281,38 @@ SPECS += [
         + [("empty", ()), ("repeated", (0.01, 0.01)), ("negative in list", (0.01, -1.0)), ("nan in list", [np.nan])],
         filter_lower_iterations=COUNTS,
         progress=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.maid_hoag_comparison",
+        maid_hoag.maid_hoag_comparison,
+        lambda: dict(budget=1, n_train=1, n_test=1, size=8, filter_size=3, decays=(0.9,)),
+        budget=COUNTS,
+        n_train=COUNTS + [("too-many", 10_000)],
+        n_test=COUNTS,
+        size=[("4", 4), ("300", 300), ("2.5", 2.5), ("str", "16")],
+        sigma=POSITIVES,
+        filter_size=[("4", 4), ("0", 0), ("str", "5")],
+        decays=[("empty", ()), ("1", (1.0,)), ("twice", (0.9, 0.9)), ("float", 0.9), ("str", "0.9")],
+        initial_tol=POSITIVES,
+        learning_rate=POSITIVES,
+        maid_step=POSITIVES,
+        seed=SEEDS,
+        progress=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.cameraman_crops",
+        maid_hoag.cameraman_crops,
+        lambda: dict(n_train=1, n_test=1, size=8),
+        n_train=COUNTS + [("too-many", 10_000)],
+        n_test=COUNTS,
+        size=[("4", 4), ("300", 300), ("2.5", 2.5)],
+        seed=SEEDS,
+    ),
+    spec(
+        "experiments.run_names",
+        maid_hoag.run_names,
+        lambda: dict(),
+        decays=[("empty", ()), ("0", (0.0,)), ("nan", (float("nan"),)), ("float", 0.9)],
     ),
     spec(
         "experiments.smallest_hessian_eigenvalues",

@@ -2,6 +2,7 @@
 and its record, bad and inapplicable options refused by name before any work, results saved through the
 store (``--out`` paths, ``--force``, unwritable targets), nothing saved by a run that fails."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 import pytest
 
-from bilevel_lib.experiments import blorc, cli, full_image, recipes, store
+from bilevel_lib.experiments import blorc, cli, full_image, maid_hoag, recipes, store
 from bilevel_lib.problem.params import Hyperparameters
 from bilevel_lib.training.loops import TrainingHistory, TrainingResult
 
@@ -116,7 +117,8 @@ def frontier_calls(monkeypatch):
 
 @pytest.fixture
 def beyond_calls(monkeypatch):
-    """Replace the recipes of ``losses`` and ``inpainting`` by fakes that record their keyword arguments."""
+    """Replace the recipes of ``losses``, ``inpainting``, ``penalties`` and ``maid-hoag`` by fakes that record
+    their keyword arguments."""
     from bilevel_lib.experiments import beyond_mse
 
     calls = []
@@ -185,7 +187,33 @@ def beyond_calls(monkeypatch):
 
     monkeypatch.setattr(beyond_mse, "loss_comparison", losses)
     monkeypatch.setattr(beyond_mse, "inpainting_case", inpainting)
+
+    def comparison(**kwargs):
+        calls.append(("maid-hoag", kwargs))
+        names = ["MAID", "HOAG 0.9"]
+        history = dict(loss=np.array([2.0, 1.0]), work=np.array([3, 6]), converged=np.array([True, True]))
+        scores = dict(noisy=np.array([20.0]), start=np.array([25.0]), MAID=np.array([26.0]))
+        return dict(
+            names=names,
+            start=params,
+            beta0_grid=np.array([-3.0, -2.0]),
+            beta0_losses=np.array([1.0, 2.0]),
+            params={name: params for name in names},
+            history={name: history for name in names},
+            message={name: "ran" for name in names},
+            seconds={name: 0.1 for name in names},
+            unconverged={name: 0 for name in names},
+            train_loss={"start": 2.0, "MAID": 1.0, "HOAG 0.9": 1.5},
+            test_psnr=scores | {"HOAG 0.9": np.array([25.5])},
+            test_snr=scores | {"HOAG 0.9": np.array([25.5])},
+            settings=dict(budget=kwargs["budget"], seed=kwargs["seed"]),
+            seconds_total=0.25,
+        )
+
+    monkeypatch.setattr(beyond_mse, "loss_comparison", losses)
+    monkeypatch.setattr(beyond_mse, "inpainting_case", inpainting)
     monkeypatch.setattr(beyond_mse, "penalty_comparison", penalties)
+    monkeypatch.setattr(maid_hoag, "maid_hoag_comparison", comparison)
     return calls
 
 
@@ -284,6 +312,7 @@ EXPECTED_OPTIONS = {
     "inpainting": ["--steps", "--lower-iterations", "--seed", "--missing", "--out", "--force", "--quiet"],
     "penalties": ["--steps", "--lower-iterations", "--seed", "--out", "--force", "--quiet"],
     "cameraman-full": ["--seed", "--max-iter", "--no-bm3d", "--out", "--force", "--quiet"],
+    "maid-hoag": ["--budget", "--seed", "--out", "--force", "--quiet"],
     "list": [],
     "reproduce": [],
 }
@@ -625,7 +654,8 @@ def test_the_numeric_options_are_all_found():
     assert {("frontier", f"--{o}") for o in ("size", "l1-size", "seed", "repeat")} <= options
     assert {("losses", "--steps"), ("inpainting", "--missing")} <= options
     assert {("cameraman-full", "--seed"), ("cameraman-full", "--max-iter")} <= options
-    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4 + 3 + 2
+    assert ("maid-hoag", "--budget") in options
+    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4 + 3 + 2 + 2
 
 
 @pytest.mark.parametrize("name, option, kind", NUMERIC, ids=[f"{n}{o}" for n, o, _ in NUMERIC])
@@ -657,6 +687,20 @@ def test_losses_and_inpainting_save_their_tables(beyond_calls, tmp_path, capsys)
         assert saved.arrays["test_snr"].shape == (len(rows), 1) and saved.arrays["test_x"].shape == (len(rows), 1, 4, 4)
         assert saved.metrics["test"][rows[-1]] == dict(snr=10.0, psnr=20.0, ssim=0.5)
         assert beyond_calls[-1][1]["n_steps"] == 3 and beyond_calls[-1][1]["progress"] is False
+
+
+def test_maid_hoag_saves_its_table_and_verdict(beyond_calls, tmp_path, capsys):
+    out = tmp_path / "maid"
+    code, printed, _ = run_cli(["maid-hoag", "--budget", "30", "--out", str(out), "--quiet"], capsys)
+    assert code == 0 and "verdict: MAID above the best HOAG schedule (HOAG 0.9) by 0.50 dB" in printed
+    assert "run time 0.2 s" in printed
+    saved = store.load(out)
+    assert saved.record["kind"] == "maid-hoag" and saved.settings["names"] == ["MAID", "HOAG 0.9"]
+    assert saved.arrays["test_psnr"].shape == (4, 1)  # noisy, start, MAID, HOAG 0.9
+    assert [row["work"] for row in saved.metrics["runs"]] == [6, 6]
+    assert saved.metrics["maid_minus_best_hoag_db"] == 0.5
+    np.testing.assert_array_equal(saved.arrays["history_1_work"], [3, 6])
+    assert beyond_calls[-1] == ("maid-hoag", dict(budget=30, seed=0, progress=False))
 
 
 def test_penalties_saves_its_table_and_the_hessian_check(beyond_calls, tmp_path, capsys):
@@ -787,6 +831,10 @@ RECORDED = [
     (["cameraman-full", "--no-bm3d"], ("settings", "bm3d"), False),
     (["cameraman-full", "--quiet"], ("options", "quiet"), True),
     (["cameraman-full", "--force"], ("options", "force"), True),
+    (["maid-hoag", "--budget", "30"], ("settings", "budget"), 30),
+    (["maid-hoag", "--seed", "4"], ("settings", "seed"), 4),
+    (["maid-hoag", "--quiet"], ("options", "quiet"), True),
+    (["maid-hoag", "--force"], ("options", "force"), True),
 ]
 
 
@@ -838,6 +886,14 @@ def test_help_gives_every_option_with_its_true_default(command, capsys):
         defaults = sub.parse_args([])
         assert (defaults.seed, defaults.max_iter, defaults.bm3d) == (0, 1500, True)
         assert "(default 0)" in text and "(default 1500)" in text and "(default: run it;" in text
+    elif command == "maid-hoag":
+        defaults = sub.parse_args([])
+        assert (defaults.budget, defaults.seed) == (cli.EXPERIMENTS[command]["budget"], 0)
+        assert f"(default {defaults.budget})" in text
+        assert (
+            cli.EXPERIMENTS[command]["budget"]
+            == inspect.signature(maid_hoag.maid_hoag_comparison).parameters["budget"].default
+        )
     else:
         spec = cli.EXPERIMENTS[command]
         assert f"(default {spec['steps']})" in text and f"(default {spec['lower']})" in text
