@@ -5,7 +5,7 @@ the command line (``cli``, ``python -m bilevel_lib``), and the recipes of Ch. "O
 inpainting" (``beyond_mse``).
 """
 
-from . import beyond_mse, blorc, frontier, store
+from . import beyond_mse, blorc, deblurring, frontier, store
 from .beyond_mse import TEST_PATCHES, inpainting_case, loss_comparison, scores
 from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
 from .profiling import Measurement, format_bytes, measure
@@ -34,6 +34,7 @@ __all__ = [
     "blorc",
     "frontier",
     "beyond_mse",
+    "deblurring",
     "store",
     "load_result",
     "save_result",
