@@ -12,6 +12,7 @@
     python -m bilevel_lib inpainting                # learned strengths vs tuned TV for a 60 % pixel mask
     python -m bilevel_lib penalties                 # β learned with CR1N vs the non-convex log(1 + z²/ε²)
     python -m bilevel_lib deblurring                # β and 3×3 filters learned for denoising and for deblurring
+    python -m bilevel_lib deblurring --size 50 --out results/deblurring-50   # the same on the whole 50×50 patches
     python -m bilevel_lib bars --steps 400 --out /tmp/bars  # writes /tmp/bars.npz and /tmp/bars.json
 
 Each run shows a progress bar (``--quiet``: none), prints its figures of merit and run time, and
@@ -308,6 +309,13 @@ def _add_beyond_mse(sub, name: str) -> None:
     )
     what = "noise (and mask) seed" if name == "inpainting" else "noise seed"
     parser.add_argument("--seed", type=_seed, default=0, help=f"{what} (default 0)")
+    if name == "deblurring":
+        parser.add_argument(
+            "--size",
+            type=_positive_int,
+            default=32,
+            help="side of the training crops and of the held-out crops, 16 to 50 (default 32)",
+        )
     if name == "inpainting":
         parser.add_argument(
             "--missing", type=_positive_real, default=0.6, help="fraction of missing pixels, at most 0.95 (default 0.6)"
@@ -676,9 +684,15 @@ def _deblurring_text(tables: dict, seconds: float) -> str:
 
 
 def _run_deblurring(args, parser, command: str) -> int:
+    if not 16 <= args.size <= 50:
+        parser.error(f"--size must be an integer from 16 to 50 (the side of the cameraman patches); got {args.size}")
     target = _checked_target(parser, args, EXPERIMENTS["deblurring"]["result"])
     outcome = deblurring.deblurring_case(
-        n_steps=args.steps, lower_iterations=args.lower_iterations, noise_seed=args.seed, progress=not args.quiet
+        n_steps=args.steps,
+        lower_iterations=args.lower_iterations,
+        size=args.size,
+        noise_seed=args.seed,
+        progress=not args.quiet,
     )
     tasks, rows = list(outcome["tasks"]), ["measurement", *outcome["contenders"]]
     arrays = dict(test_truth=outcome["test_truth"])
@@ -686,6 +700,7 @@ def _run_deblurring(args, parser, command: str) -> int:
     for task in tasks:
         arrays[f"history_{task}"] = outcome["history"][task]
         arrays[f"gradient_norm_{task}"] = outcome["gradient_norm"][task]
+        arrays[f"lower_residual_{task}"] = outcome["lower_residual"][task]
         for when, params in (("start", outcome["start"][task]), ("learned", outcome["params"][task])):
             arrays[f"beta_{task}_{when}"] = params.beta
             arrays[f"filters_{task}_{when}"] = params.filters
@@ -709,6 +724,7 @@ def _run_deblurring(args, parser, command: str) -> int:
         blur_weak_fraction=round(outcome["blur_weak_fraction"], 4),
         final_loss={t: round(float(outcome["history"][t][-1]), 4) for t in tasks},
         training_messages=outcome["training_messages"],
+        missed_steps=outcome["missed_steps"],
         seconds_per_task={t: round(v, 1) for t, v in outcome["seconds"].items()},
     )
     record = dict(

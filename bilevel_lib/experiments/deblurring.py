@@ -266,7 +266,9 @@ def deblurring_case(
     dict
         ``tasks``, ``contenders`` (row names), ``params`` (task → learned γ), ``start`` (task → tuned
         DCT start), ``beta0`` (task → row → β0 used), ``history`` (task → loss per step over its first
-        value), ``gradient_norm`` (task → ‖∇ℓ‖/√R per step), ``tables`` ("train", "held-out noise",
+        value), ``gradient_norm`` (task → ‖∇ℓ‖/√R per step), ``lower_residual`` (task → the lower level's
+        max_j ‖∇ₓΦ‖/√N at each step's estimate), ``missed_steps`` (task → how many steps' estimates
+        missed a CG or lower-level tolerance), ``tables`` ("train", "held-out noise",
         "held-out crops" → :func:`crossover_table`'s ``snr``), ``converged`` and ``gradient_norm_final``
         (table → task → row), ``unconverged`` (how many final solves missed), ``blur_weak_fraction``
         (the fraction of frequencies where the blur's gain is below 0.1), ``weak_band_energy`` (task →
@@ -288,7 +290,7 @@ def deblurring_case(
     truth, held_out = training_crops(size), test_crops(size)
     bank = Hyperparameters.from_filters(dct_filters(3))
     out = dict(tasks=TASKS, contenders=CONTENDERS, params={}, start={}, history={}, gradient_norm={})
-    out.update(seconds={}, training_messages={})
+    out.update(seconds={}, training_messages={}, lower_residual={}, missed_steps={})
     for task in TASKS:
         cost = task_cost(task, truth, noise_seed, sigma=sigma)
         start = out["start"][task] = tune_beta0(cost, bank, truth)
@@ -307,6 +309,8 @@ def deblurring_case(
         out["params"][task] = run.params
         out["history"][task] = np.asarray(run.history.loss) / run.history.loss[0]
         out["gradient_norm"][task] = np.asarray(run.history.gradient_norm)
+        out["lower_residual"][task] = np.asarray(run.history.lower_gradient_norm)
+        out["missed_steps"][task] = int(np.sum(~np.asarray(run.history.converged, dtype=bool)))
         out["training_messages"][task] = run.message
     contenders = crossover_contenders(out["params"], truth, noise_seed, sigma=sigma)
     out["beta0"] = {task: {name: float(p.beta0) for name, p in row.items()} for task, row in contenders.items()}

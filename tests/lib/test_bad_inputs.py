@@ -1627,6 +1627,11 @@ CLI_CASES = [
     (["blorc", "--lr-decay-epochs", "0"], "--lr-decay-epochs"),
     (["blorc", "--epochs", "3", "--lr-decay-epochs", "9"], "--lr-decay-epochs"),
     (["blorc", "--seed", "-2"], "--seed"),
+    (["deblurring", "--steps", "0"], "--steps"),
+    (["deblurring", "--lower-iterations", "2.5"], "--lower-iterations"),
+    (["deblurring", "--seed", "-1"], "--seed"),
+    (["deblurring", "--missing", "0.5"], "--missing"),
+    (["deblurring", "--size", "60"], "--size"),
     (["reproduce", "nothing"], "nothing"),
     (["nothing"], "nothing"),
     (["bars", "--bogus"], "--bogus"),
@@ -1639,7 +1644,8 @@ def test_the_command_line_refuses_bad_options_before_any_work(argv, named, monke
         raise AssertionError("the run started although an option was bad")
 
     monkeypatch.setattr(store, "results_dir", lambda: tmp_path)
-    for module, names in ((recipes, ("vertical_bars_case", "cameraman_case")), (cli.blorc, ("run",))):
+    runs = ((recipes, ("vertical_bars_case", "cameraman_case")), (cli.blorc, ("run",)))
+    for module, names in (*runs, (cli.deblurring, ("deblurring_case",))):
         for attribute in names:
             monkeypatch.setattr(module, attribute, no_work)
     with pytest.raises(SystemExit) as exit_:
