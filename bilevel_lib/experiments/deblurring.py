@@ -225,6 +225,20 @@ def crossover_table(contenders: dict, truth, seed: int, *, sigma: float = SIGMA)
     return out
 
 
+class _DecayingAdam:
+    """Adam whose rate falls geometrically from ``lr`` at the first step to ``lr * final`` at step ``n_steps``."""
+
+    def __init__(self, lr: float, final: float, n_steps: int):
+        from ..training.optimizers import Adam
+
+        self.adam, self.lr, self.final, self.n_steps, self.t = Adam(lr), lr, final, n_steps, 0
+
+    def step(self, vector, gradient):
+        self.adam.learning_rate = self.lr * self.final ** (self.t / max(self.n_steps - 1, 1))
+        self.t += 1
+        return self.adam.step(vector, gradient)
+
+
 def _band_energy(filters: np.ndarray, shape, threshold: float) -> np.ndarray:
     """The fraction of each filter's energy |ĉ_k(ω)|² at frequencies where the blur's |Â(ω)| < threshold."""
     spectrum = np.abs(np.fft.fftn(blur_model(shape).forward(_delta(shape))[0]))
@@ -244,6 +258,7 @@ def deblurring_case(
     n_steps: int = 4000,
     lower_iterations: int = 30,
     lr: float = 0.01,
+    lr_final: float = 0.1,
     size: int = CROP_SIZE,
     sigma: float = SIGMA,
     noise_seed: int = 0,
@@ -253,8 +268,10 @@ def deblurring_case(
 
     For each task of :data:`TASKS`, β0 of the DCT bank is tuned on the training data
     (:func:`training_crops` of side ``size`` with the noise of ``noise_seed``) and frozen; Adam
-    (rate ``lr``) then trains β_k and the filter taps for ``n_steps`` upper steps of T =
-    ``lower_iterations`` warm-started OGM iterations (implicit hypergradient).  The crossover
+    then trains β_k and the filter taps for ``n_steps`` upper steps of T = ``lower_iterations``
+    warm-started OGM iterations (implicit hypergradient), its rate falling geometrically from
+    ``lr`` at the first step to ``lr * lr_final`` at the last (a constant rate keeps moving the
+    taps by about ``lr`` per step, and a long run at 0.01 can lose its way).  The crossover
     (:func:`crossover_contenders`, β0 of the others tuned on the training data) is scored by
     :func:`crossover_table` three times: on the training data, on the training crops with new
     noise (seed ``noise_seed + 1``) and on the held-out crops (:func:`test_crops`, seed
@@ -277,11 +294,13 @@ def deblurring_case(
         ``settings`` and ``seconds_total``.
     """
     from ..training.loops import train_double_loop
-    from ..training.optimizers import Adam
 
     n_steps = check_count(n_steps, "n_steps")
     lower_iterations = check_count(lower_iterations, "lower_iterations")
     lr = positive_scalar(lr, "lr")
+    lr_final = positive_scalar(lr_final, "lr_final")
+    if lr_final > 1:
+        raise ValueError(f"lr_final must be a factor in (0, 1] (the last rate over the first); got {lr_final}")
     size = check_count(size, "size")
     sigma = positive_scalar(sigma, "sigma")
     noise_seed = check_count(noise_seed, "noise_seed", minimum=0)
@@ -301,7 +320,7 @@ def deblurring_case(
             SquaredErrorLoss(truth),
             parts=("beta", "filters"),
             n_steps=n_steps,
-            optimizer=Adam(lr),
+            optimizer=_DecayingAdam(lr, lr_final, n_steps),
             lower_iterations=lower_iterations,
             progress=progress,
         )
@@ -347,6 +366,7 @@ def deblurring_case(
             n_steps=n_steps,
             lower_iterations=lower_iterations,
             lr=lr,
+            lr_final=lr_final,
             size=size,
             sigma=sigma,
             eps=EPS,

@@ -44,6 +44,15 @@ def test_tune_beta0_picks_the_best_grid_point():
     np.testing.assert_array_equal(best.filters, bank.filters)
 
 
+def test_the_rate_falls_geometrically_to_its_final_fraction():
+    optimizer = deblurring._DecayingAdam(0.01, 0.1, 5)
+    rates = []
+    for _ in range(5):
+        optimizer.step(np.zeros(2), np.ones(2))
+        rates.append(optimizer.adam.learning_rate)
+    np.testing.assert_allclose(rates, 0.01 * 0.1 ** (np.arange(5) / 4))
+
+
 def test_a_best_beta0_at_the_end_of_the_grid_is_refused(monkeypatch):
     crops = deblurring.training_crops(16)
     monkeypatch.setattr(deblurring, "BETA0_GRID", (-12.0, -11.5))  # far too little regularisation
@@ -91,6 +100,7 @@ def test_the_comparison_is_fair_and_every_final_solve_converged(tiny):
         (lambda: deblurring.deblurring_case(n_steps=0), "n_steps"),
         (lambda: deblurring.deblurring_case(lower_iterations=1.5), "lower_iterations"),
         (lambda: deblurring.deblurring_case(lr=-1.0), "lr"),
+        (lambda: deblurring.deblurring_case(lr_final=2.0), "lr_final"),
         (lambda: deblurring.deblurring_case(size=8), "size"),
         (lambda: deblurring.deblurring_case(sigma=0.0), "sigma"),
         (lambda: deblurring.deblurring_case(noise_seed=-1), "noise_seed"),
