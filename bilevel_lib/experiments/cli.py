@@ -107,7 +107,7 @@ EXPERIMENTS = {
     "deblurring": dict(
         help="three 32×32 cameraman crops, a 5×5 Gaussian blur: β and the 3×3 DCT filters learned for denoising "
         "and for deblurring, the crossover against tuned TV on held-out noise and held-out crops (Ch. 'Case "
-        "studies', case (c)); about 5 min",
+        "studies', case (c)); about 4 min (--size 50: about 6 min)",
         steps=DEBLURRING_STEPS,
         lower=DEBLURRING_LOWER,
         result="deblurring",
