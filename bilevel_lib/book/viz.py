@@ -134,12 +134,28 @@ def _rgb_png(canvas) -> bytes:
 def _segments_meet_box(points, box) -> bool:
     """Whether the polyline through ``points`` (display coordinates) meets the rectangle ``box``."""
     x0, y0, x1, y1 = points[:-1, 0], points[:-1, 1], points[1:, 0], points[1:, 1]
-    # clip each segment to the box's x range, then compare its y range there with the box's
+    # the part of each segment (parameter t in [0, 1]) within the box's x range, then its y range there
     dx = np.where(x1 == x0, 1e-300, x1 - x0)
-    t_low = np.clip(np.minimum((box.x0 - x0) / dx, (box.x1 - x0) / dx), 0, 1)
-    t_high = np.clip(np.maximum((box.x0 - x0) / dx, (box.x1 - x0) / dx), 0, 1)
+    t_enter = np.minimum((box.x0 - x0) / dx, (box.x1 - x0) / dx)
+    t_leave = np.maximum((box.x0 - x0) / dx, (box.x1 - x0) / dx)
+    t_low, t_high = np.clip(t_enter, 0, 1), np.clip(t_leave, 0, 1)
     ya, yb = y0 + t_low * (y1 - y0), y0 + t_high * (y1 - y0)
-    return bool(np.any((t_low <= t_high) & (np.maximum(ya, yb) >= box.y0) & (np.minimum(ya, yb) <= box.y1)))
+    # a segment wholly beside the box has its x range outside [t = 0, t = 1]: it does not count
+    within = (t_enter <= 1) & (t_leave >= 0)
+    return bool(np.any(within & (np.maximum(ya, yb) >= box.y0) & (np.minimum(ya, yb) <= box.y1)))
+
+
+def _value_limits(limits, name: str = "ylim"):
+    """``limits`` as a pair of finite floats (low, high) with low < high; ValueError naming ``name``."""
+    try:
+        if isinstance(limits, (str, bytes)):
+            raise TypeError
+        low, high = (float(v) for v in limits)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (low, high) of numbers; got {limits!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"{name} must be a pair (low, high) of finite numbers with low < high; got {limits!r}")
+    return low, high
 
 
 class DenoisingCanvas:
@@ -147,29 +163,44 @@ class DenoisingCanvas:
 
     Building the figure, laying it out and drawing every artist again take most of a live
     callback, and most of the picture does not change when only x̂ does.  :meth:`png` builds a
-    fresh :func:`plot_denoising` figure for the first picture and whenever the noisy image or the
-    profile's limits change; it lays it out (constrained layout), draws everything but the artists
-    that follow x̂, keeps those pixels, and draws the rest on top.  When only x̂ and the caption
-    change it puts the kept pixels back (blitting) and draws x̂'s image, its title, its profile
-    line and the caption alone; the legend, which lies above the lines, is drawn again only when
-    x̂'s profile comes near it.  Either way the picture is that of a fresh render with
-    :func:`figure_png` (``tests/lib/test_viz.py`` compares the pixels).  The figure is detached from
-    pyplot, so a notebook never shows it by itself.
+    fresh :func:`plot_denoising` figure for the first picture; it lays it out (constrained
+    layout), draws everything but the artists that follow x̂, keeps those pixels, and draws the
+    rest on top.  When only x̂ and the caption change it puts the kept pixels back (blitting) and
+    draws x̂'s image, its title, its profile line and the caption alone; the legend is drawn again
+    only when x̂'s profile comes near it.  When the noisy image changes (a new noise level) it
+    gives the kept figure the new image, grey scale, title and profile and draws the kept pixels
+    again at the frozen layout (a repaint), without building a new figure.  A new figure is built
+    only when the layout could move: the profile's limits change (they are fixed with ``ylim``)
+    or a changing text takes another height.  Either way the picture is that of a fresh render
+    with :func:`figure_png` (``tests/lib/test_viz.py`` compares the pixels).  The figure is
+    detached from pyplot, so a notebook never shows it by itself.
+
+    Parameters
+    ----------
+    truth : array (h, w)
+        The true image, the same for every picture.
+    width, dpi : float
+        The figure's width in inches and the resolution of its pictures.
+    ylim : (float, float), optional
+        Fixed value limits of the profile (:func:`plot_denoising`'s ``ylim``); without them a new
+        figure is built whenever the automatic limits move.
 
     Attributes
     ----------
-    fresh, blits : int
-        How many pictures were drawn each way.
+    fresh, repaints, blits : int
+        How many pictures were drawn each way: a new figure, the kept figure drawn again for a
+        new noisy image, and the kept pixels with x̂ drawn on top.
     """
 
-    def __init__(self, truth, width: float = 8.5, dpi: float = 72):
+    def __init__(self, truth, width: float = 8.5, dpi: float = 72, ylim=None):
         truth = np.asarray(truth, dtype=np.float64)
         if truth.ndim != 2:
             raise ValueError(f"truth must be a 2-D image; got an array of shape {truth.shape}")
         if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not dpi > 0:
             raise ValueError(f"dpi must be a positive number; got {dpi!r}")
+        self.ylim = None if ylim is None else _value_limits(ylim, "ylim")
         self.truth, self.width, self.dpi = truth, width, float(dpi)
-        self.fresh = self.blits = 0
+        self.fresh = self.repaints = self.blits = 0
         self._fig = None
 
     def png(self, noisy, denoised, caption: str = "") -> bytes:
@@ -178,9 +209,14 @@ class DenoisingCanvas:
         for name, value in (("noisy", noisy), ("denoised", denoised)):
             if value.shape != self.truth.shape:
                 raise ValueError(f"{name} must have the truth's shape {self.truth.shape}; got {value.shape}")
-        if self._fig is not None and np.array_equal(noisy, self._noisy) and bool(caption) == self._captioned:
-            if self._update(denoised, caption):
-                self.blits += 1
+        if self._fig is not None and bool(caption) == self._captioned:
+            same_noisy = np.array_equal(noisy, self._noisy)
+            if (same_noisy or self._set_noisy(noisy)) and self._update(denoised, caption):
+                if same_noisy:
+                    self.blits += 1
+                else:
+                    self._keep_background()
+                    self.repaints += 1
                 return self._compose()
         self._build(noisy, denoised, caption)
         self.fresh += 1
@@ -189,7 +225,7 @@ class DenoisingCanvas:
     def _build(self, noisy, denoised, caption) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        fig = plot_denoising(self.truth, noisy, denoised, caption, width=self.width)
+        fig = plot_denoising(self.truth, noisy, denoised, caption, width=self.width, ylim=self.ylim)
         plt.close(fig)  # detached from pyplot: only this object draws it, on an Agg canvas of its own
         FigureCanvasAgg(fig)
         fig.set_dpi(self.dpi)
@@ -203,17 +239,44 @@ class DenoisingCanvas:
             artist.set_animated(True)
         fig.canvas.draw()  # the constrained layout, and everything that does not follow x̂
         fig.set_layout_engine("none")  # then frozen: the kept pixels stay where the layout put them
+        self._fig, self._captioned, self._limits = fig, bool(caption), profile.get_ylim()
+        self._keep_background(drawn=True)
+        self._legend_box = self._legend.get_window_extent().padded(2 * self._line.get_linewidth() + 2)
+        self._noisy = noisy.copy()
+        self._heights = self._text_heights()
+
+    def _keep_background(self, drawn: bool = False) -> None:
+        """Draw (unless ``drawn``) and keep the pixels of all but x̂'s artists, without and with the legend."""
+        fig = self._fig
+        if not drawn:
+            fig.canvas.draw()
         self._background = fig.canvas.copy_from_bbox(fig.bbox)
         fig.draw_artist(self._legend)
         self._with_legend = fig.canvas.copy_from_bbox(fig.bbox)
-        self._legend_box = self._legend.get_window_extent().padded(2 * self._line.get_linewidth() + 2)
-        self._fig, self._noisy, self._captioned, self._limits = fig, noisy.copy(), bool(caption), profile.get_ylim()
-        self._heights = self._text_heights()
+
+    def _set_noisy(self, noisy) -> bool:
+        """Give the kept figure a new noisy image; False if the layout could change (then a fresh build)."""
+        fig = self._fig
+        row = int(round(fig.axes[2].lines[0].get_ydata()[0]))
+        vmin, vmax = min(self.truth.min(), noisy.min()), max(self.truth.max(), noisy.max())
+        for ax in fig.axes[:3]:
+            ax.images[0].set_clim(vmin, vmax)
+        fig.axes[1].images[0].set_data(noisy)
+        fig.axes[1].title.set_text(f"noisy ({snr_db(noisy, self.truth):.1f} dB)")
+        fig.axes[3].lines[0].set_ydata(noisy[row])
+        self._noisy = noisy.copy()
+        if self.ylim is None:
+            profile = fig.axes[3]
+            profile.relim()
+            profile.autoscale_view()
+            if profile.get_ylim() != self._limits:
+                return False
+        return self._text_heights() == self._heights
 
     def _text_heights(self) -> list:
         """Heights in pixels of the texts that change, which the constrained layout makes room for."""
         renderer = self._fig.canvas.get_renderer()
-        texts = [self._title] + ([self._fig._suptitle] if self._captioned else [])
+        texts = [self._title, self._fig.axes[1].title] + ([self._fig._suptitle] if self._captioned else [])
         return [text.get_window_extent(renderer).height for text in texts]
 
     def _update(self, denoised, caption) -> bool:
@@ -221,10 +284,11 @@ class DenoisingCanvas:
         profile = self._fig.axes[3]
         row = int(round(self._fig.axes[2].lines[0].get_ydata()[0]))
         self._line.set_ydata(denoised[row])
-        profile.relim()
-        profile.autoscale_view()
-        if profile.get_ylim() != self._limits:
-            return False
+        if self.ylim is None:
+            profile.relim()
+            profile.autoscale_view()
+            if profile.get_ylim() != self._limits:
+                return False
         self._image.set_data(denoised)
         self._title.set_text(f"denoised ({snr_db(denoised, self.truth):.1f} dB)")
         if caption:
@@ -368,7 +432,14 @@ def show_images(images, titles=None, size: float = 2.6, vmin=None, vmax=None):
 
 
 def plot_denoising(
-    truth, noisy, denoised, caption: str = "", row: int | None = None, layout: str = "row", width: float = 8.5
+    truth,
+    noisy,
+    denoised,
+    caption: str = "",
+    row: int | None = None,
+    layout: str = "row",
+    width: float = 8.5,
+    ylim=None,
 ):
     """Truth, noisy and denoised signal with their SNRs (review eq. 3.2).
 
@@ -383,13 +454,18 @@ def plot_denoising(
         2-D only: ``"row"`` puts the four panels side by side (small, for widget frames);
         ``"stacked"`` puts the three images in a row at a third of ``width`` each, large enough
         to compare, with the profile below them across the full width (for the chapters' figures).
+        In the row layout the profile's legend stands beside it, so no line ever runs under it.
     width : float
         Width of the figure in inches (the book's text column is about 8.5 in at 100 dpi).
+    ylim : (float, float), optional
+        Fixed value limits of the profile (2-D only), e.g. wide enough for every noise level a
+        panel reaches, so they do not move with the data; default: matplotlib's automatic limits.
     """
     if layout not in ("row", "stacked"):
         raise ValueError(f"layout must be 'row' or 'stacked'; got {layout!r}")
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"width must be a positive number of inches; got {width!r}")
+    ylim = None if ylim is None else _value_limits(ylim, "ylim")
     truth, noisy, denoised = (np.asarray(a, dtype=np.float64) for a in (truth, noisy, denoised))
     snr_noisy, snr_denoised = snr_db(noisy, truth), snr_db(denoised, truth)
     if truth.ndim == 1:
@@ -430,7 +506,12 @@ def plot_denoising(
     profile.plot(truth[row], "k-", lw=1, label="truth")
     profile.plot(denoised[row], lw=1.5, label="denoised")
     profile.set_title(f"row {row} (dotted line in the images)" if layout == "stacked" else f"row {row}")
-    profile.legend(fontsize=7, loc="upper right")
+    if ylim is not None:
+        profile.set_ylim(ylim)
+    if layout == "row":
+        profile.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), borderaxespad=1.0)
+    else:
+        profile.legend(fontsize=7, loc="upper right")
     if caption:
         fig.suptitle(caption, fontsize=9)
     return fig

@@ -697,8 +697,13 @@ class DenoisingExplorer:
 
     The noise pattern is drawn once from ``seed`` and scaled by σ, so moving the σ slider changes
     only the noise level.  Each call warm-starts OGM from the previous solution of the same bank,
-    unless ``warm_start=False`` (then OGM starts from its default, as the first call does).
+    unless ``warm_start=False`` (then OGM starts from its default, as the first call does).  The
+    profile's value axis is fixed (:attr:`profile_ylim`), so it is the same in every picture and
+    a live move never has to lay the figure out again.
     """
+
+    #: The largest noise level the live σ slider reaches.
+    SIGMA_MAX = 0.3
 
     truth: np.ndarray
     seed: int = 0
@@ -714,7 +719,13 @@ class DenoisingExplorer:
         }
         self._last: dict[str, np.ndarray] = {}
         self.last_result = None
-        self._canvas = viz.DenoisingCanvas(self.truth)
+        self._canvas = viz.DenoisingCanvas(self.truth, ylim=self.profile_ylim)
+
+    @property
+    def profile_ylim(self) -> tuple[float, float]:
+        """The profile's value limits, the truth's range widened by 2.5 σ at the largest σ (``SIGMA_MAX``)."""
+        margin = 2.5 * self.SIGMA_MAX
+        return float(self.truth.min()) - margin, float(self.truth.max()) + margin
 
     def noisy(self, sigma: float) -> np.ndarray:
         """The measurement y = x^true + σ n at noise level σ, with one fixed draw n (from ``seed``)."""
@@ -742,28 +753,33 @@ class DenoisingExplorer:
     def figure(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
         """The truth, the noisy image and x̂ side by side for one setting, a matplotlib figure.
 
-        The caption gives the setting and OGM's iteration count and final ‖∇Φ‖/√N.
+        Its caption gives the setting and OGM's iteration count and final ‖∇Φ‖/√N.
         """
         return self._figure(self.denoise(eps, sigma, beta0, bank), eps, sigma, beta0, bank)
 
     def live_png(self, eps: float = 0.01, sigma: float = 0.1, beta0: float = -3.0, bank: str = "finite differences"):
-        """What the live panel shows for one setting: the picture of :meth:`figure` as PNG bytes.
+        """What the live panel shows for one setting: the picture of :meth:`figure`, without its caption, as PNG.
 
         It solves as :meth:`figure` does (warm-started) and redraws one kept figure in place
-        (:class:`~bilevel_lib.book.viz.DenoisingCanvas`): only x̂ and the caption are drawn again
-        unless σ or the profile's limits change.
+        (:class:`~bilevel_lib.book.viz.DenoisingCanvas`): only x̂ is drawn again, and the rest of
+        the picture too when σ changes.  The setting and OGM's report are in the panel's caption,
+        a line of text under the picture (:meth:`explorer`), which is far cheaper than drawing
+        them.
         """
         x_hat = self.denoise(eps, sigma, beta0, bank)
-        return self._canvas.png(self.noisy(sigma), x_hat, self._caption(eps, sigma, beta0, bank))
+        return self._canvas.png(self.noisy(sigma), x_hat)
 
-    def _caption(self, eps, sigma, beta0, bank) -> str:
+    def _caption(self, eps, sigma, beta0, bank, result=None) -> str:
+        result = self.last_result if result is None else result
         return (
-            f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {self.last_result.iterations} "
-            f"iterations, ‖∇Φ‖/√N = {self.last_result.gradient_norm.max():.1e}"
+            f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}  ·  OGM: {result.iterations} "
+            f"iterations, ‖∇Φ‖/√N = {result.gradient_norm.max():.1e}"
         )
 
-    def _figure(self, x_hat, eps, sigma, beta0, bank):
-        return viz.plot_denoising(self.truth, self.noisy(sigma), x_hat, self._caption(eps, sigma, beta0, bank))
+    def _figure(self, x_hat, eps, sigma, beta0, bank, caption: bool = True):
+        """The picture of one setting; ``caption=False``: without the caption line (the panels' frames)."""
+        text = self._caption(eps, sigma, beta0, bank) if caption else ""
+        return viz.plot_denoising(self.truth, self.noisy(sigma), x_hat, text, ylim=self.profile_ylim)
 
     def explorer(self, grid, defaults, *, title: str = "", alt: str = "", width: int | None = 640):
         """The running example's panel: precomputed frames over ``grid``, a live panel that solves.
@@ -797,15 +813,17 @@ class DenoisingExplorer:
 
         def solve(eps, sigma, beta0, bank):
             x_hat = self.denoise(eps, sigma, beta0, bank, warm_start=False)
-            results[eps, sigma, beta0, bank] = x_hat
-            return self._figure(x_hat, eps, sigma, beta0, bank)
+            results[eps, sigma, beta0, bank] = x_hat, self.last_result
+            return self._figure(x_hat, eps, sigma, beta0, bank, caption=False)
 
         def caption(eps, sigma, beta0, bank):
             # a grid point's own solve, or (live, off the grid) the solve the panel has just drawn
-            x_hat = results.get((eps, sigma, beta0, bank), self._last.get(bank, [None])[0])
+            x_hat, result = results.get((eps, sigma, beta0, bank), (self._last.get(bank, [None])[0], None))
             return (
                 f"{bank}, ε = {eps:g}, σ = {sigma:g}, β0 = {beta0:g}: SNR {snr_db(x_hat, self.truth):.1f} dB "
-                f"(noisy {snr_db(self.noisy(sigma), self.truth):.1f} dB)"
+                f"(noisy {snr_db(self.noisy(sigma), self.truth):.1f} dB)  ·  OGM: "
+                f"{(result or self.last_result).iterations} iterations, "
+                f"‖∇Φ‖/√N = {(result or self.last_result).gradient_norm.max():.1e}"
             )
 
         style = {"description_width": "initial"}
@@ -824,7 +842,7 @@ class DenoisingExplorer:
             "sigma": ipw.FloatSlider(
                 value=start.get("sigma", 0.1),
                 min=0.0,
-                max=0.3,
+                max=self.SIGMA_MAX,
                 step=0.02,
                 description="σ",
                 continuous_update=False,

@@ -1,12 +1,14 @@
 """Layer 6, experiments: recipes shared by chapters, tests and benchmarks, the BLORC experiments,
 the authors' random start (Julia's generator), profiling, the hypergradient frontier sweep
 (``frontier``), the results store (``store``: one format and one place for every saved result) and
-the command line (``cli``, ``python -m bilevel_lib``), and the recipes of Ch. "Other losses and
-inpainting" (``beyond_mse``).
+the command line (``cli``, ``python -m bilevel_lib``), the recipes of Ch. "Other losses and
+inpainting" (``beyond_mse``), the whole-image test of the learned regularisers (``full_image``) and
+case (c) of Ch. "Case studies", denoising vs deblurring (``deblurring``).
 """
 
-from . import beyond_mse, blorc, deblurring, frontier, store
+from . import beyond_mse, blorc, deblurring, frontier, full_image, store
 from .beyond_mse import TEST_PATCHES, inpainting_case, loss_comparison, scores
+from .full_image import full_image_case
 from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
 from .profiling import Measurement, format_bytes, measure
 from .recipes import angle_error_vs_tolerance, cameraman_case, two_tap_problem, vertical_bars_case, vertical_bars_draws
@@ -20,6 +22,7 @@ __all__ = [
     "angle_error_vs_tolerance",
     "cameraman_case",
     "format_bytes",
+    "full_image_case",
     "inpainting_case",
     "loss_comparison",
     "measure",
@@ -35,6 +38,7 @@ __all__ = [
     "frontier",
     "beyond_mse",
     "deblurring",
+    "full_image",
     "store",
     "load_result",
     "save_result",

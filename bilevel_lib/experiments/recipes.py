@@ -20,7 +20,17 @@ from ..problem.penalties import Quadratic
 from ..solvers.lower import solve_lower_level
 from ..util.validation import as_float_array, check_count, check_real
 
-__all__ = ["two_tap_problem", "angle_error_vs_tolerance", "vertical_bars_draws", "vertical_bars_case", "cameraman_case"]
+__all__ = [
+    "CAMERAMAN_SIGMA",
+    "two_tap_problem",
+    "angle_error_vs_tolerance",
+    "vertical_bars_draws",
+    "vertical_bars_case",
+    "cameraman_case",
+]
+
+#: The noise level σ of the cameraman case of App. D.2 (25/255 on images scaled to [0, 1])
+CAMERAMAN_SIGMA = 25 / 255
 
 
 def two_tap_problem(
@@ -227,7 +237,7 @@ def cameraman_case(
     grid = None if grid is None else _check_grid(grid)
     start = time.perf_counter()
     truth = data.cameraman_patches()
-    y = data.add_noise(truth, 25 / 255, rng=noise_seed)
+    y = data.add_noise(truth, CAMERAMAN_SIGMA, rng=noise_seed)
     cost = LowerLevelCost(y, CornerRounded1Norm(0.01))
     loss = SquaredErrorLoss(truth)
     initial = Hyperparameters.from_filters(dct_filters(7))

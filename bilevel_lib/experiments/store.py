@@ -83,9 +83,12 @@ _RECORD_TYPES = dict(
     checksum=dict,
 )
 #: the arrays a result of each kind must hold (training runs also hold history_* arrays)
-_REQUIRED_ARRAYS = dict(
-    training=("beta0", "beta", "filters", "x"), blorc=("W", "epoch_loss", "test_psnr"), frontier=("table",)
-)
+_REQUIRED_ARRAYS = {
+    "training": ("beta0", "beta", "filters", "x"),
+    "blorc": ("W", "epoch_loss", "test_psnr"),
+    "frontier": ("table",),
+    "cameraman-full": ("noisy", "beta", "filters", "tv"),
+}
 _TRAINING_RUNS = ("bars", "cameraman-beta", "cameraman-filters")
 
 
@@ -160,7 +163,7 @@ def make_command(name: str) -> str:
     name = Path(str(name)).name
     for suffix in (".npz", ".json"):
         name = name.removesuffix(suffix)
-    if name in _TRAINING_RUNS or name == "frontier":
+    if name in _TRAINING_RUNS or name in ("frontier", "cameraman-full"):
         return f"python -m bilevel_lib {name}"
     match = re.fullmatch(r"blorc_(.+?)(_full)?", name)
     if match:

@@ -36,7 +36,7 @@ from bilevel_lib import hypergrad as hg
 from bilevel_lib import l1, util
 from bilevel_lib import problem as pb
 from bilevel_lib import training as tr
-from bilevel_lib.experiments import beyond_mse, cli, julia_random, profiling, recipes, store
+from bilevel_lib.experiments import beyond_mse, cli, full_image, julia_random, profiling, recipes, store
 from bilevel_lib.problem import filters as fb
 from bilevel_lib.training.loops import TrainingHistory, TrainingResult
 
@@ -1376,6 +1376,51 @@ SPECS += [
 ]
 
 
+#: the saved runs whose γ the whole-image case applies, as paths (the cases redirect the results folder)
+SAVED_BETA, SAVED_FILTERS = (store.results_dir() / name for name in ("cameraman-beta", "cameraman-filters"))
+SPECS += [
+    spec(
+        "experiments.full_image_case",
+        full_image.full_image_case,
+        lambda: dict(
+            image=np.full((16, 16), 0.5),
+            tv_grid=[-3.0],
+            max_iter=2,
+            allow_unconverged=True,
+            bm3d=False,
+            beta_result=SAVED_BETA,
+            filters_result=SAVED_FILTERS,
+        ),
+        image=bad_values(np.full((16, 16), 0.5))
+        + [("3d", np.full((1, 16, 16), 0.5)), ("8x16", np.full((8, 16), 0.5)), ("above-1", np.full((16, 16), 2.0))],
+        seed=SEEDS,
+        tol=POSITIVES,
+        max_iter=COUNTS,
+        tv_grid=[("empty", []), ("str", "-3"), ("2d", [[-3.0]]), ("nan", [np.nan])],
+        bm3d=FLAGS_BAD,
+        beta_result=[("int", 3), ("missing", "no_such_result_s11"), ("None", None)],
+        filters_result=[("int", 3), ("missing", "no_such_result_s11")],
+        allow_unconverged=FLAGS_BAD,
+        progress=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.quantise",
+        full_image.quantise,
+        lambda: dict(images=np.full((4, 4), 0.5)),
+        images=bad_values(np.full((4, 4), 0.5)) + [("outside", np.full((4, 4), 2.0))],
+        value_range=[("reversed", (1.0, 0.0)), ("one", (0.0,)), ("str", "01"), ("nan", (0.0, np.nan))],
+        clip=FLAGS_BAD,
+    ),
+    spec(
+        "experiments.dequantise",
+        full_image.dequantise,
+        lambda: dict(codes=np.zeros((4, 4), np.uint16)),
+        codes=[("float", np.zeros(4)), ("list", [1, 2]), ("int64", np.zeros(4, np.int64))],
+        value_range=[("reversed", (1.0, 0.0)), ("inf", (0.0, np.inf))],
+    ),
+]
+
+
 #: rows whose good call takes seconds (a training run on the cameraman patches): not run by the good-call test
 EXPENSIVE = {"experiments.cameraman_case", "experiments.cameraman_case(grid)"}
 
@@ -1632,6 +1677,10 @@ CLI_CASES = [
     (["deblurring", "--seed", "-1"], "--seed"),
     (["deblurring", "--missing", "0.5"], "--missing"),
     (["deblurring", "--size", "60"], "--size"),
+    (["cameraman-full", "--max-iter", "0"], "--max-iter"),
+    (["cameraman-full", "--seed", "-1"], "--seed"),
+    (["cameraman-full", "--steps", "3"], "--steps"),
+    (["cameraman-full", "--no-bm3d", "--out", ""], "--out"),
     (["reproduce", "nothing"], "nothing"),
     (["nothing"], "nothing"),
     (["bars", "--bogus"], "--bogus"),
@@ -1644,8 +1693,12 @@ def test_the_command_line_refuses_bad_options_before_any_work(argv, named, monke
         raise AssertionError("the run started although an option was bad")
 
     monkeypatch.setattr(store, "results_dir", lambda: tmp_path)
-    runs = ((recipes, ("vertical_bars_case", "cameraman_case")), (cli.blorc, ("run",)))
-    for module, names in (*runs, (cli.deblurring, ("deblurring_case",))):
+    for module, names in (
+        (recipes, ("vertical_bars_case", "cameraman_case")),
+        (cli.blorc, ("run",)),
+        (full_image, ("full_image_case",)),
+        (cli.deblurring, ("deblurring_case",)),
+    ):
         for attribute in names:
             monkeypatch.setattr(module, attribute, no_work)
     with pytest.raises(SystemExit) as exit_:

@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bilevel_lib.experiments import blorc, cli, recipes, store
+from bilevel_lib.experiments import blorc, cli, full_image, recipes, store
 from bilevel_lib.problem.params import Hyperparameters
 from bilevel_lib.training.loops import TrainingHistory, TrainingResult
 
@@ -217,6 +217,40 @@ def beyond_calls(monkeypatch):
 
 
 @pytest.fixture
+def full_calls(monkeypatch):
+    """Replace the whole-image recipe by a fake on 4×4 images that records its keyword arguments (and
+    let ``import bm3d`` succeed, so that the command's check for BM3D passes where it is not installed)."""
+    calls = []
+    monkeypatch.setitem(sys.modules, "bm3d", sys.modules.get("bm3d") or ModuleType("bm3d"))
+
+    def run(**kwargs):
+        calls.append(kwargs)
+        keys = [key for key in full_image.METHODS if kwargs.get("bm3d", True) or key != "bm3d"]
+        images = {key: np.full((4, 4), 0.1 * i) for i, key in enumerate(keys)}
+        images["noisy"][0, 0] = -0.75  # outside the stored range: clipped, and counted
+        solved = ("tv", "beta", "filters")
+        settings = {k: v for k, v in kwargs.items() if k != "progress"}
+        return dict(
+            images=images,
+            snr={key: 10.0 + i for i, key in enumerate(keys)},
+            psnr={key: 20.0 + i for i, key in enumerate(keys)},
+            iterations={key: 5 for key in solved},
+            gradient_norm={key: 1e-6 for key in solved},
+            converged={key: True for key in solved},
+            tv_beta0=-2.75,
+            tv_grid=np.array([-3.0, -2.75]),
+            tv_grid_snr=np.array([11.0, 12.0]),
+            tv_grid_iterations=np.array([4, 5]),
+            seconds={key: 0.5 for key in (*solved, "bm3d")[: len(keys) - 1]},
+            seconds_total=1.25,
+            settings=dict(shape=[4, 4], **settings),
+        )
+
+    monkeypatch.setattr(full_image, "full_image_case", run)
+    return calls
+
+
+@pytest.fixture
 def results_in_tmp(tmp_path, monkeypatch):
     """The repository's results/ folder, moved to tmp_path for the test."""
     monkeypatch.setattr(store, "results_dir", lambda: tmp_path)
@@ -277,6 +311,7 @@ EXPECTED_OPTIONS = {
     "inpainting": ["--steps", "--lower-iterations", "--seed", "--missing", "--out", "--force", "--quiet"],
     "penalties": ["--steps", "--lower-iterations", "--seed", "--out", "--force", "--quiet"],
     "deblurring": ["--steps", "--lower-iterations", "--seed", "--size", "--out", "--force", "--quiet"],
+    "cameraman-full": ["--seed", "--max-iter", "--no-bm3d", "--out", "--force", "--quiet"],
     "list": [],
     "reproduce": [],
 }
@@ -617,13 +652,14 @@ def test_the_numeric_options_are_all_found():
     } <= options
     assert {("frontier", f"--{o}") for o in ("size", "l1-size", "seed", "repeat")} <= options
     assert {("losses", "--steps"), ("inpainting", "--missing")} <= options
-    assert ("deblurring", "--steps") in options
-    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4 + 3 + 4
+    assert {("cameraman-full", "--seed"), ("cameraman-full", "--max-iter")} <= options
+    assert ("deblurring", "--steps") in options and ("deblurring", "--size") in options
+    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4 + 3 + 2 + 4
 
 
 @pytest.mark.parametrize("name, option, kind", NUMERIC, ids=[f"{n}{o}" for n, o, _ in NUMERIC])
 def test_every_bad_number_is_refused_by_the_parser_before_any_work(
-    name, option, kind, training_calls, blorc_calls, frontier_calls, beyond_calls, tmp_path, capsys
+    name, option, kind, training_calls, blorc_calls, frontier_calls, beyond_calls, full_calls, tmp_path, capsys
 ):
     extra = ["--draws", "numpy"] if option == "--filter-seed" else []
     for value in BAD[kind]:
@@ -631,7 +667,8 @@ def test_every_bad_number_is_refused_by_the_parser_before_any_work(
         assert code == 2, (option, value)
         assert f"argument {option}: {'' if kind != 'positive' else 'must be a finite number '}" in err
         assert WHAT[kind] in err and (repr(value) in err or value in err)
-    assert training_calls == [] and blorc_calls == [] and beyond_calls == [] and list(tmp_path.iterdir()) == []
+    assert training_calls == [] and blorc_calls == [] and beyond_calls == [] and full_calls == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_inpainting_refuses_a_mask_that_hides_almost_everything(beyond_calls, tmp_path, capsys):
@@ -662,6 +699,49 @@ def test_penalties_saves_its_table_and_the_hessian_check(beyond_calls, tmp_path,
     assert saved.metrics["eps"]["log"] == 0.005 and saved.metrics["eps_search"] == {"0.005": 1.5, "0.01": 1.7}
     np.testing.assert_array_equal(saved.arrays["hessian_min_log_test"], [0.75])
     assert beyond_calls[-1] == ("penalties", dict(n_steps=3, lower_iterations=10, noise_seed=0, progress=False))
+
+
+def test_cameraman_full_saves_16_bit_images_and_prints_its_table(full_calls, results_in_tmp, capsys):
+    code, printed, _ = run_cli(["cameraman-full", "--seed", "2", "--max-iter", "30", "--quiet"], capsys)
+    assert code == 0
+    assert full_calls == [dict(seed=2, max_iter=30, bm3d=True, progress=False)]
+    lines = printed.rstrip().splitlines()
+    npz, sidecar = results_in_tmp / "cameraman-full.npz", results_in_tmp / "cameraman-full.json"
+    assert lines[-1] == f"saved {npz} and {sidecar}" and lines[-2] == "run time 1.2 s"
+    assert lines[0].split() == ["method", "SNR", "(dB)", "PSNR", "(dB)", "iterations", "time", "(s)"]
+    assert lines[4].split() == ["TV", "β0=-2.75", "13.00", "23.00", "5", "0.5"]
+    saved = store.load("cameraman-full")
+    assert saved.record["kind"] == "cameraman-full" and saved.command.startswith("python -m bilevel_lib cameraman-full")
+    assert saved.arrays["beta"].dtype == np.uint16 and saved.arrays["tv_grid"].tolist() == [-3.0, -2.75]
+    assert saved.settings["quant_range"] == [-0.5, 1.5] and saved.settings["seed"] == 2
+    assert saved.metrics["clipped"]["noisy"] == 1 and saved.metrics["snr_db"]["bm3d"] == 14.0
+    images = full_image.stored_images(saved)
+    assert images["noisy"][0, 0] == -0.5  # the one clipped pixel
+    np.testing.assert_allclose(images["filters"], 0.2, atol=2e-5)
+    assert store.make_command("cameraman-full") == "python -m bilevel_lib cameraman-full"
+
+
+def test_cameraman_full_without_bm3d_is_refused_before_any_work_unless_no_bm3d(
+    full_calls, results_in_tmp, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # import bm3d now raises ImportError
+    code, _, err = run_cli(["cameraman-full"], capsys)
+    assert code == 2 and "pip install bm3d==4.0.3" in err and "--no-bm3d" in err
+    assert full_calls == [] and list(results_in_tmp.iterdir()) == []
+    assert run_cli(["cameraman-full", "--no-bm3d", "--quiet"], capsys)[0] == 0
+    assert full_calls == [dict(seed=0, max_iter=1500, bm3d=False, progress=False)]
+    assert "bm3d" not in store.load("cameraman-full").arrays
+
+
+def test_a_failed_cameraman_full_run_saves_nothing(monkeypatch, results_in_tmp, capsys):
+    def unconverged(**kwargs):
+        raise RuntimeError("full_image_case: the lower-level solve of β only (OGM) stopped at max_iter = 2")
+
+    monkeypatch.setattr(full_image, "full_image_case", unconverged)
+    with pytest.raises(RuntimeError, match="β only"):
+        cli.main(["cameraman-full", "--no-bm3d", "--max-iter", "2"])
+    assert "the run failed; nothing was saved" in capsys.readouterr().err
+    assert list(results_in_tmp.iterdir()) == []
 
 
 def test_deblurring_saves_its_tables_and_prints_them_with_the_run_time(beyond_calls, tmp_path, capsys):
@@ -748,12 +828,17 @@ RECORDED = [
     (["deblurring", "--size", "20"], ("settings", "size"), 20),
     (["deblurring", "--quiet"], ("options", "quiet"), True),
     (["deblurring", "--force"], ("options", "force"), True),
+    (["cameraman-full", "--seed", "4"], ("settings", "seed"), 4),
+    (["cameraman-full", "--max-iter", "20"], ("settings", "max_iter"), 20),
+    (["cameraman-full", "--no-bm3d"], ("settings", "bm3d"), False),
+    (["cameraman-full", "--quiet"], ("options", "quiet"), True),
+    (["cameraman-full", "--force"], ("options", "force"), True),
 ]
 
 
 @pytest.mark.parametrize("argv, where, value", RECORDED, ids=[" ".join(case[0]) for case in RECORDED])
 def test_every_option_is_recorded_with_the_value_given(
-    argv, where, value, training_calls, blorc_calls, frontier_calls, beyond_calls, tmp_path, capsys
+    argv, where, value, training_calls, blorc_calls, frontier_calls, beyond_calls, full_calls, tmp_path, capsys
 ):
     out = tmp_path / "run"
     code, printed, _ = run_cli([*argv, "--out", str(out)], capsys)
@@ -795,6 +880,10 @@ def test_help_gives_every_option_with_its_true_default(command, capsys):
         defaults = sub.parse_args([])
         assert (defaults.size, defaults.l1_size, defaults.seed, defaults.repeat) == (24, 24, 0, 1)
         assert "(default 24)" in text and "(default 1)" in text
+    elif command == "cameraman-full":
+        defaults = sub.parse_args([])
+        assert (defaults.seed, defaults.max_iter, defaults.bm3d) == (0, 1500, True)
+        assert "(default 0)" in text and "(default 1500)" in text and "(default: run it;" in text
     else:
         spec = cli.EXPERIMENTS[command]
         assert f"(default {spec['steps']})" in text and f"(default {spec['lower']})" in text

@@ -638,12 +638,19 @@ def test_denoising_explorer_precomputes_its_grid_and_solves_live(shown):
     panel = denoiser.explorer(grid, {"eps": 0.01, "sigma": 0.1, "beta0": -3.0, "bank": "finite differences"})
     assert len(panel) == 4 and len(set(panel.frames)) == 4
     assert panel.captions[0].startswith("finite differences, ε = 0.01, σ = 0.1, β0 = -3: SNR ")
+    # each frame's caption reports its own solve (a first solve, from the default start)
+    first = denoiser.denoise(0.01, 0.1, -3.0, "finite differences", warm_start=False)
+    assert f"OGM: {denoiser.last_result.iterations} iterations" in panel.captions[0]
+    assert first.shape == image.shape
     controls = _controls(panel.widget())
     assert set(controls) == {"ε", "σ", "β0", "filters"} and len(shown) == 1
     controls["β0"].value = -2.5  # not a grid value: solved live, the picture of a fresh figure
-    fresh = denoiser._figure(denoiser._last["finite differences"][0], 0.01, 0.1, -2.5, "finite differences")
-    assert "β0 = -2.5" in fresh._suptitle.get_text()
+    fresh = denoiser._figure(
+        denoiser._last["finite differences"][0], 0.01, 0.1, -2.5, "finite differences", caption=False
+    )
+    assert fresh._suptitle is None  # the setting and OGM's report are in the text under the picture
     np.testing.assert_array_equal(_pixels(shown[-1]), _pixels(viz.figure_png(fresh, dpi=72)))
+    assert controls["σ"].max == widgets.DenoisingExplorer.SIGMA_MAX
     with pytest.raises(ValueError, match=r"grid\['bank'\] must hold bank names"):
         denoiser.explorer(
             {**grid, "bank": ["wavelets"]}, {"eps": 0.01, "sigma": 0.1, "beta0": -3.0, "bank": "wavelets"}
@@ -679,7 +686,7 @@ def test_denoising_canvas_redraws_in_place_the_picture_of_a_fresh_render():
     viz.use_book_style()
     image = data.cameraman()[120:184, 200:264]
     denoiser = widgets.DenoisingExplorer(image, seed=5)
-    moves = [  # β0 and ε moves redraw in place; a σ move (new noisy image) or a bank (caption) builds afresh
+    moves = [  # β0, ε and bank moves redraw x̂ in place; a σ move (new noisy image) repaints the kept figure
         (0.01, 0.1, -3.0, "finite differences"),
         (0.01, 0.1, -2.75, "finite differences"),
         (0.03, 0.1, -2.75, "finite differences"),
@@ -687,13 +694,18 @@ def test_denoising_canvas_redraws_in_place_the_picture_of_a_fresh_render():
         (0.03, 0.14, -2.75, "DCT 3×3"),
         (0.03, 0.14, -4.0, "DCT 3×3"),
         (0.1, 0.14, -4.0, "DCT 3×3"),
+        (0.1, 0.3, -4.0, "DCT 3×3"),  # the largest σ: the noisy profile reaches the fixed limits
+        (0.1, 0.0, -4.0, "DCT 3×3"),
     ]
     for eps, sigma, beta0, bank in moves:
         live = denoiser.live_png(eps, sigma, beta0, bank)
-        fresh = denoiser._figure(denoiser._last[bank][0], eps, sigma, beta0, bank)
-        np.testing.assert_array_equal(_pixels(live), _pixels(viz.figure_png(fresh, dpi=72)), err_msg=str(bank))
+        fresh = denoiser._figure(denoiser._last[bank][0], eps, sigma, beta0, bank, caption=False)
+        np.testing.assert_array_equal(
+            _pixels(live), _pixels(viz.figure_png(fresh, dpi=72)), err_msg=f"{bank}, σ = {sigma}"
+        )
+        assert fresh.axes[3].get_ylim() == denoiser.profile_ylim
     canvas = denoiser._canvas
-    assert canvas.blits >= 3 and canvas.fresh >= 2 and canvas.blits + canvas.fresh == len(moves)
+    assert canvas.fresh == 1 and canvas.repaints == 3 and canvas.blits == len(moves) - 4
     # a canvas at another dpi draws that dpi's fresh picture
     other = viz.DenoisingCanvas(image, dpi=50)
     x_hat = denoiser.denoise(0.01, 0.1, -3.0, "finite differences")
@@ -703,6 +715,15 @@ def test_denoising_canvas_redraws_in_place_the_picture_of_a_fresh_render():
         reference = viz.figure_png(viz.plot_denoising(image, denoiser.noisy(0.1), x_hat, "caption"), dpi=50)
         np.testing.assert_array_equal(_pixels(png), _pixels(reference))
     assert other.blits == 1
+    # without fixed limits: a new noisy image repaints, or builds afresh when the limits move
+    png = other.png(denoiser.noisy(0.2), x_hat, "caption")
+    reference = viz.figure_png(viz.plot_denoising(image, denoiser.noisy(0.2), x_hat, "caption"), dpi=50)
+    np.testing.assert_array_equal(_pixels(png), _pixels(reference))
+    assert other.repaints + other.fresh == 2
+    with pytest.raises(ValueError, match=r"ylim must be a pair \(low, high\) of finite numbers"):
+        viz.DenoisingCanvas(image, ylim=(1.0, 0.0))
+    with pytest.raises(ValueError, match=r"ylim must be a pair \(low, high\) of numbers; got 'ab'"):
+        viz.plot_denoising(image, image, image, ylim="ab")
     with pytest.raises(ValueError, match=r"truth must be a 2-D image; got an array of shape \(4,\)"):
         viz.DenoisingCanvas(np.ones(4))
     with pytest.raises(ValueError, match="dpi must be a positive number; got 0"):
@@ -722,4 +743,6 @@ def test_segments_meet_box_finds_a_crossing_polyline_only():
     assert not meet(np.array([[0.0, 0.0], [30.0, 5.0]]), box)  # below it
     assert not meet(np.array([[0.0, 0.0], [9.0, 30.0]]), box)  # left of it, though as high
     assert not meet(np.array([[0.0, 25.0], [15.0, 25.0], [30.0, 25.0]]), box)  # above it
+    assert not meet(np.array([[0.0, 15.0], [5.0, 15.0]]), box)  # beside it, at its height
+    assert not meet(np.array([[25.0, 12.0], [40.0, 18.0]]), box)  # right of it, at its height
     assert meet(np.array([[15.0, 0.0], [15.0, 30.0]]), box)  # vertical, through it
