@@ -5,8 +5,9 @@ the cameraman training patches with the squared error, the Huber loss and 1 − 
 loss ℓ (the review's Sec. 3.1), and scores each on held-out patches in SNR, PSNR and SSIM.
 :func:`inpainting_case` learns the strengths (and optionally the filters) for a random pixel mask A
 and compares them with smoothed total variation and the DCT bank, each with a tuned β0.
-:func:`penalty_comparison` learns the strengths of the fixed DCT bank with the convex CR1N and with
-the non-convex log(1 + z²/ε²) (the review's Sec. 6, after Chen, Ranftl & Pock), and checks with
+:func:`penalty_comparison` learns the strengths of the fixed DCT bank, and then the filters too, with
+the convex CR1N and with the non-convex log(1 + z²/ε²) (the review's Sec. 6, after Chen, Ranftl &
+Pock), and checks with
 :func:`smallest_hessian_eigenvalues` that the Hessian of the lower level is positive definite at
 the reconstructions, which the implicit function theorem behind the hypergradient needs.
 
@@ -369,6 +370,43 @@ def smallest_hessian_eigenvalues(cost: LowerLevelCost, params: Hyperparameters, 
     return out
 
 
+def _train_until_refused(cost, start, loss, parts, n_steps, optimizer, lower_iterations, progress):
+    """:func:`~bilevel_lib.training.loops.train_double_loop` with the implicit estimator, stopped
+    at the first step whose CG solve meets non-positive curvature; returns (γ reached, the losses
+    of the steps taken, None or {"step", "message"})."""
+    from ..hypergrad.implicit import implicit_hypergradient
+    from ..training.loops import train_double_loop
+
+    reached, losses = [], []
+
+    def estimator(cost, params, loss, **settings):
+        reached.append(params)
+        result = implicit_hypergradient(cost, params, loss, **settings)
+        losses.append(float(result.loss))
+        return result
+
+    # the settings train_double_loop gives the implicit estimator for a fixed T
+    settings = dict(lower_tol=None, lower_max_iter=lower_iterations, cg_tol=1e-3, cg_relative_to="initial")
+    settings.update(cg_max_iter=500, warn=False)
+    try:
+        run = train_double_loop(
+            cost,
+            start,
+            loss,
+            parts=parts,
+            n_steps=n_steps,
+            optimizer=optimizer,
+            estimator=estimator,
+            estimator_settings=settings,
+            progress=progress,
+        )
+    except ValueError as error:
+        if "not positive definite" not in str(error) or not losses:
+            raise
+        return reached[-1], losses, dict(step=len(reached) - 1, message=str(error))
+    return run.params, list(run.history.loss), None
+
+
 def penalty_comparison(
     *,
     log_eps_grid=LOG_EPS_GRID,
@@ -379,9 +417,13 @@ def penalty_comparison(
     sigma: float = 25 / 255,
     size: int | None = None,
     noise_seed: int = 0,
+    filters: bool = True,
+    filter_lr=(0.001, 0.005),
+    filter_lower_iterations: int = 50,
     progress: bool = False,
 ) -> dict:
-    """Learn the strengths β_k of a fixed DCT bank with a convex and a non-convex penalty φ.
+    """Learn the strengths β_k of a fixed DCT bank with a convex and a non-convex penalty φ, and
+    (``filters``) the filters too.
 
     The setting of :func:`loss_comparison` with the squared error as ℓ: the three cameraman
     training patches (cropped to ``size`` if given), σ = 25/255, the non-constant DCT bank of side
@@ -389,7 +431,19 @@ def penalty_comparison(
     ε = 0.01 and log(1 + z²/ε²) with the ε of ``log_eps_grid`` whose best β0 on
     ``PENALTY_BETA0_GRID`` (β0 from −10 to −1 in steps of 0.5) has the lowest training loss.  Each
     then trains β with Adam (rate ``lr``) for ``n_steps`` steps of T = ``lower_iterations``
-    warm-started OGM iterations from its own tuned β0 and β = 0.
+    warm-started OGM iterations from its own tuned β0 and β = 0.  With ``filters`` (the default)
+    each penalty also trains β and the filters together from the same start, for the same number
+    of steps, with Adam at each rate of ``filter_lr`` (a rate or a sequence of rates; the filter
+    taps need a smaller step than β) and T = ``filter_lower_iterations``: the runs "CR1N filters"
+    and "log filters" at the first rate, "CR1N filters lr=<rate>" and so on at the others.  They
+    are the other half of the review's claim (Sec. 6), learned filters with a convex penalty
+    against fixed filters with a non-convex one.  (With T = 10 the log penalty's filter run meets
+    non-positive curvature within two steps; T = 50 takes it further.)
+
+    A run whose CG solve meets a direction of non-positive curvature (the Hessian of Φ at the
+    inexact x̂ is not positive definite, so (4.8) does not apply there) stops at that step and
+    keeps the γ it had reached; ``stopped`` records the step and the message.  Only the log
+    penalty can stop so: with CR1N, Φ is strongly convex.
 
     Φ is non-convex with the log penalty, so the lower level may have several minimisers and
     stationary points that are not minimisers.  At the final γ of each penalty the result reports,
@@ -403,15 +457,18 @@ def penalty_comparison(
     Returns
     -------
     dict
-        ``penalties`` (the two row names), ``eps`` (row → ε), ``eps_search`` (ε → best training loss on
-        the β0 grid), ``start`` and ``params`` (row → γ before and after training), ``history`` (row →
-        loss per step, normalised by its first value), ``train`` and ``test`` (row → :func:`scores`;
-        ``"<row> start"`` for the tuned start), ``hessian_min`` (row → {"train", "test"} arrays of the
-        smallest eigenvalues), ``concave_fraction``, ``start_spread`` (row → relative distance of the
-        two starts' test solutions), ``test_truth``, ``test_noisy``, ``test_x``, ``settings``,
-        ``seconds`` (row → training time), ``seconds_total``.
+        ``penalties`` (the two penalty names), ``runs`` (run name → its penalty: "CR1N" and "log"
+        learn β, "CR1N filters" and "log filters" β and the filters), ``eps`` (penalty → ε),
+        ``eps_search`` (ε → best training loss on the β0 grid), ``start`` (penalty → the tuned γ
+        every run of that penalty starts from), ``params`` (run → γ after training), ``history``
+        (run → loss per step, normalised by its first value), ``train`` and ``test`` (run →
+        :func:`scores`; ``"<penalty> start"`` for the tuned start), ``hessian_min`` (run →
+        {"train", "test"} arrays of the smallest eigenvalues), ``concave_fraction``,
+        ``start_spread`` (run → relative distance of the two starts' test solutions),
+        ``test_truth``, ``test_noisy``, ``test_x``, ``settings``, ``seconds`` (run → training
+        time), ``stopped`` (run → None, or {"step", "message"} for a run stopped by CG's refusal),
+        ``seconds_total``.
     """
-    from ..training.loops import train_double_loop
     from ..training.optimizers import Adam
     from ..training.tuning import grid_search_beta0
 
@@ -424,6 +481,14 @@ def penalty_comparison(
         n_steps, lower_iterations, lr, size, noise_seed, progress
     )
     sigma = positive_scalar(sigma, "sigma")
+    filters = check_flag(filters, "filters")
+    rates = (filter_lr,) if np.ndim(filter_lr) == 0 and not isinstance(filter_lr, str) else filter_lr
+    if isinstance(rates, str) or not hasattr(rates, "__iter__"):
+        raise TypeError(f"filter_lr must be a positive rate or a sequence of them; got {filter_lr!r}")
+    rates = tuple(positive_scalar(rate, "filter_lr") for rate in rates)
+    if not rates or len(set(rates)) != len(rates):
+        raise ValueError(f"filter_lr must hold one or more distinct positive rates; got {filter_lr!r}")
+    filter_lower_iterations = check_count(filter_lower_iterations, "filter_lower_iterations")
     bank = _bank(filter_size)
     start_time = time.perf_counter()
     truth = _crop(data.cameraman_patches(), size)
@@ -442,29 +507,33 @@ def penalty_comparison(
         eps_search[eps] = value
         if best is None or value < best[2]:
             best = (eps, params, value)
-    rows = {"CR1N": (0.01, CornerRounded1Norm(0.01), tuned(CornerRounded1Norm(0.01))[0])}
-    rows["log"] = (best[0], LogSquare(best[0]), best[1])
-    out = dict(penalties=tuple(rows), eps={}, eps_search=eps_search, start={}, params={}, history={})
+    penalties = {"CR1N": (0.01, CornerRounded1Norm(0.01), tuned(CornerRounded1Norm(0.01))[0])}
+    penalties["log"] = (best[0], LogSquare(best[0]), best[1])
+    # run name → (penalty, parts learned, Adam's rate)
+    runs = {name: (name, ("beta",), lr, lower_iterations) for name in penalties}
+    if filters:
+        for name in penalties:
+            for rate in rates:
+                run = f"{name} filters" + ("" if rate == rates[0] else f" lr={rate:g}")
+                runs[run] = (name, ("beta", "filters"), rate, filter_lower_iterations)
+    out = dict(penalties=tuple(penalties), runs={run: spec[0] for run, spec in runs.items()})
+    out.update(eps={}, eps_search=eps_search, start={}, params={}, history={}, stopped={})
     out.update(train={}, test={}, test_x={}, hessian_min={}, concave_fraction={}, start_spread={}, seconds={})
-    for name, (eps, penalty, start) in rows.items():
+    for name, (eps, penalty, start) in penalties.items():
         cost, test_cost = LowerLevelCost(y, penalty), LowerLevelCost(test_y, penalty)
         out["eps"][name], out["start"][name] = eps, start
         out["train"][f"{name} start"] = scores(_solve(cost, start), truth)
         out["test"][f"{name} start"] = scores(_solve(test_cost, start), test_truth)
+    for name, (penalty_name, parts, rate, T) in runs.items():
+        eps, penalty, start = penalties[penalty_name]
+        cost, test_cost = LowerLevelCost(y, penalty), LowerLevelCost(test_y, penalty)
         tic = time.perf_counter()
-        run = train_double_loop(
-            cost,
-            start,
-            loss,
-            parts=("beta",),
-            n_steps=n_steps,
-            optimizer=Adam(lr),
-            lower_iterations=lower_iterations,
-            progress=progress,
+        gamma, losses, out["stopped"][name] = _train_until_refused(
+            cost, start, loss, parts, n_steps, Adam(rate), T, progress
         )
         out["seconds"][name] = time.perf_counter() - tic
-        gamma = out["params"][name] = run.params
-        out["history"][name] = np.asarray(run.history.loss) / run.history.loss[0]
+        out["params"][name] = gamma
+        out["history"][name] = np.asarray(losses) / losses[0]
         x_train, x_test = _solve(cost, gamma, tol=1e-8), _solve(test_cost, gamma, tol=1e-8)
         out["train"][name], out["test"][name] = scores(x_train, truth), scores(x_test, test_truth)
         out["test_x"][name] = x_test
@@ -473,7 +542,8 @@ def penalty_comparison(
             test=smallest_hessian_eigenvalues(test_cost, gamma, x_test),
         )
         responses = test_cost.operator(gamma).forward(x_test)
-        out["concave_fraction"][name] = float(np.mean(np.abs(responses) > eps)) if name == "log" else 0.0
+        concave = isinstance(penalty, LogSquare)
+        out["concave_fraction"][name] = float(np.mean(np.abs(responses) > eps)) if concave else 0.0
         flat = np.broadcast_to(test_y.mean(axis=(1, 2), keepdims=True), test_y.shape).copy()
         other = solve_lower_level(test_cost, gamma, x0=flat, tol=1e-8, max_iter=50_000).x
         out["start_spread"][name] = float(np.linalg.norm(other - x_test) / np.linalg.norm(x_test))
@@ -487,6 +557,9 @@ def penalty_comparison(
             n_steps=n_steps,
             lower_iterations=lower_iterations,
             lr=lr,
+            filters=filters,
+            filter_lr=list(rates),
+            filter_lower_iterations=filter_lower_iterations,
             sigma=sigma,
             size=size,
             noise_seed=noise_seed,

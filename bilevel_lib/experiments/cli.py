@@ -11,7 +11,7 @@
     python -m bilevel_lib frontier                  # every hypergradient estimator on three problems
     python -m bilevel_lib losses                    # β trained with the squared error, Huber and 1 − SSIM
     python -m bilevel_lib inpainting                # learned strengths vs tuned TV for a 60 % pixel mask
-    python -m bilevel_lib penalties                 # β learned with CR1N vs the non-convex log(1 + z²/ε²)
+    python -m bilevel_lib penalties                 # β (and filters) learned with CR1N vs the non-convex log(1 + z²/ε²)
     python -m bilevel_lib deblurring                # β and 3×3 filters learned for denoising and for deblurring
     python -m bilevel_lib deblurring --size 50 --out results/deblurring-50   # the same on the whole 50×50 patches
     python -m bilevel_lib bars --steps 400 --out /tmp/bars  # writes /tmp/bars.npz and /tmp/bars.json
@@ -105,9 +105,9 @@ EXPERIMENTS = {
         result="inpainting",
     ),
     "penalties": dict(
-        help="cameraman patches, β of 24 DCT 5×5 filters learned with CR1N and with the non-convex "
-        "log(1 + z²/ε²) (ε from a grid), the Hessian checked at x̂ (review Sec. 6; Ch. 'Other losses "
-        "and inpainting'); about 4 min",
+        help="cameraman patches, β of 24 DCT 5×5 filters (and, in a second run, the filters too) learned "
+        "with CR1N and with the non-convex log(1 + z²/ε²) (ε from a grid), the Hessian checked at x̂ "
+        "(review Sec. 6; Ch. 'Other losses and inpainting'); about 5 min",
         steps=600,
         lower=10,
         result="penalties",
@@ -657,15 +657,23 @@ def _run_penalties(args, parser, command: str) -> int:
         n_steps=args.steps, lower_iterations=args.lower_iterations, noise_seed=args.seed, progress=not args.quiet
     )
     names = list(outcome["penalties"])
-    rows = [row for name in names for row in (f"{name} start", name)]
-    arrays = {f"history_{name}": outcome["history"][name] for name in names}
+    runs = outcome.get("runs", {name: name for name in names})  # run → its penalty
+    rows = [row for name in names for row in [f"{name} start"] + [run for run in runs if runs[run] == name]]
+
+    def key(run):
+        return run.replace(" ", "_")
+
+    arrays = {f"history_{key(run)}": outcome["history"][run] for run in runs}
     arrays.update(test_truth=outcome["test_truth"], test_noisy=outcome["test_noisy"])
-    arrays["test_x"] = np.stack([outcome["test_x"][name] for name in names])
+    arrays["test_x"] = np.stack([outcome["test_x"][run] for run in runs])
     for name in names:
-        for when, params in (("start", outcome["start"][name]), ("learned", outcome["params"][name])):
-            arrays[f"beta_{name}_{when}"] = params.beta
+        arrays[f"beta_{name}_start"] = outcome["start"][name].beta
+    for run in runs:
+        arrays[f"beta_{key(run)}_learned"] = outcome["params"][run].beta
+        if not np.array_equal(outcome["params"][run].filters, outcome["start"][runs[run]].filters):
+            arrays[f"filters_{key(run)}_learned"] = outcome["params"][run].filters
         for split in ("train", "test"):
-            arrays[f"hessian_min_{name}_{split}"] = outcome["hessian_min"][name][split]
+            arrays[f"hessian_min_{key(run)}_{split}"] = outcome["hessian_min"][run][split]
     for split in ("train", "test"):
         for metric in ("snr", "psnr", "ssim"):
             arrays[f"{split}_{metric}"] = _table(rows, outcome[split], metric)
@@ -677,12 +685,12 @@ def _run_penalties(args, parser, command: str) -> int:
         eps={name: outcome["eps"][name] for name in names},
         eps_search={f"{eps:g}": round(value, 4) for eps, value in outcome["eps_search"].items()},
         beta0={name: float(outcome["start"][name].beta0) for name in names},
-        hessian_min={
-            name: float(np.min(np.concatenate(list(outcome["hessian_min"][name].values())))) for name in names
-        },
-        concave_fraction={name: round(outcome["concave_fraction"][name], 4) for name in names},
-        start_spread={name: float(f"{outcome['start_spread'][name]:.3g}") for name in names},
-        seconds_per_penalty={name: round(value, 1) for name, value in outcome["seconds"].items()},
+        runs=dict(runs),
+        hessian_min={run: float(np.min(np.concatenate(list(outcome["hessian_min"][run].values())))) for run in runs},
+        concave_fraction={run: round(outcome["concave_fraction"][run], 4) for run in runs},
+        start_spread={run: float(f"{outcome['start_spread'][run]:.3g}") for run in runs},
+        stopped={run: outcome.get("stopped", {}).get(run) for run in runs},
+        seconds_per_penalty={run: round(value, 1) for run, value in outcome["seconds"].items()},
     )
     record = dict(
         kind="penalties",

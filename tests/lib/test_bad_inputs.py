@@ -1256,7 +1256,9 @@ SPECS += [
     spec(
         "experiments.penalty_comparison",
         beyond_mse.penalty_comparison,
-        lambda: dict(log_eps_grid=(0.05,), filter_size=3, n_steps=1, lower_iterations=1, size=16),
+        lambda: dict(
+            log_eps_grid=(0.05,), filter_size=3, n_steps=1, lower_iterations=1, filter_lower_iterations=1, size=16
+        ),
         log_eps_grid=[
             ("empty", ()),
             ("negative", (0.01, -1.0)),
@@ -1271,6 +1273,11 @@ SPECS += [
         sigma=POSITIVES,
         size=[("8", 8), ("51", 51), ("2.5", 2.5)],
         noise_seed=SEEDS,
+        filters=FLAGS_BAD,
+        # a rate or a sequence of distinct rates: a one-element list is a valid sequence
+        filter_lr=[case for case in POSITIVES if case[0] != "list"]
+        + [("empty", ()), ("repeated", (0.01, 0.01)), ("negative in list", (0.01, -1.0)), ("nan in list", [np.nan])],
+        filter_lower_iterations=COUNTS,
         progress=FLAGS_BAD,
     ),
     spec(

@@ -163,21 +163,25 @@ def beyond_calls(monkeypatch):
     def penalties(**kwargs):
         calls.append(("penalties", kwargs))
         names = ("CR1N", "log")
+        runs = {"CR1N": "CR1N", "log": "log", "CR1N filters": "CR1N"}
+        learned = Hyperparameters(-3.0, np.zeros(2), 2 * np.ones((2, 3, 3)))
         return outcome(
-            ["CR1N start", "CR1N", "log start", "log"],
+            ["CR1N start", "CR1N", "CR1N filters", "log start", "log"],
             {k: v for k, v in kwargs.items() if k != "progress"},
             penalties=names,
+            runs=runs,
             eps={"CR1N": 0.01, "log": 0.005},
             eps_search={0.005: 1.5, 0.01: 1.7},
             start={name: params for name in names},
-            params={name: params for name in names},
-            history={name: np.ones(2) for name in names},
-            hessian_min={name: dict(train=np.array([0.5]), test=np.array([0.75])) for name in names},
-            concave_fraction={"CR1N": 0.0, "log": 0.1},
-            start_spread={"CR1N": 1e-8, "log": 2e-8},
+            params={run: learned if "filters" in run else params for run in runs},
+            history={run: np.ones(2) for run in runs},
+            hessian_min={run: dict(train=np.array([0.5]), test=np.array([0.75])) for run in runs},
+            concave_fraction={"CR1N": 0.0, "log": 0.1, "CR1N filters": 0.0},
+            start_spread={run: 1e-8 for run in runs},
+            stopped={"CR1N": None, "log": None, "CR1N filters": dict(step=1, message="not positive definite")},
             test_noisy=np.zeros((1, 4, 4)),
             noisy_scores=one,
-            seconds={name: 0.1 for name in names},
+            seconds={run: 0.1 for run in runs},
         )
 
     def deblurring_case(**kwargs):
@@ -693,9 +697,16 @@ def test_penalties_saves_its_table_and_the_hessian_check(beyond_calls, tmp_path,
     code, printed, _ = run_cli(["penalties", "--steps", "3", "--out", str(out), "--quiet"], capsys)
     assert code == 0 and '"run": "penalties"' in printed
     saved = store.load(out)
-    assert saved.record["kind"] == "penalties" and saved.settings["rows"] == ["CR1N start", "CR1N", "log start", "log"]
-    assert saved.arrays["test_snr"].shape == (4, 1) and saved.arrays["test_x"].shape == (2, 1, 4, 4)
-    assert saved.metrics["hessian_min"] == {"CR1N": 0.5, "log": 0.5}  # the smallest over training and test
+    rows = ["CR1N start", "CR1N", "CR1N filters", "log start", "log"]
+    assert saved.record["kind"] == "penalties" and saved.settings["rows"] == rows
+    assert saved.arrays["test_snr"].shape == (5, 1) and saved.arrays["test_x"].shape == (3, 1, 4, 4)
+    # the smallest over training and test
+    assert saved.metrics["hessian_min"] == {"CR1N": 0.5, "log": 0.5, "CR1N filters": 0.5}
+    assert saved.metrics["runs"]["CR1N filters"] == "CR1N" and saved.metrics["stopped"]["CR1N"] is None
+    assert saved.metrics["stopped"]["CR1N filters"] == dict(step=1, message="not positive definite")
+    # learned filters are saved, fixed ones are not
+    assert "filters_CR1N_filters_learned" in saved.arrays and "filters_CR1N_learned" not in saved.arrays
+    np.testing.assert_array_equal(saved.arrays["beta_CR1N_filters_learned"], np.zeros(2))
     assert saved.metrics["eps"]["log"] == 0.005 and saved.metrics["eps_search"] == {"0.005": 1.5, "0.01": 1.7}
     np.testing.assert_array_equal(saved.arrays["hessian_min_log_test"], [0.75])
     assert beyond_calls[-1] == ("penalties", dict(n_steps=3, lower_iterations=10, noise_seed=0, progress=False))

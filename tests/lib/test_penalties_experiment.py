@@ -11,6 +11,8 @@ from bilevel_lib.experiments import beyond_mse
 from bilevel_lib.problem import filters
 from bilevel_lib.problem.metrics import relative_error
 from bilevel_lib.solvers.cg import conjugate_gradient
+from bilevel_lib.training.loops import train_double_loop
+from bilevel_lib.training.optimizers import Adam
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +22,8 @@ def comparison():
 
 def test_both_penalties_learn_and_the_log_scale_is_the_best_of_its_grid(comparison):
     assert comparison["penalties"] == ("CR1N", "log")
+    runs = {"CR1N": "CR1N", "log": "log", "CR1N filters": "CR1N", "log filters": "log"}
+    assert comparison["runs"] == runs | {"CR1N filters lr=0.005": "CR1N", "log filters lr=0.005": "log"}
     search = comparison["eps_search"]
     assert comparison["eps"]["log"] == min(search, key=search.get)  # the ε with the lowest β0-grid loss
     for name in comparison["penalties"]:
@@ -30,7 +34,68 @@ def test_both_penalties_learn_and_the_log_scale_is_the_best_of_its_grid(comparis
         assert np.array_equal(comparison["params"][name].filters, comparison["start"][name].filters)
         assert comparison["params"][name].beta0 == comparison["start"][name].beta0
     for split in ("train", "test"):
-        assert set(comparison[split]) == {"CR1N start", "CR1N", "log start", "log"}
+        assert set(comparison[split]) == {"CR1N start", "log start"} | set(comparison["runs"])
+
+
+def test_the_filter_runs_learn_the_filters_from_the_same_start(comparison):
+    filter_runs = [run for run in comparison["runs"] if "filters" in run]
+    assert len(filter_runs) == 4
+    for run in filter_runs:
+        start = comparison["start"][comparison["runs"][run]]
+        assert not np.array_equal(comparison["params"][run].filters, start.filters), run
+        assert comparison["history"][run][0] == 1.0
+        stopped = comparison["stopped"][run]
+        if comparison["runs"][run] == "CR1N":
+            # Φ strongly convex: CG never refuses, the run takes every step and lowers its loss
+            assert stopped is None and len(comparison["history"][run]) == 60, run
+            assert comparison["history"][run][-1] < 0.98, run
+        elif stopped is not None:  # the log penalty may meet non-positive curvature: the run stops there
+            assert "not positive definite" in stopped["message"]
+            assert len(comparison["history"][run]) == stopped["step"] >= 1
+
+
+def _penalty_case():
+    truth = np.full((1, 12, 12), 0.2)
+    truth[0, 3:9, 3:9] = 0.8
+    noisy = truth + 0.1 * np.random.default_rng(0).standard_normal(truth.shape)
+    cost = bl.LowerLevelCost(noisy, bl.CornerRounded1Norm(0.01))
+    return cost, bl.Hyperparameters(-4.0, np.zeros(8), filters.dct_filters(3)), bl.SquaredErrorLoss(truth)
+
+
+def test_train_until_refused_is_the_double_loop_and_keeps_what_a_refused_run_reached(monkeypatch):
+    cost, start, loss = _penalty_case()
+    plain = train_double_loop(
+        cost, start, loss, parts=("beta", "filters"), n_steps=4, optimizer=Adam(0.01), lower_iterations=3
+    )
+    params, losses, stopped = beyond_mse._train_until_refused(
+        cost, start, loss, ("beta", "filters"), 4, Adam(0.01), 3, False
+    )
+    assert stopped is None and losses == list(plain.history.loss)  # the same run, step for step
+    np.testing.assert_array_equal(params.flatten(), plain.params.flatten())
+    # CG refuses at the third step: the run stops there and keeps the γ it was at
+    calls, real = [], hypergrad.implicit.implicit_hypergradient
+
+    def refusing(cost, params, loss, **settings):
+        calls.append(params)
+        if len(calls) == 3:
+            raise ValueError("the Hessian is not positive definite along a CG direction")
+        return real(cost, params, loss, **settings)
+
+    monkeypatch.setattr(hypergrad.implicit, "implicit_hypergradient", refusing)
+    params, losses, stopped = beyond_mse._train_until_refused(
+        cost, start, loss, ("beta", "filters"), 4, Adam(0.01), 3, False
+    )
+    assert stopped["step"] == 2 and "not positive definite" in stopped["message"] and len(losses) == 2
+    assert params is calls[2] and losses == list(plain.history.loss[:2])
+    # a refusal before any step is taken, or another error, is raised
+    for message in ("the Hessian is not positive definite along a CG direction", "another failure"):
+
+        def failing(*args, message=message, **kwargs):
+            raise ValueError(message)
+
+        monkeypatch.setattr(hypergrad.implicit, "implicit_hypergradient", failing)
+        with pytest.raises(ValueError, match=message):
+            beyond_mse._train_until_refused(cost, start, loss, ("beta",), 4, Adam(0.01), 3, False)
 
 
 def test_the_hessian_is_checked_at_every_reconstruction(comparison):
@@ -88,6 +153,16 @@ def test_log_square_hypergradient_at_a_local_minimiser_matches_finite_difference
         )
         assert fd.converged, fd.message
         assert relative_error(result.gradient.flatten(parts), fd.flat()) <= tol, parts
+
+
+def test_bad_filter_rates_are_refused():
+    for bad in ((), (0.01, 0.01)):
+        with pytest.raises(ValueError, match="filter_lr must hold one or more distinct positive rates"):
+            beyond_mse.penalty_comparison(filter_lr=bad)
+    with pytest.raises(ValueError, match="filter_lr"):
+        beyond_mse.penalty_comparison(filter_lr=(0.01, -1.0))
+    with pytest.raises(TypeError, match="filter_lr"):
+        beyond_mse.penalty_comparison(filter_lr="0.01")
 
 
 def test_bad_eps_grids_are_refused():
