@@ -81,7 +81,7 @@ def _centre(images: np.ndarray, size) -> np.ndarray:
 
 
 def training_crops(size: int = CROP_SIZE) -> np.ndarray:
-    """The central ``size``×``size`` of the three cameraman training patches, shape (3, size, size).
+    """The central square of side ``size`` of each of the three cameraman training patches, shape (3, size, size).
 
     With the default 32 these are rows and columns 9 to 40 of each 50×50 patch of
     :func:`~bilevel_lib.problem.data.cameraman_patches` (App. D.2); ``size`` runs from 16 to 50.
@@ -90,7 +90,7 @@ def training_crops(size: int = CROP_SIZE) -> np.ndarray:
 
 
 def test_crops(size: int = CROP_SIZE) -> np.ndarray:
-    """The central ``size``×``size`` of the three held-out cameraman patches, shape (3, size, size).
+    """The central square of side ``size`` of each of the three held-out cameraman patches, shape (3, size, size).
 
     The patches are :data:`~bilevel_lib.experiments.beyond_mse.TEST_PATCHES`, disjoint from the
     training patches; ``size`` runs from 16 to 50.
