@@ -2,11 +2,12 @@
 the authors' random start (Julia's generator), profiling, the hypergradient frontier sweep
 (``frontier``), the results store (``store``: one format and one place for every saved result) and
 the command line (``cli``, ``python -m bilevel_lib``), the recipes of Ch. "Other losses and
-inpainting" (``beyond_mse``), the whole-image test of the learned regularisers (``full_image``) and
-MAID against HOAG at a larger scale (``maid_hoag``).
+inpainting" (``beyond_mse``), the whole-image test of the learned regularisers (``full_image``),
+MAID against HOAG at a larger scale (``maid_hoag``) and case (c) of Ch. "Case studies", denoising
+vs deblurring (``deblurring``).
 """
 
-from . import beyond_mse, blorc, frontier, full_image, maid_hoag, store
+from . import beyond_mse, blorc, deblurring, frontier, full_image, maid_hoag, store
 from .beyond_mse import TEST_PATCHES, inpainting_case, loss_comparison, scores
 from .full_image import full_image_case
 from .julia_random import JuliaXoshiro, ZigguratTables, ziggurat_tables
@@ -37,6 +38,7 @@ __all__ = [
     "blorc",
     "frontier",
     "beyond_mse",
+    "deblurring",
     "full_image",
     "maid_hoag",
     "store",

@@ -13,6 +13,8 @@
     python -m bilevel_lib inpainting                # learned strengths vs tuned TV for a 60 % pixel mask
     python -m bilevel_lib penalties                 # β (and filters) learned with CR1N vs the non-convex log(1 + z²/ε²)
     python -m bilevel_lib maid-hoag                 # MAID vs three HOAG schedules, same work, 24 filters learned
+    python -m bilevel_lib deblurring                # β and 3×3 filters learned for denoising and for deblurring
+    python -m bilevel_lib deblurring --size 50 --out results/deblurring-50   # the same on the whole 50×50 patches
     python -m bilevel_lib bars --steps 400 --out /tmp/bars  # writes /tmp/bars.npz and /tmp/bars.json
 
 Each run shows a progress bar (``--quiet``: none), prints its figures of merit and run time, and
@@ -39,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import beyond_mse, blorc, full_image, maid_hoag, recipes, store
+from . import beyond_mse, blorc, deblurring, full_image, maid_hoag, recipes, store
 
 __all__ = ["main"]
 
@@ -48,6 +50,9 @@ DESCRIPTION = """\
 Run the book's full-size experiments.  Each run saves NAME.npz (arrays) and NAME.json (settings,
 the command, run time, versions, machine, date, figures of merit) in the repository's results/
 folder, or at --out; a result is never overwritten without --force."""
+
+#: the upper steps U and lower iterations T of ``deblurring`` (chosen where the training loss has flattened)
+DEBLURRING_STEPS, DEBLURRING_LOWER = 4000, 30
 
 #: Every full-size experiment, by subcommand, with what it is and its defaults
 EXPERIMENTS = {
@@ -114,6 +119,14 @@ EXPERIMENTS = {
         "slides' comparison; Ch. 'Single- vs double-loop algorithms'); about 10 min",
         budget=10_000,
         result="maid-hoag",
+    ),
+    "deblurring": dict(
+        help="three 32×32 cameraman crops, a 5×5 Gaussian blur: β and the 3×3 DCT filters learned for denoising "
+        "and for deblurring, the crossover against tuned TV on held-out noise and held-out crops (Ch. 'Case "
+        "studies', case (c)); about 4 min (--size 50: about 6 min)",
+        steps=DEBLURRING_STEPS,
+        lower=DEBLURRING_LOWER,
+        result="deblurring",
     ),
 }
 
@@ -310,7 +323,15 @@ def _add_beyond_mse(sub, name: str) -> None:
         default=spec["lower"],
         help=f"warm-started OGM iterations T per step (default {spec['lower']})",
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="noise (and mask) seed (default 0)")
+    what = "noise (and mask) seed" if name == "inpainting" else "noise seed"
+    parser.add_argument("--seed", type=_seed, default=0, help=f"{what} (default 0)")
+    if name == "deblurring":
+        parser.add_argument(
+            "--size",
+            type=_positive_int,
+            default=32,
+            help="side of the training crops and of the held-out crops, 16 to 50 (default 32)",
+        )
     if name == "inpainting":
         parser.add_argument(
             "--missing", type=_positive_real, default=0.6, help="fraction of missing pixels, at most 0.95 (default 0.6)"
@@ -367,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
             _add_blorc(sub)
         elif name == "frontier":
             _add_frontier(sub)
-        elif name in ("losses", "inpainting", "penalties"):
+        elif name in ("losses", "inpainting", "penalties", "deblurring"):
             _add_beyond_mse(sub, name)
         elif name == "cameraman-full":
             _add_full_image(sub)
@@ -836,6 +857,81 @@ def _run_maid_hoag(args, parser, command: str) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- deblurring
+#: the array-name part of each table of ``deblurring`` (its split names hold spaces)
+DEBLURRING_SPLITS = {"train": "train", "held-out noise": "held_out_noise", "held-out crops": "held_out_crops"}
+
+
+def _deblurring_text(tables: dict, seconds: float) -> str:
+    """The crossover tables of a ``deblurring`` run (``tables`` of its record's metrics), as text, and its run time."""
+    tasks, lines = deblurring.TASKS, []
+    for split, table in tables.items():
+        lines.append(f"{'SNR (dB), ' + split:<26}" + "".join(f"{task:>13}" for task in tasks))
+        for row in table[tasks[0]]:
+            lines.append(f"  {row:<24}" + "".join(f"{table[task][row]:13.2f}" for task in tasks))
+    lines.append(f"run time {seconds:.0f} s")
+    return "\n".join(lines)
+
+
+def _run_deblurring(args, parser, command: str) -> int:
+    if not 16 <= args.size <= 50:
+        parser.error(f"--size must be an integer from 16 to 50 (the side of the cameraman patches); got {args.size}")
+    target = _checked_target(parser, args, EXPERIMENTS["deblurring"]["result"])
+    outcome = deblurring.deblurring_case(
+        n_steps=args.steps,
+        lower_iterations=args.lower_iterations,
+        size=args.size,
+        noise_seed=args.seed,
+        progress=not args.quiet,
+    )
+    tasks, rows = list(outcome["tasks"]), ["measurement", *outcome["contenders"]]
+    arrays = dict(test_truth=outcome["test_truth"])
+    arrays["test_x"] = np.stack([np.stack([outcome["test_x"][t][r] for r in rows[1:]]) for t in tasks])
+    for task in tasks:
+        arrays[f"history_{task}"] = outcome["history"][task]
+        arrays[f"gradient_norm_{task}"] = outcome["gradient_norm"][task]
+        arrays[f"lower_residual_{task}"] = outcome["lower_residual"][task]
+        for when, params in (("start", outcome["start"][task]), ("learned", outcome["params"][task])):
+            arrays[f"beta_{task}_{when}"] = params.beta
+            arrays[f"filters_{task}_{when}"] = params.filters
+    arrays["beta0"] = np.array([[outcome["beta0"][t][r] for r in rows[1:]] for t in tasks])
+    arrays["weak_band_energy"] = np.stack([outcome["weak_band_energy"][k] for k in ("DCT 3×3", *tasks)])
+    for split, key in DEBLURRING_SPLITS.items():
+        arrays[f"snr_{key}"] = np.array([[outcome["tables"][split][t][r] for t in tasks] for r in rows])
+        arrays[f"converged_{key}"] = np.array([[outcome["converged"][split][t][r] for t in tasks] for r in rows[1:]])
+    tables = {
+        split: {t: {r: round(v, 3) for r, v in table[t].items()} for t in tasks}
+        for split, table in outcome["tables"].items()
+    }
+    metrics = dict(
+        rows=rows,
+        tables=tables,
+        beta0=outcome["beta0"],
+        unconverged=int(outcome["unconverged"]),
+        worst_final_gradient_norm=max(
+            v for split in outcome["gradient_norm_final"].values() for row in split.values() for v in row.values()
+        ),
+        blur_weak_fraction=round(outcome["blur_weak_fraction"], 4),
+        final_loss={t: round(float(outcome["history"][t][-1]), 4) for t in tasks},
+        training_messages=outcome["training_messages"],
+        missed_steps=outcome["missed_steps"],
+        seconds_per_task={t: round(v, 1) for t, v in outcome["seconds"].items()},
+    )
+    record = dict(
+        kind="deblurring",
+        **store.provenance(command, outcome["seconds_total"]),
+        settings=dict(outcome["settings"], rows=rows),
+        metrics=metrics,
+        options=_options(args),
+    )
+    npz, sidecar = store.write(target, arrays, record, force=args.force)
+    print(_deblurring_text(tables, outcome["seconds_total"]))
+    if metrics["unconverged"]:
+        print(f"{metrics['unconverged']} final lower-level solve(s) missed the tolerance 1e-6")
+    print(f"saved {npz} and {sidecar}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None) -> int:
     """Run the command line ``python -m bilevel_lib`` (see the module's description).
@@ -873,6 +969,8 @@ def main(argv=None) -> int:
             return _run_frontier(args, subparser, command)
         if args.command == "penalties":
             return _run_penalties(args, subparser, command)
+        if args.command == "deblurring":
+            return _run_deblurring(args, subparser, command)
         if args.command == "cameraman-full":
             return _run_full_image(args, subparser, command)
         if args.command == "maid-hoag":

@@ -1713,6 +1713,11 @@ CLI_CASES = [
     (["blorc", "--lr-decay-epochs", "0"], "--lr-decay-epochs"),
     (["blorc", "--epochs", "3", "--lr-decay-epochs", "9"], "--lr-decay-epochs"),
     (["blorc", "--seed", "-2"], "--seed"),
+    (["deblurring", "--steps", "0"], "--steps"),
+    (["deblurring", "--lower-iterations", "2.5"], "--lower-iterations"),
+    (["deblurring", "--seed", "-1"], "--seed"),
+    (["deblurring", "--missing", "0.5"], "--missing"),
+    (["deblurring", "--size", "60"], "--size"),
     (["cameraman-full", "--max-iter", "0"], "--max-iter"),
     (["cameraman-full", "--seed", "-1"], "--seed"),
     (["cameraman-full", "--steps", "3"], "--steps"),
@@ -1733,6 +1738,7 @@ def test_the_command_line_refuses_bad_options_before_any_work(argv, named, monke
         (recipes, ("vertical_bars_case", "cameraman_case")),
         (cli.blorc, ("run",)),
         (full_image, ("full_image_case",)),
+        (cli.deblurring, ("deblurring_case",)),
     ):
         for attribute in names:
             monkeypatch.setattr(module, attribute, no_work)

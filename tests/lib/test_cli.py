@@ -117,9 +117,9 @@ def frontier_calls(monkeypatch):
 
 @pytest.fixture
 def beyond_calls(monkeypatch):
-    """Replace the recipes of ``losses``, ``inpainting``, ``penalties`` and ``maid-hoag`` by fakes that record
-    their keyword arguments."""
-    from bilevel_lib.experiments import beyond_mse
+    """Replace the recipes of ``losses``, ``inpainting``, ``penalties``, ``maid-hoag`` and ``deblurring`` by fakes
+    that record their keyword arguments."""
+    from bilevel_lib.experiments import beyond_mse, deblurring
 
     calls = []
     params = Hyperparameters(-3.0, np.zeros(2), np.ones((2, 3, 3)))
@@ -185,6 +185,36 @@ def beyond_calls(monkeypatch):
             seconds={run: 0.1 for run in runs},
         )
 
+    def deblurring_case(**kwargs):
+        calls.append(("deblurring", kwargs))
+        tasks, rows = ("denoising", "deblurring"), ("TV", "DCT 3×3", "learned for denoising", "learned for deblurring")
+        table = {task: {"measurement": 15.0} | {row: 20.0 for row in rows} for task in tasks}
+        splits = ("train", "held-out noise", "held-out crops")
+        return dict(
+            tasks=tasks,
+            contenders=rows,
+            params={task: params for task in tasks},
+            start={task: params for task in tasks},
+            beta0={task: {row: -3.0 for row in rows} for task in tasks},
+            history={task: np.ones(2) for task in tasks},
+            gradient_norm={task: np.ones(2) for task in tasks},
+            lower_residual={task: np.ones(2) for task in tasks},
+            missed_steps={task: 0 for task in tasks},
+            tables={split: table for split in splits},
+            converged={split: {task: {row: True for row in rows} for task in tasks} for split in splits},
+            gradient_norm_final={split: {task: {row: 1e-7 for row in rows} for task in tasks} for split in splits},
+            unconverged=0,
+            blur_weak_fraction=0.6,
+            weak_band_energy={name: np.ones(2) for name in ("DCT 3×3", *tasks)},
+            test_truth=np.zeros((1, 4, 4)),
+            test_x={task: {row: np.zeros((1, 4, 4)) for row in rows} for task in tasks},
+            training_messages={task: "ran 2 upper-level steps" for task in tasks},
+            seconds={task: 0.1 for task in tasks},
+            settings={k: v for k, v in kwargs.items() if k != "progress"},
+            seconds_total=0.25,
+        )
+
+    monkeypatch.setattr(deblurring, "deblurring_case", deblurring_case)
     monkeypatch.setattr(beyond_mse, "loss_comparison", losses)
     monkeypatch.setattr(beyond_mse, "inpainting_case", inpainting)
 
@@ -311,6 +341,7 @@ EXPECTED_OPTIONS = {
     "losses": ["--steps", "--lower-iterations", "--seed", "--out", "--force", "--quiet"],
     "inpainting": ["--steps", "--lower-iterations", "--seed", "--missing", "--out", "--force", "--quiet"],
     "penalties": ["--steps", "--lower-iterations", "--seed", "--out", "--force", "--quiet"],
+    "deblurring": ["--steps", "--lower-iterations", "--seed", "--size", "--out", "--force", "--quiet"],
     "cameraman-full": ["--seed", "--max-iter", "--no-bm3d", "--out", "--force", "--quiet"],
     "maid-hoag": ["--budget", "--seed", "--out", "--force", "--quiet"],
     "list": [],
@@ -655,7 +686,8 @@ def test_the_numeric_options_are_all_found():
     assert {("losses", "--steps"), ("inpainting", "--missing")} <= options
     assert {("cameraman-full", "--seed"), ("cameraman-full", "--max-iter")} <= options
     assert ("maid-hoag", "--budget") in options
-    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4 + 3 + 2 + 2
+    assert ("deblurring", "--steps") in options and ("deblurring", "--size") in options
+    assert len(NUMERIC) == 4 + 3 + 3 + 10 + 4 + 3 + 4 + 3 + 2 + 2 + 4
 
 
 @pytest.mark.parametrize("name, option, kind", NUMERIC, ids=[f"{n}{o}" for n, o, _ in NUMERIC])
@@ -766,6 +798,24 @@ def test_a_failed_cameraman_full_run_saves_nothing(monkeypatch, results_in_tmp, 
     assert list(results_in_tmp.iterdir()) == []
 
 
+def test_deblurring_saves_its_tables_and_prints_them_with_the_run_time(beyond_calls, tmp_path, capsys):
+    out = tmp_path / "deblurring"
+    code, printed, _ = run_cli(["deblurring", "--steps", "3", "--lower", "2", "--out", str(out), "--quiet"], capsys)
+    assert code == 0 and "SNR (dB), held-out crops" in printed and "run time 0 s" in printed
+    assert "learned for deblurring" in printed and printed.rstrip().endswith(f"saved {out}.npz and {out}.json")
+    saved = store.load(out)
+    assert saved.record["kind"] == "deblurring" and saved.settings["rows"][0] == "measurement"
+    assert saved.arrays["snr_held_out_crops"].shape == (5, 2) and saved.arrays["test_x"].shape == (2, 4, 1, 4, 4)
+    assert saved.arrays["converged_train"].all() and saved.metrics["unconverged"] == 0
+    assert saved.metrics["tables"]["held-out noise"]["deblurring"]["TV"] == 20.0
+    assert beyond_calls[-1] == (
+        "deblurring",
+        dict(n_steps=3, lower_iterations=2, size=32, noise_seed=0, progress=False),
+    )
+    code, _, err = run_cli(["deblurring", "--size", "60", "--out", str(tmp_path / "big")], capsys)
+    assert code == 2 and "--size must be an integer from 16 to 50" in err and len(beyond_calls) == 1
+
+
 # ----------------------------------------------------------------------------- every option is recorded in the result
 #: one case per option of every run: (argv, where the record keeps it, the value it must hold)
 RECORDED = [
@@ -826,6 +876,12 @@ RECORDED = [
     (["penalties", "--seed", "4"], ("settings", "noise_seed"), 4),
     (["penalties", "--quiet"], ("options", "quiet"), True),
     (["penalties", "--force"], ("options", "force"), True),
+    (["deblurring", "--steps", "3"], ("settings", "n_steps"), 3),
+    (["deblurring", "--lower-iterations", "2"], ("settings", "lower_iterations"), 2),
+    (["deblurring", "--seed", "4"], ("settings", "noise_seed"), 4),
+    (["deblurring", "--size", "20"], ("settings", "size"), 20),
+    (["deblurring", "--quiet"], ("options", "quiet"), True),
+    (["deblurring", "--force"], ("options", "force"), True),
     (["cameraman-full", "--seed", "4"], ("settings", "seed"), 4),
     (["cameraman-full", "--max-iter", "20"], ("settings", "max_iter"), 20),
     (["cameraman-full", "--no-bm3d"], ("settings", "bm3d"), False),
