@@ -47,6 +47,28 @@ DIRECT_MAX_TAPS = 121
 
 _WORKERS = 1  # measured: on 2 cores, threading these small batched transforms is slower
 _THREADPOOLS = ThreadpoolController()
+#: index arrays that depend only on the shapes (signal, filters, their number), shared by every
+#: operator of those shapes, so that an operator made afresh at each training step (new filters)
+#: does not build them again; at most 64 shape combinations are kept
+_SHAPE_INDICES: dict = {}
+
+
+def _shape_indices(signal_shape, filter_shape, n_filters) -> dict:
+    """The shared dict of shape-only index arrays for these shapes (created empty, filled on first use)."""
+    key = (tuple(signal_shape), tuple(filter_shape), int(n_filters))
+    if key not in _SHAPE_INDICES:
+        if len(_SHAPE_INDICES) >= 64:
+            _SHAPE_INDICES.clear()
+        _SHAPE_INDICES[key] = {}
+    return _SHAPE_INDICES[key]
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, marked read-only: the shared index arrays must never be written."""
+    array.setflags(write=False)
+    return array
+
+
 if _SET_BY_THREADPOOLCTL:
     os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
 
@@ -128,6 +150,7 @@ class FilterBankOperator:
     _taps: np.ndarray = field(init=False, repr=False, compare=False)
     _spectra: np.ndarray | None = field(init=False, repr=False, compare=False)
     _workspace: dict = field(init=False, repr=False, compare=False)
+    _shared: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         filters = as_float_array(self.filters, "filters", min_ndim=2)
@@ -148,6 +171,7 @@ class FilterBankOperator:
             spectra = sfft.rfftn(filters, s=signal_shape, axes=axes, workers=_WORKERS)
         object.__setattr__(self, "_spectra", spectra)
         object.__setattr__(self, "_workspace", {})
+        object.__setattr__(self, "_shared", _shape_indices(signal_shape, filters.shape[1:], filters.shape[0]))
 
     @property
     def ndim(self) -> int:
@@ -205,12 +229,12 @@ class FilterBankOperator:
 
     def _tap_windows(self) -> list:
         """(tap a, slices of the padded signal that start at a), for every tap, computed once."""
-        if "tap windows" not in self._workspace:
-            self._workspace["tap windows"] = [
+        if "tap windows" not in self._shared:
+            self._shared["tap windows"] = [
                 (tap, tuple(slice(a, a + n) for a, n in zip(tap, self.signal_shape)))
                 for tap in np.ndindex(self.filter_shape)
             ]
-        return self._workspace["tap windows"]
+        return self._shared["tap windows"]
 
     def _wrap_padded(self, x: np.ndarray) -> np.ndarray:
         """x extended circularly by f − 1 samples at the end of each signal axis (a work array)."""
@@ -415,7 +439,7 @@ class FilterBankOperator:
 
     def _shift_gather(self) -> np.ndarray:
         """Flat indices into a (K, N) array of d_k[i − a] (circularly), shape (S·K, N), computed once."""
-        if "shift gather" not in self._workspace:
+        if "shift gather" not in self._shared:
             pixel = np.indices(self.signal_shape).reshape(self.ndim, -1, 1)
             tap = np.indices(self.filter_shape).reshape(self.ndim, 1, -1)
             shifted = np.ravel_multi_index(
@@ -423,14 +447,14 @@ class FilterBankOperator:
             )  # (N, S)
             n_pixels = shifted.shape[0]
             gather = shifted[:, :, None] + n_pixels * np.arange(self.n_filters)  # (N, S, K)
-            self._workspace["shift gather"] = np.ascontiguousarray(gather.reshape(n_pixels, -1).T)
-        return self._workspace["shift gather"]
+            self._shared["shift gather"] = _read_only(np.ascontiguousarray(gather.reshape(n_pixels, -1).T))
+        return self._shared["shift gather"]
 
     def _mirror_gather(self) -> np.ndarray:
         """Flat indices into the first half of the stencil weights, (centre, N) in C order, that give the
         second half: row centre + 1 + m has the offset −e of half-row centre − 1 − m, and its pixel i
         reads weight_e[i − e] (circularly).  Shape (centre, N), computed once."""
-        if "mirror gather" not in self._workspace:
+        if "mirror gather" not in self._shared:
             n_offsets = int(np.prod(self.stencil_shape))
             centre = n_offsets // 2
             half = np.arange(centre - 1, -1, -1)  # half-row mirrored into row centre + 1 + m
@@ -443,13 +467,13 @@ class FilterBankOperator:
                 tuple((pixel[ax][None, :] - offset[ax][:, None]) % n for ax, n in enumerate(self.signal_shape)),
                 self.signal_shape,
             )
-            self._workspace["mirror gather"] = half[:, None] * pixel.shape[1] + source
-        return self._workspace["mirror gather"]
+            self._shared["mirror gather"] = _read_only(half[:, None] * pixel.shape[1] + source)
+        return self._shared["mirror gather"]
 
     def _stencil_structure(self, n_batch: int) -> tuple[np.ndarray, np.ndarray]:
         """CSR column indices (row i: the pixels i + e, circularly, in stencil order) and row pointers."""
         key = ("stencil", n_batch)
-        if key not in self._workspace:
+        if key not in self._shared:
             pixel = np.indices(self.signal_shape).reshape(self.ndim, -1)  # (d, N)
             offset = (
                 np.indices(self.stencil_shape).reshape(self.ndim, -1)
@@ -462,11 +486,11 @@ class FilterBankOperator:
             n_pixels, width = columns.shape
             columns = columns[None] + n_pixels * np.arange(n_batch)[:, None, None]
             index_dtype = np.int32 if n_batch * n_pixels < 2**31 else np.int64
-            self._workspace[key] = (
-                columns.reshape(-1).astype(index_dtype),
-                np.arange(0, n_batch * n_pixels * width + 1, width, dtype=index_dtype),
+            self._shared[key] = (
+                _read_only(columns.reshape(-1).astype(index_dtype)),
+                _read_only(np.arange(0, n_batch * n_pixels * width + 1, width, dtype=index_dtype)),
             )
-        return self._workspace[key]
+        return self._shared[key]
 
     @single_threaded_blas
     def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative, factors=None):

@@ -164,3 +164,22 @@ def test_mixed_terms_agree_across_back_ends_and_with_their_definition():
         np.testing.assert_allclose(results[method][1], expected, atol=1e-12)
     for a, b in zip(results["direct"], results["fft"]):
         np.testing.assert_allclose(a, b, atol=1e-11)
+
+
+def test_operators_of_the_same_shapes_share_their_index_arrays_read_only():
+    """A training step makes a new operator for its new filters; the index arrays of the Hessian
+    stencil depend only on the shapes, so they are built once and shared (and cannot be written)."""
+    rng = np.random.default_rng(4)
+    first = ops.FilterBankOperator(rng.standard_normal((3, 2, 2)), (6, 5))
+    second = ops.FilterBankOperator(rng.standard_normal((3, 2, 2)), (6, 5))
+    other = ops.FilterBankOperator(rng.standard_normal((4, 2, 2)), (6, 5))
+    scale = rng.random((1, 3, 6, 5))
+    first.scaled_gram_stencil(scale)
+    assert second._shift_gather() is first._shift_gather() and second._mirror_gather() is first._mirror_gather()
+    assert other._shift_gather() is not first._shift_gather()  # another number of filters
+    with pytest.raises(ValueError, match="read-only"):
+        first._shift_gather()[0, 0] = 1
+    # the shared arrays give the same stencil as arrays built afresh for the same operator
+    ops._SHAPE_INDICES.clear()
+    fresh = ops.FilterBankOperator(second.filters, (6, 5)).scaled_gram_stencil(scale)
+    np.testing.assert_array_equal(second.scaled_gram_stencil(scale), fresh)
