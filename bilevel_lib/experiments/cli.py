@@ -480,6 +480,17 @@ def _options(args) -> dict:
     return {key: value for key, value in vars(args).items() if key not in ("command", "name", "options")}
 
 
+def _write(kind: str, target: Path, arrays: dict, args, command: str, seconds: float, settings, metrics) -> tuple:
+    """Write one result: its arrays and the record (kind, provenance, settings, metrics, every option).
+
+    Returns the paths written (``.npz``, ``.json``); refuses an existing result unless ``--force``.
+    """
+    record = dict(
+        kind=kind, **store.provenance(command, seconds), settings=settings, metrics=metrics, options=_options(args)
+    )
+    return store.write(target, arrays, record, force=args.force)
+
+
 def _run_training(name: str, args, parser, command: str) -> int:
     spec = EXPERIMENTS[name]
     kwargs = dict(n_steps=args.steps, lower_iterations=args.lower_iterations)
@@ -608,14 +619,9 @@ def _run_frontier(args, parser, command: str) -> int:
         worst_error=float(np.max(error)),
         unconverged=int(np.sum(sweep.column("converged") == 0)),
     )
-    record = dict(
-        kind="frontier",
-        **store.provenance(command, sweep.seconds_total),
-        settings=sweep.settings,
-        metrics=metrics,
-        options=_options(args),
+    npz, sidecar = _write(
+        "frontier", target, sweep.arrays(), args, command, sweep.seconds_total, sweep.settings, metrics
     )
-    npz, sidecar = store.write(target, sweep.arrays(), record, force=args.force)
     print(json.dumps(dict(run="frontier", seconds=round(sweep.seconds_total, 1), **metrics), indent=2))
     print(f"saved {npz} and {sidecar}")
     return 0
@@ -661,14 +667,9 @@ def _run_beyond_mse(name: str, args, parser, command: str) -> int:
         for metric in ("snr", "psnr", "ssim"):
             arrays[f"{split}_{metric}"] = _table(rows, outcome[split], metric)
     metrics = dict(rows=rows, train=_means(rows, outcome["train"]), test=_means(rows, outcome["test"]), **extra)
-    record = dict(
-        kind=name,
-        **store.provenance(command, outcome["seconds_total"]),
-        settings=dict(outcome["settings"], rows=rows),
-        metrics=metrics,
-        options=_options(args),
+    npz, sidecar = _write(
+        name, target, arrays, args, command, outcome["seconds_total"], dict(outcome["settings"], rows=rows), metrics
     )
-    npz, sidecar = store.write(target, arrays, record, force=args.force)
     print(json.dumps(dict(run=name, seconds=round(outcome["seconds_total"], 1), test=metrics["test"]), indent=2))
     print(f"saved {npz} and {sidecar}")
     return 0
@@ -715,14 +716,16 @@ def _run_penalties(args, parser, command: str) -> int:
         stopped={run: outcome.get("stopped", {}).get(run) for run in runs},
         seconds_per_penalty={run: round(value, 1) for run, value in outcome["seconds"].items()},
     )
-    record = dict(
-        kind="penalties",
-        **store.provenance(command, outcome["seconds_total"]),
-        settings=dict(outcome["settings"], rows=rows),
-        metrics=metrics,
-        options=_options(args),
+    npz, sidecar = _write(
+        "penalties",
+        target,
+        arrays,
+        args,
+        command,
+        outcome["seconds_total"],
+        dict(outcome["settings"], rows=rows),
+        metrics,
     )
-    npz, sidecar = store.write(target, arrays, record, force=args.force)
     print(json.dumps(dict(run="penalties", seconds=round(outcome["seconds_total"], 1), **metrics), indent=2))
     print(f"saved {npz} and {sidecar}")
     return 0
@@ -775,14 +778,7 @@ def _run_full_image(args, parser, command: str) -> int:
         clipped=clipped,
     )
     settings = dict(outcome["settings"], experiment="cameraman-full", quant_range=list(full_image.QUANT_RANGE))
-    record = dict(
-        kind="cameraman-full",
-        **store.provenance(command, outcome["seconds_total"]),
-        settings=settings,
-        metrics=metrics,
-        options=_options(args),
-    )
-    npz, sidecar = store.write(target, arrays, record, force=args.force)
+    npz, sidecar = _write("cameraman-full", target, arrays, args, command, outcome["seconds_total"], settings, metrics)
     print(_full_image_table(outcome))
     print(f"run time {outcome['seconds_total']:.1f} s")
     print(f"saved {npz} and {sidecar}")
@@ -837,14 +833,16 @@ def _run_maid_hoag(args, parser, command: str) -> int:
         maid_minus_best_hoag_db=round(margin, 3),
         verdict=verdict,
     )
-    record = dict(
-        kind="maid-hoag",
-        **store.provenance(command, outcome["seconds_total"]),
-        settings=dict(outcome["settings"], names=names),
-        metrics=metrics,
-        options=_options(args),
+    npz, sidecar = _write(
+        "maid-hoag",
+        target,
+        arrays,
+        args,
+        command,
+        outcome["seconds_total"],
+        dict(outcome["settings"], names=names),
+        metrics,
     )
-    npz, sidecar = store.write(target, arrays, record, force=args.force)
     print(f"{'method':<10} {'steps':>6} {'work':>7} {'time':>7} {'train ℓ':>9} {'test PSNR':>10}")
     for row in table:
         print(
@@ -917,14 +915,16 @@ def _run_deblurring(args, parser, command: str) -> int:
         missed_steps=outcome["missed_steps"],
         seconds_per_task={t: round(v, 1) for t, v in outcome["seconds"].items()},
     )
-    record = dict(
-        kind="deblurring",
-        **store.provenance(command, outcome["seconds_total"]),
-        settings=dict(outcome["settings"], rows=rows),
-        metrics=metrics,
-        options=_options(args),
+    npz, sidecar = _write(
+        "deblurring",
+        target,
+        arrays,
+        args,
+        command,
+        outcome["seconds_total"],
+        dict(outcome["settings"], rows=rows),
+        metrics,
     )
-    npz, sidecar = store.write(target, arrays, record, force=args.force)
     print(_deblurring_text(tables, outcome["seconds_total"]))
     if metrics["unconverged"]:
         print(f"{metrics['unconverged']} final lower-level solve(s) missed the tolerance 1e-6")
