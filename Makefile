@@ -5,7 +5,7 @@
 #   make test-lib        only the library's tests (tests/lib, no book build; about 2 min)
 #   make lint    ruff: format check and lint of the code, lint of the chapters' code cells (in make test)
 #   make bench   print the speed figures of benchmarks/ (not part of the tests)
-#   make bench-peers     bilevel_lib against a JAX peer, with verdicts (own venv .venv-peers; not in the tests)
+#   make bench-peers     bilevel_lib against a JAX peer (all cores, then one core each), with verdicts (own venv .venv-peers)
 #   make clean   remove build outputs and caches (keeps .venv); distclean removes .venv too
 #   make student         the student edition, without solutions, in _build/student/html
 #   make browser-check   only the Chromium checks of the pages and the live widget (in make test)
@@ -106,6 +106,7 @@ $(PEERS_STAMP): requirements.txt benchmarks/peers/requirements.txt pyproject.tom
 
 bench-peers: $(PEERS_STAMP)
 	$(PEERS_VENV)/bin/python benchmarks/peers/bench_peers.py
+	$(PEERS_VENV)/bin/python benchmarks/peers/bench_peers.py --one-core
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info

@@ -1,7 +1,8 @@
 """bilevel_lib against a JAX peer (issue 18, "peer benchmarks"), in one process run.
 
-Run:  make bench-peers   (creates .venv-peers with JAX on first use; or, in that venv,
-      .venv-peers/bin/python benchmarks/peers/bench_peers.py [--quick])
+Run:  make bench-peers   (creates .venv-peers with JAX on first use; runs the comparison twice:
+      JAX with every core, then both sides on one core; or, in that venv,
+      .venv-peers/bin/python benchmarks/peers/bench_peers.py [--quick] [--one-core])
 
 The setting of the review's cameraman experiment (App. D.2): J = 3 noisy cameraman patches 50×50
 (σ = 25/255), K = 48 DCT filters 7×7 without the DC atom, CR1N φ(z) = √(z² + ε²), ε = 0.01,
@@ -33,6 +34,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# --one-core: both sides on one core, a like-for-like comparison (the library runs its filter
+# products on one thread; XLA uses every core it is given).  Set before JAX starts its threads.
+ONE_CORE = "--one-core" in sys.argv[1:]
+if ONE_CORE:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -151,6 +158,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and steps (a smoke run)")
     parser.add_argument("--steps", type=int, default=None, help="upper-level steps timed per side (default 20)")
+    parser.add_argument(
+        "--one-core",
+        action="store_true",
+        help="run both sides on one core (this process pinned to the first CPU it may use); "
+        "by default JAX uses every core with XLA's defaults and the library one thread",
+    )
     args = parser.parse_args()
     repeat, rounds = (5, 2) if args.quick else (20, 4)
     n_steps = args.steps if args.steps is not None else (5 if args.quick else 20)
@@ -184,10 +197,18 @@ def main() -> None:
         f"J = 3 cameraman 50×50 (σ = 25/255), K = 48 DCT 7×7, CR1N ε = {EPS}, β0 = {BETA0}; "
         f"256×256: J = 1 crop (σ = 0.1); library filter back end: {cost.operator(params).method}"
     )
-    print(
-        f"Threads: JAX with XLA's defaults (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}); bilevel_lib limits BLAS "
-        "to one thread in its filter products"
-    )
+    if ONE_CORE:
+        print(
+            f"Threads: both sides on one core (--one-core: process pinned to CPU {min(os.sched_getaffinity(0))}; "
+            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}); bilevel_lib limits BLAS to one thread in its "
+            "filter products"
+        )
+    else:
+        print(
+            f"Threads: JAX with XLA's defaults on {len(os.sched_getaffinity(0))} cores "
+            f"(XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}); bilevel_lib limits BLAS to one thread in its "
+            "filter products"
+        )
 
     # ---------------------------------------------------------------- agreement before timing
     library = dict(
