@@ -15,7 +15,10 @@ shifts ``z`` circularly.
 
 Both products are vectorised over the K filters and any leading batch axes (J training images):
 small filters are applied directly as one matrix product of signal patches and filter taps, large
-ones with real FFTs over the last ``d`` axes (review Sec. 4.2.4 discusses both costs).
+ones with real FFTs over the last ``d`` axes (review Sec. 4.2.4 discusses both costs).  A bank of
+separable 2-D filters c_k = a_k ⊗ b_q (the DCT bank, or any with few distinct row factors b_q) is
+applied as a pass along the rows with the row factors and one along the columns with the a_k, in
+compiled loops: Q·f1 + K·f0 multiply-adds per pixel instead of K·f0·f1.
 
 ``Σ_k w_k C_k' diag(d_k) C_k``, the filter term of the Hessian (review eq. 4.10), can also be
 assembled as a sparse matrix with one (2f − 1)^d-point stencil per pixel
@@ -40,10 +43,23 @@ from ..util.validation import as_float_array, check_count
 _SET_BY_THREADPOOLCTL = "threadpoolctl" not in sys.modules and "KMP_DUPLICATE_LIB_OK" not in os.environ
 from threadpoolctl import ThreadpoolController  # noqa: E402
 
-__all__ = ["FilterBankOperator", "correlate", "correlate_adjoint", "correlation_matrix", "DIRECT_MAX_TAPS"]
+__all__ = [
+    "FilterBankOperator",
+    "correlate",
+    "correlate_adjoint",
+    "correlation_matrix",
+    "separable_factors",
+    "DIRECT_MAX_TAPS",
+    "SEPARABLE_MAX_SHARE",
+]
 
 #: filters with at most this many taps are applied directly (patches × taps), larger ones by FFT
 DIRECT_MAX_TAPS = 121
+#: a separable bank is applied by rows then columns when that costs at most this share of the
+#: direct back end's multiply-adds (Q·f1 + K·f0 against K·f0·f1, the compiled passes summing
+#: eight shifted copies at a time, so a factor of fewer taps counts as eight)
+SEPARABLE_MAX_SHARE = 0.5
+_TERMS = 8
 
 _WORKERS = 1  # measured: on 2 cores, threading these small batched transforms is slower
 _THREADPOOLS = ThreadpoolController()
@@ -101,6 +117,43 @@ def single_threaded_blas(method):
     return wrapper
 
 
+def separable_factors(filters: np.ndarray, rtol: float = 1e-13):
+    """``(col_taps, row_taps, rows)`` with ``filters[k] = outer(col_taps[k], row_taps[rows[k]])``, or None.
+
+    For a bank of 2-D filters (K, f0, f1) in which every filter is an outer product (rank one) and
+    the row factors take few distinct values: ``row_taps`` (Q, f1) holds the distinct row factors
+    (unit norm, largest entry positive), ``rows`` (K,) which one each filter uses, ``col_taps``
+    (K, f0) the column factors.  None when some filter is not rank one to ``rtol`` (relative to the
+    bank's largest tap), e.g. learned filters.
+    """
+    filters = np.asarray(filters, dtype=np.float64)
+    if filters.ndim != 3 or filters.shape[0] == 0:
+        return None
+    n_filters, f0, f1 = filters.shape
+    scale = np.max(np.abs(filters))
+    if not np.isfinite(scale) or scale == 0.0:
+        return None
+    flat = filters.reshape(n_filters, -1)
+    peak = np.argmax(np.abs(flat), axis=1)
+    if np.any(flat[np.arange(n_filters), peak] == 0.0):
+        return None
+    row = filters[np.arange(n_filters), peak // f1, :]  # the row through each filter's largest tap
+    row = row / np.linalg.norm(row, axis=1, keepdims=True)
+    # sign: the first entry of at least a thousandth of the largest is positive (not the largest
+    # itself, which may tie with an entry of the other sign, as in a DCT atom)
+    significant = np.abs(row) >= 1e-3 * np.max(np.abs(row), axis=1, keepdims=True)
+    row *= np.sign(row[np.arange(n_filters), np.argmax(significant, axis=1)])[:, None]
+    # distinct row factors: each filter takes the first earlier one that equals its own
+    same = np.max(np.abs(row[:, None, :] - row[None, :, :]), axis=2) <= 1e3 * rtol
+    first = np.argmax(same, axis=1)
+    distinct, rows = np.unique(first, return_inverse=True)
+    row_taps = row[distinct]
+    col_taps = np.einsum("kab,kb->ka", filters, row_taps[rows])
+    if np.max(np.abs(np.einsum("ka,kb->kab", col_taps, row_taps[rows]) - filters)) > rtol * scale:
+        return None
+    return np.ascontiguousarray(col_taps), np.ascontiguousarray(row_taps), rows.astype(np.int64)
+
+
 def _signal_shape(value) -> tuple[int, ...]:
     """``signal_shape`` as a tuple of positive ints, or a TypeError/ValueError naming it."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -133,11 +186,15 @@ class FilterBankOperator:
         The filters ``c_k``; ``filter_shape`` has one entry per signal axis (e.g. (7, 7) or (4,)).
     signal_shape : tuple of int
         Shape of one signal, e.g. (50, 50) or (64,).  Each filter must fit inside it.
-    method : {"auto", "direct", "fft"}
+    method : {"auto", "direct", "separable", "fft"}
         ``"direct"`` pads circularly and multiplies the S×(batch·N) matrix of signal patches by the
-        K×S matrix of taps (one BLAS call for all filters and images); ``"fft"`` multiplies spectra.
-        ``"auto"`` uses direct filtering for filters of up to :data:`DIRECT_MAX_TAPS` taps, where it
-        is several times faster (``benchmarks/bench_core.py``), and FFTs for larger ones.
+        K×S matrix of taps (one BLAS call for all filters and images); ``"separable"`` (2-D banks of
+        outer products c_k = a_k ⊗ b_q only, see :func:`separable_factors`) filters the rows with the
+        Q distinct row factors, then the columns with each a_k, in compiled loops; ``"fft"``
+        multiplies spectra.  ``"auto"`` uses direct filtering for filters of up to
+        :data:`DIRECT_MAX_TAPS` taps, where it is several times faster (``benchmarks/bench_core.py``),
+        and FFTs for larger ones; a separable bank that costs at most :data:`SEPARABLE_MAX_SHARE` of
+        the direct multiply-adds is filtered by rows and columns.  The methods agree to rounding.
 
     Build one operator per value of the filters and reuse it for many products: the direct back
     end keeps its work arrays between calls (allocating fresh large arrays on every call costs
@@ -151,19 +208,38 @@ class FilterBankOperator:
     _spectra: np.ndarray | None = field(init=False, repr=False, compare=False)
     _workspace: dict = field(init=False, repr=False, compare=False)
     _shared: dict = field(init=False, repr=False, compare=False)
+    _factors: tuple | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         filters = as_float_array(self.filters, "filters", min_ndim=2)
         signal_shape = _signal_shape(self.signal_shape)
         _check_filters_fit(filters, signal_shape)
-        if self.method not in ("auto", "direct", "fft"):
-            raise ValueError(f"method must be 'auto', 'direct' or 'fft'; got {self.method!r}")
+        if self.method not in ("auto", "direct", "separable", "fft"):
+            raise ValueError(f"method must be 'auto', 'direct', 'separable' or 'fft'; got {self.method!r}")
         method = self.method
+        factors = None
         if method == "auto":
             method = "direct" if np.prod(filters.shape[1:]) <= DIRECT_MAX_TAPS else "fft"
+            if method == "direct" and filters.ndim == 3:
+                factors = separable_factors(filters)
+                if factors is not None:
+                    n_filters, f0, f1 = filters.shape
+                    work = _TERMS * (factors[1].shape[0] * -(-f1 // _TERMS) + n_filters * -(-f0 // _TERMS))
+                    if work <= SEPARABLE_MAX_SHARE * n_filters * f0 * f1:
+                        method = "separable"
+                    else:
+                        factors = None
+        elif method == "separable":
+            factors = separable_factors(filters) if filters.ndim == 3 else None
+            if factors is None:
+                raise ValueError(
+                    "method='separable' needs 2-D filters that are each an outer product of a column and a "
+                    f"row factor (rank one); got filters of shape {filters.shape} that are not"
+                )
         object.__setattr__(self, "filters", filters)
         object.__setattr__(self, "signal_shape", signal_shape)
         object.__setattr__(self, "method", method)
+        object.__setattr__(self, "_factors", factors)
         object.__setattr__(self, "_taps", np.ascontiguousarray(filters.reshape(filters.shape[0], -1)))
         spectra = None
         if method == "fft":
@@ -254,13 +330,50 @@ class FilterBankOperator:
                 padded[tuple(tail)] = padded[tuple(head)]
         return padded
 
-    def _responses(self, x: np.ndarray, name: str = "responses") -> np.ndarray:
-        """C x as a (K, batch·N) work array."""
-        out = self._buffer(name, (self.n_filters, x.size))
+    def _responses(self, x: np.ndarray, name: str = "responses", out: np.ndarray | None = None) -> np.ndarray:
+        """C x as a (K, batch·N) array: a work array unless ``out`` is given."""
+        if out is None:
+            out = self._buffer(name, (self.n_filters, x.size))
+        if self.method == "separable":
+            from .stencil import separable_correlate
+
+            images = np.ascontiguousarray(x).reshape((-1,) + self.signal_shape)
+            col_taps, row_taps, rows = self._factors
+            separable_correlate(
+                images, col_taps, row_taps, rows, self._separable_work(), out.reshape((self.n_filters,) + images.shape)
+            )
+            return out
         return np.matmul(self._taps, self._patches(x), out=out)
 
-    def _adjoint_filters_first(self, v: np.ndarray, taps: np.ndarray, batch_shape) -> np.ndarray:
-        """Σ_k (taps_k reversed) ⊛ v_k for v of shape (K, batch·N); returns a work-array view."""
+    def _separable_work(self) -> tuple:
+        """The work arrays of the separable kernels, made once per operator."""
+        if "separable" not in self._workspace:
+            from .stencil import separable_work
+
+            n_rows = self._factors[1].shape[0]
+            self._workspace["separable"] = separable_work(n_rows, *self.signal_shape, *self.filter_shape)
+        return self._workspace["separable"]
+
+    def _adjoint_filters_first(self, v: np.ndarray, weights, batch_shape) -> np.ndarray:
+        """Σ_k w_k c̃_k ⊛ v_k for v of shape (K, batch·N), w = ``weights`` or ones; returns a work-array view."""
+        if self.method == "separable":
+            from .stencil import separable_correlate_adjoint
+
+            n_batch = int(np.prod(batch_shape))
+            out = self._buffer("folded", (n_batch,) + self.signal_shape)
+            w = np.ones(self.n_filters) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+            col_taps, row_taps, rows = self._factors
+            separable_correlate_adjoint(
+                np.ascontiguousarray(v).reshape((self.n_filters, n_batch) + self.signal_shape),
+                w,
+                col_taps,
+                row_taps,
+                rows,
+                self._separable_work(),
+                out,
+            )
+            return out.reshape(tuple(batch_shape) + self.signal_shape)
+        taps = self._weighted_taps(weights)
         columns = np.matmul(taps.T, v, out=self._buffer("columns", (taps.shape[1], v.shape[1])))
         return self._fold(columns, batch_shape)
 
@@ -312,7 +425,7 @@ class FilterBankOperator:
         if self.method == "fft":
             x_spec = np.expand_dims(sfft.rfftn(x, axes=self._axes, workers=_WORKERS), -self.ndim - 1)
             return sfft.irfftn(np.conj(self._spectra) * x_spec, s=self.signal_shape, axes=self._axes, workers=_WORKERS)
-        return self._to_public(self._taps @ self._patches(x), batch_shape)
+        return self._to_public(self._responses(x, out=np.empty((self.n_filters, x.size))), batch_shape)
 
     @single_threaded_blas
     def adjoint(self, v: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -322,8 +435,8 @@ class FilterBankOperator:
         """
         v = self._check_signal(v, "v", stacked=True)
         batch_shape = v.shape[: v.ndim - self.ndim - 1]
-        taps = self._weighted_taps(weights)
         if self.method == "fft":
+            taps = self._weighted_taps(weights)
             spectra = sfft.rfftn(
                 taps.reshape(self.filters.shape), s=self.signal_shape, axes=self._axes, workers=_WORKERS
             )
@@ -331,7 +444,7 @@ class FilterBankOperator:
             return sfft.irfftn(
                 np.sum(spectra * v_spec, axis=-self.ndim - 1), s=self.signal_shape, axes=self._axes, workers=_WORKERS
             )
-        return self._adjoint_filters_first(self._filters_first(v), taps, batch_shape).copy()
+        return self._adjoint_filters_first(self._filters_first(v), weights, batch_shape).copy()
 
     @single_threaded_blas
     def adjoint_of_pointwise(self, x: np.ndarray, function, weights=None) -> np.ndarray:
@@ -347,7 +460,7 @@ class FilterBankOperator:
         batch_shape = x.shape[: x.ndim - self.ndim]
         z = self._responses(x)
         values = function(z, out=self._buffer("values", z.shape))
-        return self._adjoint_filters_first(values, self._weighted_taps(weights), batch_shape).copy()
+        return self._adjoint_filters_first(values, weights, batch_shape).copy()
 
     @single_threaded_blas
     def adjoint_of_scaled(self, v: np.ndarray, scale: np.ndarray, weights=None) -> np.ndarray:
@@ -361,7 +474,7 @@ class FilterBankOperator:
         batch_shape = v.shape[: v.ndim - self.ndim]
         z = self._responses(v)
         z *= self._filters_first(scale)
-        return self._adjoint_filters_first(z, self._weighted_taps(weights), batch_shape).copy()
+        return self._adjoint_filters_first(z, weights, batch_shape).copy()
 
     @property
     def stencil_shape(self) -> tuple[int, ...]:
@@ -514,8 +627,11 @@ class FilterBankOperator:
             curvature = second_derivative(z, out=np.empty_like(z)) * cv
             return per_filter, self.lag_correlation(slope, v) + self.lag_correlation(curvature, x)
         patches_x, patches_v = self._patches(x), self._patches(v, "patches_v")
-        z = np.matmul(self._taps, patches_x, out=self._buffer("responses", (self.n_filters, x.size)))
-        cv = np.matmul(self._taps, patches_v, out=self._buffer("responses_v", (self.n_filters, v.size)))
+        if self.method == "separable":  # the responses by rows and columns; the patches serve the taps' part
+            z, cv = self._responses(x), self._responses(v, "responses_v")
+        else:
+            z = np.matmul(self._taps, patches_x, out=self._buffer("responses", (self.n_filters, x.size)))
+            cv = np.matmul(self._taps, patches_v, out=self._buffer("responses_v", (self.n_filters, v.size)))
         slope, curvature = self._buffer("values", z.shape), self._buffer("curvature", z.shape)
         if factors is None:
             derivative(z, out=slope)

@@ -109,7 +109,8 @@ def test_direct_and_fft_back_ends_agree(signal_shape, filter_shape):
 
 
 def test_auto_picks_direct_for_small_filters_and_fft_for_large():
-    assert ops.FilterBankOperator(np.ones((2, 7, 7)), (50, 50)).method == "direct"
+    learned = np.random.default_rng(0).standard_normal((2, 7, 7))  # not separable
+    assert ops.FilterBankOperator(learned, (50, 50)).method == "direct"
     assert ops.FilterBankOperator(np.ones((2, 15, 15)), (50, 50)).method == "fft"
     with pytest.raises(ValueError, match="method must be"):
         ops.FilterBankOperator(np.ones((2, 3)), (8,), "winograd")
@@ -183,3 +184,86 @@ def test_operators_of_the_same_shapes_share_their_index_arrays_read_only():
     ops._SHAPE_INDICES.clear()
     fresh = ops.FilterBankOperator(second.filters, (6, 5)).scaled_gram_stencil(scale)
     np.testing.assert_array_equal(second.scaled_gram_stencil(scale), fresh)
+
+
+# ------------------------------------------------------------------ separable banks (rows, then columns)
+def _separable_bank(rng, n_filters, filter_shape, n_rows):
+    """K outer products a_k ⊗ b_{q_k} of random column factors and n_rows random row factors."""
+    columns = rng.standard_normal((n_filters, filter_shape[0]))
+    row_factors = rng.standard_normal((n_rows, filter_shape[1]))
+    rows = np.arange(n_filters) % n_rows
+    return np.einsum("ka,kb->kab", columns, row_factors[rows])
+
+
+def test_separable_factors_rebuild_the_bank_and_refuse_learned_filters():
+    from bilevel_lib.problem.filters import dct_filters
+
+    for size in (3, 5, 7):
+        bank = dct_filters(size)
+        columns, row_factors, rows = ops.separable_factors(bank)
+        assert row_factors.shape == (size, size)  # the DCT atoms, found despite ties in |entries|
+        np.testing.assert_allclose(np.einsum("ka,kb->kab", columns, row_factors[rows]), bank, rtol=0, atol=1e-15)
+    rng = np.random.default_rng(3)
+    bank = _separable_bank(rng, 6, (4, 5), 2)
+    columns, row_factors, rows = ops.separable_factors(bank)
+    assert row_factors.shape == (2, 5) and rows.tolist() == [0, 1, 0, 1, 0, 1]
+    learned = bank + 1e-9 * rng.standard_normal(bank.shape)  # one Adam step away: not rank one
+    assert ops.separable_factors(learned) is None
+    assert ops.separable_factors(np.zeros((2, 3, 3))) is None
+    assert ops.separable_factors(rng.standard_normal((2, 5))) is None  # 1-D filters
+
+
+def test_auto_filters_a_separable_bank_by_rows_and_columns_when_it_pays():
+    from bilevel_lib.problem.filters import dct_filters
+
+    assert ops.FilterBankOperator(dct_filters(7), (50, 50)).method == "separable"
+    assert ops.FilterBankOperator(dct_filters(5), (20, 20)).method == "separable"
+    assert ops.FilterBankOperator(dct_filters(3), (20, 20)).method == "direct"  # 8-term passes: no gain
+    assert ops.FilterBankOperator(dct_filters(7), (50, 50), "direct").method == "direct"
+    with pytest.raises(ValueError, match="method='separable' needs 2-D filters"):
+        ops.FilterBankOperator(np.random.default_rng(0).standard_normal((2, 3, 3)), (8, 8), "separable")
+    with pytest.raises(ValueError, match="method='separable' needs 2-D filters"):
+        ops.FilterBankOperator(np.ones((2, 3)), (8,), "separable")
+
+
+SEPARABLE_CASES = [
+    # (signal shape, filter shape, K, Q, batch shape)
+    ((50, 50), (7, 7), 48, 7, (3,)),
+    ((9, 13), (3, 5), 5, 2, (2,)),
+    ((7, 7), (7, 7), 4, 3, ()),  # filters as large as the signal
+    ((12, 10), (5, 1), 3, 1, (2, 2)),  # one tap along the rows
+    ((10, 12), (1, 4), 3, 2, (1,)),  # one tap along the columns
+    ((6, 9), (6, 2), 9, 2, (2,)),
+]
+
+
+@pytest.mark.parametrize("signal_shape, filter_shape, n_filters, n_rows, batch", SEPARABLE_CASES)
+def test_separable_products_equal_the_direct_ones(signal_shape, filter_shape, n_filters, n_rows, batch):
+    rng = np.random.default_rng(sum(signal_shape) + n_filters)
+    bank = _separable_bank(rng, n_filters, filter_shape, n_rows)
+    fast = ops.FilterBankOperator(bank, signal_shape, "separable")
+    direct = ops.FilterBankOperator(bank, signal_shape, "direct")
+    x = rng.standard_normal(batch + signal_shape)
+    v = rng.standard_normal(batch + signal_shape)
+    g = rng.standard_normal(batch + (n_filters,) + signal_shape)
+    scale = rng.random(batch + (n_filters,) + signal_shape)
+    weights = rng.random(n_filters) + 0.5
+
+    def close(a, b):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * max(1.0, np.max(np.abs(b))))
+
+    close(fast.forward(x), direct.forward(x))
+    close(fast.adjoint(g), direct.adjoint(g))
+    close(fast.adjoint(g, weights=weights), direct.adjoint(g, weights=weights))
+    close(fast.adjoint_of_pointwise(x, np.tanh, weights), direct.adjoint_of_pointwise(x, np.tanh, weights))
+    close(fast.adjoint_of_scaled(v, scale, weights), direct.adjoint_of_scaled(v, scale, weights))
+    for got, want in zip(
+        fast.mixed_terms(x, v, np.tanh, np.cosh), direct.mixed_terms(x, v, np.tanh, np.cosh), strict=True
+    ):
+        close(got, want)
+    close(fast.lag_correlation(g, x), direct.lag_correlation(g, x))
+    # the adjoint is the adjoint: <C x, g> = <x, C' g>
+    np.testing.assert_allclose(np.vdot(fast.forward(x), g), np.vdot(x, fast.adjoint(g)), rtol=1e-12)
+    # repeated calls reuse the work arrays without carrying anything over
+    close(fast.forward(v), direct.forward(v))
+    close(fast.adjoint(g[..., ::-1, :].copy()), direct.adjoint(g[..., ::-1, :].copy()))

@@ -209,6 +209,13 @@ for geometry in ("1d", "2d-4x2", "2d-full"):
     assert np.all(np.isfinite(cost.gradient(x, params))) and np.all(np.isfinite(cost.value(x, params)))
     assert np.all(np.isfinite(cost.hessian_operator(x, params, method="implicit")(v)))
     assert np.isfinite(cost.mixed_transpose(x, params, v).beta0)
+    # the separable back end's row and column passes, on filters as large as the image and of one tap
+    for shape, (f0, f1) in (((9, 13), (3, 5)), ((7, 7), (7, 7)), ((12, 10), (5, 1)), ((10, 12), (1, 4))):
+        columns, row_factors = rng.standard_normal((4, f0)), rng.standard_normal((3, f1))
+        bank = np.einsum("ka,kb->kab", columns, row_factors[[0, 2, 1, 2]])
+        op = bl.problem.ops.FilterBankOperator(bank, shape, "separable")
+        z = op.forward(rng.standard_normal((2,) + shape))
+        assert np.all(np.isfinite(z)) and np.all(np.isfinite(op.adjoint(z, weights=np.arange(1.0, 5.0))))
     # the compiled OGM loop (denoising: A = I), both methods
     denoising, params, x, rng = random_problem(geometry, "identity", n_images=2)
     for method in ("ogm", "gd"):
