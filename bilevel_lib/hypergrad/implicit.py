@@ -100,7 +100,13 @@ def implicit_step(
     if q0 is not None:
         q0 = cost.check_x(q0, "q0")
     rhs = loss.gradient(x) if rhs is None else cost.check_x(rhs, "rhs")
-    hessian = cost.hessian_operator(x, params)
+    return _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn)
+
+
+def _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn):
+    """:func:`implicit_step` once its arguments are checked (x, q0 of y's shape and finite; ``rhs``,
+    the loss's gradient, is checked by :func:`~bilevel_lib.solvers.cg.conjugate_gradient`)."""
+    hessian = cost._hessian_operator(x, params)
     preconditioner = None
     if cg_preconditioner is not None:  # an optional extra: imported only when asked for
         from ..solvers.preconditioners import make_preconditioner
@@ -116,7 +122,7 @@ def implicit_step(
         warn=warn,
         preconditioner=preconditioner,
     )
-    return ImplicitStep(cost.mixed_transpose(x, params, cg.x) * -1.0, cg.x, cg)
+    return ImplicitStep(cost._mixed_transpose(x, params, cg.x) * -1.0, cg.x, cg)
 
 
 def _lower_residual(cost, params, x) -> float:
@@ -178,18 +184,9 @@ def implicit_hypergradient(
     if q0 is not None:
         q0 = cost.check_x(q0, "q0")
     lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=warn)
-    x = lower.x
-    step = implicit_step(
-        cost,
-        params,
-        loss,
-        x,
-        q0,
-        cg_tol=cg_tol,
-        cg_max_iter=cg_max_iter,
-        cg_relative_to=cg_relative_to,
-        cg_preconditioner=cg_preconditioner,
-        warn=warn,
+    x = lower.x  # finite, of y's shape: the solver checks every iterate's gradient norm
+    step = _implicit_step(
+        cost, params, x, q0, loss.gradient(x), cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn
     )
     cg_residual = float(np.max(step.cg.residual))
     problems = []

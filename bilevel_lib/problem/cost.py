@@ -23,6 +23,8 @@ assembles the Hessian once as a stencil, whose (compiled) products are many time
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..util.validation import as_float_array, check_finite_result
@@ -82,7 +84,7 @@ class LowerLevelCost:
     @property
     def n_pixels(self) -> int:
         """N, the number of unknowns per image."""
-        return int(np.prod(self.signal_shape))
+        return math.prod(self.signal_shape)
 
     def operator(self, params: Hyperparameters) -> FilterBankOperator:
         """The filter bank C for ``params.filters`` (cached for the last filters used)."""
@@ -176,7 +178,10 @@ class LowerLevelCost:
         once as a stencil, compiled products), "sparse" (assembled as a scipy sparse matrix) or
         "auto"; see :class:`HessianOperator`.
         """
-        x = self.check_x(x)
+        return self._hessian_operator(self.check_x(x), params, method)
+
+    def _hessian_operator(self, x: np.ndarray, params: Hyperparameters, method: str = "auto") -> HessianOperator:
+        """:meth:`hessian_operator` at an x this library checked or computed (no second check of x)."""
         op, z = self._filter_responses(x, params)
         return HessianOperator(self, op, self.penalty.second_derivative(z), params.strengths, method)
 
@@ -188,8 +193,10 @@ class LowerLevelCost:
         holding the derivative for β0, every β_k and every filter tap
         c_{k,s} (review eq. 4.9 and App. C.1).
         """
-        x = self.check_x(x)
-        v = self.check_x(v, "v")
+        return self._mixed_transpose(self.check_x(x), params, self.check_x(v, "v"))
+
+    def _mixed_transpose(self, x: np.ndarray, params: Hyperparameters, v: np.ndarray) -> Hyperparameters:
+        """:meth:`mixed_transpose` for an x and v this library checked or computed (no second check)."""
         op = self.operator(params)
         weights = params.strengths
         dphi, ddphi = self.penalty.derivative, self.penalty.second_derivative
@@ -330,12 +337,7 @@ class HessianOperator:
     def assembly_work(self) -> int:
         """Multiply-adds to assemble :attr:`stencil`: (2f − 1)^d · K · S per pixel of the batch."""
         bank = self.filter_bank
-        return (
-            int(np.prod(bank.stencil_shape))
-            * bank.n_filters
-            * int(np.prod(bank.filter_shape))
-            * int(np.prod(self.shape))
-        )
+        return math.prod(bank.stencil_shape) * bank.n_filters * math.prod(bank.filter_shape) * math.prod(self.shape)
 
     @property
     def matrix_is_hessian(self) -> bool:

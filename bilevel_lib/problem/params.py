@@ -128,9 +128,13 @@ class Hyperparameters:
         norms = np.linalg.norm(self.filters.reshape(self.n_filters, -1), axis=1)
         return self.strengths * norms
 
+    def _sizes(self) -> dict:
+        """The number of entries of each part, by name."""
+        return {"beta0": 1, "beta": self.beta.size, "filters": self.filters.size}
+
     def size(self, parts=PARTS) -> int:
         """Number of entries R of the chosen parts."""
-        sizes = {"beta0": 1, "beta": self.beta.size, "filters": self.filters.size}
+        sizes = self._sizes()
         return sum(sizes[p] for p in check_parts(parts))
 
     def flatten(self, parts=PARTS) -> np.ndarray:
@@ -142,12 +146,14 @@ class Hyperparameters:
         """A copy of γ with the chosen parts replaced by the entries of ``vector`` (inverse of flatten)."""
         parts = check_parts(parts)
         vector = as_float_array(vector, "vector", ndim=1)
-        if vector.size != self.size(parts):
-            raise ValueError(f"vector must have {self.size(parts)} entries for parts {parts}; got {vector.size}")
+        sizes = self._sizes()
+        expected = sum(sizes[p] for p in parts)
+        if vector.size != expected:
+            raise ValueError(f"vector must have {expected} entries for parts {parts}; got {vector.size}")
         values = {"beta0": self.beta0, "beta": self.beta.copy(), "filters": self.filters.copy()}
         start = 0
         for p in parts:
-            n = self.size(p)
+            n = sizes[p]
             chunk = vector[start : start + n]
             values[p] = float(chunk[0]) if p == "beta0" else chunk.reshape(np.shape(values[p])).copy()
             start += n

@@ -143,7 +143,7 @@ def conjugate_gradient(
     if b.size == 0:
         raise ValueError(f"b must have at least one entry; got shape {b.shape}")
     precondition = None if preconditioner is None else _checked_preconditioner(preconditioner, b.shape)
-    rows = (b.shape[0], int(np.prod(b.shape[1:])))  # every vector is also viewed as (J, n): one row per system
+    rows = (b.shape[0], math.prod(b.shape[1:]))  # every vector is also viewed as (J, n): one row per system
 
     # work on C-ordered (J, n) arrays, so that every reshape below is a view
     if x0 is None:

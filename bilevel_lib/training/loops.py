@@ -23,6 +23,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..hypergrad.implicit import implicit_hypergradient, implicit_step
 from ..hypergrad.result import check_problem
@@ -295,13 +296,17 @@ def train_double_loop(
     vector = params.flatten(parts)
     message = f"ran {n_steps} upper-level steps"
     unconverged = 0
-    with progress_bar(n_steps, progress, "double loop") as bar:
+    fixed_settings = None if schedule is not None else default_settings(0)  # the same at every step
+    # one BLAS thread for the whole run: the filter-bank products limit BLAS to one thread anyway
+    # (problem.ops.single_threaded_blas), and under this limit they skip setting and lifting it
+    with progress_bar(n_steps, progress, "double loop") as bar, threadpool_limits(limits=1, user_api="blas"):
         for u in range(n_steps):
             if not warm_start:
                 x, state = None, None
             try:
                 if estimator is None:
-                    hyper = implicit_hypergradient(cost, params, loss, x0=x, state=state, **default_settings(u))
+                    settings_u = default_settings(u) if fixed_settings is None else fixed_settings
+                    hyper = implicit_hypergradient(cost, params, loss, x0=x, state=state, **settings_u)
                 else:
                     hyper = estimator(cost, params, loss, x0=x, state=state, **(estimator_settings or {}))
             except NonFiniteError as error:

@@ -22,10 +22,12 @@ anyway (residual norms) for finiteness.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
 import numpy as np
+from scipy.linalg.blas import ddot as _ddot
 
 __all__ = [
     "NonFiniteError",
@@ -82,17 +84,32 @@ def as_float_array(
     elif kind not in "iuf":
         what = {"c": "complex", "b": "bool", "O": "object", "U": "string", "S": "bytes"}.get(kind, str(array.dtype))
         raise TypeError(f"{name} must be an array of real numbers (int or float); got {what} data, {_describe(value)}")
-    array = np.asarray(array, dtype=np.float64)
+    if array.dtype != np.float64:
+        array = np.asarray(array, dtype=np.float64)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s); got shape {array.shape}")
     if min_ndim is not None and array.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimension(s); got shape {array.shape}")
     if shape is not None and array.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {array.shape}")
-    if finite and not np.isfinite(array).all():
+    if finite and not _all_finite(array):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         raise ValueError(f"{name} must be finite; it has {bad} NaN or infinite entr{'y' if bad == 1 else 'ies'}")
     return array
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Whether every entry of the float64 ``array`` is finite: by one dot product x'x (BLAS, no
+    temporary array, no floating-point warning) in place of an elementwise test.
+
+    A NaN or an infinity makes x'x NaN or infinite (a sum of squares never meets ∞ − ∞), so a
+    finite x'x means every entry is finite; only when x'x is not finite (a non-finite entry, or
+    entries above ~1e154 whose squares overflow) are the entries tested one by one.
+    """
+    flat = array.ravel()
+    if 0 < flat.size < 2**31:  # BLAS counts in 32-bit integers
+        return math.isfinite(_ddot(flat, flat)) or bool(np.isfinite(flat).all())
+    return bool(np.isfinite(flat).all())
 
 
 def check_real(
@@ -201,7 +218,7 @@ def check_finite_result(value, where: str, quantity: str, why: str = "") -> None
     ``where`` names the function and iteration, ``quantity`` what was computed, ``why`` the likely cause.
     """
     array = np.asarray(value, dtype=np.float64)
-    if np.isfinite(array).all():
+    if _all_finite(array):
         return
     bad = int(array.size - np.count_nonzero(np.isfinite(array)))
     cause = f": {why}" if why else ""
