@@ -457,10 +457,31 @@ class FilterBankOperator:
         if self.method == "fft":
             z = self.forward(x)
             return self.adjoint(function(z, out=np.empty_like(z)), weights)
+        if self.method == "separable":
+            return self._separable_per_image(x, weights, lambda z, values, b: function(z, out=values))
         batch_shape = x.shape[: x.ndim - self.ndim]
         z = self._responses(x)
         values = function(z, out=self._buffer("values", z.shape))
         return self._adjoint_filters_first(values, weights, batch_shape).copy()
+
+    def _separable_per_image(self, x: np.ndarray, weights, pointwise) -> np.ndarray:
+        """``Σ_k w_k C_k' p_b(C_k x_b)`` image by image on the separable back end, with
+        ``pointwise(z, values, b)`` writing p_b(z) for image b into ``values`` (shape (K, 1, *signal))
+        and returning it: one image's K responses stay in the cache between the three passes
+        (measured: 1.30 against 1.45 ms for the CR1N gradient term of three 50×50 images)."""
+        from .stencil import separable_correlate, separable_correlate_adjoint
+
+        images = np.ascontiguousarray(x).reshape((-1,) + self.signal_shape)
+        col_taps, row_taps, rows = self._factors
+        work = self._separable_work()
+        z = self._buffer("image responses", (self.n_filters, 1) + self.signal_shape)
+        values = self._buffer("image values", z.shape)
+        w = np.ones(self.n_filters) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+        out = np.empty(images.shape)
+        for b in range(images.shape[0]):
+            separable_correlate(images[b : b + 1], col_taps, row_taps, rows, work, z)
+            separable_correlate_adjoint(pointwise(z, values, b), w, col_taps, row_taps, rows, work, out[b : b + 1])
+        return out.reshape(x.shape)
 
     @single_threaded_blas
     def adjoint_of_scaled(self, v: np.ndarray, scale: np.ndarray, weights=None) -> np.ndarray:
@@ -471,6 +492,16 @@ class FilterBankOperator:
         v = self._check_signal(v, "v")
         if self.method == "fft":
             return self.adjoint(scale * self.forward(v), weights)
+        if self.method == "separable":
+            expected = v.shape[: v.ndim - self.ndim] + (self.n_filters,) + self.signal_shape
+            if np.shape(scale) != expected:
+                raise ValueError(f"scale must have shape (..., K, *signal) = {expected}; got {np.shape(scale)}")
+            d = self._filters_first(np.asarray(scale, dtype=np.float64)).reshape(
+                (self.n_filters, -1) + self.signal_shape
+            )
+            return self._separable_per_image(
+                v, weights, lambda z, values, b: np.multiply(z, d[:, b : b + 1], out=values)
+            )
         batch_shape = v.shape[: v.ndim - self.ndim]
         z = self._responses(v)
         z *= self._filters_first(scale)

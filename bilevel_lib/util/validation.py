@@ -106,7 +106,7 @@ def _all_finite(array: np.ndarray) -> bool:
     finite x'x means every entry is finite; only when x'x is not finite (a non-finite entry, or
     entries above ~1e154 whose squares overflow) are the entries tested one by one.
     """
-    flat = array.ravel()
+    flat = array.ravel(order="K")  # memory order: a view, not a copy, for a transposed block (e.g. moveaxis)
     if 0 < flat.size < 2**31:  # BLAS counts in 32-bit integers
         return math.isfinite(_ddot(flat, flat)) or bool(np.isfinite(flat).all())
     return bool(np.isfinite(flat).all())

@@ -267,3 +267,13 @@ def test_separable_products_equal_the_direct_ones(signal_shape, filter_shape, n_
     # repeated calls reuse the work arrays without carrying anything over
     close(fast.forward(v), direct.forward(v))
     close(fast.adjoint(g[..., ::-1, :].copy()), direct.adjoint(g[..., ::-1, :].copy()))
+
+
+def test_separable_scaled_product_refuses_a_scale_of_another_shape():
+    from bilevel_lib.problem.filters import dct_filters
+
+    op = ops.FilterBankOperator(dct_filters(5), (12, 12))
+    assert op.method == "separable"
+    v = np.ones((2, 12, 12))
+    with pytest.raises(ValueError, match="scale must have shape"):
+        op.adjoint_of_scaled(v, np.ones((3, 24, 12, 12)), None)  # three images' curvatures for two
