@@ -195,8 +195,14 @@ class LowerLevelCost:
         """
         return self._mixed_transpose(self.check_x(x), params, self.check_x(v, "v"))
 
-    def _mixed_transpose(self, x: np.ndarray, params: Hyperparameters, v: np.ndarray) -> Hyperparameters:
-        """:meth:`mixed_transpose` for an x and v this library checked or computed (no second check)."""
+    def _mixed_transpose(
+        self,
+        x: np.ndarray,
+        params: Hyperparameters,
+        v: np.ndarray,
+    ) -> Hyperparameters:
+        """:meth:`mixed_transpose` for an x and v the library has checked
+        or computed (no second check): the pieces of review eq. 4.9."""
         op = self.operator(params)
         weights = params.strengths
         dphi, ddphi = self.penalty.derivative, self.penalty.second_derivative
