@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # products on one thread; XLA uses every core it is given).  Set before JAX starts its threads.
 ONE_CORE = "--one-core" in sys.argv[1:]
 if ONE_CORE:
+    if not hasattr(os, "sched_setaffinity"):
+        sys.exit("--one-core needs os.sched_setaffinity (Linux); run without it, or pin with the system's tools")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import jax  # noqa: E402

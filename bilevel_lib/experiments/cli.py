@@ -667,9 +667,8 @@ def _run_beyond_mse(name: str, args, parser, command: str) -> int:
         for metric in ("snr", "psnr", "ssim"):
             arrays[f"{split}_{metric}"] = _table(rows, outcome[split], metric)
     metrics = dict(rows=rows, train=_means(rows, outcome["train"]), test=_means(rows, outcome["test"]), **extra)
-    npz, sidecar = _write(
-        name, target, arrays, args, command, outcome["seconds_total"], dict(outcome["settings"], rows=rows), metrics
-    )
+    settings = dict(outcome["settings"], rows=rows)
+    npz, sidecar = _write(name, target, arrays, args, command, outcome["seconds_total"], settings, metrics)
     print(json.dumps(dict(run=name, seconds=round(outcome["seconds_total"], 1), test=metrics["test"]), indent=2))
     print(f"saved {npz} and {sidecar}")
     return 0
@@ -716,16 +715,8 @@ def _run_penalties(args, parser, command: str) -> int:
         stopped={run: outcome.get("stopped", {}).get(run) for run in runs},
         seconds_per_penalty={run: round(value, 1) for run, value in outcome["seconds"].items()},
     )
-    npz, sidecar = _write(
-        "penalties",
-        target,
-        arrays,
-        args,
-        command,
-        outcome["seconds_total"],
-        dict(outcome["settings"], rows=rows),
-        metrics,
-    )
+    settings = dict(outcome["settings"], rows=rows)
+    npz, sidecar = _write("penalties", target, arrays, args, command, outcome["seconds_total"], settings, metrics)
     print(json.dumps(dict(run="penalties", seconds=round(outcome["seconds_total"], 1), **metrics), indent=2))
     print(f"saved {npz} and {sidecar}")
     return 0
@@ -833,16 +824,8 @@ def _run_maid_hoag(args, parser, command: str) -> int:
         maid_minus_best_hoag_db=round(margin, 3),
         verdict=verdict,
     )
-    npz, sidecar = _write(
-        "maid-hoag",
-        target,
-        arrays,
-        args,
-        command,
-        outcome["seconds_total"],
-        dict(outcome["settings"], names=names),
-        metrics,
-    )
+    settings = dict(outcome["settings"], names=names)
+    npz, sidecar = _write("maid-hoag", target, arrays, args, command, outcome["seconds_total"], settings, metrics)
     print(f"{'method':<10} {'steps':>6} {'work':>7} {'time':>7} {'train ℓ':>9} {'test PSNR':>10}")
     for row in table:
         print(
@@ -915,16 +898,8 @@ def _run_deblurring(args, parser, command: str) -> int:
         missed_steps=outcome["missed_steps"],
         seconds_per_task={t: round(v, 1) for t, v in outcome["seconds"].items()},
     )
-    npz, sidecar = _write(
-        "deblurring",
-        target,
-        arrays,
-        args,
-        command,
-        outcome["seconds_total"],
-        dict(outcome["settings"], rows=rows),
-        metrics,
-    )
+    settings = dict(outcome["settings"], rows=rows)
+    npz, sidecar = _write("deblurring", target, arrays, args, command, outcome["seconds_total"], settings, metrics)
     print(_deblurring_text(tables, outcome["seconds_total"]))
     if metrics["unconverged"]:
         print(f"{metrics['unconverged']} final lower-level solve(s) missed the tolerance 1e-6")

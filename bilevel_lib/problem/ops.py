@@ -283,6 +283,16 @@ class FilterBankOperator:
             self._workspace[key] = np.empty(shape)
         return self._workspace[key]
 
+    def _filter_weights(self, weights) -> np.ndarray:
+        """The weights w_k as a contiguous (K,) array for the compiled kernels: ones for None, one
+        value for all, or K values (as the direct back end's broadcasting accepts); else a ValueError."""
+        if weights is None:
+            return np.ones(self.n_filters)
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.size not in (1, self.n_filters):
+            raise ValueError(f"weights must have one entry per filter, shape ({self.n_filters},); got {w.size} entries")
+        return np.ascontiguousarray(np.broadcast_to(w, (self.n_filters,)))
+
     def _weighted_taps(self, weights) -> np.ndarray:
         if weights is None:
             return self._taps
@@ -361,7 +371,7 @@ class FilterBankOperator:
 
             n_batch = int(np.prod(batch_shape))
             out = self._buffer("folded", (n_batch,) + self.signal_shape)
-            w = np.ones(self.n_filters) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+            w = self._filter_weights(weights)
             col_taps, row_taps, rows = self._factors
             separable_correlate_adjoint(
                 np.ascontiguousarray(v).reshape((self.n_filters, n_batch) + self.signal_shape),
@@ -476,7 +486,7 @@ class FilterBankOperator:
         work = self._separable_work()
         z = self._buffer("image responses", (self.n_filters, 1) + self.signal_shape)
         values = self._buffer("image values", z.shape)
-        w = np.ones(self.n_filters) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+        w = self._filter_weights(weights)
         out = np.empty(images.shape)
         for b in range(images.shape[0]):
             separable_correlate(images[b : b + 1], col_taps, row_taps, rows, work, z)

@@ -277,3 +277,22 @@ def test_separable_scaled_product_refuses_a_scale_of_another_shape():
     v = np.ones((2, 12, 12))
     with pytest.raises(ValueError, match="scale must have shape"):
         op.adjoint_of_scaled(v, np.ones((3, 24, 12, 12)), None)  # three images' curvatures for two
+
+
+def test_separable_products_refuse_weights_of_another_length():
+    """The compiled kernels read w_k for every filter: a shorter weights array must be refused
+    (as the direct back end's broadcasting refuses it), not read past its end."""
+    from bilevel_lib.problem.filters import dct_filters
+
+    fast = ops.FilterBankOperator(dct_filters(5), (12, 12))
+    direct = ops.FilterBankOperator(dct_filters(5), (12, 12), "direct")
+    x, g = np.ones((2, 12, 12)), np.ones((2, 24, 12, 12))
+    for call in (
+        lambda op, w: op.adjoint(g, weights=w),
+        lambda op, w: op.adjoint_of_pointwise(x, np.tanh, w),
+        lambda op, w: op.adjoint_of_scaled(x, g, w),
+    ):
+        for op in (fast, direct):
+            with pytest.raises(ValueError):
+                call(op, np.ones(3))
+        np.testing.assert_allclose(call(fast, 2.0), call(direct, 2.0), rtol=1e-13, atol=1e-13)
