@@ -108,6 +108,7 @@ def library_steps(cost, params, loss, x, parts, settings, n_steps):
             cg_relative_to=settings["cg_relative_to"],
             cg_max_iter=settings["cg_max_iter"],
             warn=False,
+            parts=parts,  # as train_double_loop passes them: a β-only step skips the filter taps
         )
         x, state = hyper.x, hyper.state
         vector = optimizer.step(vector, hyper.gradient.flatten(parts))

@@ -65,6 +65,7 @@ def implicit_step(
     cg_preconditioner=None,
     warn: bool = False,
     rhs=None,
+    parts=None,
 ) -> ImplicitStep:
     """The adjoint step of (4.8) at a given x: CG on ∇ₓₓΦ(x) q = ∇ₓℓ(x), then −(∇ₓγΦ(x))'q.
 
@@ -88,6 +89,10 @@ def implicit_step(
         Warn when CG misses its tolerance.
     rhs : array, optional
         ∇ₓℓ(x) when the caller has already computed it.
+    parts : tuple of str, optional
+        The parts of γ wanted (default all): without "filters" the mixed product skips the filter
+        taps (see :meth:`~bilevel_lib.problem.cost.LowerLevelCost.mixed_transpose`) and the gradient
+        holds zeros there.
 
     Returns
     -------
@@ -100,10 +105,11 @@ def implicit_step(
     if q0 is not None:
         q0 = cost.check_x(q0, "q0")
     rhs = loss.gradient(x) if rhs is None else cost.check_x(rhs, "rhs")
-    return _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn)
+    parts = None if parts is None else check_parts(parts)
+    return _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn, parts)
 
 
-def _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn):
+def _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn, parts=None):
     """:func:`implicit_step` once its arguments are checked (x, q0 of y's shape and finite; ``rhs``,
     the loss's gradient, is checked by :func:`~bilevel_lib.solvers.cg.conjugate_gradient`)."""
     hessian = cost._hessian_operator(x, params)
@@ -122,7 +128,7 @@ def _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to
         warn=warn,
         preconditioner=preconditioner,
     )
-    return ImplicitStep(cost._mixed_transpose(x, params, cg.x) * -1.0, cg.x, cg)
+    return ImplicitStep(cost._mixed_transpose(x, params, cg.x, parts) * -1.0, cg.x, cg)
 
 
 def _lower_residual(cost, params, x) -> float:
@@ -145,6 +151,7 @@ def implicit_hypergradient(
     cg_relative_to: str = "rhs",
     cg_preconditioner=None,
     warn: bool = True,
+    parts=None,
 ) -> HypergradientResult:
     """∇ℓ(γ) by implicit differentiation of ∇ₓΦ(x̂; γ) = 0 (review eq. 4.8).
 
@@ -165,6 +172,8 @@ def implicit_hypergradient(
         See :func:`implicit_step`.  The preconditioner changes CG's work, not its tolerance.
     warn : bool
         Warn when the lower level or CG misses its tolerance.
+    parts : tuple of str, optional
+        The parts of γ wanted (default all); see :func:`implicit_step`.  ``result.parts`` records them.
 
     Returns
     -------
@@ -179,6 +188,7 @@ def implicit_hypergradient(
     _check_cg_settings(cg_tol, cg_max_iter, cg_relative_to)
     _check_lower_settings(lower_tol, lower_max_iter, x0, cost)
     _check_state(state)
+    parts = None if parts is None else check_parts(parts)
     if q0 is None and state:
         q0 = state.get("q")
     if q0 is not None:
@@ -186,7 +196,7 @@ def implicit_hypergradient(
     lower = solve_lower_level(cost, params, x0=x0, tol=lower_tol, max_iter=lower_max_iter, warn=warn)
     x = lower.x  # finite, of y's shape: the solver checks every iterate's gradient norm
     step = _implicit_step(
-        cost, params, x, q0, loss.gradient(x), cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn
+        cost, params, x, q0, loss.gradient(x), cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn, parts
     )
     cg_residual = float(np.max(step.cg.residual))
     problems = []
@@ -220,6 +230,7 @@ def implicit_hypergradient(
             message=message,
             method="implicit",
             state=dict(q=step.q),
+            parts=parts,
             lower=lower,
         )
     )

@@ -30,7 +30,7 @@ import numpy as np
 from ..util.validation import as_float_array, check_finite_result
 from .forward_models import ForwardModel, Identity, PixelMask
 from .ops import FilterBankOperator, _check_filters_fit
-from .params import Hyperparameters
+from .params import Hyperparameters, check_parts
 from .penalties import CornerRounded1Norm, Penalty
 
 __all__ = ["LowerLevelCost", "HessianOperator", "SPARSE_HESSIAN_MAX_WORK"]
@@ -185,21 +185,25 @@ class LowerLevelCost:
         op, z = self._filter_responses(x, params)
         return HessianOperator(self, op, self.penalty.second_derivative(z), params.strengths, method)
 
-    def mixed_transpose(self, x, params: Hyperparameters, v) -> Hyperparameters:
+    def mixed_transpose(self, x, params: Hyperparameters, v, parts=None) -> Hyperparameters:
         """(∇ₓγΦ(x; γ))' v summed over the batch: the γ-gradient of
         ⟨v, ∇ₓΦ(x; γ)⟩.
 
         Returns a :class:`~bilevel_lib.problem.params.Hyperparameters`
         holding the derivative for β0, every β_k and every filter tap
-        c_{k,s} (review eq. 4.9 and App. C.1).
+        c_{k,s} (review eq. 4.9 and App. C.1).  ``parts`` (default: all)
+        names the parts wanted: without "filters" the filter part is not
+        computed (it costs about twice the β part) and is returned as zeros.
         """
-        return self._mixed_transpose(self.check_x(x), params, self.check_x(v, "v"))
+        parts = None if parts is None else check_parts(parts)
+        return self._mixed_transpose(self.check_x(x), params, self.check_x(v, "v"), parts)
 
     def _mixed_transpose(
         self,
         x: np.ndarray,
         params: Hyperparameters,
         v: np.ndarray,
+        parts=None,
     ) -> Hyperparameters:
         """:meth:`mixed_transpose` for an x and v the library has checked
         or computed (no second check): the pieces of review eq. 4.9."""
@@ -207,9 +211,13 @@ class LowerLevelCost:
         weights = params.strengths
         dphi, ddphi = self.penalty.derivative, self.penalty.second_derivative
         factors = self.penalty._mixed_factors
-        per_filter, taps = op.mixed_terms(x, v, dphi, ddphi, factors=factors)
+        with_taps = parts is None or "filters" in parts
+        per_filter, taps = op.mixed_terms(x, v, dphi, ddphi, factors=factors, taps=with_taps)
         d_beta = weights * per_filter
-        d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
+        if with_taps:
+            d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
+        else:
+            d_filters = np.zeros_like(params.filters)  # not asked for (parts), not computed
         check_finite_result(
             np.append(d_beta, d_filters.ravel()),
             "LowerLevelCost.mixed_transpose",

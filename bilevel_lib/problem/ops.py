@@ -647,7 +647,7 @@ class FilterBankOperator:
         return self._shared[key]
 
     @single_threaded_blas
-    def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative, factors=None):
+    def mixed_terms(self, x: np.ndarray, v: np.ndarray, derivative, second_derivative, factors=None, taps=True):
         """The pieces of (∇ₓγΦ)'v for a pointwise penalty, before the weights e^{β0+β_k}:
 
         * ``per_filter[k] = ⟨C_k v, f'.(C_k x)⟩`` (shape (K,), the β_k part), and
@@ -658,9 +658,19 @@ class FilterBankOperator:
         ``factors(z, cv, slope, curvature) -> per_filter``, optional (e.g. a penalty's fused
         ``_mixed_factors``), computes the pointwise part at once on the direct back end's
         (K, batch·N) arrays: f'.(z) into ``slope``, f''.(z) ⊙ cv into ``curvature``.
+        With ``taps=False`` only the β part is computed and ``(per_filter, None)`` returned: two
+        filter products and f', without the two patch products of the filter part (β-only training:
+        48 DCT 7×7 filters on 3 × 50×50, measured ~1.4 ms against ~4.5 ms for both parts).
         """
         x = self._check_signal(x, "x")
         v = self._check_signal(v, "v")
+        if not taps:
+            if self.method == "fft":
+                z, cv = self._filters_first(self.forward(x)), self._filters_first(self.forward(v))
+            else:
+                z, cv = self._responses(x), self._responses(v, "responses_v")
+            slope = derivative(z, out=self._buffer("values", z.shape))
+            return np.einsum("kn,kn->k", cv, slope), None
         if self.method == "fft":
             z = self.forward(x)
             slope, cv = derivative(z, out=np.empty_like(z)), self.forward(v)
@@ -706,6 +716,21 @@ class FilterBankOperator:
             full = sfft.irfftn(cross, s=self.signal_shape, axes=self._axes, workers=_WORKERS)
             return full[(slice(None),) + tuple(slice(0, f) for f in self.filter_shape)]
         return (self._filters_first(g) @ self._patches(x).T).reshape(self.filters.shape)
+
+    def power_spectra(self) -> np.ndarray:
+        """``|ĉ_k(ω)|²``, the filters' power spectra on the real-FFT grid of the signal, shape
+        ``(K, *signal[:-1], n_d // 2 + 1)``: the eigenvalues of each C_k'C_k (a circulant).
+
+        Computed once per operator (48 7×7 filters on 50×50: ~1 ms) and returned read-only, e.g.
+        for :class:`~bilevel_lib.solvers.preconditioners.CirculantPreconditioner`, which needs them
+        at every step of a training run whose filters stay fixed.
+        """
+        # kept with this operator's work arrays (they depend on the filters' values, unlike _shared's)
+        if "power spectra" not in self._workspace:
+            axes = tuple(range(1, self.filters.ndim))
+            spectra = sfft.rfftn(self.filters, s=self.signal_shape, axes=axes, workers=_WORKERS)
+            self._workspace["power spectra"] = _read_only(spectra.real**2 + spectra.imag**2)
+        return self._workspace["power spectra"]
 
 
 def correlate(x, filters, method: str = "auto") -> np.ndarray:

@@ -144,6 +144,27 @@ def _optional_positive(value, name):
     return None if value is None else check_real(value, name, low=0.0, low_open=True)
 
 
+def _check_preconditioner(spec) -> None:
+    """Refuse a ``cg_preconditioner`` that :func:`~bilevel_lib.solvers.preconditioners.make_preconditioner`
+    would refuse at the first step, before any work is done."""
+    if spec is None or callable(spec):
+        return
+    from ..solvers.preconditioners import PRECONDITIONERS  # an optional extra, as in implicit_step
+
+    choices = f"None, one of {sorted(PRECONDITIONERS)} or a callable hessian -> preconditioner"
+    if not isinstance(spec, str):
+        raise TypeError(f"cg_preconditioner must be {choices}; got {type(spec).__name__}")
+    if spec not in PRECONDITIONERS:
+        raise ValueError(f"cg_preconditioner must be {choices}; got {spec!r}")
+
+
+def _preconditioner_name(spec) -> str | None:
+    """How the settings record a preconditioner: its name, or a callable's qualified name."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    return getattr(spec, "__qualname__", type(spec).__name__)
+
+
 def _report_unconverged(where: str, unconverged: int, n_steps: int, what: str) -> None:
     """Warn with a ConvergenceWarning when some steps missed a tolerance the caller asked for."""
     if unconverged:
@@ -169,6 +190,7 @@ def train_double_loop(
     cg_tol: float = 1e-3,
     cg_relative_to: str = "initial",
     cg_max_iter: int = 500,
+    cg_preconditioner=None,
     stop_gradient_norm: float | None = None,
     stop_relative_change: float | None = None,
     warm_start: bool = True,
@@ -194,6 +216,9 @@ def train_double_loop(
     cg_tol, cg_relative_to, cg_max_iter : CG settings of the default estimator (see
         :func:`bilevel_lib.solvers.cg.conjugate_gradient`); the default tolerance is relative to the
         warm-started initial residual, as in the authors' code.
+    cg_preconditioner : None, "circulant", "cholesky" or callable
+        The default estimator's CG preconditioner (:mod:`bilevel_lib.solvers.preconditioners`),
+        built at each step's x̂.  It changes CG's work, not the tolerance CG stops at.
     stop_gradient_norm : stop when ‖∇ℓ‖/√R falls below it (review Sec. 5.1, fourth design decision).
     stop_relative_change : stop when ‖γ^(u+1) − γ^(u)‖/‖γ^(u)‖ falls below it.
     warm_start : pass each step the previous step's x̂ (``x0``) and ``state`` (CG's q) (default);
@@ -228,6 +253,7 @@ def train_double_loop(
     cg_tol = check_real(cg_tol, "cg_tol", low=0.0, low_open=True)
     check_choice(cg_relative_to, "cg_relative_to", ("rhs", "initial"))
     cg_max_iter = check_count(cg_max_iter, "cg_max_iter")
+    _check_preconditioner(cg_preconditioner)
     stop_gradient_norm = _optional_positive(stop_gradient_norm, "stop_gradient_norm")
     stop_relative_change = _optional_positive(stop_relative_change, "stop_relative_change")
     max_work = None if max_work is None else check_count(max_work, "max_work")
@@ -246,6 +272,11 @@ def train_double_loop(
             "lower_iterations, lower_tol and schedule configure the default estimator; "
             "give a custom estimator's settings in estimator_settings"
         )
+    if estimator is not None and cg_preconditioner is not None:
+        raise ValueError(
+            "cg_preconditioner configures the default estimator; give a custom estimator's settings in "
+            "estimator_settings"
+        )
     if estimator is None and estimator_settings is not None:
         raise ValueError("estimator_settings need an estimator")
     if estimator is None and lower_tol is None and schedule is None and lower_iterations is None:
@@ -260,6 +291,7 @@ def train_double_loop(
         initial_tol=initial_tol,
         cg_tol=cg_tol,
         cg_relative_to=cg_relative_to,
+        cg_preconditioner=_preconditioner_name(cg_preconditioner),
         optimizer=type(optimizer).__name__,
         warm_start=warm_start,
         estimator=getattr(estimator, "__name__", type(estimator).__name__) if estimator else "implicit",
@@ -275,7 +307,9 @@ def train_double_loop(
                 cg_tol=tol_u,
                 cg_relative_to="rhs",
                 cg_max_iter=cg_max_iter,
+                cg_preconditioner=cg_preconditioner,
                 warn=False,
+                parts=parts,
             )
         return dict(
             lower_tol=lower_tol,
@@ -283,7 +317,9 @@ def train_double_loop(
             cg_tol=cg_tol,
             cg_relative_to=cg_relative_to,
             cg_max_iter=cg_max_iter,
+            cg_preconditioner=cg_preconditioner,
             warn=False,
+            parts=parts,
         )
 
     start = time.perf_counter()

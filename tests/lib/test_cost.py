@@ -183,6 +183,35 @@ def test_beta_mixed_products_match_review_formula():
     assert mixed.beta0 == pytest.approx(mixed.beta.sum(), rel=1e-13)
 
 
+@pytest.mark.parametrize(
+    "geometry, bank",
+    [(g, "random") for g in GEOMS]
+    + [(g, b) for g in GEOMS if g.startswith("2d") for b in ("dct-separable", "dct-direct", "dct-fft")],
+)
+def test_mixed_product_for_beta_only_equals_the_beta_part_of_the_whole_one(geometry, bank):
+    """parts without "filters" skip the taps' products: β0 and β_k as with every part (each back end
+    of the filter bank), the filter part zeros, as documented."""
+    cost, params, x, rng = random_problem(geometry, "blur", n_images=3)
+    if bank != "random":
+        dct = filters.dct_filters(3)[:, : min(3, cost.signal_shape[0]), : min(3, cost.signal_shape[1])]
+        params = bl.Hyperparameters(params.beta0, rng.uniform(-0.5, 0.5, dct.shape[0]), dct)
+        method = {"dct-separable": "separable", "dct-direct": "direct", "dct-fft": "fft"}[bank]
+        cost._cached_operator = ops.FilterBankOperator(params.filters, cost.signal_shape, method=method)
+        cost._cached_filters = params.filters.copy()
+        assert cost.operator(params).method == method
+    v = rng.standard_normal(x.shape)
+    whole = cost.mixed_transpose(x, params, v)
+    for parts in (("beta",), ("beta0",), ("beta0", "beta")):
+        partial = cost.mixed_transpose(x, params, v, parts=parts)
+        np.testing.assert_allclose(partial.beta, whole.beta, rtol=1e-12, atol=1e-14 * np.abs(whole.beta).max())
+        assert partial.beta0 == pytest.approx(whole.beta0, rel=1e-12, abs=1e-14)
+        assert not np.any(partial.filters) and partial.filters.shape == params.filters.shape
+    with_filters = cost.mixed_transpose(x, params, v, parts=("filters",))
+    np.testing.assert_array_equal(with_filters.filters, whole.filters)
+    with pytest.raises(ValueError, match="parts"):
+        cost.mixed_transpose(x, params, v, parts=("gamma",))
+
+
 # --------------------------------------------------------------------------- Lipschitz bound (4.19)
 @pytest.mark.parametrize("geometry", GEOMS)
 @pytest.mark.parametrize("model", MODELS)

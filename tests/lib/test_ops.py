@@ -296,3 +296,16 @@ def test_separable_products_refuse_weights_of_another_length():
             with pytest.raises(ValueError):
                 call(op, np.ones(3))
         np.testing.assert_allclose(call(fast, 2.0), call(direct, 2.0), rtol=1e-13, atol=1e-13)
+
+
+def test_power_spectra_are_the_filters_spectra_kept_per_operator_and_read_only():
+    rng = np.random.default_rng(3)
+    bank = rng.standard_normal((3, 4, 2))
+    op = ops.FilterBankOperator(bank, (9, 8))
+    spectra = op.power_spectra()
+    np.testing.assert_allclose(spectra, np.abs(np.fft.rfft2(bank, s=(9, 8))) ** 2, rtol=1e-12, atol=1e-14)
+    assert spectra.shape == (3, 9, 5) and op.power_spectra() is spectra
+    with pytest.raises(ValueError, match="read-only"):
+        spectra[0, 0, 0] = 1.0
+    other = ops.FilterBankOperator(2.0 * bank, (9, 8))  # same shapes, other values: not shared
+    np.testing.assert_allclose(other.power_spectra(), 4.0 * spectra, rtol=1e-12)

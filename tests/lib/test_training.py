@@ -105,6 +105,36 @@ def test_stopping_rules_and_bad_settings(bars):
         training.train_double_loop(cost, params, loss, lower_iterations=10, lower_tol=1e-6)
 
 
+@pytest.mark.parametrize("parts", [("beta",), ("beta", "filters")])
+def test_a_cg_preconditioner_changes_the_work_not_the_run(bars, parts):
+    """cg_preconditioner reaches each step's CG tolerance by other iterations: with a tight tolerance
+    the run is the plain-CG run; the setting is recorded; β-only steps skip the filter taps and
+    give the same β-gradient as the whole mixed product."""
+    cost, params, loss = bars
+    kwargs = dict(parts=parts, n_steps=8, lower_tol=1e-10, cg_tol=1e-11, cg_relative_to="rhs")
+    plain = training.train_double_loop(cost, params, loss, **kwargs)
+    circulant = training.train_double_loop(cost, params, loss, cg_preconditioner="circulant", **kwargs)
+    assert plain.settings["cg_preconditioner"] is None and circulant.settings["cg_preconditioner"] == "circulant"
+    np.testing.assert_allclose(circulant.params.flatten(), plain.params.flatten(), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(circulant.history.loss, plain.history.loss, rtol=1e-9)
+    estimate = bl.hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-10, cg_tol=1e-11, parts=parts)
+    whole = bl.hypergrad.implicit_hypergradient(cost, params, loss, lower_tol=1e-10, cg_tol=1e-11)
+    assert estimate.parts == parts
+    np.testing.assert_allclose(estimate.gradient.flatten(parts), whole.gradient.flatten(parts), rtol=1e-12)
+
+
+def test_bad_cg_preconditioners_are_refused_before_any_work(bars):
+    cost, params, loss = bars
+    with pytest.raises(ValueError, match="cg_preconditioner must be None, one of .*'circulant'.*got 'jacobi'"):
+        training.train_double_loop(cost, params, loss, n_steps=2, cg_preconditioner="jacobi")
+    with pytest.raises(TypeError, match="cg_preconditioner must be .*got int"):
+        training.train_double_loop(cost, params, loss, n_steps=2, cg_preconditioner=3)
+    with pytest.raises(ValueError, match="cg_preconditioner configures the default estimator"):
+        training.train_double_loop(
+            cost, params, loss, n_steps=2, cg_preconditioner="circulant", estimator=bl.hypergrad.implicit_hypergradient
+        )
+
+
 def test_save_and_load_round_trip(bars, tmp_path):
     from bilevel_lib.experiments import store  # files are the experiments layer's business, not training's
 
