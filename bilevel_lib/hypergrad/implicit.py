@@ -112,7 +112,8 @@ def implicit_step(
 def _implicit_step(cost, params, x, q0, rhs, cg_tol, cg_max_iter, cg_relative_to, cg_preconditioner, warn, parts=None):
     """:func:`implicit_step` once its arguments are checked (x, q0 of y's shape and finite; ``rhs``,
     the loss's gradient, is checked by :func:`~bilevel_lib.solvers.cg.conjugate_gradient`)."""
-    hessian = cost._hessian_operator(x, params)
+    # the Hessian is dropped when this step returns; a preconditioner of the caller's own might keep it
+    hessian = cost._hessian_operator(x, params, scratch=not callable(cg_preconditioner))
     preconditioner = None
     if cg_preconditioner is not None:  # an optional extra: imported only when asked for
         from ..solvers.preconditioners import make_preconditioner

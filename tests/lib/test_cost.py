@@ -259,3 +259,25 @@ def test_bad_inputs_raise_value_errors_that_say_what_was_expected():
         bl.LowerLevelCost(np.zeros((2, 4, 4)), forward_model=bl.PixelMask(np.ones((5, 5))))
     with pytest.raises(TypeError, match="Hyperparameters"):
         cost.gradient(x, {"beta0": 0.0})
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+def test_a_hessian_on_the_costs_scratch_array_equals_a_fresh_one(method):
+    """_hessian_operator(scratch=True), as implicit_step uses it, gives the same products bitwise,
+    and a second call reuses the work array (the first operator is then stale: callers drop it)."""
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal((2, 9, 8))
+    cost = bl.LowerLevelCost(y, bl.CornerRounded1Norm(0.05))
+    bank = filters.dct_filters(3)
+    params = bl.Hyperparameters(-1.0, rng.uniform(-0.5, 0.5, bank.shape[0]), bank)
+    cost._cached_operator = ops.FilterBankOperator(bank, cost.signal_shape, method=method)
+    cost._cached_filters = bank.copy()
+    x, v = rng.standard_normal(y.shape), rng.standard_normal(y.shape)
+    fresh = cost.hessian_operator(x, params, method="implicit")
+    reused = cost._hessian_operator(x, params, "implicit", scratch=True)
+    np.testing.assert_array_equal(reused.curvature, fresh.curvature)
+    np.testing.assert_array_equal(reused(v), fresh(v))
+    again = cost._hessian_operator(2.0 * x, params, "implicit", scratch=True)
+    if method != "fft":
+        assert np.shares_memory(again.curvature, reused.curvature)
+    np.testing.assert_array_equal(again(v), cost.hessian_operator(2.0 * x, params, method="implicit")(v))
