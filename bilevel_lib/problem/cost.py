@@ -227,12 +227,14 @@ class LowerLevelCost:
         dphi, ddphi = self.penalty.derivative, self.penalty.second_derivative
         factors = self.penalty._mixed_factors
         with_taps = parts is None or "filters" in parts
-        per_filter, taps = op.mixed_terms(x, v, dphi, ddphi, factors=factors, taps=with_taps)
+        per_filter, taps = op.mixed_terms(
+            x, v, dphi, ddphi, factors=factors, taps=with_taps
+        )
         d_beta = weights * per_filter
         if with_taps:
             d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
-        else:
-            d_filters = np.zeros_like(params.filters)  # not asked for (parts), not computed
+        else:  # not asked for (parts), so not computed
+            d_filters = np.zeros_like(params.filters)
         check_finite_result(
             np.append(d_beta, d_filters.ravel()),
             "LowerLevelCost.mixed_transpose",
