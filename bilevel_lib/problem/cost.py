@@ -226,10 +226,8 @@ class LowerLevelCost:
         weights = params.strengths
         dphi, ddphi = self.penalty.derivative, self.penalty.second_derivative
         factors = self.penalty._mixed_factors
-        with_taps = parts is None or "filters" in parts
-        per_filter, taps = op.mixed_terms(
-            x, v, dphi, ddphi, factors=factors, taps=with_taps
-        )
+        with_taps = parts is None or "filters" in parts  # else zeros below
+        per_filter, taps = op.mixed_terms(x, v, dphi, ddphi, factors, with_taps)
         d_beta = weights * per_filter
         if with_taps:
             d_filters = taps * weights.reshape((-1,) + (1,) * (taps.ndim - 1))
