@@ -159,7 +159,7 @@ class LowerLevelCost:
         """:meth:`gradient` without the checks of x, for solvers that validated their start once."""
         op = self.operator(params)
         data_grad = self.forward_model._adjoint(self.forward_model._forward(x) - self.y)
-        data_grad += op.adjoint_of_pointwise(x, self.penalty.derivative, weights=params.strengths)
+        data_grad += self.penalty._gradient_term(op, x, params.strengths)
         return data_grad
 
     def gradient_norm(self, x, params: Hyperparameters) -> np.ndarray:

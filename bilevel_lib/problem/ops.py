@@ -493,6 +493,25 @@ class FilterBankOperator:
             separable_correlate_adjoint(pointwise(z, values, b), w, col_taps, row_taps, rows, work, out[b : b + 1])
         return out.reshape(x.shape)
 
+    def _separable_cr1n_gradient(self, x: np.ndarray, eps: float, weights) -> np.ndarray | None:
+        """``Σ_k w_k C_k' φ̇.(C_k x)`` for the CR1N penalty with parameter ``eps`` in one compiled call
+        (:func:`~bilevel_lib.problem.stencil.separable_cr1n_gradient`), or None when it does not
+        apply: not the separable back end, ε outside the kernel's safe range, or some response
+        beyond it (then :meth:`adjoint_of_pointwise` with numpy's hypot)."""
+        from .stencil import CR1N_SAFE, separable_cr1n_gradient
+
+        if self.method != "separable" or not CR1N_SAFE**-1 <= eps <= CR1N_SAFE:
+            return None
+        images = np.ascontiguousarray(x).reshape((-1,) + self.signal_shape)
+        col_taps, row_taps, rows = self._factors
+        work = self._separable_work()
+        compact = self._buffer("separable compact", work[1].shape)
+        out = np.empty(images.shape)
+        weights = self._filter_weights(weights)
+        if separable_cr1n_gradient(images, col_taps, row_taps, rows, weights, eps, work, compact, out):
+            return None
+        return out.reshape(x.shape)
+
     @single_threaded_blas
     def adjoint_of_scaled(self, v: np.ndarray, scale: np.ndarray, weights=None) -> np.ndarray:
         """``Σ_k w_k C_k' (d_k ⊙ C_k v)`` for fixed d = ``scale`` of shape ``(…, K, *signal)``.

@@ -30,6 +30,11 @@ class Penalty:
         """φ̇(z; ε) elementwise, the factor of the gradient ∇ₓΦ (review eq. 4.9, first line)."""
         raise TypeError(f"{type(self).__name__} does not define derivative()")
 
+    def _gradient_term(self, operator, x, weights):
+        """Σ_k w_k C_k' φ̇.(C_k x), the regulariser's part of ∇ₓΦ (review eq. 4.9, first line), with
+        ``operator`` the filter bank C; a penalty with a faster fused kernel overrides it."""
+        return operator.adjoint_of_pointwise(x, self.derivative, weights=weights)
+
     def second_derivative(self, z, out=None):  # pragma: no cover - interface
         """φ̈(z; ε) elementwise, the curvature in the Hessian ∇ₓₓΦ (review eq. 4.10)."""
         raise TypeError(f"{type(self).__name__} does not define second_derivative()")
@@ -130,6 +135,10 @@ class CornerRounded1Norm(Penalty):
             return compiled
         out = np.hypot(z, self.eps, out=out)
         return np.divide(z, out, out=out)
+
+    def _gradient_term(self, operator, x, weights):
+        fused = operator._separable_cr1n_gradient(x, self.eps, weights)
+        return fused if fused is not None else super()._gradient_term(operator, x, weights)
 
     def second_derivative(self, z, out=None):
         compiled = _compiled(z, out, self.eps, "cr1n_second_derivative")

@@ -388,6 +388,65 @@ def separable_work(n_rows, n0, n1, f0, f1):
 
 
 @_jit
+def _row_responses(image, row_taps, f0, work, responses):
+    """responses[q] = row_taps[q] ⊛ image along the rows (circularly), for one image (n0, n1), with
+    the first f0 − 1 rows repeated after the last (a column pass then shifts by flat offsets)."""
+    padded, _, spread, offsets, _ = work
+    n0, n1 = image.shape
+    n_rows, f1 = row_taps.shape
+    m1 = n1 + f1 - 1
+    for r in range(n0):
+        padded[r, :n1] = image[r]
+        padded[r, n1:] = image[r, : f1 - 1]
+    for t in range(f1):
+        offsets[t] = t
+    flat_padded = padded.reshape(-1)
+    for q in range(n_rows):
+        _sum_terms(spread[q].reshape(-1), flat_padded, offsets[:f1], row_taps[q], n0 * m1, False)
+        for r in range(n0):
+            responses[q, r] = spread[q, r, :n1]
+        for r in range(f0 - 1):
+            responses[q, n0 + r] = responses[q, r]
+
+
+@_jit
+def _column_adjoint(source, scaled, n0, n1, offsets, target, accumulate):
+    """target[:n0·n1] (+)= Σ_a scaled[a] · source shifted down by a rows (rows modulo n0): the
+    adjoint of one filter's column pass, for one image."""
+    f0 = scaled.shape[0]
+    wrap = (f0 - 1) * n1  # the first f0 − 1 rows read rows from the end of the source
+    for r in range(f0 - 1):
+        for a in range(f0):
+            offsets[a] = ((r - a) % n0) * n1
+        _sum_terms(target[r * n1 : (r + 1) * n1], source, offsets[:f0], scaled, n1, accumulate)
+    for a in range(f0):
+        offsets[a] = (f0 - 1 - a) * n1
+    _sum_terms(target[wrap : n0 * n1], source, offsets[:f0], scaled, n0 * n1 - wrap, accumulate)
+
+
+@_jit
+def _row_adjoint(compact, row_taps, work, out_image):
+    """out_image[r, c] = Σ_q Σ_t b_{q,t} compact[q, r, c − t] (columns modulo n1), the adjoint of
+    :func:`_row_responses` for one image: passes over all rows at once in rows of m1 = n1 + f1 − 1,
+    the first f1 − 1 columns wrapping the end of the row."""
+    padded, _, back, offsets, _ = work
+    n0, n1 = out_image.shape
+    n_rows, f1 = row_taps.shape
+    m1 = n1 + f1 - 1
+    for q in range(n_rows):
+        for r in range(n0):
+            back[q, r, f1 - 1 :] = compact[q, r, :n1]
+            back[q, r, : f1 - 1] = compact[q, r, n1 - f1 + 1 : n1]
+    block = (n0 + 1) * m1
+    for q in range(n_rows):
+        for t in range(f1):
+            offsets[q * f1 + t] = q * block + (f1 - 1 - t)
+    _sum_terms(padded.reshape(-1), back.reshape(-1), offsets[: n_rows * f1], row_taps.reshape(-1), n0 * m1, False)
+    for r in range(n0):
+        out_image[r] = padded[r, :n1]
+
+
+@_jit
 def separable_correlate(x, col_taps, row_taps, rows, work, z):
     """z[k, b] = (col_taps[k] ⊗ row_taps[rows[k]]) ⊛ x[b] (circular correlation, z_i = Σ_a c_a x_{i+a}).
 
@@ -396,24 +455,11 @@ def separable_correlate(x, col_taps, row_taps, rows, work, z):
     the image extended circularly to rows of n1 + f1 − 1), then, one pass per filter,
     z_k = col_taps[k] ⊛ y_{q_k} along the columns (y's first f0 − 1 rows repeated after its last, so
     that a shift by a rows is the flat offset a·n1)."""
-    padded, responses, spread, offsets, _ = work
+    responses, offsets = work[1], work[3]
     n_batch, n0, n1 = x.shape
-    n_rows, f1 = row_taps.shape
     n_filters, f0 = col_taps.shape
-    m1 = n1 + f1 - 1
-    flat_padded = padded.reshape(-1)
     for b in range(n_batch):
-        for r in range(n0):
-            padded[r, :n1] = x[b, r]
-            padded[r, n1:] = x[b, r, : f1 - 1]
-        for t in range(f1):
-            offsets[t] = t
-        for q in range(n_rows):
-            _sum_terms(spread[q].reshape(-1), flat_padded, offsets[:f1], row_taps[q], n0 * m1, False)
-            for r in range(n0):
-                responses[q, r] = spread[q, r, :n1]
-            for r in range(f0 - 1):
-                responses[q, n0 + r] = responses[q, r]
+        _row_responses(x[b], row_taps, f0, work, responses)
         for a in range(f0):
             offsets[a] = a * n1
         for k in range(n_filters):
@@ -425,47 +471,66 @@ def separable_correlate(x, col_taps, row_taps, rows, work, z):
 def separable_correlate_adjoint(v, weights, col_taps, row_taps, rows, work, out):
     """out[b] = Σ_k weights[k] · C_k' v[k, b], the adjoint of :func:`separable_correlate`:
     (C_k' v)_i = Σ_a c_{k,a} v_{i−a}.  ``v`` has shape (K, B, n0, n1), ``out`` (B, n0, n1) is overwritten."""
-    padded, compact, back, offsets, scaled = work
+    compact, offsets, scaled = work[1], work[3], work[4]
     n_filters, n_batch, n0, n1 = v.shape
-    n_rows, f1 = row_taps.shape
+    n_rows = row_taps.shape[0]
     f0 = col_taps.shape[1]
-    m1 = n1 + f1 - 1
-    wrap = (f0 - 1) * n1  # the first f0 − 1 rows read rows from the end of v_k
-    flat_back = back.reshape(-1)
-    block = (n0 + 1) * m1
     for b in range(n_batch):
         # the column passes' adjoint: u_q[r] = Σ_{k: q_k = q} Σ_a w_k a_{k,a} v_k[r − a] (rows modulo n0)
         for q in range(n_rows):
-            target = compact[q].reshape(-1)
             started = False
             for k in range(n_filters):
                 if rows[k] != q:
                     continue
                 for a in range(f0):
                     scaled[a] = weights[k] * col_taps[k, a]
-                source = v[k, b].reshape(-1)
-                for r in range(f0 - 1):
-                    for a in range(f0):
-                        offsets[a] = ((r - a) % n0) * n1
-                    _sum_terms(target[r * n1 : (r + 1) * n1], source, offsets[:f0], scaled[:f0], n1, started)
-                for a in range(f0):
-                    offsets[a] = (f0 - 1 - a) * n1
-                _sum_terms(target[wrap : n0 * n1], source, offsets[:f0], scaled[:f0], n0 * n1 - wrap, started)
+                _column_adjoint(v[k, b].reshape(-1), scaled[:f0], n0, n1, offsets, compact[q].reshape(-1), started)
                 started = True
             if not started:
                 compact[q] = 0.0
-            # into rows of m1 = n1 + f1 − 1, the first f1 − 1 columns wrapping the end of the row
-            for r in range(n0):
-                back[q, r, f1 - 1 :] = compact[q, r, :n1]
-                back[q, r, : f1 - 1] = compact[q, r, n1 - f1 + 1 : n1]
-        # the row passes' adjoint: out[r, c] = Σ_q Σ_t b_{q,t} u_q[r, c − t] (columns modulo n1), as
-        # passes over all rows at once in the layout of m1 columns
+        _row_adjoint(compact, row_taps, work, out[b])
+
+
+@_jit
+def separable_cr1n_gradient(x, col_taps, row_taps, rows, weights, eps, work, compact, out):
+    """out[b] = Σ_k weights[k] · C_k' φ̇.(C_k x[b]) for the CR1N φ̇(z) = z / √(z² + ε²), the
+    regulariser's part of ∇ₓΦ (review eq. 4.9, first line), on a separable bank, fused: per image
+    the row passes, then per filter its column pass, φ̇ and the column pass's adjoint on one image's
+    worth of responses (which stays in the L1 cache; no K responses are stored), then the row
+    passes' adjoint.  The same operations in the same order as :func:`separable_correlate`,
+    :func:`cr1n_derivative` and :func:`separable_correlate_adjoint`, so the same result to the bit
+    (measured on one core, three 50×50 images, 48 DCT filters 7×7: 0.66 against 0.71 ms).
+
+    ``work`` from :func:`separable_work`, ``compact`` of the shape of its second array; returns the
+    count of |z| > :data:`CR1N_SAFE` (then ``out`` is not φ̇'s and the caller takes numpy's path)."""
+    responses, offsets, scaled = work[1], work[3], work[4]
+    n_batch, n0, n1 = x.shape
+    n_rows = row_taps.shape[0]
+    n_filters, f0 = col_taps.shape
+    column = np.empty(n0 * n1)
+    values = np.empty(n0 * n1)  # not φ̇ in place: the aliasing would keep the loop from vectorising (8× slower)
+    column_offsets = np.empty(f0, dtype=np.int64)
+    for a in range(f0):
+        column_offsets[a] = a * n1
+    big = 0
+    for b in range(n_batch):
+        _row_responses(x[b], row_taps, f0, work, responses)
         for q in range(n_rows):
-            for t in range(f1):
-                offsets[q * f1 + t] = q * block + (f1 - 1 - t)
-        _sum_terms(padded.reshape(-1), flat_back, offsets[: n_rows * f1], row_taps.reshape(-1), n0 * m1, False)
-        for r in range(n0):
-            out[b, r] = padded[r, :n1]
+            source = responses[q].reshape(-1)
+            started = False
+            for k in range(n_filters):
+                if rows[k] != q:
+                    continue
+                _sum_terms(column, source, column_offsets, col_taps[k], n0 * n1, False)
+                big += cr1n_derivative(column, eps, values)
+                for a in range(f0):
+                    scaled[a] = weights[k] * col_taps[k, a]
+                _column_adjoint(values, scaled[:f0], n0, n1, offsets, compact[q].reshape(-1), started)
+                started = True
+            if not started:
+                compact[q] = 0.0
+        _row_adjoint(compact, row_taps, work, out[b])
+    return big
 
 
 # ---------------------------------------------------------------------------------------------

@@ -309,3 +309,83 @@ def test_power_spectra_are_the_filters_spectra_kept_per_operator_and_read_only()
         spectra[0, 0, 0] = 1.0
     other = ops.FilterBankOperator(2.0 * bank, (9, 8))  # same shapes, other values: not shared
     np.testing.assert_allclose(other.power_spectra(), 4.0 * spectra, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ the fused CR1N gradient term
+def _unfused_cr1n_term(op, x, eps, weights):
+    from bilevel_lib.problem.penalties import CornerRounded1Norm
+
+    return op.adjoint_of_pointwise(x, CornerRounded1Norm(eps).derivative, weights=weights)
+
+
+@pytest.mark.parametrize("signal_shape, filter_shape, n_filters, n_rows, batch", SEPARABLE_CASES)
+def test_fused_cr1n_gradient_equals_the_three_passes(signal_shape, filter_shape, n_filters, n_rows, batch):
+    """Σ_k w_k C_k' φ̇.(C_k x) in one compiled call: the same operations in the same order as the
+    row/column passes, φ̇ and the adjoint passes, so the same numbers to the bit where the unfused
+    path uses the compiled φ̇ (K·n0·n1 ≥ 64 entries per image), to rounding where numpy's hypot."""
+    from bilevel_lib.problem.penalties import _COMPILED_MIN_SIZE
+
+    rng = np.random.default_rng(sum(signal_shape) + 7 * n_filters)
+    op = ops.FilterBankOperator(_separable_bank(rng, n_filters, filter_shape, n_rows), signal_shape, "separable")
+    x = rng.standard_normal(batch + signal_shape)
+    bitwise = n_filters * np.prod(signal_shape) >= _COMPILED_MIN_SIZE
+    for eps in (0.01, 1.0):
+        for weights in (None, 0.3, rng.random(n_filters) + 0.5):
+            fused = op._separable_cr1n_gradient(x, eps, weights)
+            want = _unfused_cr1n_term(op, x, eps, weights)
+            assert fused.shape == x.shape
+            if bitwise:
+                np.testing.assert_array_equal(fused, want)
+            else:
+                np.testing.assert_allclose(fused, want, rtol=0, atol=1e-14 * np.max(np.abs(want)))
+    # again, with other images: nothing carried over in the work arrays
+    x2 = rng.standard_normal(batch + signal_shape)
+    np.testing.assert_allclose(
+        op._separable_cr1n_gradient(x2, 0.1, None), _unfused_cr1n_term(op, x2, 0.1, None), rtol=0, atol=1e-14
+    )
+
+
+def test_fused_cr1n_gradient_sets_an_unused_row_factor_to_zero():
+    """A row factor no filter uses contributes nothing (its accumulator is cleared, not left over)."""
+    from bilevel_lib.problem import stencil
+
+    rng = np.random.default_rng(5)
+    col_taps, row_taps = rng.standard_normal((3, 4)), rng.standard_normal((3, 5))
+    rows = np.array([0, 2, 0])  # row factor 1 unused
+    x, weights = rng.standard_normal((2, 9, 11)), rng.random(3)
+    work = stencil.separable_work(3, 9, 11, 4, 5)
+    compact = np.full(work[1].shape, np.nan)  # garbage that must not reach the result
+    work[1][:] = np.nan
+    out = np.empty(x.shape)
+    assert stencil.separable_cr1n_gradient(x, col_taps, row_taps, rows, weights, 0.05, work, compact, out) == 0
+    bank = np.einsum("ka,kb->kab", col_taps, row_taps[rows])
+    direct = ops.FilterBankOperator(bank, (9, 11), "direct")
+    np.testing.assert_allclose(out, _unfused_cr1n_term(direct, x, 0.05, weights), rtol=0, atol=1e-13)
+
+
+def test_fused_cr1n_gradient_declines_where_it_does_not_apply():
+    """None (the caller then takes numpy's path) off the separable back end, for ε outside the
+    kernel's safe range, and when some response is beyond it; the cost's gradient is then still right."""
+    import bilevel_lib as bl
+    from bilevel_lib.problem.filters import dct_filters
+    from bilevel_lib.problem.stencil import CR1N_SAFE
+
+    bank = dct_filters(5)
+    x = np.random.default_rng(2).standard_normal((2, 12, 12))
+    fast = ops.FilterBankOperator(bank, (12, 12), "separable")
+    direct = ops.FilterBankOperator(bank, (12, 12), "direct")
+    assert direct._separable_cr1n_gradient(x, 0.01, None) is None
+    assert fast._separable_cr1n_gradient(x, 1e-160, None) is None
+    assert fast._separable_cr1n_gradient(x, 1e160, None) is None
+    assert fast._separable_cr1n_gradient(x * 1e151, 0.01, None) is None
+    assert fast._separable_cr1n_gradient(x * (CR1N_SAFE / 1e3), 0.01, None) is not None
+    params = bl.Hyperparameters.from_filters(bank, beta0=-2.0)
+    for scale, eps in ((1.0, 0.01), (1e151, 0.01), (1.0, 1e-160)):
+        cost = bl.LowerLevelCost(x, bl.CornerRounded1Norm(eps))
+        assert cost.operator(params).method == "separable"
+        point = scale * x[::-1].copy()
+        got = cost.gradient(point, params)
+        regulariser = _unfused_cr1n_term(direct, point, eps, params.strengths)
+        want = (point - x) + regulariser
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.max(np.abs(want)))
