@@ -16,7 +16,9 @@ JAX side), alternating the two sides in rounds so that both see the same load.  
 step is the library's ``train_double_loop`` step with its defaults (T = 10 warm-started OGM
 iterations, CG warm-started from the previous q to 1e-3 of its initial residual, at most 500
 iterations, −(∇ₓγΦ)'q, Adam with lr 1e-3) against the same step in one jitted JAX function, over
-the same sequence of steps from the same start.  Prints one Markdown table with a verdict per
+the same sequence of steps from the same start, timed as the mean step over that sequence (the
+library's first step still filters with the separable DCT bank, its later ones with learned filters
+on the direct back end; the fastest single step would flatter it).  Prints one Markdown table with a verdict per
 acceptance target of issue 18 (times in ms; "speed-up" = JAX time / library time).
 """
 
@@ -314,18 +316,29 @@ def main() -> None:
         steps = {m: build_step(m, parts) for m in methods}
         state0 = JaxPeer.initial_state(jp, start, parts)
         counts = {m: jax_cg_counts(peers[m], steps[m], state0, truth, settings, n_steps) for m in methods}
+        # per step: the mean over the whole sequence of steps (the best of two rounds), not the fastest
+        # single step: the library's first step filters with the separable DCT bank, every later one
+        # with learned filters on the direct back end, while the peer's steps all cost the same
         lib_best, jax_best, final = np.inf, {m: np.inf for m in methods}, 0.0
         for _ in range(2):  # two rounds, alternating sides
             lib_params, lib_times, lib_cg = library_steps(cost, params, loss, start, parts, settings, n_steps)
-            lib_best = min(lib_best, lib_times.min())
-            lib_median = np.median(lib_times)
+            if lib_times.mean() < lib_best:
+                lib_best, lib_first, lib_later = lib_times.mean(), lib_times[0], np.median(lib_times[1:])
             for m in methods:
                 state, jax_times = jax_steps(steps[m], JaxPeer.initial_state(jp, start, parts), n_steps)
-                jax_best[m] = min(jax_best[m], jax_times.min())
+                jax_best[m] = min(jax_best[m], jax_times.mean())
                 error = max(relative_error(state[0][p], getattr(lib_params, p)) for p in parts)
                 final = max(final, error)
                 check(f"{m}: γ after {n_steps} steps", error, 1e-6)
-        return dict(lib=lib_best, lib_median=lib_median, jax=jax_best, lib_cg=lib_cg, jax_cg=counts, final=final)
+        return dict(
+            lib=lib_best,
+            lib_first=lib_first,
+            lib_later=lib_later,
+            jax=jax_best,
+            lib_cg=lib_cg,
+            jax_cg=counts,
+            final=final,
+        )
 
     # the step is ~11 gradients and a few Hessian products: time it with the filterings whose ∇ₓΦ is
     # within 2× of the fastest JAX one (the others cannot win, and cost minutes under load)
@@ -378,15 +391,16 @@ def main() -> None:
         text = (
             f"{'+'.join(parts)}; T={settings['n_iter']} warm OGM, CG tol {settings['cg_tol']:g} of initial residual "
             f"(max {settings['cg_max_iter']}), warm q, Adam lr {settings['lr']:g}; {n_steps} steps, CG it/step "
-            f"lib {row['lib_cg'].mean():.1f}, JAX {row['jax_cg'][m].mean():.1f}; lib median "
-            f"{1e3 * row['lib_median']:.1f}; max Δγ after the steps {row['final']:.0e}"
+            f"lib {row['lib_cg'].mean():.1f}, JAX {row['jax_cg'][m].mean():.1f}; lib first step "
+            f"{1e3 * row['lib_first']:.1f}, median of the others {1e3 * row['lib_later']:.1f}; "
+            f"max Δγ after the steps {row['final']:.0e}"
             + (
                 f"; other JAX filterings: {others(row['jax'], m)}"
                 if len(row["jax"]) > 1
                 else f"; JAX timed with {m} only"
             )
         )
-        target = TARGETS["step"] if parts == ("beta", "filters") else None
+        target = TARGETS["step"]
         rows.append((f"upper-level step ({'+'.join(parts)})", text, row["lib"], row["jax"][m], m, target))
 
     print()
@@ -403,7 +417,8 @@ def main() -> None:
             f"{'—' if target is None else f'≥ {target:g}×'} | {verdict} | {text} |"
         )
     print(
-        f"Times: minimum over {rounds} rounds × up to {repeat} repeats (steps: 2 rounds × {n_steps} steps), after warm-up."
+        f"Times: minimum over {rounds} rounds × up to {repeat} repeats, after warm-up; a step: the mean over "
+        f"a sequence of {n_steps} steps from the same start, the better of 2 rounds."
     )
     for line in verdicts:
         print(line)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..problem.cost import LowerLevelCost
 from ..problem.losses import UpperLoss
+from ..problem.ops import single_threaded_blas
 from ..problem.params import PARTS, Hyperparameters, check_parts
 from ..solvers.cg import CGResult, conjugate_gradient
 from ..solvers.lower import solve_lower_level
@@ -52,6 +53,7 @@ class ImplicitStep(NamedTuple):
     cg: CGResult
 
 
+@single_threaded_blas
 def implicit_step(
     cost: LowerLevelCost,
     params: Hyperparameters,
@@ -137,6 +139,7 @@ def _lower_residual(cost, params, x) -> float:
     return float(np.max(cost.gradient_norm(x, params)))
 
 
+@single_threaded_blas
 def implicit_hypergradient(
     cost: LowerLevelCost,
     params: Hyperparameters,

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..problem.cost import LowerLevelCost
 from ..problem.forward_models import Identity
+from ..problem.ops import single_threaded_blas
 from ..problem.params import Hyperparameters
 from ..problem.penalties import CornerRounded1Norm
 from ..util.validation import NonFiniteError, as_float_array, check_choice, check_count, check_flag, check_real
@@ -161,6 +162,7 @@ def _diverged(method, iteration, norms, x, step, cost, params) -> NonFiniteError
     )
 
 
+@single_threaded_blas
 def solve_lower_level(
     cost: LowerLevelCost,
     params: Hyperparameters,
