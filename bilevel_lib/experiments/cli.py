@@ -63,13 +63,13 @@ EXPERIMENTS = {
         result="bars",
     ),
     "cameraman-beta": dict(
-        help="cameraman patches, β of 48 DCT 7×7 filters (review Fig. 6.1b); about 20 min",
+        help="cameraman patches, β of 48 DCT 7×7 filters (review Fig. 6.1b); about 3 min",
         steps=10_000,
         lower=10,
         result="cameraman-beta",
     ),
     "cameraman-filters": dict(
-        help="cameraman patches, filters and β (review Fig. 6.1c); about 20 min",
+        help="cameraman patches, filters and β (review Fig. 6.1c); about 12 min",
         steps=10_000,
         lower=10,
         result="cameraman-filters",
