@@ -18,8 +18,8 @@ iterations, CG warm-started from the previous q to 1e-3 of its initial residual,
 iterations, −(∇ₓγΦ)'q, Adam with lr 1e-3) against the same step in one jitted JAX function, over
 the same sequence of steps from the same start, timed as the mean step over that sequence (the
 library's first step still filters with the separable DCT bank, its later ones with learned filters
-on the direct back end; the fastest single step would flatter it).  Prints one Markdown table with a verdict per
-acceptance target of issue 18 (times in ms; "speed-up" = JAX time / library time).
+on the direct back end; the fastest single step would flatter it).  Prints one Markdown table with
+a verdict per acceptance target of issue 18 (times in ms; "speed-up" = JAX time / library time).
 """
 
 from __future__ import annotations
